@@ -1,0 +1,1 @@
+"""Development tools: local services, handler loading, benchmarks. Not shipped to Lambda."""

@@ -1,0 +1,34 @@
+"""Load a function's ``app`` module by function name, as Lambda would.
+
+Every function's handler module is named ``app``; loading them by file path under unique
+module names lets tests, the demo and the benchmarks use several at once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS_DIR = ROOT / "functions"
+
+
+def function_names() -> list[str]:
+    return sorted(p.name for p in FUNCTIONS_DIR.iterdir() if (p / "app.py").exists())
+
+
+def load_handler_module(function: str, fresh: bool = False) -> ModuleType:
+    """Import ``functions/<function>/app.py`` as module ``functions_<function>_app``."""
+    name = f"functions_{function}_app"
+    if not fresh and name in sys.modules:
+        return sys.modules[name]
+    path = FUNCTIONS_DIR / function / "app.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no handler module at {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,51 @@
+"""Read template.yaml so tests and the demo build resources from the template's own properties."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from devtools.handlers import ROOT
+
+TEMPLATE_PATH = ROOT / "template.yaml"
+
+
+@cache
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    """The template as a dict; intrinsic functions (``!Ref`` ...) become ``{"Ref": ...}``."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    result: dict[str, Any] = yaml_parse(path.read_text())
+    return result
+
+
+def resource(logical_id: str) -> dict[str, Any]:
+    resources: dict[str, Any] = load_template()["Resources"]
+    if logical_id not in resources:
+        raise KeyError(f"template.yaml has no resource {logical_id}")
+    found: dict[str, Any] = resources[logical_id]
+    return found
+
+
+def resources_of_type(resource_type: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in load_template()["Resources"].items() if v["Type"] == resource_type}
+
+
+def create_state_table(table_name: str) -> None:
+    """Create the state table on the current endpoint with the template's key schema and TTL."""
+    from dynamo_ecs import aws
+
+    props = resource("StateTable")["Properties"]
+    client = aws.client("dynamodb")
+    client.create_table(
+        TableName=table_name,
+        AttributeDefinitions=props["AttributeDefinitions"],
+        KeySchema=props["KeySchema"],
+        BillingMode=props["BillingMode"],
+    )
+    ttl = props["TimeToLiveSpecification"]
+    client.update_time_to_live(
+        TableName=table_name,
+        TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]},
+    )

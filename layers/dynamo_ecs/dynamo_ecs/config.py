@@ -1,0 +1,215 @@
+"""Deployment configuration: what the operator manages and within which bounds.
+
+The stack hands configuration to every function as environment variables with the prefix
+``DYNAMO_ECS_``; ``__`` separates nesting levels, so ``DYNAMO_ECS_FRONTEND__MAX=6`` sets
+``frontend.max``. Values that start with ``[`` or ``{`` are read as JSON. The config is
+validated once per cold start (`load_config`); any problem raises `ConfigError` with one
+line per field that names the field, what is wrong and the variable that fixes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dynamo_ecs.errors import ConfigError
+
+ENV_PREFIX = "DYNAMO_ECS_"
+ServiceRole = Literal["frontend", "prefill"]
+SERVICE_ROLES: tuple[ServiceRole, ...] = ("frontend", "prefill")
+
+
+class StrictModel(BaseModel):
+    """Unknown fields are errors: a typo in a variable name must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InfraConfig(StrictModel):
+    """The Fargate service that runs etcd and NATS (one task)."""
+
+    cluster: str = Field("dynamo-fargate", min_length=1)
+    service: str = Field("dynamo-infra", min_length=1)
+    etcd_port: int = Field(2379, ge=1, le=65535)
+    nats_port: int = Field(4222, ge=1, le=65535)
+    nats_monitor_port: int = Field(8222, ge=1, le=65535)
+
+
+class FrontendTargets(StrictModel):
+    """Scaling targets of the frontend service (each task also runs one decode worker).
+
+    Latency defaults are Dynamo planner's (TTFT 500 ms, ITL 50 ms). A target set to null
+    switches that signal off.
+    """
+
+    ttft_p90_ms: float | None = Field(500.0, gt=0)
+    itl_p90_ms: float | None = Field(50.0, gt=0)
+    queued_requests_per_replica: float | None = Field(8.0, gt=0)
+    gpu_utilization_pct: float | None = Field(80.0, gt=0, le=100)
+
+
+class PrefillTargets(StrictModel):
+    """Scaling targets of the prefill service. Lag per replica defaults to KEDA's 10."""
+
+    jetstream_lag_per_replica: float | None = Field(10.0, gt=0)
+    ttft_p90_ms: float | None = Field(500.0, gt=0)
+    gpu_utilization_pct: float | None = Field(80.0, gt=0, le=100)
+
+
+class GpuServiceConfig(StrictModel):
+    """One GPU service on the EC2 cluster and its scaling bounds."""
+
+    service: str = Field(min_length=1)
+    family: str = Field(min_length=1)
+    min: int = Field(1, ge=0)
+    max: int = Field(4, ge=0)
+    gpus_per_task: int = Field(1, ge=1)
+    metrics_port: int = Field(8000, ge=1, le=65535)
+
+
+class FrontendConfig(GpuServiceConfig):
+    service: str = Field("dynamo-frontend", min_length=1)
+    family: str = Field("Dynamo-frontend", min_length=1)
+    targets: FrontendTargets = FrontendTargets()
+
+
+class PrefillConfig(GpuServiceConfig):
+    service: str = Field("dynamo-prefill", min_length=1)
+    family: str = Field("Dynamo-backend", min_length=1)
+    targets: PrefillTargets = PrefillTargets()
+
+
+class ScalingPolicy(StrictModel):
+    """How proposals become desired counts (semantics documented in docs/scaling.md)."""
+
+    tolerance: float = Field(0.1, ge=0, lt=1)
+    scale_up_stabilization_s: int = Field(0, ge=0)
+    scale_down_stabilization_s: int = Field(300, ge=0)
+    scale_up_max_step: int = Field(4, ge=1)
+    scale_down_max_step: int = Field(1, ge=1)
+    rate_limit_period_s: int = Field(60, ge=1)
+    metric_max_age_s: int = Field(180, ge=10)
+    prefill_scale_to_zero: bool = False
+    prefill_activation_lag: float = Field(0.0, ge=0)
+    decision_log_ttl_days: int = Field(14, ge=1)
+
+
+class SignalsConfig(StrictModel):
+    """What the metrics collector reads and where it publishes."""
+
+    namespace: str = Field("DynamoEcs", min_length=1)
+    scrape_timeout_s: float = Field(2.0, gt=0, le=30)
+    jetstream_streams: list[str] = Field(default_factory=list)
+    samples_per_invocation: int = Field(1, ge=1, le=6)
+
+
+class RolloutConfig(StrictModel):
+    """Guards on rolling GPU services to new task definition revisions."""
+
+    max_attempts_per_endpoint: int = Field(3, ge=1)
+    lease_ttl_s: int = Field(120, ge=10)
+
+
+class DeploymentConfig(StrictModel):
+    """Everything one operator deployment manages."""
+
+    deployment: str = Field("dynamo", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    state_table: str = Field("dynamo-ecs-state", min_length=3)
+    alert_topic_arn: str | None = None
+    gpu_cluster: str = Field("dynamo-GPU", min_length=1)
+    infra: InfraConfig = InfraConfig()
+    frontend: FrontendConfig = FrontendConfig()
+    prefill: PrefillConfig = PrefillConfig()
+    gpu_budget: int = Field(8, ge=1)
+    scaling: ScalingPolicy = ScalingPolicy()
+    signals: SignalsConfig = SignalsConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    dry_run: bool = False
+
+    def service(self, role: ServiceRole) -> GpuServiceConfig:
+        return self.frontend if role == "frontend" else self.prefill
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> DeploymentConfig:
+        problems: list[str] = []
+        for role in SERVICE_ROLES:
+            svc = self.service(role)
+            if svc.max < svc.min:
+                problems.append(
+                    f"{role}.max ({svc.max}) < {role}.min ({svc.min}): raise "
+                    f"{env_name(role, 'max')} or lower {env_name(role, 'min')}"
+                )
+        if self.frontend.min < 1:
+            problems.append(
+                f"frontend.min ({self.frontend.min}) must be >= 1: the frontend serves the API; "
+                f"set {env_name('frontend', 'min')}=1"
+            )
+        if self.prefill.min == 0 and not self.scaling.prefill_scale_to_zero:
+            problems.append(
+                "prefill.min (0) needs scaling.prefill_scale_to_zero: set "
+                f"{env_name('scaling', 'prefill_scale_to_zero')}=true or "
+                f"{env_name('prefill', 'min')}=1"
+            )
+        min_gpus = sum(self.service(r).min * self.service(r).gpus_per_task for r in SERVICE_ROLES)
+        if self.gpu_budget < min_gpus:
+            problems.append(
+                f"gpu_budget ({self.gpu_budget}) < GPUs the minimums need ({min_gpus}): raise "
+                f"{env_name('gpu_budget')} or lower frontend.min / prefill.min"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def env_name(*path: str) -> str:
+    """The environment variable that sets the config field at ``path``."""
+    return ENV_PREFIX + "__".join(p.upper() for p in path)
+
+
+def _nest_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in key[len(ENV_PREFIX) :].split("__")]
+        value: Any = raw
+        if raw[:1] in "[{":
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{key}: not valid JSON ({exc.msg}); fix the value") from exc
+        node = tree
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{key}: conflicts with {env_name(*path[:-1])}; keep one")
+            node = child
+        node[path[-1]] = value
+    return tree
+
+
+def format_validation_error(exc: ValidationError, prefix: str = ENV_PREFIX) -> str:
+    """One line per problem: ``field.path: message (set VARIABLE)``."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"]]
+        message = err["msg"].removeprefix("Value error, ")
+        if loc:
+            variable = prefix + "__".join(p.upper() for p in loc)
+            lines.append(f"{'.'.join(loc)}: {message} (set {variable})")
+        else:
+            lines.append(message)
+    return "; ".join(lines)
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> DeploymentConfig:
+    """Read and validate the configuration from the environment, or raise `ConfigError`."""
+    tree = _nest_environment(os.environ if environ is None else environ)
+    try:
+        return DeploymentConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {format_validation_error(exc)}") from exc

@@ -1,0 +1,45 @@
+"""The metrics contract between the collector (publisher) and the scaler, alarms and dashboard.
+
+Every metric lives in the project namespace (config ``signals.namespace``, default
+``DynamoEcs``) with dimensions ``Deployment`` and ``Service`` (``frontend`` or ``prefill``).
+Renaming anything here is a breaking change for alarms and dashboards in deployed stacks.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+DIMENSION_DEPLOYMENT: Final = "Deployment"
+DIMENSION_SERVICE: Final = "Service"
+
+# Latency over the window since the previous scrape, from histogram bucket deltas.
+TTFT_P50: Final = "TimeToFirstTokenP50"
+TTFT_P90: Final = "TimeToFirstTokenP90"
+TTFT_P99: Final = "TimeToFirstTokenP99"
+TTFT_MEAN: Final = "TimeToFirstTokenMean"
+ITL_P50: Final = "InterTokenLatencyP50"
+ITL_P90: Final = "InterTokenLatencyP90"
+ITL_P99: Final = "InterTokenLatencyP99"
+ITL_MEAN: Final = "InterTokenLatencyMean"
+REQUEST_DURATION_P50: Final = "RequestDurationP50"
+REQUEST_DURATION_P90: Final = "RequestDurationP90"
+REQUEST_DURATION_P99: Final = "RequestDurationP99"
+REQUEST_DURATION_MEAN: Final = "RequestDurationMean"
+LATENCY_UNIT: Final = "Milliseconds"
+
+# Load (frontend gauges summed over the service's tasks; rate over the window).
+REQUEST_RATE: Final = "RequestRate"  # Count/Second
+QUEUED_REQUESTS: Final = "QueuedRequests"  # Count
+ACTIVE_REQUESTS: Final = "ActiveRequests"  # Count
+
+# NATS JetStream (prefill work queue), summed over the selected streams and consumers.
+JETSTREAM_LAG: Final = "JetStreamLag"  # Count: num_pending + num_ack_pending
+JETSTREAM_WAITING: Final = "JetStreamWaiting"  # Count: num_waiting
+JETSTREAM_REDELIVERED: Final = "JetStreamRedelivered"  # Count: num_redelivered
+
+# GPU utilization, per-service average over the service's instances.
+GPU_UTILIZATION: Final = "GpuUtilization"  # Percent
+
+# Collector health.
+SCRAPE_ERRORS: Final = "ScrapeErrors"  # Count
+SCRAPE_TARGETS: Final = "ScrapeTargets"  # Count

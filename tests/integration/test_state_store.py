@@ -1,0 +1,91 @@
+"""The state table's lease, versioned records and decision log, against moto server."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from dynamo_ecs.errors import LeaseHeldError
+from dynamo_ecs.state import StaleRecordError, StateStore
+
+
+def test_lease_is_exclusive_until_released(state_table: str) -> None:
+    store = StateStore(state_table, "dynamo")
+    assert store.try_acquire_lease("a", ttl_s=60)
+    assert not store.try_acquire_lease("b", ttl_s=60)
+    assert store.try_acquire_lease("a", ttl_s=60), "the holder may renew"
+    store.release_lease("a")
+    assert store.try_acquire_lease("b", ttl_s=60)
+
+
+def test_an_expired_lease_can_be_taken_over(state_table: str) -> None:
+    clock = [1000.0]
+    store = StateStore(state_table, "dynamo", clock=lambda: clock[0])
+    assert store.try_acquire_lease("crashed", ttl_s=30)
+    clock[0] += 31
+    assert store.try_acquire_lease("next", ttl_s=30)
+    store.release_lease("crashed")  # a late release by the old holder must not free it
+    assert not store.try_acquire_lease("third", ttl_s=30)
+
+
+def test_leases_are_per_deployment(state_table: str) -> None:
+    assert StateStore(state_table, "one").try_acquire_lease("a", ttl_s=60)
+    assert StateStore(state_table, "two").try_acquire_lease("b", ttl_s=60)
+
+
+def test_ten_concurrent_holders_never_overlap(state_table: str) -> None:
+    store = StateStore(state_table, "dynamo")
+    inside, overlaps, done = [0], [0], []
+    lock = threading.Lock()
+
+    def work() -> None:
+        with store.lease(ttl_s=60, wait_s=30):
+            with lock:
+                inside[0] += 1
+                overlaps[0] = max(overlaps[0], inside[0])
+            time.sleep(0.02)
+            with lock:
+                inside[0] -= 1
+        done.append(1)
+
+    threads = [threading.Thread(target=work) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(done) == 10
+    assert overlaps[0] == 1
+
+
+def test_lease_wait_gives_up_with_a_retryable_error(state_table: str) -> None:
+    store = StateStore(state_table, "dynamo")
+    assert store.try_acquire_lease("other", ttl_s=60)
+    with pytest.raises(LeaseHeldError), store.lease(ttl_s=60, wait_s=0.2):
+        pass
+
+
+def test_records_are_compare_and_set(state_table: str) -> None:
+    store = StateStore(state_table, "dynamo")
+    assert store.get_record("spec#frontend").version == 0
+    first = store.put_record("spec#frontend", {"image": "a"}, expected_version=0)
+    assert store.get_record("spec#frontend") == first
+    with pytest.raises(StaleRecordError):
+        store.put_record("spec#frontend", {"image": "b"}, expected_version=0)
+    store.put_record("spec#frontend", {"image": "c"}, expected_version=1)
+    assert store.get_record("spec#frontend").data == {"image": "c"}
+
+
+def test_decision_log_is_newest_first_and_filterable(state_table: str) -> None:
+    clock = [1_700_000_000.0]
+    store = StateStore(state_table, "dynamo", clock=lambda: clock[0])
+    store.append_decision("endpoints", {"new": "10.0.0.1"})
+    clock[0] += 1
+    store.append_decision("scaling", {"service": "frontend", "desired": 2})
+    clock[0] += 1
+    store.append_decision("endpoints", {"new": "10.0.0.2"})
+    entries = store.decisions()
+    assert [e.get("new", e.get("desired")) for e in entries] == ["10.0.0.2", 2, "10.0.0.1"]
+    assert [e["new"] for e in store.decisions(kind="endpoints")] == ["10.0.0.2", "10.0.0.1"]
+    assert entries[0]["at"].startswith("2023-11-14T22:13:22")
