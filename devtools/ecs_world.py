@@ -1,4 +1,4 @@
-"""A Dynamo-on-ECS deployment built in moto, as users have it today (see examples/taskdefs).
+"""A Dynamo-on-ECS deployment built in moto, as users have it today (see dynamo_ecs/specs).
 
 Used by integration tests, the demo and the benchmarks: a VPC, the Fargate infra cluster and
 service with a RUNNING etcd + NATS task, the EC2 GPU cluster with GPU container instances,
@@ -15,20 +15,18 @@ import copy
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from devtools.handlers import ROOT
 from dynamo_ecs import aws
 from dynamo_ecs.config import DeploymentConfig, ServiceRole
+from dynamo_ecs.specs import load_default_spec
 
-TASKDEFS_DIR = ROOT / "examples" / "taskdefs"
 ACCOUNT_ID = "123456789012"  # moto's default account
 
 
-def load_example_taskdef(name: str) -> dict[str, Any]:
+def load_example_taskdef(name: Literal["frontend", "prefill", "infra"]) -> dict[str, Any]:
     """One of the Dynamo ECS example files (frontend, prefill, infra), unchanged."""
-    data: dict[str, Any] = json.loads((TASKDEFS_DIR / f"{name}.json").read_text())
-    return data
+    return load_default_spec(name)
 
 
 def fill_account_placeholders(spec: dict[str, Any], region: str, account: str = ACCOUNT_ID) -> dict[str, Any]:
@@ -69,7 +67,8 @@ class EcsWorld:
         self.ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
         self.vpc_id = vpc
         self.subnet_ids = [
-            self.ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24")["Subnet"]["SubnetId"] for i in (1, 2)
+            self.ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24")["Subnet"]["SubnetId"]
+            for i in (1, 2)
         ]
         self.security_group_id = self.ec2.create_security_group(
             GroupName="dynamo-infra", Description="etcd and NATS", VpcId=vpc
@@ -142,8 +141,7 @@ class EcsWorld:
 
     def gpu_spec(self, role: ServiceRole) -> dict[str, Any]:
         """The example file for ``role`` with account and region filled in, IP_ADDRESS left."""
-        name = "frontend" if role == "frontend" else "prefill"
-        spec = fill_account_placeholders(load_example_taskdef(name), self.region)
+        spec = fill_account_placeholders(load_example_taskdef(role), self.region)
         spec["family"] = self.config.service(role).family
         for container in spec["containerDefinitions"]:
             container.setdefault("memory", 512)  # moto places tasks only with container-level memory
@@ -172,7 +170,9 @@ class EcsWorld:
     def run_gpu_task(self, role: ServiceRole, instance_index: int = 0) -> dict[str, Any]:
         """Place one task of the service's current task definition on a GPU container instance."""
         svc = self.config.service(role)
-        service = self.ecs.describe_services(cluster=self.config.gpu_cluster, services=[svc.service])["services"][0]
+        service = self.ecs.describe_services(cluster=self.config.gpu_cluster, services=[svc.service])[
+            "services"
+        ][0]
         task = self.ecs.start_task(
             cluster=self.config.gpu_cluster,
             taskDefinition=service["taskDefinition"],
@@ -228,4 +228,3 @@ def build_world(config: DeploymentConfig, region: str, gpu_instances: int = 2) -
     world.create_infra()
     world.create_gpu_cluster(instances=gpu_instances)
     return world
-

@@ -29,3 +29,20 @@ def test_world_has_a_running_infra_task_and_gpu_services(aws_env: MotoServer) ->
     event = task_state_change_event(second, version=3, region="us-east-1", event_id="e-1")
     assert event["detail"]["version"] == 3
     assert event["detail-type"] == "ECS Task State Change"
+
+
+def test_find_infra_endpoint_follows_the_replacement(aws_env: MotoServer) -> None:
+    from dynamo_ecs.infra import find_infra_endpoint
+
+    config = DeploymentConfig()
+    world = build_world(config, region="us-east-1")
+    first = world.run_infra_task()
+    found = find_infra_endpoint(config.infra, aws.client("ecs")).endpoint
+    assert found is not None and found.ip == task_private_ip(first)
+
+    second = world.replace_infra_task(first["taskArn"])
+    found = find_infra_endpoint(config.infra, aws.client("ecs")).endpoint
+    assert found is not None and found.task_arn == second["taskArn"]
+
+    world.stop_task(config.infra.cluster, second["taskArn"])
+    assert find_infra_endpoint(config.infra, aws.client("ecs")).endpoint is None
