@@ -12,6 +12,7 @@ TOOLS := .tools
 OFFLINE_AWS := AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \
 	AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true SAM_CLI_TELEMETRY=0
 PYTEST_ARGS ?=
+REPLAY_ARGS ?=
 
 .PHONY: help setup test test-unit test-integration test-template test-e2e lint format typecheck \
 	bench build validate demo replay lock clean
@@ -61,6 +62,9 @@ build: setup ## sam build (python3.12 from .venv on PATH)
 
 demo: setup ## Local end-to-end run of the operator (moto server, nats-server, etcd)
 	$(OFFLINE_AWS) $(PY) -m devtools.demo
+
+replay: setup ## Replay load traces through the scaling policy and baselines (table + PNG in out/replay)
+	$(PY) -m devtools.replay $(REPLAY_ARGS)
 
 lock: ## Re-resolve requirements-dev.in into requirements-dev.txt
 	PYTHON_VERSION=$(PYTHON_VERSION) bash scripts/lock.sh

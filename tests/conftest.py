@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools import netguard
 from devtools.services import (
     EtcdServer,
     MotoServer,
@@ -25,6 +26,14 @@ from devtools.services import (
 from dynamo_ecs import aws
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loopback_only() -> Iterator[None]:
+    """No test may open a connection off this machine (moto hands out 10.x addresses)."""
+    netguard.install()
+    yield
+    netguard.uninstall()
 
 
 @pytest.fixture(scope="session")
