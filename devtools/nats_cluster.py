@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +31,10 @@ class ClusterServer:
     @property
     def monitor_url(self) -> str:
         return f"http://{LOOPBACK}:{self.monitor_port}"
+
+
+def _answers(url: str) -> Callable[[], bool]:
+    return lambda: http_ok(url)
 
 
 @contextlib.contextmanager
@@ -66,7 +70,7 @@ def nats_cluster(
                     "--routes",
                     routes,
                 ],
-                ready=lambda m=monitor_port: http_ok(f"http://{LOOPBACK}:{m}/varz"),
+                ready=_answers(f"http://{LOOPBACK}:{monitor_port}/varz"),
                 log_path=base / f"{name}.log",
             )
             process.start()
