@@ -124,3 +124,11 @@ def test_no_new_request_publishes_rate_zero_and_no_latency() -> None:
     published = {d.metric: d.value for d in window.data()}
     assert published[names.REQUEST_RATE] == 0
     assert not any(m.startswith("TimeToFirstToken") for m in published)
+
+
+def test_a_frontend_that_served_nothing_yet_is_a_valid_target() -> None:
+    # Dynamo declares labeled families before their first series exists: TYPE lines, no samples
+    sample = parse_metrics_text(text(FrontendMetrics()))
+    assert sample.histograms == {} and sample.requests_total is None
+    with pytest.raises(NotPrometheusTextError):
+        parse_metrics_text("# just a comment\n")

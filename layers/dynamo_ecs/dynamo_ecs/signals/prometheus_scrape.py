@@ -53,7 +53,7 @@ QUANTILES = (0.5, 0.9, 0.99)
 
 
 class NotPrometheusTextError(ValueError):
-    """The body is not Prometheus text exposition format (or holds no sample at all)."""
+    """The body is not Prometheus text exposition format (or declares no metric at all)."""
 
 
 @dataclass(frozen=True)
@@ -76,9 +76,10 @@ def parse_metrics_text(text: str) -> TargetSample:
     plain: dict[str, float] = {}
     queued_by_stage = 0.0
     saw_stage_gauge = False
-    samples = 0
+    samples = families = 0
     try:
         for family in text_string_to_metric_families(text):
+            families += 1
             for sample in family.samples:
                 samples += 1
                 name, labels, value = sample.name, sample.labels, float(sample.value)
@@ -102,8 +103,9 @@ def parse_metrics_text(text: str) -> TargetSample:
                     plain[name] = plain.get(name, 0.0) + value
     except (ValueError, TypeError, IndexError, KeyError) as exc:
         raise NotPrometheusTextError(f"not Prometheus text: {exc}") from exc
-    if samples == 0:
-        raise NotPrometheusTextError("no Prometheus sample in the body")
+    if families == 0:
+        # A frontend that has served nothing yet still declares its families (# TYPE lines).
+        raise NotPrometheusTextError("no Prometheus metric in the body")
 
     histograms: dict[str, Histogram] = {}
     for base, per_bound in buckets.items():
