@@ -50,7 +50,9 @@ class CountingClient:
 def scrape_many() -> None:
     config = DeploymentConfig()
     timeout = config.signals.scrape_timeout_s
-    behaviours: list[Behaviour] = ["hang"] * 10 + ["ok"] * 90
+    hanging: list[Behaviour] = ["hang"] * 10
+    healthy: list[Behaviour] = ["ok"] * 90
+    behaviours = hanging + healthy
     with metrics_servers(behaviours) as servers:
         for server in servers[10:]:
             server.metrics.observe(ttft=[0.1, 0.2, 0.5], itl=[0.02] * 50, duration=[3.0], requests=3)
