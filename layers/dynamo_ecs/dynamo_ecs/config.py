@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -98,13 +98,29 @@ class ScalingPolicy(StrictModel):
     decision_log_ttl_days: int = Field(14, ge=1)
 
 
+# A JetStream selector: ``STREAM`` or ``STREAM/CONSUMER``. NATS forbids ``/`` (and whitespace,
+# ``.``, ``*``, ``>``) in stream and consumer names, so the separator is unambiguous.
+_JETSTREAM_SELECTOR = r"^[^\s.*>/\\]+(/[^\s.*>/\\]+)?$"
+
+
 class SignalsConfig(StrictModel):
-    """What the metrics collector reads and where it publishes."""
+    """What the metrics collector reads and where it publishes (semantics in docs/signals.md)."""
 
     namespace: str = Field("DynamoEcs", min_length=1)
     scrape_timeout_s: float = Field(2.0, gt=0, le=30)
-    jetstream_streams: list[str] = Field(default_factory=list)
+    jetstream_streams: list[Annotated[str, Field(pattern=_JETSTREAM_SELECTOR)]] = Field(default_factory=list)
     samples_per_invocation: int = Field(1, ge=1, le=6)
+    # Monitor URLs of the other servers of a NATS cluster (http://host:8222). Empty: the infra
+    # task's monitor only. With a cluster, each consumer is read from its leader's view.
+    nats_cluster_monitors: list[Annotated[str, Field(pattern=r"^https?://[^/\s]+/?$")]] = Field(
+        default_factory=list
+    )
+    # A previous scrape older than this is a new baseline, not the start of a window: a
+    # percentile over a long gap would be published as if it were the last minute.
+    max_window_s: int = Field(300, ge=20, le=3600)
+    gpu_metric_namespace: str = Field("CWAgent", min_length=1)
+    gpu_metric_name: str = Field("nvidia_smi_utilization_gpu", min_length=1)
+    gpu_metric_max_age_s: int = Field(300, ge=60, le=3600)
 
 
 class RolloutConfig(StrictModel):

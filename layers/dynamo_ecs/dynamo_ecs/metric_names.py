@@ -43,3 +43,36 @@ GPU_UTILIZATION: Final = "GpuUtilization"  # Percent
 # Collector health.
 SCRAPE_ERRORS: Final = "ScrapeErrors"  # Count
 SCRAPE_TARGETS: Final = "ScrapeTargets"  # Count
+
+# Units of every metric above, in CloudWatch's spelling. The publisher sends exactly these.
+COUNT_PER_SECOND: Final = "Count/Second"
+COUNT: Final = "Count"
+PERCENT: Final = "Percent"
+METRIC_UNITS: Final[dict[str, str]] = {
+    **{
+        name: LATENCY_UNIT
+        for name in (
+            TTFT_P50,
+            TTFT_P90,
+            TTFT_P99,
+            TTFT_MEAN,
+            ITL_P50,
+            ITL_P90,
+            ITL_P99,
+            ITL_MEAN,
+            REQUEST_DURATION_P50,
+            REQUEST_DURATION_P90,
+            REQUEST_DURATION_P99,
+            REQUEST_DURATION_MEAN,
+        )
+    },
+    REQUEST_RATE: COUNT_PER_SECOND,
+    QUEUED_REQUESTS: COUNT,
+    ACTIVE_REQUESTS: COUNT,
+    JETSTREAM_LAG: COUNT,
+    JETSTREAM_WAITING: COUNT,
+    JETSTREAM_REDELIVERED: COUNT,
+    GPU_UTILIZATION: PERCENT,
+    SCRAPE_ERRORS: COUNT,
+    SCRAPE_TARGETS: COUNT,
+}

@@ -1,0 +1,86 @@
+"""A real three-server NATS cluster with JetStream on loopback ports (tests of leader views).
+
+Each server gets its own client, cluster and monitor port and its own store directory; the
+context manager waits until every server reports JetStream healthy (meta leader elected)
+and stops all of them at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from devtools.services import LOOPBACK, ManagedProcess, ServiceStartError, find_binary, free_port, http_ok
+
+
+@dataclass
+class ClusterServer:
+    name: str
+    port: int
+    monitor_port: int
+    process: ManagedProcess
+
+    @property
+    def url(self) -> str:
+        return f"nats://{LOOPBACK}:{self.port}"
+
+    @property
+    def monitor_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.monitor_port}"
+
+
+def _answers(url: str) -> Callable[[], bool]:
+    return lambda: http_ok(url)
+
+
+@contextlib.contextmanager
+def nats_cluster(
+    size: int = 3, workdir: Path | None = None, timeout: float = 30.0
+) -> Iterator[list[ClusterServer]]:
+    base = Path(tempfile.mkdtemp(prefix="nats-cluster-", dir=workdir))
+    ports = [(free_port(), free_port(), free_port()) for _ in range(size)]
+    routes = ",".join(f"nats://{LOOPBACK}:{cluster}" for _, cluster, _ in ports)
+    servers: list[ClusterServer] = []
+    try:
+        for index, (port, cluster_port, monitor_port) in enumerate(ports):
+            name = f"n{index}"
+            process = ManagedProcess(
+                name,
+                [
+                    find_binary("nats-server"),
+                    "-a",
+                    LOOPBACK,
+                    "-p",
+                    str(port),
+                    "-m",
+                    str(monitor_port),
+                    "-js",
+                    "-sd",
+                    str(base / name),
+                    "--name",
+                    name,
+                    "--cluster_name",
+                    "dynamo-test",
+                    "--cluster",
+                    f"nats://{LOOPBACK}:{cluster_port}",
+                    "--routes",
+                    routes,
+                ],
+                ready=_answers(f"http://{LOOPBACK}:{monitor_port}/varz"),
+                log_path=base / f"{name}.log",
+            )
+            process.start()
+            servers.append(ClusterServer(name, port, monitor_port, process))
+        deadline = time.monotonic() + timeout
+        while not all(http_ok(f"{s.monitor_url}/healthz?js-enabled-only=true") for s in servers):
+            if time.monotonic() > deadline:
+                raise ServiceStartError(f"NATS cluster: JetStream not healthy after {timeout:.0f} s")
+            time.sleep(0.2)
+        yield servers
+    finally:
+        for server in servers:
+            server.process.stop()

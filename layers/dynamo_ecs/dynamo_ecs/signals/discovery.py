@@ -1,0 +1,155 @@
+"""Where the GPU services' tasks run: task -> container instance -> EC2 instance -> address.
+
+One `ClusterView` per collection serves both the frontend scrapes and the GPU utilization
+lookup. Reading it costs, per collection: ListTasks per service, DescribeTasks,
+DescribeContainerInstances, DescribeInstances (batched by 100) and DescribeTaskDefinition
+once per task definition revision (revisions are immutable, so the network mode is cached
+for the life of the Lambda container).
+
+Scrape address of a frontend task, by the task definition's network mode:
+
+- ``host``: the container instance's EC2 private IP and ``frontend.metrics_port``;
+- ``awsvpc``: the task's own ENI private IP and ``frontend.metrics_port``;
+- ``bridge``: the container instance's private IP and the host port ECS bound to
+  ``frontend.metrics_port`` (``containers[].networkBindings``); no binding, no target.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
+from dynamo_ecs.infra import eni_private_ip
+
+_NETWORK_MODES: dict[str, str] = {}  # task definition ARN -> networkMode (immutable per ARN)
+_NETWORK_MODES_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ServiceTask:
+    role: ServiceRole
+    task_arn: str
+    task_definition_arn: str
+    network_mode: str
+    container_instance_arn: str | None
+    ec2_instance_id: str | None
+    instance_ip: str | None
+    task: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    """A frontend ``/metrics`` endpoint; ``key`` (the task ARN) names it in the state table."""
+
+    key: str
+    url: str
+
+
+@dataclass
+class ClusterView:
+    tasks: dict[ServiceRole, list[ServiceTask]] = field(default_factory=dict)
+
+    def instance_ids(self, role: ServiceRole) -> list[str]:
+        return sorted({t.ec2_instance_id for t in self.tasks.get(role, []) if t.ec2_instance_id})
+
+
+def host_port_binding(task: dict[str, Any], container_port: int) -> int | None:
+    """The host port ECS bound to ``container_port`` in a bridge-mode task, if any."""
+    for container in task.get("containers") or []:
+        for binding in container.get("networkBindings") or []:
+            if binding.get("containerPort") == container_port and binding.get("hostPort"):
+                return int(binding["hostPort"])
+    return None
+
+
+def scrape_target(task: ServiceTask, metrics_port: int) -> tuple[ScrapeTarget | None, str | None]:
+    """The ``/metrics`` URL of a frontend task, or why there is none. Pure."""
+    if task.network_mode == "awsvpc":
+        ip = eni_private_ip(task.task)
+        if not ip:
+            return None, f"{task.task_arn}: awsvpc task without an ENI private IPv4 address"
+        return ScrapeTarget(task.task_arn, f"http://{ip}:{metrics_port}/metrics"), None
+    if not task.instance_ip:
+        return None, f"{task.task_arn}: container instance private IP unknown"
+    if task.network_mode == "bridge":
+        port = host_port_binding(task.task, metrics_port)
+        if port is None:
+            return None, f"{task.task_arn}: bridge task has no host port bound to {metrics_port}"
+        return ScrapeTarget(task.task_arn, f"http://{task.instance_ip}:{port}/metrics"), None
+    return ScrapeTarget(task.task_arn, f"http://{task.instance_ip}:{metrics_port}/metrics"), None
+
+
+def _chunks(items: list[str], size: int = 100) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _network_mode(ecs: Any, task_definition_arn: str) -> str:
+    with _NETWORK_MODES_LOCK:
+        known = _NETWORK_MODES.get(task_definition_arn)
+    if known is None:
+        described = ecs.describe_task_definition(taskDefinition=task_definition_arn)["taskDefinition"]
+        known = str(described.get("networkMode") or "bridge")  # ECS' default for EC2
+        with _NETWORK_MODES_LOCK:
+            _NETWORK_MODES[task_definition_arn] = known
+    return known
+
+
+def read_cluster(config: DeploymentConfig, ecs: Any, ec2: Any) -> ClusterView:
+    """The RUNNING tasks of both GPU services and where they run."""
+    cluster = config.gpu_cluster
+    described: dict[ServiceRole, list[dict[str, Any]]] = {}
+    for role in SERVICE_ROLES:
+        service = config.service(role).service
+        arns: list[str] = []
+        for page in ecs.get_paginator("list_tasks").paginate(
+            cluster=cluster, serviceName=service, desiredStatus="RUNNING"
+        ):
+            arns.extend(page.get("taskArns", []))
+        tasks: list[dict[str, Any]] = []
+        for chunk in _chunks(arns):
+            tasks.extend(ecs.describe_tasks(cluster=cluster, tasks=chunk)["tasks"])
+        # ListTasks' serviceName filter is not trusted alone (moto ignores it): group decides.
+        described[role] = [
+            t for t in tasks if t.get("group") == f"service:{service}" and t.get("lastStatus") == "RUNNING"
+        ]
+
+    instance_arns = sorted(
+        {t["containerInstanceArn"] for ts in described.values() for t in ts if t.get("containerInstanceArn")}
+    )
+    ec2_ids: dict[str, str] = {}
+    for chunk in _chunks(instance_arns):
+        for instance in ecs.describe_container_instances(cluster=cluster, containerInstances=chunk)[
+            "containerInstances"
+        ]:
+            if instance.get("ec2InstanceId"):
+                ec2_ids[instance["containerInstanceArn"]] = instance["ec2InstanceId"]
+    ips: dict[str, str] = {}
+    for chunk in _chunks(sorted(set(ec2_ids.values()))):
+        for reservation in ec2.describe_instances(InstanceIds=chunk)["Reservations"]:
+            for instance in reservation["Instances"]:
+                if instance.get("PrivateIpAddress"):
+                    ips[instance["InstanceId"]] = instance["PrivateIpAddress"]
+
+    view = ClusterView()
+    for role, tasks in described.items():
+        view.tasks[role] = []
+        for task in sorted(tasks, key=lambda t: str(t["taskArn"])):
+            instance_arn = task.get("containerInstanceArn")
+            ec2_id = ec2_ids.get(instance_arn) if instance_arn else None
+            view.tasks[role].append(
+                ServiceTask(
+                    role=role,
+                    task_arn=str(task["taskArn"]),
+                    task_definition_arn=str(task["taskDefinitionArn"]),
+                    network_mode=_network_mode(ecs, str(task["taskDefinitionArn"])),
+                    container_instance_arn=instance_arn,
+                    ec2_instance_id=ec2_id,
+                    instance_ip=ips.get(ec2_id) if ec2_id else None,
+                    task=task,
+                )
+            )
+    return view

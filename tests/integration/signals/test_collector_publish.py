@@ -1,0 +1,281 @@
+"""One collection end to end: sources -> state table (compare-and-set) -> CloudWatch (moto server)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import nats as nats_client
+import pytest
+
+from devtools.dynamo_frontend import Behaviour, MetricsServer
+from devtools.ecs_world import EcsWorld, build_world
+from devtools.handlers import load_handler_module
+from devtools.services import MotoServer, NatsServer
+from dynamo_ecs import aws
+from dynamo_ecs import metric_names as names
+from dynamo_ecs.config import DeploymentConfig, ServiceRole
+from dynamo_ecs.signals.base import RoundContext, SourceReading
+from dynamo_ecs.signals.collector import STATE_RECORD, Collector
+from dynamo_ecs.signals.discovery import ScrapeTarget, read_cluster
+from dynamo_ecs.signals.gpu import GpuUtilizationSource
+from dynamo_ecs.signals.jetstream import JetStreamSource
+from dynamo_ecs.signals.prometheus_scrape import FrontendSource
+from dynamo_ecs.state import StateStore
+
+ROOT = Path(__file__).resolve().parents[3]
+StartServer = Callable[[Behaviour], MetricsServer]
+NOW = datetime.now(UTC).replace(microsecond=0).timestamp()
+
+
+class Clock:
+    """Time that only moves when the collector sleeps (or a test says so)."""
+
+    def __init__(self, start: float = NOW) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_config(stream: str = "prefill_queue", **overrides: Any) -> DeploymentConfig:
+    data: dict[str, Any] = {
+        "state_table": "dynamo-ecs-state",
+        "signals": {"scrape_timeout_s": 0.5, "jetstream_streams": [stream]},
+    }
+    for key, value in overrides.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return DeploymentConfig.model_validate(data)
+
+
+def collector(
+    config: DeploymentConfig,
+    servers: list[MetricsServer],
+    nats: NatsServer,
+    clock: Clock,
+    world: EcsWorld | None = None,
+) -> Collector:
+    targets = [ScrapeTarget(f"task-{i}", s.url) for i, s in enumerate(servers)]
+    return Collector(
+        config,
+        StateStore(config.state_table, config.deployment),
+        [
+            JetStreamSource(config, monitor_urls=[nats.monitor_url]),
+            FrontendSource(config, targets=targets),
+            GpuUtilizationSource(config),
+        ],
+        read_cluster=(lambda: read_cluster(config, aws.client("ecs"), aws.client("ec2"))) if world else None,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+
+
+def read_back(
+    metric: str, service: str, unit: str, at: float, period: int = 60, deployment: str = "dynamo"
+) -> list[float]:
+    """Values of one metric, read with GetMetricData filtered on dimensions and unit."""
+    answer = aws.client("cloudwatch").get_metric_data(
+        MetricDataQueries=[
+            {
+                "Id": "m",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "DynamoEcs",
+                        "MetricName": metric,
+                        "Dimensions": [
+                            {"Name": "Deployment", "Value": deployment},
+                            {"Name": "Service", "Value": service},
+                        ],
+                    },
+                    "Period": period,
+                    "Stat": "Average",
+                    "Unit": unit,
+                },
+            }
+        ],
+        StartTime=datetime.fromtimestamp(at, UTC) - timedelta(minutes=5),
+        EndTime=datetime.fromtimestamp(at, UTC) + timedelta(minutes=5),
+    )
+    return [float(v) for v in answer["MetricDataResults"][0]["Values"]]
+
+
+async def queue(url: str, stream: str) -> None:
+    connection = await nats_client.connect(url)
+    jetstream = connection.jetstream()
+    await jetstream.add_stream(name=stream, subjects=[f"{stream}.*"])
+    for _ in range(5):
+        await jetstream.publish(f"{stream}.req", b"r")
+    consumer = await jetstream.pull_subscribe(f"{stream}.*", durable="workers")
+    taken = await consumer.fetch(2, timeout=5)
+    await taken[0].ack_sync()  # lag: 3 pending + 1 ack pending
+    await connection.close()
+
+
+@pytest.fixture
+def stream(nats: NatsServer) -> str:
+    name = f"prefill_{uuid.uuid4().hex[:8]}"
+    asyncio.run(queue(nats.url, name))
+    return name
+
+
+def test_published_metrics_read_back_with_dimensions_and_units(
+    state_table: str, nats: NatsServer, stream: str, metrics_server: StartServer
+) -> None:
+    # Given a frontend with traffic, a JetStream backlog, and GPU instances reporting to CWAgent
+    config = make_config(stream)
+    world = build_world(config, region="us-east-1", gpu_instances=2)
+    world.create_gpu_services(pasted_ip="10.0.0.9")
+    world.run_gpu_task("frontend", 0)
+    world.run_gpu_task("prefill", 1)
+    clock = Clock()
+    cloudwatch = aws.client("cloudwatch")
+    for instance, utilization in zip(world.gpu_instances, (70.0, 30.0), strict=True):
+        cloudwatch.put_metric_data(
+            Namespace="CWAgent",
+            MetricData=[
+                {
+                    "MetricName": "nvidia_smi_utilization_gpu",
+                    "Dimensions": [{"Name": "InstanceId", "Value": instance["ec2InstanceId"]}],
+                    "Timestamp": datetime.fromtimestamp(clock.now - 60, UTC),
+                    "Value": utilization,
+                    "Unit": "Percent",
+                }
+            ],
+        )
+    server = metrics_server("ok")
+    server.metrics.observe(ttft=[0.1] * 5, requests=5)
+    server.metrics.set_load(active=4, queued_by_stage={("route", "decode"): 2})
+    first = collector(config, [server], nats, clock, world).run()
+    assert first.rounds[0].status == "published"
+
+    # When a minute later the frontend served 30 more requests and the collector runs again
+    server.metrics.observe(ttft=[0.3] * 30, itl=[0.02] * 300, duration=[3.0] * 30, requests=30)
+    clock.sleep(60)
+    summary = collector(config, [server], nats, clock, world).run().as_dict()
+    assert summary["rounds"][0]["status"] == "published"
+
+    # Then every metric reads back under its Deployment/Service dimensions and unit
+    at = clock.now
+    assert read_back(names.REQUEST_RATE, "frontend", "Count/Second", at) == [pytest.approx(0.5)]
+    assert read_back(names.ACTIVE_REQUESTS, "frontend", "Count", at) == [4.0, 4.0]  # gauges: both rounds
+    assert read_back(names.QUEUED_REQUESTS, "frontend", "Count", at) == [2.0, 2.0]
+    [ttft_p90] = read_back(names.TTFT_P90, "frontend", "Milliseconds", at)
+    assert 220 <= ttft_p90 <= 470
+    assert read_back(names.TTFT_MEAN, "frontend", "Milliseconds", at) == [pytest.approx(300.0)]
+    assert read_back(names.ITL_P50, "frontend", "Milliseconds", at)
+    assert read_back(names.REQUEST_DURATION_P99, "frontend", "Milliseconds", at)
+    assert read_back(names.JETSTREAM_LAG, "prefill", "Count", at) == [4.0, 4.0]  # both rounds
+    assert read_back(names.GPU_UTILIZATION, "frontend", "Percent", at) == [70.0, 70.0]
+    assert read_back(names.GPU_UTILIZATION, "prefill", "Percent", at) == [30.0, 30.0]
+    assert read_back(names.SCRAPE_TARGETS, "frontend", "Count", at) == [1.0, 1.0]
+    assert read_back(names.SCRAPE_ERRORS, "frontend", "Count", at) == [0.0, 0.0]
+    # And a wrong unit finds nothing (the unit is part of what was published)
+    assert read_back(names.TTFT_P90, "frontend", "Seconds", at) == []
+    assert read_back(names.TTFT_P90, "prefill", "Milliseconds", at) == []
+
+
+def test_duplicate_schedule_delivery_publishes_once(
+    state_table: str, nats: NatsServer, stream: str, metrics_server: StartServer
+) -> None:
+    config = make_config(stream)
+    server = metrics_server("ok")
+    clock = Clock()
+    first = collector(config, [server], nats, clock).run()
+    clock.sleep(2)  # the same schedule event, delivered again
+    again = collector(config, [server], nats, clock).run()
+    assert [r.status for r in first.rounds + again.rounds] == ["published", "duplicate"]
+    assert read_back(names.JETSTREAM_LAG, "prefill", "Count", clock.now) == [4.0]
+
+
+def test_overlapping_invocations_publish_a_round_once(
+    state_table: str, nats: NatsServer, stream: str, metrics_server: StartServer
+) -> None:
+    # Given invocation A that reads the state, and B that runs a whole round while A scrapes
+    config = make_config(stream)
+    server = metrics_server("ok")
+    server.metrics.observe(ttft=[0.1], requests=1)
+    clock = Clock()
+    collector(config, [server], nats, clock).run()
+    clock.sleep(60)
+    server.metrics.observe(ttft=[0.2] * 10, requests=10)
+    b = collector(config, [server], nats, clock)
+
+    class RunsBWhileAScrapes:
+        name = "interleave"
+        scrape_service: ServiceRole | None = None
+
+        def read(self, context: RoundContext, previous_state: dict[str, Any] | None) -> SourceReading:
+            self.b_round = b.collect_round(None)
+            return SourceReading(self.name)
+
+    a = collector(config, [server], nats, clock)
+    interleave = RunsBWhileAScrapes()
+    a.sources.append(interleave)
+    a_round = a.collect_round(None)
+    # Then B published the window and A, whose compare-and-set failed, published nothing
+    assert (interleave.b_round.status, a_round.status) == ("published", "lost_race")
+    assert read_back(names.REQUEST_RATE, "frontend", "Count/Second", clock.now) == [
+        pytest.approx(10 / 60, rel=1e-4)
+    ]
+
+
+def test_dry_run_publishes_nothing_and_keeps_the_state(
+    state_table: str, nats: NatsServer, stream: str, metrics_server: StartServer
+) -> None:
+    config = make_config(stream, dry_run=True)
+    server = metrics_server("ok")
+    clock = Clock()
+    summary = collector(config, [server], nats, clock).run().as_dict()
+    round_ = summary["rounds"][0]
+    assert round_["status"] == "dry_run"
+    assert "JetStreamLag[prefill]=4" in round_["would_publish"]
+    assert StateStore(config.state_table, config.deployment).get_record(STATE_RECORD).version == 0
+    assert read_back(names.JETSTREAM_LAG, "prefill", "Count", clock.now) == []
+
+
+def test_high_resolution_sampling_publishes_every_interval(
+    state_table: str, nats: NatsServer, stream: str, metrics_server: StartServer
+) -> None:
+    config = make_config(stream, signals={"samples_per_invocation": 3})
+    server = metrics_server("ok")
+    clock = Clock(start=NOW - NOW % 60)
+    summary = collector(config, [server], nats, clock).run()
+    assert [r.status for r in summary.rounds] == ["published"] * 3
+    assert [r.at - summary.rounds[0].at for r in summary.rounds] == [0, 20, 40]
+    lags = read_back(names.JETSTREAM_LAG, "prefill", "Count", clock.now, period=1)
+    assert lags == [4.0, 4.0, 4.0]
+
+
+def test_handler_on_the_schedule_event_never_raises_on_bad_targets(
+    state_table: str, aws_env: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the deployed shape: frontend tasks on instances whose addresses do not answer,
+    # and no infra task (no NATS monitor)
+    config = make_config()
+    world = build_world(config, region="us-east-1", gpu_instances=1)
+    world.create_gpu_services(pasted_ip="10.0.0.9")
+    world.run_gpu_task("frontend")
+    monkeypatch.setenv("DYNAMO_ECS_STATE_TABLE", config.state_table)
+    monkeypatch.setenv("DYNAMO_ECS_SIGNALS__SCRAPE_TIMEOUT_S", "0.3")
+    handler = load_handler_module("metrics_collector", fresh=True)
+    event = json.loads((ROOT / "events" / "metrics_collector_schedule.json").read_text())
+    # When the schedule fires
+    summary = handler.lambda_handler(event, None)
+    # Then the run completes and says what could not be read
+    round_ = summary["rounds"][0]
+    assert round_["status"] == "published"
+    assert round_["scrape_errors"] == {"prefill": 1, "frontend": 1}
+    now = datetime.now(UTC).timestamp()
+    assert read_back(names.SCRAPE_ERRORS, "frontend", "Count", now) == [1.0]
+    # And an event that is not a schedule event is ignored, not retried
+    assert handler.lambda_handler({"detail-type": "Object Created"}, None) == {
+        "ignored": "not an EventBridge Scheduled Event"
+    }

@@ -1,0 +1,134 @@
+"""Dynamo frontend Prometheus text -> per-target samples -> window figures (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from devtools.dynamo_frontend import TTFT_BUCKETS, FrontendMetrics
+from dynamo_ecs import metric_names as names
+from dynamo_ecs.signals.prometheus_scrape import (
+    ITL,
+    TTFT,
+    NotPrometheusTextError,
+    PreviousScrape,
+    compute_window,
+    parse_metrics_text,
+    sample_to_state,
+)
+
+
+def text(metrics: FrontendMetrics) -> str:
+    return metrics.text().decode()
+
+
+def test_newer_names_queued_counts_preprocess_and_route_not_dispatch() -> None:
+    metrics = FrontendMetrics(newer_names=True)
+    metrics.set_load(
+        active=7,
+        queued_by_stage={
+            ("preprocess", ""): 2,
+            ("route", "prefill"): 3,
+            ("route", "decode"): 1,
+            ("dispatch", "decode"): 5,
+        },
+    )
+    sample = parse_metrics_text(text(metrics))
+    assert sample.queued == 6
+    assert sample.active == 7
+
+
+def test_older_names_are_read_too() -> None:
+    metrics = FrontendMetrics(newer_names=False)
+    metrics.set_load(active=4, queued_by_stage={("", ""): 9})
+    sample = parse_metrics_text(text(metrics))
+    assert (sample.active, sample.queued) == (4, 9)
+
+
+def test_histograms_sum_label_sets_and_keep_dynamo_buckets() -> None:
+    metrics = FrontendMetrics()
+    metrics.observe(ttft=[0.05, 0.3], requests=2, model="a")
+    metrics.observe(ttft=[0.3], requests=1, model="b")
+    sample = parse_metrics_text(text(metrics))
+    ttft = sample.histograms[TTFT]
+    assert ttft.count == 3
+    assert list(ttft.bounds[:-1]) == TTFT_BUCKETS
+    assert sample.requests_total == 3
+    assert ITL not in sample.histograms  # never observed: Dynamo exposes no series yet
+
+
+def test_text_without_type_lines_parses_the_same() -> None:
+    metrics = FrontendMetrics()
+    metrics.observe(ttft=[0.2], requests=1)
+    bare = "\n".join(line for line in text(metrics).splitlines() if not line.startswith("#"))
+    assert parse_metrics_text(bare) == parse_metrics_text(text(metrics))
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["<html><body>It works</body></html>", '{"status": "ok"}', "", "Internal Server Error", "OK"],
+)
+def test_bodies_that_are_not_prometheus_text_are_refused(body: str) -> None:
+    with pytest.raises(NotPrometheusTextError):
+        parse_metrics_text(body)
+
+
+def test_window_rate_is_per_target_over_its_own_window_and_first_sight_is_a_baseline() -> None:
+    # Given two targets: "a" scraped 60 s ago with 100 requests, "b" never seen
+    a_then, a_now, b_now = FrontendMetrics(), FrontendMetrics(), FrontendMetrics()
+    a_then.observe(ttft=[0.1] * 10, requests=100)
+    a_now.observe(ttft=[0.1] * 10 + [0.3] * 4, requests=160)
+    b_now.observe(ttft=[9.0] * 50, requests=500)
+    previous = {"a": PreviousScrape.from_state(sample_to_state(parse_metrics_text(text(a_then)), 1000.0))}
+    samples = {"a": parse_metrics_text(text(a_now)), "b": parse_metrics_text(text(b_now))}
+    # When the window is computed at t=1060
+    window = compute_window(samples, previous, now=1060.0, max_window_s=300)
+    # Then a's 60 new requests over 60 s make 1/s; b only sets its baseline
+    assert window.request_rate == pytest.approx(1.0)
+    assert window.baseline_targets == ["b"]
+    assert window.latency[TTFT].count == 4
+    data = {d.metric: d for d in window.data()}
+    assert data[names.TTFT_P50].value == pytest.approx(0.22 * 1000 + (0.47 - 0.22) * 1000 * 0.5)
+    assert data[names.TTFT_P50].unit == "Milliseconds"
+    assert data[names.REQUEST_RATE].unit == "Count/Second"
+    assert names.ITL_P50 not in data  # no observation: no value rather than zero
+
+
+def test_a_previous_scrape_older_than_max_window_is_only_a_baseline() -> None:
+    metrics = FrontendMetrics()
+    metrics.observe(ttft=[0.1], requests=1)
+    sample = parse_metrics_text(text(metrics))
+    previous = {"a": PreviousScrape.from_state(sample_to_state(sample, 0.0))}
+    window = compute_window({"a": sample}, previous, now=1000.0, max_window_s=300)
+    assert window.baseline_targets == ["a"]
+    assert window.request_rate is None
+    assert window.latency == {}
+
+
+def test_counter_reset_counts_from_zero_and_is_reported() -> None:
+    before, after = FrontendMetrics(), FrontendMetrics()
+    before.observe(ttft=[0.1] * 500, requests=500)
+    after.observe(ttft=[0.3] * 3, requests=3)  # the process restarted
+    previous = {"a": PreviousScrape.from_state(sample_to_state(parse_metrics_text(text(before)), 0.0))}
+    window = compute_window({"a": parse_metrics_text(text(after))}, previous, now=60.0, max_window_s=300)
+    assert window.reset_targets == ["a"]
+    assert window.request_rate == pytest.approx(3 / 60)
+    assert window.latency[TTFT].count == 3
+
+
+def test_no_new_request_publishes_rate_zero_and_no_latency() -> None:
+    metrics = FrontendMetrics()
+    metrics.observe(ttft=[0.1], requests=1)
+    sample = parse_metrics_text(text(metrics))
+    previous = {"a": PreviousScrape.from_state(sample_to_state(sample, 0.0))}
+    window = compute_window({"a": sample}, previous, now=60.0, max_window_s=300)
+    published = {d.metric: d.value for d in window.data()}
+    assert published[names.REQUEST_RATE] == 0
+    assert not any(m.startswith("TimeToFirstToken") for m in published)
+
+
+def test_a_frontend_that_served_nothing_yet_is_a_valid_target() -> None:
+    # Dynamo declares labeled families before their first series exists: TYPE lines, no samples
+    sample = parse_metrics_text(text(FrontendMetrics()))
+    assert sample.histograms == {} and sample.requests_total is None
+    with pytest.raises(NotPrometheusTextError):
+        parse_metrics_text("# just a comment\n")
