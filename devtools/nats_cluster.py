@@ -8,8 +8,10 @@ and stops all of them at the end.
 from __future__ import annotations
 
 import contextlib
+import json
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,18 @@ class ClusterServer:
     @property
     def monitor_url(self) -> str:
         return f"http://{LOOPBACK}:{self.monitor_port}"
+
+
+def _jetstream_current(monitor_url: str) -> bool:
+    """Healthy, and the server knows the JetStream meta leader (streams can be created)."""
+    if not http_ok(f"{monitor_url}/healthz"):
+        return False
+    try:
+        with urllib.request.urlopen(f"{monitor_url}/jsz", timeout=1) as response:
+            meta = json.load(response).get("meta_cluster") or {}
+    except (OSError, ValueError):
+        return False
+    return bool(meta.get("leader"))
 
 
 def _answers(url: str) -> Callable[[], bool]:
@@ -76,7 +90,7 @@ def nats_cluster(
             process.start()
             servers.append(ClusterServer(name, port, monitor_port, process))
         deadline = time.monotonic() + timeout
-        while not all(http_ok(f"{s.monitor_url}/healthz?js-enabled-only=true") for s in servers):
+        while not all(_jetstream_current(s.monitor_url) for s in servers):
             if time.monotonic() > deadline:
                 raise ServiceStartError(f"NATS cluster: JetStream not healthy after {timeout:.0f} s")
             time.sleep(0.2)

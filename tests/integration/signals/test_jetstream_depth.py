@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 import urllib.request
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats as nats_client
+from nats import errors as nats_errors
 from nats.js.api import ConsumerConfig
 
 from devtools.ecs_world import build_world, task_private_ip
@@ -26,24 +29,34 @@ def config_for(streams: list[str]) -> DeploymentConfig:
     return DeploymentConfig.model_validate({"signals": {"jetstream_streams": streams, "scrape_timeout_s": 2}})
 
 
+async def settled[T](step: Callable[[], Awaitable[T]], attempts: int = 60) -> T:
+    """Run ``step``, retrying while a fresh cluster is still electing stream or consumer leaders."""
+    for _ in range(attempts - 1):
+        try:
+            return await step()
+        except (nats_errors.Error, TimeoutError):
+            await asyncio.sleep(0.25)
+    return await step()
+
+
+async def publish_once(jetstream: Any, subject: str, index: int) -> Any:
+    """A message id makes a retried publish a no-op: the count stays exact."""
+    return await jetstream.publish(subject, f"request {index}".encode(), headers={"Nats-Msg-Id": str(index)})
+
+
 async def load_queue(url: str, stream: str, replicas: int = 1) -> None:
     """A work queue as Dynamo uses one: durable pull consumers, some work done, some in flight."""
     connection = await nats_client.connect(url)
     jetstream = connection.jetstream()
-    for _ in range(60):
-        try:
-            await jetstream.add_stream(name=stream, subjects=[f"{stream}.*"], num_replicas=replicas)
-            break
-        except Exception:  # a fresh cluster may still be electing its JetStream leader
-            await asyncio.sleep(0.5)
+    await settled(lambda: jetstream.add_stream(name=stream, subjects=[f"{stream}.*"], num_replicas=replicas))
     for i in range(12):
-        await jetstream.publish(f"{stream}.req", f"request {i}".encode())
+        await settled(functools.partial(publish_once, jetstream, f"{stream}.req", i))
     config = ConsumerConfig(num_replicas=replicas)
-    workers = await jetstream.pull_subscribe(f"{stream}.*", durable="workers", config=config)
+    workers = await settled(lambda: jetstream.pull_subscribe(f"{stream}.*", durable="workers", config=config))
     taken = await workers.fetch(5, timeout=5)
     for message in taken[:3]:
         await message.ack_sync()  # 3 done, 2 in flight, 7 not yet delivered
-    audit = await jetstream.pull_subscribe(f"{stream}.*", durable="audit", config=config)
+    audit = await settled(lambda: jetstream.pull_subscribe(f"{stream}.*", durable="audit", config=config))
     taken = await audit.fetch(1, timeout=5)  # 1 in flight, 11 not yet delivered
     await connection.close()
 
