@@ -11,6 +11,8 @@ TOOLS := .tools
 # Offline AWS settings for the template checks: dummy credentials, a region, no metadata calls.
 OFFLINE_AWS := AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \
 	AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true SAM_CLI_TELEMETRY=0
+# The layer's package and the dev tools import from the source tree (as pytest's pythonpath does).
+export PYTHONPATH := $(CURDIR)/layers/dynamo_ecs:$(CURDIR)
 PYTEST_ARGS ?=
 REPLAY_ARGS ?=
 
