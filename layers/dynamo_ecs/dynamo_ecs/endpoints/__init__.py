@@ -1,0 +1,1 @@
+"""The endpoint reconciler: keep the GPU task definitions pointed at the infra task now."""

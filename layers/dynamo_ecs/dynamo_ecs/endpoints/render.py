@@ -1,0 +1,114 @@
+"""Render a GPU service's task definition from its spec and the infra endpoint. Pure.
+
+A spec is a task definition in the format ``aws ecs register-task-definition
+--cli-input-json`` takes, as in Dynamo's ECS example, placeholders included. Rendering:
+
+- ``IP_ADDRESS`` anywhere in a string value (environment, command, entryPoint, ...) becomes
+  the infra task's private IP;
+- ``ETCD_ENDPOINTS`` and ``NATS_SERVER`` are rewritten to the endpoint's URLs even when the
+  spec holds an address pasted by hand earlier (scheme and port from the config);
+- ``AWS_ID`` and ``AWS_REGION`` (role ARNs, secret ARNs, log options) become the account and
+  region the operator runs in. Environment variable *names* are never touched, so a
+  variable called ``AWS_REGION`` keeps its name;
+- the read-only fields of a described revision are dropped;
+- everything else is kept exactly. A result that still holds a placeholder is refused with
+  `PlaceholderError` naming every JSON path, so it can never be registered.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from dynamo_ecs.errors import PlaceholderError
+from dynamo_ecs.infra import InfraEndpoint
+
+PLACEHOLDERS = ("IP_ADDRESS", "AWS_ID", "AWS_REGION")
+_PLACEHOLDER_RE = re.compile(r"\b(IP_ADDRESS|AWS_ID|AWS_REGION)\b")
+# Stricter than the substitution: a placeholder glued to other text (``IP_ADDRESS_x``) is not
+# filled, so it must be refused rather than registered half-rendered.
+_LEFTOVER_RE = re.compile("|".join(PLACEHOLDERS))
+READ_ONLY_FIELDS = (
+    "taskDefinitionArn",
+    "revision",
+    "status",
+    "requiresAttributes",
+    "compatibilities",
+    "registeredAt",
+    "registeredBy",
+    "deregisteredAt",
+)
+ENDPOINT_VARIABLES = ("ETCD_ENDPOINTS", "NATS_SERVER")
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    endpoint: InfraEndpoint
+    account_id: str
+    region: str
+
+    def substitute(self, text: str) -> str:
+        values = {"IP_ADDRESS": self.endpoint.ip, "AWS_ID": self.account_id, "AWS_REGION": self.region}
+        return _PLACEHOLDER_RE.sub(lambda match: values[match.group(1)], text)
+
+
+def strip_read_only(task_definition: dict[str, Any]) -> dict[str, Any]:
+    """A described revision made fit for RegisterTaskDefinition again."""
+    return {k: v for k, v in task_definition.items() if k not in READ_ONLY_FIELDS}
+
+
+def _substitute_values(node: Any, context: RenderContext, key: str | None = None) -> Any:
+    if isinstance(node, str):
+        return node if key == "name" else context.substitute(node)
+    if isinstance(node, list):
+        return [_substitute_values(item, context) for item in node]
+    if isinstance(node, dict):
+        return {k: _substitute_values(v, context, k) for k, v in node.items()}
+    return node
+
+
+def _rewrite_endpoint_variables(container: dict[str, Any], endpoint: InfraEndpoint) -> None:
+    urls = {"ETCD_ENDPOINTS": endpoint.etcd_url, "NATS_SERVER": endpoint.nats_url}
+    for variable in container.get("environment") or []:
+        if variable.get("name") in urls:
+            variable["value"] = urls[variable["name"]]
+
+
+def find_placeholders(node: Any, path: str = "$") -> list[str]:
+    """JSON paths of every string value that still holds a placeholder."""
+    if isinstance(node, str):
+        return [path] if _LEFTOVER_RE.search(node) else []
+    if isinstance(node, list):
+        return [p for i, item in enumerate(node) for p in find_placeholders(item, f"{path}[{i}]")]
+    if isinstance(node, dict):
+        return [p for k, v in node.items() if k != "name" for p in find_placeholders(v, f"{path}.{k}")]
+    return []
+
+
+def render_task_definition(spec: dict[str, Any], context: RenderContext) -> dict[str, Any]:
+    """The RegisterTaskDefinition input for ``spec`` at ``context``'s endpoint."""
+    rendered: dict[str, Any] = _substitute_values(strip_read_only(copy.deepcopy(spec)), context)
+    for container in rendered.get("containerDefinitions") or []:
+        _rewrite_endpoint_variables(container, context.endpoint)
+    left = find_placeholders(rendered)
+    if left:
+        raise PlaceholderError(
+            f"task definition {rendered.get('family', '?')!r} still holds placeholders at "
+            f"{', '.join(left)}: fill them in the spec or redeploy with a complete spec"
+        )
+    return rendered
+
+
+def endpoint_of(task_definition: dict[str, Any]) -> dict[str, str]:
+    """The ETCD_ENDPOINTS / NATS_SERVER values a task definition carries (first container that has them)."""
+    for container in task_definition.get("containerDefinitions") or []:
+        found = {
+            v["name"]: str(v.get("value", ""))
+            for v in container.get("environment") or []
+            if v.get("name") in ENDPOINT_VARIABLES
+        }
+        if found:
+            return found
+    return {}

@@ -1,0 +1,103 @@
+"""Rendering the Dynamo example's task definitions: only placeholders and endpoints change."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from dynamo_ecs.endpoints.render import (
+    READ_ONLY_FIELDS,
+    RenderContext,
+    endpoint_of,
+    find_placeholders,
+    render_task_definition,
+)
+from dynamo_ecs.errors import PlaceholderError
+from dynamo_ecs.infra import InfraEndpoint
+from dynamo_ecs.specs import load_default_spec
+
+CONTEXT = RenderContext(
+    endpoint=InfraEndpoint(task_arn="arn:task/1", ip="10.0.3.44", started_at=None),
+    account_id="111122223333",
+    region="eu-west-1",
+)
+
+
+def _without_changes(document: dict[str, Any]) -> str:
+    """The document with every expected substitution undone, for an exact comparison."""
+    text = json.dumps(document, sort_keys=True)
+    return (
+        text.replace("10.0.3.44", "IP_ADDRESS")
+        .replace("111122223333", "AWS_ID")
+        .replace("eu-west-1", "AWS_REGION")
+    )
+
+
+@pytest.mark.parametrize("name", ["frontend", "prefill"])
+def test_example_files_render_with_only_placeholders_filled(name: str) -> None:
+    # Given the unchanged example file
+    spec = load_default_spec(name)  # type: ignore[arg-type]
+    # When it is rendered
+    rendered = render_task_definition(spec, CONTEXT)
+    # Then the endpoints point at the infra task, and nothing else changed
+    assert endpoint_of(rendered) == {
+        "ETCD_ENDPOINTS": "http://10.0.3.44:2379",
+        "NATS_SERVER": "nats://10.0.3.44:4222",
+    }
+    assert find_placeholders(rendered) == []
+    assert _without_changes(rendered) == json.dumps(spec, sort_keys=True)
+    container = rendered["containerDefinitions"][0]
+    assert container["resourceRequirements"] == [{"type": "GPU", "value": "1"}]
+    assert container["repositoryCredentials"]["credentialsParameter"].startswith(
+        "arn:aws:secretsmanager:eu-west-1:111122223333:secret:"
+    )
+    assert rendered["networkMode"] == spec["networkMode"]
+
+
+def test_an_address_pasted_by_hand_is_replaced_too() -> None:
+    spec = json.loads(json.dumps(load_default_spec("frontend")).replace("IP_ADDRESS", "10.9.9.9"))
+    rendered = render_task_definition(spec, CONTEXT)
+    assert endpoint_of(rendered)["NATS_SERVER"] == "nats://10.0.3.44:4222"
+
+
+def test_the_input_spec_is_not_modified() -> None:
+    spec = load_default_spec("prefill")
+    before = copy.deepcopy(spec)
+    render_task_definition(spec, CONTEXT)
+    assert spec == before
+
+
+def test_read_only_fields_of_a_described_revision_are_dropped() -> None:
+    described = {field: "x" for field in READ_ONLY_FIELDS} | load_default_spec("frontend")
+    rendered = render_task_definition(described, CONTEXT)
+    assert not set(READ_ONLY_FIELDS) & set(rendered)
+
+
+def test_placeholders_in_command_and_entry_point_are_filled() -> None:
+    spec = load_default_spec("prefill")
+    spec["containerDefinitions"][0]["command"] = ["python3 -m dynamo.vllm --etcd http://IP_ADDRESS:2379"]
+    spec["containerDefinitions"][0]["entryPoint"] = ["sh", "-c", "echo IP_ADDRESS"]
+    container = render_task_definition(spec, CONTEXT)["containerDefinitions"][0]
+    assert container["command"] == ["python3 -m dynamo.vllm --etcd http://10.0.3.44:2379"]
+    assert container["entryPoint"][-1] == "echo 10.0.3.44"
+
+
+def test_variable_names_are_never_rewritten() -> None:
+    spec = load_default_spec("frontend")
+    spec["containerDefinitions"][0]["environment"].append({"name": "AWS_REGION", "value": "AWS_REGION"})
+    env = render_task_definition(spec, CONTEXT)["containerDefinitions"][0]["environment"]
+    assert {"name": "AWS_REGION", "value": "eu-west-1"} in env
+
+
+def test_an_unknown_placeholder_position_is_refused_with_its_path() -> None:
+    spec = load_default_spec("frontend")
+    spec["containerDefinitions"][0]["dockerLabels"] = {"owner": "AWS_ID-team"}
+    rendered = render_task_definition(spec, CONTEXT)
+    assert rendered["containerDefinitions"][0]["dockerLabels"] == {"owner": "111122223333-team"}
+    with pytest.raises(PlaceholderError, match=r"\$\.containerDefinitions\[0\]\.image"):
+        broken = load_default_spec("frontend")
+        broken["containerDefinitions"][0]["image"] = "registry/IP_ADDRESS_image"
+        render_task_definition(broken, CONTEXT)
