@@ -1,0 +1,260 @@
+"""The level-triggered endpoint reconcile shared by ``infra_watcher`` and ``redeploy``.
+
+Every call reads live state and applies only the difference:
+
+1. find the infra task RUNNING now (`dynamo_ecs.infra`); none: change nothing;
+2. render each GPU service's spec at that endpoint (`render`);
+3. compare with what the service runs now. The ``endpoints#applied`` record remembers, per
+   service, the revision the operator registered and a digest of what it rendered; when the
+   service still runs that revision and the digest is unchanged, nothing is written. A
+   no-op therefore costs four API calls: ListTasks, DescribeTasks, DescribeServices and one
+   GetItem;
+4. otherwise, under the deployment lease, read everything again (another invocation may have
+   just done the work) and register exactly one revision per family and update each service
+   once (new deployment). Every applied change is written to the decision log.
+
+Duplicates, concurrent invocations and events out of order all end in the endpoint of the
+task RUNNING now: the event itself is never trusted for the address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
+from dynamo_ecs.endpoints.render import RenderContext, endpoint_of, render_task_definition, strip_read_only
+from dynamo_ecs.endpoints.specs_store import read_spec
+from dynamo_ecs.infra import InfraEndpoint, find_infra_endpoint
+from dynamo_ecs.observability import logger
+from dynamo_ecs.state import StateStore
+
+APPLIED_RECORD = "endpoints#applied"
+LEASE_WAIT_S = 30.0
+Status = Literal["no_endpoint", "unchanged", "applied", "dry_run"]
+
+
+@dataclass(frozen=True)
+class ServiceChange:
+    role: ServiceRole
+    service: str
+    old_revision: str
+    new_revision: str | None
+    old_endpoints: dict[str, str]
+    new_endpoints: dict[str, str]
+    diff: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ReconcileResult:
+    status: Status
+    reason: str
+    endpoint: str | None = None
+    changes: list[ServiceChange] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "endpoint": self.endpoint,
+            "changes": [change.__dict__ for change in self.changes],
+        }
+
+
+def digest(task_definition: Mapping[str, Any]) -> str:
+    canonical = json.dumps(canonical_form(task_definition), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def canonical_form(node: Any) -> Any:
+    """Drop what ECS adds on describe (empty lists and maps, container ``cpu: 0``) so equal means equal."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            value = canonical_form(value)
+            if value in ([], {}, None) or (key == "cpu" and value == 0):
+                continue
+            out[key] = value
+        return out
+    if isinstance(node, list):
+        return [canonical_form(item) for item in node]
+    return node
+
+
+def diff_documents(old: Any, new: Any, path: str = "$") -> dict[str, Any]:
+    """``{json path: {"old": ..., "new": ...}}`` for every leaf that differs."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        out: dict[str, Any] = {}
+        for key in sorted(set(old) | set(new)):
+            out |= diff_documents(old.get(key), new.get(key), f"{path}.{key}")
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        out = {}
+        for index, (a, b) in enumerate(zip(old, new, strict=True)):
+            out |= diff_documents(a, b, f"{path}[{index}]")
+        return out
+    return {} if old == new else {path: {"old": old, "new": new}}
+
+
+@dataclass
+class _Plan:
+    role: ServiceRole
+    service: dict[str, Any]
+    rendered: dict[str, Any]
+    digest: str
+
+
+class EndpointReconciler:
+    def __init__(
+        self, config: DeploymentConfig, store: StateStore, ecs: Any, account_id: str, region: str
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.ecs = ecs
+        self.account_id = account_id
+        self.region = region
+
+    def reconcile(
+        self,
+        trigger: Mapping[str, Any],
+        roles: Iterable[ServiceRole] = SERVICE_ROLES,
+        force: bool = False,
+        dry_run: bool = False,
+        specs: Mapping[ServiceRole, dict[str, Any]] | None = None,
+    ) -> ReconcileResult:
+        """Bring the GPU services to the infra endpoint now. ``specs`` overrides stored specs (dry runs)."""
+        roles = tuple(roles)
+        selection = find_infra_endpoint(self.config.infra, self.ecs)
+        if selection.endpoint is None:
+            logger.warning("no infra endpoint: nothing changed", extra={"reason": selection.reason})
+            return ReconcileResult("no_endpoint", selection.reason)
+        endpoint = selection.endpoint
+        logger.info(
+            "infra endpoint chosen",
+            extra={"task": endpoint.task_arn, "ip": endpoint.ip, "rule": selection.reason},
+        )
+
+        pending = self._pending(endpoint, roles, force, specs)
+        if not pending:
+            return ReconcileResult(
+                "unchanged", "every service runs its rendered task definition", endpoint.ip
+            )
+        if dry_run or self.config.dry_run:
+            return ReconcileResult(
+                "dry_run", "would register and roll", endpoint.ip, [self._preview(p) for p in pending]
+            )
+        with self.store.lease(self.config.rollout.lease_ttl_s, wait_s=LEASE_WAIT_S):
+            # Read again inside the lease: a concurrent invocation may have done the work.
+            selection = find_infra_endpoint(self.config.infra, self.ecs)
+            if selection.endpoint is None:
+                return ReconcileResult("no_endpoint", selection.reason)
+            endpoint = selection.endpoint
+            pending = self._pending(endpoint, roles, force, specs)
+            if not pending:
+                return ReconcileResult("unchanged", "another invocation applied it", endpoint.ip)
+            changes = self._apply(pending, force)
+        entry = {
+            "trigger": dict(trigger),
+            "endpoint": {"task": endpoint.task_arn, "ip": endpoint.ip},
+            "changes": [
+                {
+                    "service": c.service,
+                    "old_revision": c.old_revision,
+                    "new_revision": c.new_revision,
+                    "old_endpoints": c.old_endpoints,
+                    "new_endpoints": c.new_endpoints,
+                }
+                for c in changes
+            ],
+        }
+        self.store.append_decision("endpoints", entry, self.config.scaling.decision_log_ttl_days)
+        logger.info("endpoints applied", extra=entry)
+        return ReconcileResult("applied", "registered and rolled", endpoint.ip, changes)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _pending(
+        self,
+        endpoint: InfraEndpoint,
+        roles: tuple[ServiceRole, ...],
+        force: bool,
+        specs: Mapping[ServiceRole, dict[str, Any]] | None,
+    ) -> list[_Plan]:
+        names = {self.config.service(role).service: role for role in roles}
+        described = self.ecs.describe_services(cluster=self.config.gpu_cluster, services=list(names))[
+            "services"
+        ]
+        applied = self.store.get_record(APPLIED_RECORD).data
+        context = RenderContext(endpoint, self.account_id, self.region)
+        plans = []
+        for service in described:
+            role = names[service["serviceName"]]
+            spec = dict((specs or {}).get(role) or read_spec(self.store, self.config, role)[0])
+            rendered = render_task_definition(spec, context)
+            plan = _Plan(role, service, rendered, digest(rendered))
+            mine = applied.get(role, {})
+            if (
+                not force
+                and mine.get("revision") == service["taskDefinition"]
+                and mine.get("digest") == plan.digest
+            ):
+                continue
+            plans.append(plan)
+        return plans
+
+    def _current(self, plan: _Plan) -> dict[str, Any]:
+        answer = self.ecs.describe_task_definition(
+            taskDefinition=plan.service["taskDefinition"], include=["TAGS"]
+        )
+        current = strip_read_only(answer["taskDefinition"])
+        if answer.get("tags"):
+            current["tags"] = answer["tags"]
+        return current
+
+    def _preview(self, plan: _Plan) -> ServiceChange:
+        current = self._current(plan)
+        return ServiceChange(
+            role=plan.role,
+            service=plan.service["serviceName"],
+            old_revision=plan.service["taskDefinition"],
+            new_revision=None,
+            old_endpoints=endpoint_of(current),
+            new_endpoints=endpoint_of(plan.rendered),
+            diff=diff_documents(canonical_form(current), canonical_form(plan.rendered)),
+        )
+
+    def _apply(self, plans: list[_Plan], force: bool) -> list[ServiceChange]:
+        record = self.store.get_record(APPLIED_RECORD)
+        applied = dict(record.data)
+        changes = []
+        for plan in plans:
+            current = self._current(plan)
+            revision = plan.service["taskDefinition"]
+            applied[plan.role] = {"revision": revision, "digest": plan.digest}
+            if digest(current) == plan.digest and not force:
+                continue  # already runs exactly this (set up by hand): adopt it, roll nothing
+            if digest(current) != plan.digest:
+                registered = self.ecs.register_task_definition(**plan.rendered)["taskDefinition"]
+                revision = registered["taskDefinitionArn"]
+            self.ecs.update_service(
+                cluster=self.config.gpu_cluster,
+                service=plan.service["serviceName"],
+                taskDefinition=revision,
+                forceNewDeployment=True,
+            )
+            applied[plan.role] = {"revision": revision, "digest": plan.digest}
+            changes.append(
+                ServiceChange(
+                    role=plan.role,
+                    service=plan.service["serviceName"],
+                    old_revision=plan.service["taskDefinition"],
+                    new_revision=revision,
+                    old_endpoints=endpoint_of(current),
+                    new_endpoints=endpoint_of(plan.rendered),
+                )
+            )
+        self.store.put_record(APPLIED_RECORD, applied, record.version)
+        return changes

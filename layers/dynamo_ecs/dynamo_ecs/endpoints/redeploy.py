@@ -1,0 +1,103 @@
+"""The manual redeploy: a new image, model, command or whole spec, or a forced re-resolution.
+
+Every field of the payload is optional; unknown fields are errors. A new image/model/spec
+is stored as the service's spec (so the next infra change keeps it), then the same
+reconcile as the infra watcher runs. ``dry_run`` stores nothing and writes nothing: it
+returns, per service, the diff between the running and the would-be task definition.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
+from dynamo_ecs.endpoints.reconcile import EndpointReconciler, ReconcileResult
+from dynamo_ecs.endpoints.specs_store import read_spec, spec_record_name, with_command, with_image, with_model
+from dynamo_ecs.errors import InvalidInputError
+
+# registry[:port]/path[:tag][@sha256:digest], lower-case path components as OCI references have.
+IMAGE_PATTERN = (
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+
+
+class RedeployPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    services: list[ServiceRole] | None = Field(None, min_length=1)
+    image: str | None = Field(None, pattern=IMAGE_PATTERN, max_length=512)
+    model: str | None = Field(None, pattern=r"^\S+$", max_length=256)
+    command: list[str] | None = Field(None, min_length=1)
+    force: bool = False
+    dry_run: bool = False
+    spec: dict[ServiceRole, dict[str, Any]] | None = None
+
+    @field_validator("spec")
+    @classmethod
+    def _spec_is_a_task_definition(cls, value: dict[str, dict[str, Any]] | None) -> Any:
+        for role, spec in (value or {}).items():
+            if not isinstance(spec.get("containerDefinitions"), list) or not spec["containerDefinitions"]:
+                raise ValueError(f"spec.{role}.containerDefinitions: a non-empty list is required")
+            if not isinstance(spec.get("family"), str):
+                raise ValueError(f"spec.{role}.family: a string is required")
+        return value
+
+    @property
+    def roles(self) -> tuple[ServiceRole, ...]:
+        return tuple(self.services or SERVICE_ROLES)
+
+    @property
+    def changes_spec(self) -> bool:
+        return any(v is not None for v in (self.image, self.model, self.command, self.spec))
+
+
+def parse_payload(event: Any) -> RedeployPayload:
+    try:
+        return RedeployPayload.model_validate(event if event is not None else {})
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors(include_url=False)
+        ]
+        raise InvalidInputError("invalid redeploy payload: " + "; ".join(problems)) from exc
+
+
+def new_specs(payload: RedeployPayload, reconciler: EndpointReconciler) -> dict[ServiceRole, dict[str, Any]]:
+    """Each selected service's spec after the payload's changes (nothing stored yet)."""
+    specs: dict[ServiceRole, dict[str, Any]] = {}
+    for role in payload.roles:
+        base = (payload.spec or {}).get(role) or read_spec(reconciler.store, reconciler.config, role)[0]
+        spec = copy.deepcopy(base)
+        spec["family"] = reconciler.config.service(role).family
+        if payload.image:
+            with_image(spec, payload.image)
+        if payload.model:
+            with_model(spec, payload.model)
+        if payload.command:
+            with_command(spec, payload.command)
+        specs[role] = spec
+    return specs
+
+
+def store_specs(
+    config: DeploymentConfig, reconciler: EndpointReconciler, specs: dict[ServiceRole, dict[str, Any]]
+) -> None:
+    for role, spec in specs.items():
+        _, record = read_spec(reconciler.store, config, role)
+        if record.data.get("spec") != spec:
+            reconciler.store.put_record(spec_record_name(role), {"spec": spec}, record.version)
+
+
+def redeploy(payload: RedeployPayload, reconciler: EndpointReconciler) -> ReconcileResult:
+    trigger = {"manual": payload.model_dump(exclude={"spec"}, exclude_none=True), "spec": bool(payload.spec)}
+    specs = new_specs(payload, reconciler) if payload.changes_spec else None
+    if payload.dry_run:
+        return reconciler.reconcile(trigger, payload.roles, payload.force, dry_run=True, specs=specs)
+    if specs:
+        store_specs(reconciler.config, reconciler, specs)
+        reconciler.store.append_decision("redeploy", {"trigger": trigger, "services": list(specs)})
+    return reconciler.reconcile(trigger, payload.roles, payload.force)

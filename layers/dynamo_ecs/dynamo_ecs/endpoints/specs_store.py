@@ -1,0 +1,66 @@
+"""Each GPU service's spec, kept in the state table so redeploys and infra changes agree.
+
+Until a redeploy stores one, a service's spec is the default from `dynamo_ecs.specs` (the
+Dynamo example's task definition) with the family the config names.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from dynamo_ecs.config import DeploymentConfig, ServiceRole
+from dynamo_ecs.errors import InvalidInputError
+from dynamo_ecs.specs import load_default_spec
+from dynamo_ecs.state import Record, StateStore
+
+_MODEL_FLAG = re.compile(r"(--model\s+)(\S+)")
+
+
+def spec_record_name(role: ServiceRole) -> str:
+    return f"spec#{role}"
+
+
+def read_spec(
+    store: StateStore, config: DeploymentConfig, role: ServiceRole
+) -> tuple[dict[str, Any], Record]:
+    """The stored spec (or the default one) and the record it came from (version 0: none)."""
+    record = store.get_record(spec_record_name(role))
+    if record.version and record.data.get("spec"):
+        return dict(record.data["spec"]), record
+    spec = load_default_spec(role)
+    spec["family"] = config.service(role).family
+    return spec, record
+
+
+def with_image(spec: dict[str, Any], image: str) -> dict[str, Any]:
+    """Every container of the spec runs ``image``."""
+    for container in spec.get("containerDefinitions") or []:
+        container["image"] = image
+    return spec
+
+
+def with_model(spec: dict[str, Any], model: str) -> dict[str, Any]:
+    """Replace the value of ``--model`` in every command string; refuse a spec without one."""
+    replaced = False
+    for container in spec.get("containerDefinitions") or []:
+        command = container.get("command") or []
+        for index, part in enumerate(command):
+            if isinstance(part, str) and _MODEL_FLAG.search(part):
+                command[index] = _MODEL_FLAG.sub(lambda m: m.group(1) + model, part)
+                replaced = True
+    if not replaced:
+        raise InvalidInputError(
+            f"model: the {spec.get('family')!r} spec has no '--model' in its command; "
+            "send a 'command' or a whole 'spec' instead"
+        )
+    return spec
+
+
+def with_command(spec: dict[str, Any], command: list[str]) -> dict[str, Any]:
+    """The first container (the Dynamo worker) runs ``command``."""
+    containers = spec.get("containerDefinitions") or []
+    if not containers:
+        raise InvalidInputError("spec.containerDefinitions: empty; a spec needs one container")
+    containers[0]["command"] = list(command)
+    return spec

@@ -1,0 +1,291 @@
+"""The endpoint reconciler against moto server: infra replacement, duplicates, order, redeploy."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from devtools.ecs_world import EcsWorld, build_world, task_private_ip, task_state_change_event
+from devtools.handlers import load_handler_module
+from devtools.services import MotoServer
+from dynamo_ecs import aws
+from dynamo_ecs.config import DeploymentConfig
+from dynamo_ecs.state import StateStore
+
+REGION = "us-east-1"
+CONFIG = DeploymentConfig()
+
+
+@dataclass
+class LambdaContext:
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:dynamo-infra-watcher"
+
+
+@dataclass
+class Deployment:
+    world: EcsWorld
+    first: dict[str, Any]
+    second: dict[str, Any]
+
+
+def revisions(family: str) -> list[str]:
+    return list(aws.client("ecs").list_task_definitions(familyPrefix=family)["taskDefinitionArns"])
+
+
+def running_definition(role: str) -> dict[str, Any]:
+    ecs = aws.client("ecs")
+    service = ecs.describe_services(cluster=CONFIG.gpu_cluster, services=[CONFIG.service(role).service])  # type: ignore[arg-type]
+    arn = service["services"][0]["taskDefinition"]
+    return dict(ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"])
+
+
+def env_of(definition: dict[str, Any]) -> dict[str, str]:
+    return {v["name"]: v["value"] for v in definition["containerDefinitions"][0]["environment"]}
+
+
+def event_for(task: dict[str, Any], version: int, event_id: str) -> dict[str, Any]:
+    return task_state_change_event(task, version=version, region=REGION, event_id=event_id)
+
+
+@pytest.fixture
+def deployment(state_table: str) -> Deployment:
+    """Today's manual setup: GPU services carry the first infra task's IP; then Fargate replaces it."""
+    world = build_world(CONFIG, region=REGION)
+    first = world.run_infra_task()
+    world.create_gpu_services(pasted_ip=task_private_ip(first))
+    second = world.replace_infra_task(first["taskArn"])
+    return Deployment(world, first, second)
+
+
+@pytest.fixture
+def watcher() -> Any:
+    return load_handler_module("infra_watcher")
+
+
+@pytest.fixture
+def redeploy() -> Any:
+    return load_handler_module("redeploy")
+
+
+def test_replacement_rolls_both_services_onto_the_new_address(deployment: Deployment, watcher: Any) -> None:
+    # Given the services still point at the replaced task
+    before = {role: running_definition(role) for role in ("frontend", "prefill")}
+    new_ip = task_private_ip(deployment.second)
+    # When the new task's RUNNING event arrives
+    result = watcher.lambda_handler(event_for(deployment.second, 2, "e-running"), LambdaContext())
+    # Then one new revision per family carries the new address, and nothing else changed
+    assert result["status"] == "applied"
+    for role in ("frontend", "prefill"):
+        after = running_definition(role)
+        assert env_of(after) == {
+            "ETCD_ENDPOINTS": f"http://{new_ip}:2379",
+            "NATS_SERVER": f"nats://{new_ip}:4222",
+        }
+        assert after["revision"] == before[role]["revision"] + 1
+        for key in ("networkMode", "cpu", "memory", "executionRoleArn", "taskRoleArn"):
+            assert after.get(key) == before[role].get(key)
+        container_before, container_after = (
+            before[role]["containerDefinitions"][0],
+            after["containerDefinitions"][0],
+        )
+        for key in (
+            "image",
+            "command",
+            "entryPoint",
+            "resourceRequirements",
+            "logConfiguration",
+            "repositoryCredentials",
+        ):
+            assert container_after.get(key) == container_before.get(key)
+    entry = StateStore(CONFIG.state_table, CONFIG.deployment).decisions(kind="endpoints")[0]
+    assert entry["endpoint"]["ip"] == new_ip
+    assert {c["service"] for c in entry["changes"]} == {"dynamo-frontend", "dynamo-prefill"}
+    assert entry["trigger"]["event_id"] == "e-running"
+
+
+def test_a_second_look_writes_nothing(deployment: Deployment, watcher: Any) -> None:
+    watcher.lambda_handler(event_for(deployment.second, 2, "e-1"), LambdaContext())
+    counts = [len(revisions("Dynamo-frontend")), len(revisions("Dynamo-backend"))]
+    result = watcher.lambda_handler(event_for(deployment.second, 2, "e-1"), LambdaContext())
+    assert result["status"] == "unchanged"
+    assert [len(revisions("Dynamo-frontend")), len(revisions("Dynamo-backend"))] == counts
+
+
+def test_ten_concurrent_duplicates_register_one_revision_per_family(
+    deployment: Deployment, watcher: Any
+) -> None:
+    results: list[dict[str, Any]] = []
+    event = event_for(deployment.second, 2, "e-dup")
+    threads = [
+        threading.Thread(target=lambda: results.append(watcher.lambda_handler(event, LambdaContext())))
+        for _ in range(10)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r["status"] for r in results) == ["applied"] + ["unchanged"] * 9
+    assert len(revisions("Dynamo-frontend")) == 2
+    assert len(revisions("Dynamo-backend")) == 2
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(order=st.permutations(range(4)))
+def test_any_event_order_ends_on_the_task_running_now(
+    deployment: Deployment, watcher: Any, order: list[int]
+) -> None:
+    # Given the events of a replacement: old RUNNING, new RUNNING, old STOPPED, and a stale replay
+    stopped = deployment.world.describe_task(CONFIG.infra.cluster, deployment.first["taskArn"])
+    events = [
+        event_for(deployment.first, 1, "old-running"),
+        event_for(deployment.second, 2, "new-running"),
+        event_for(stopped, 5, "old-stopped"),
+        event_for(deployment.first, 1, "old-running-replayed"),
+    ]
+    # When they arrive in any order
+    for index in order:
+        watcher.lambda_handler(events[index], LambdaContext())
+    # Then the services carry the new task's address, with one revision beyond the manual one
+    assert (
+        env_of(running_definition("frontend"))["NATS_SERVER"]
+        == f"nats://{task_private_ip(deployment.second)}:4222"
+    )
+    assert len(revisions("Dynamo-frontend")) == 2
+    assert len(revisions("Dynamo-backend")) == 2
+
+
+def test_no_running_infra_task_changes_nothing(deployment: Deployment, watcher: Any) -> None:
+    stopped = deployment.world.stop_task(CONFIG.infra.cluster, deployment.second["taskArn"])
+    result = watcher.lambda_handler(event_for(stopped, 3, "e-stop"), LambdaContext())
+    assert result["status"] == "no_endpoint"
+    assert len(revisions("Dynamo-frontend")) == 1
+    assert StateStore(CONFIG.state_table, CONFIG.deployment).decisions() == []
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"detail-type": "ECS Task State Change"},
+        {"id": "x", "source": "aws.ecs", "detail-type": "ECS Task State Change", "detail": {"taskArn": "t"}},
+        "not even a mapping",
+    ],
+)
+def test_malformed_events_are_dropped_without_writes(
+    deployment: Deployment, watcher: Any, event: Any
+) -> None:
+    assert watcher.lambda_handler(event, LambdaContext())["status"] == "ignored"
+    assert len(revisions("Dynamo-frontend")) == 1
+
+
+def test_another_services_event_is_not_ours(deployment: Deployment, watcher: Any) -> None:
+    event = event_for(deployment.second, 2, "e-other")
+    event["detail"]["group"] = "service:someone-else"
+    result = watcher.lambda_handler(event, LambdaContext())
+    assert result["status"] == "ignored" and "not the infra service" in result["reason"]
+    assert len(revisions("Dynamo-frontend")) == 1
+
+
+def test_a_throttled_write_converges_when_the_platform_retries(deployment: Deployment, watcher: Any) -> None:
+    # Given RegisterTaskDefinition fails throttled on the first invocation
+    ecs = aws.client("ecs")
+    failures = {"left": 1}
+
+    def throttle(**_: Any) -> None:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "RegisterTaskDefinition"
+            )
+
+    ecs.meta.events.register("before-call.ecs.RegisterTaskDefinition", throttle)
+    try:
+        with pytest.raises(ClientError):
+            watcher.lambda_handler(event_for(deployment.second, 2, "e-t"), LambdaContext())
+        # When Lambda retries the same event
+        result = watcher.lambda_handler(event_for(deployment.second, 2, "e-t"), LambdaContext())
+    finally:
+        ecs.meta.events.unregister("before-call.ecs.RegisterTaskDefinition", throttle)
+    # Then it converges: the new address, one revision per family
+    assert result["status"] == "applied"
+    assert len(revisions("Dynamo-frontend")) == 2
+
+
+def test_redeploy_dry_run_shows_the_diff_and_writes_nothing(deployment: Deployment, redeploy: Any) -> None:
+    image = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0"
+    result = redeploy.lambda_handler(
+        {"image": image, "dry_run": True, "services": ["frontend"]}, LambdaContext()
+    )
+    assert result["status"] == "dry_run"
+    [change] = result["changes"]
+    assert change["diff"]["$.containerDefinitions[0].image"]["new"] == image
+    assert change["new_endpoints"]["NATS_SERVER"].startswith(f"nats://{task_private_ip(deployment.second)}")
+    assert len(revisions("Dynamo-frontend")) == 1
+    assert StateStore(CONFIG.state_table, CONFIG.deployment).get_record("spec#frontend").version == 0
+
+
+def test_redeploy_new_image_is_kept_by_the_next_infra_change(
+    deployment: Deployment, redeploy: Any, watcher: Any
+) -> None:
+    image = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0"
+    result = redeploy.lambda_handler({"image": image, "model": "Qwen/Qwen3-8B"}, LambdaContext())
+    assert result["status"] == "applied"
+    frontend = running_definition("frontend")["containerDefinitions"][0]
+    assert frontend["image"] == image and "--model Qwen/Qwen3-8B" in frontend["command"][0]
+    # When Fargate replaces the infra task again
+    third = deployment.world.replace_infra_task(deployment.second["taskArn"])
+    watcher.lambda_handler(event_for(third, 2, "e-third"), LambdaContext())
+    # Then the new address rolls out with the redeployed image and model
+    frontend_def = running_definition("frontend")
+    assert frontend_def["containerDefinitions"][0]["image"] == image
+    assert env_of(frontend_def)["ETCD_ENDPOINTS"] == f"http://{task_private_ip(third)}:2379"
+
+
+def test_redeploy_force_rolls_even_when_nothing_changed(deployment: Deployment, redeploy: Any) -> None:
+    redeploy.lambda_handler({}, LambdaContext())
+    assert redeploy.lambda_handler({}, LambdaContext())["status"] == "unchanged"
+    forced = redeploy.lambda_handler({"force": True, "services": ["prefill"]}, LambdaContext())
+    assert forced["status"] == "applied"
+    assert [c["service"] for c in forced["changes"]] == ["dynamo-prefill"]
+    assert len(revisions("Dynamo-backend")) == 2, "a forced roll needs no new revision"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"services": ["decode"]}, "services.0"),
+        ({"image": "Not A Valid Image!"}, "image"),
+        ({"imgae": "x"}, "imgae"),
+        ({"force": "maybe"}, "force"),
+        ({"spec": {"frontend": {"family": "x"}}}, "spec"),
+    ],
+)
+def test_bad_payloads_name_the_field_and_change_nothing(
+    deployment: Deployment, redeploy: Any, payload: dict[str, Any], field: str
+) -> None:
+    result = redeploy.lambda_handler(payload, LambdaContext())
+    assert result["status"] == "refused"
+    assert field in result["error"]
+    assert len(revisions("Dynamo-frontend")) == 1
+    assert StateStore(CONFIG.state_table, CONFIG.deployment).decisions() == []
+
+
+def test_every_ordering_of_three_services_requests_is_one_state(
+    deployment: Deployment, redeploy: Any
+) -> None:
+    """Whatever order subsets are redeployed in, each family ends one revision past the manual one."""
+    for order in itertools.islice(itertools.permutations([["frontend"], ["prefill"], None]), 2):
+        for services in order:
+            redeploy.lambda_handler({"services": services} if services else {}, LambdaContext())
+    assert len(revisions("Dynamo-frontend")) == 2
+    assert len(revisions("Dynamo-backend")) == 2
+
+
+def test_moto_fixture_is_in_use(aws_env: MotoServer) -> None:
+    assert aws.client("ecs").meta.endpoint_url == aws_env.url
