@@ -89,3 +89,12 @@ def test_decision_log_is_newest_first_and_filterable(state_table: str) -> None:
     assert [e.get("new", e.get("desired")) for e in entries] == ["10.0.0.2", 2, "10.0.0.1"]
     assert [e["new"] for e in store.decisions(kind="endpoints")] == ["10.0.0.2", "10.0.0.1"]
     assert entries[0]["at"].startswith("2023-11-14T22:13:22")
+
+
+def test_several_records_come_back_in_one_read(state_table: str) -> None:
+    store = StateStore(state_table, "dynamo")
+    store.put_record("a", {"n": 1}, expected_version=0)
+    store.put_record("b", {"n": 2}, expected_version=0)
+    records = store.get_records(["a", "b", "missing"])
+    assert records["a"].data == {"n": 1} and records["b"].version == 1
+    assert records["missing"].version == 0

@@ -135,6 +135,19 @@ class StateStore:
             return Record({}, 0)
         return Record(json.loads(item["data"]["S"]), int(item["version"]["N"]))
 
+    def get_records(self, names: list[str]) -> dict[str, Record]:
+        """Several records in one consistent BatchGetItem; missing ones come back at version 0."""
+        keys = [{"pk": {"S": self.pk}, "sk": {"S": f"record#{name}"}} for name in names]
+        found: dict[str, Record] = {name: Record({}, 0) for name in names}
+        request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+        while request:
+            answer = self.client.batch_get_item(RequestItems=request)
+            for item in answer.get("Responses", {}).get(self.table, []):
+                name = item["sk"]["S"].removeprefix("record#")
+                found[name] = Record(json.loads(item["data"]["S"]), int(item["version"]["N"]))
+            request = answer.get("UnprocessedKeys") or {}
+        return found
+
     def put_record(self, name: str, data: dict[str, Any], expected_version: int) -> Record:
         """Write ``data`` if the record is still at ``expected_version``; else `StaleRecordError`."""
         new_version = expected_version + 1

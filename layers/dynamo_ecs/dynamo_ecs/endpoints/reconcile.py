@@ -8,7 +8,7 @@ Every call reads live state and applies only the difference:
    service, the revision the operator registered and a digest of what it rendered; when the
    service still runs that revision and the digest is unchanged, nothing is written. A
    no-op therefore costs four API calls: ListTasks, DescribeTasks, DescribeServices and one
-   GetItem;
+   BatchGetItem (the applied record and both specs);
 4. otherwise, under the deployment lease, read everything again (another invocation may have
    just done the work) and register exactly one revision per family and update each service
    once (new deployment). Every applied change is written to the decision log.
@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 from dynamo_ecs.endpoints.render import RenderContext, endpoint_of, render_task_definition, strip_read_only
-from dynamo_ecs.endpoints.specs_store import read_spec
+from dynamo_ecs.endpoints.specs_store import read_spec, spec_record_name
 from dynamo_ecs.infra import InfraEndpoint, find_infra_endpoint
 from dynamo_ecs.observability import logger
 from dynamo_ecs.state import StateStore
@@ -187,12 +187,14 @@ class EndpointReconciler:
         described = self.ecs.describe_services(cluster=self.config.gpu_cluster, services=list(names))[
             "services"
         ]
-        applied = self.store.get_record(APPLIED_RECORD).data
+        records = self.store.get_records([APPLIED_RECORD, *(spec_record_name(role) for role in roles)])
+        applied = records[APPLIED_RECORD].data
         context = RenderContext(endpoint, self.account_id, self.region)
         plans = []
         for service in described:
             role = names[service["serviceName"]]
-            spec = dict((specs or {}).get(role) or read_spec(self.store, self.config, role)[0])
+            stored = records[spec_record_name(role)]
+            spec = dict((specs or {}).get(role) or read_spec(self.store, self.config, role, stored)[0])
             rendered = render_task_definition(spec, context)
             plan = _Plan(role, service, rendered, digest(rendered))
             mine = applied.get(role, {})

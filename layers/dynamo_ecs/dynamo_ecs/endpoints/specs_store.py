@@ -22,10 +22,13 @@ def spec_record_name(role: ServiceRole) -> str:
 
 
 def read_spec(
-    store: StateStore, config: DeploymentConfig, role: ServiceRole
+    store: StateStore, config: DeploymentConfig, role: ServiceRole, record: Record | None = None
 ) -> tuple[dict[str, Any], Record]:
-    """The stored spec (or the default one) and the record it came from (version 0: none)."""
-    record = store.get_record(spec_record_name(role))
+    """The stored spec (or the default one) and the record it came from (version 0: none).
+
+    ``record``: the spec record when the caller already read it (one batched read).
+    """
+    record = record if record is not None else store.get_record(spec_record_name(role))
     if record.version and record.data.get("spec"):
         return dict(record.data["spec"]), record
     spec = load_default_spec(role)
