@@ -289,3 +289,38 @@ def test_every_ordering_of_three_services_requests_is_one_state(
 
 def test_moto_fixture_is_in_use(aws_env: MotoServer) -> None:
     assert aws.client("ecs").meta.endpoint_url == aws_env.url
+
+
+def test_a_service_rolled_back_by_the_circuit_breaker_is_retried_a_bounded_number_of_times(
+    deployment: Deployment, watcher: Any, redeploy: Any
+) -> None:
+    # Given SNS alerts and a frontend that ECS keeps rolling back to the manual revision
+    topic = aws.client("sns").create_topic(Name="dynamo-alerts")["TopicArn"]
+    queue_url = aws.client("sqs").create_queue(QueueName="alerts")["QueueUrl"]
+    queue_arn = aws.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+    aws.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"])
+    watcher.CONFIG = DeploymentConfig(alert_topic_arn=topic)
+    manual = revisions("Dynamo-frontend")[0]
+    ecs = aws.client("ecs")
+    statuses = []
+    last: dict[str, Any] = {}
+    try:
+        for attempt in range(5):
+            last = watcher.lambda_handler(event_for(deployment.second, 2, f"e-{attempt}"), LambdaContext())
+            statuses.append(last["status"])
+            ecs.update_service(cluster=CONFIG.gpu_cluster, service="dynamo-frontend", taskDefinition=manual)
+    finally:
+        watcher.CONFIG = CONFIG
+    # Then three attempts, then no further writes, one alert, and no extra revisions
+    assert statuses == ["applied", "applied", "applied", "unchanged", "unchanged"]
+    assert "gave up on dynamo-frontend" in last["reason"], last
+    assert len(revisions("Dynamo-frontend")) == 2
+    messages = (
+        aws.client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    )
+    assert len(messages) == 1 and "attempt 3 of 3" in messages[0]["Body"]
+    # And a forced redeploy rolls it once more
+    assert (
+        redeploy.lambda_handler({"force": True, "services": ["frontend"]}, LambdaContext())["status"]
+        == "applied"
+    )

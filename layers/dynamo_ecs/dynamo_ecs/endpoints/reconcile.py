@@ -116,6 +116,7 @@ class EndpointReconciler:
         self.ecs = ecs
         self.account_id = account_id
         self.region = region
+        self.given_up: list[str] = []
 
     def reconcile(
         self,
@@ -137,11 +138,15 @@ class EndpointReconciler:
             extra={"task": endpoint.task_arn, "ip": endpoint.ip, "rule": selection.reason},
         )
 
+        self.given_up = []
         pending = self._pending(endpoint, roles, force, specs)
         if not pending:
-            return ReconcileResult(
-                "unchanged", "every service runs its rendered task definition", endpoint.ip
-            )
+            reason = "every service runs its rendered task definition"
+            if self.given_up:
+                reason = (
+                    f"gave up on {', '.join(self.given_up)} after repeated rollbacks (redeploy with force)"
+                )
+            return ReconcileResult("unchanged", reason, endpoint.ip)
         if dry_run or self.config.dry_run:
             return ReconcileResult(
                 "dry_run", "would register and roll", endpoint.ip, [self._preview(p) for p in pending]
@@ -204,8 +209,31 @@ class EndpointReconciler:
                 and mine.get("digest") == plan.digest
             ):
                 continue
+            if not force and self._given_up(service, plan, mine):
+                continue
             plans.append(plan)
         return plans
+
+    def _given_up(self, service: dict[str, Any], plan: _Plan, mine: dict[str, Any]) -> bool:
+        """ECS rolled this very rendering back ``max_attempts_per_endpoint`` times: stop writing.
+
+        The deployment circuit breaker puts a service back on its previous revision when the
+        new one fails; retrying the same task definition forever would only flap. A new
+        endpoint, a new spec or ``force`` starts counting again.
+        """
+        limit = self.config.rollout.max_attempts_per_endpoint
+        if mine.get("digest") != plan.digest or int(mine.get("attempts", 0)) < limit:
+            return False
+        logger.error(
+            "service keeps rolling back from the operator's revision: no further writes",
+            extra={
+                "service": service["serviceName"],
+                "revision": mine.get("revision"),
+                "attempts": mine.get("attempts"),
+            },
+        )
+        self.given_up.append(service["serviceName"])
+        return True
 
     def _current(self, plan: _Plan) -> dict[str, Any]:
         answer = self.ecs.describe_task_definition(
@@ -228,6 +256,23 @@ class EndpointReconciler:
             diff=diff_documents(canonical_form(current), canonical_form(plan.rendered)),
         )
 
+    def _alert(self, plan: _Plan, revision: str, attempts: int) -> None:
+        message = (
+            f"{plan.service['serviceName']}: attempt {attempts} of "
+            f"{self.config.rollout.max_attempts_per_endpoint} to roll {revision}; ECS rolled the same "
+            "task definition back before. If it rolls back again the operator stops writing to this "
+            "service until the endpoint or spec changes or a redeploy with force=true."
+        )
+        logger.error(message)
+        if self.config.alert_topic_arn:
+            from dynamo_ecs import aws
+
+            aws.client("sns").publish(
+                TopicArn=self.config.alert_topic_arn,
+                Subject="dynamo-ecs-operator: rollout keeps failing",
+                Message=message,
+            )
+
     def _apply(self, plans: list[_Plan], force: bool) -> list[ServiceChange]:
         record = self.store.get_record(APPLIED_RECORD)
         applied = dict(record.data)
@@ -235,10 +280,14 @@ class EndpointReconciler:
         for plan in plans:
             current = self._current(plan)
             revision = plan.service["taskDefinition"]
-            applied[plan.role] = {"revision": revision, "digest": plan.digest}
+            previous = applied.get(plan.role, {})
+            attempts = int(previous.get("attempts", 0)) + 1 if previous.get("digest") == plan.digest else 1
+            applied[plan.role] = {"revision": revision, "digest": plan.digest, "attempts": 0}
             if digest(current) == plan.digest and not force:
                 continue  # already runs exactly this (set up by hand): adopt it, roll nothing
-            if digest(current) != plan.digest:
+            if previous.get("digest") == plan.digest and previous.get("revision"):
+                revision = previous["revision"]  # rolled back from it before: retry it, register nothing
+            elif digest(current) != plan.digest:
                 registered = self.ecs.register_task_definition(**plan.rendered)["taskDefinition"]
                 revision = registered["taskDefinitionArn"]
             self.ecs.update_service(
@@ -247,7 +296,13 @@ class EndpointReconciler:
                 taskDefinition=revision,
                 forceNewDeployment=True,
             )
-            applied[plan.role] = {"revision": revision, "digest": plan.digest}
+            applied[plan.role] = {
+                "revision": revision,
+                "digest": plan.digest,
+                "attempts": 0 if force else attempts,
+            }
+            if attempts == self.config.rollout.max_attempts_per_endpoint and not force:
+                self._alert(plan, revision, attempts)
             changes.append(
                 ServiceChange(
                     role=plan.role,
