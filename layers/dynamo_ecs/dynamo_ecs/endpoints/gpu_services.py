@@ -1,0 +1,197 @@
+"""The GPU services' life cycle, owned by the operator through a CloudFormation custom resource.
+
+CloudFormation does not own the two GPU services: if it did, a later ``sam deploy`` would put
+its own task definition (with ``IP_ADDRESS`` placeholders) and desired count back. Instead
+the ``Custom::DynamoGpuServices`` resource hands the operator its properties:
+
+- Create: store both specs, create each service (if it does not exist yet) on a revision
+  rendered at the infra task running now, with the initial desired count;
+- Update: store the new specs, then the usual endpoint reconcile rolls them out at the
+  current address. Desired counts are never touched (the scaler owns them);
+- Delete: scale both services to zero, delete them and deregister the families' revisions.
+
+Every step is safe to repeat: CloudFormation may send the same request twice.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
+from dynamo_ecs.endpoints.reconcile import APPLIED_RECORD, EndpointReconciler, digest
+from dynamo_ecs.endpoints.render import RenderContext, render_task_definition
+from dynamo_ecs.endpoints.specs_store import read_spec, spec_record_name, with_image, with_model
+from dynamo_ecs.errors import InfraNotReadyError, InvalidInputError
+from dynamo_ecs.infra import find_infra_endpoint
+from dynamo_ecs.observability import logger
+from dynamo_ecs.specs import load_default_spec
+
+
+class GpuServicesProperties(BaseModel):
+    """The custom resource's properties. CloudFormation sends every value as a string."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    image: str = Field(alias="Image", min_length=1)
+    model: str = Field(alias="Model", pattern=r"^\S+$")
+    execution_role_arn: str = Field(alias="ExecutionRoleArn", pattern=r"^arn:aws[\w-]*:iam::\d{12}:role/.+")
+    task_role_arn: str = Field(alias="TaskRoleArn", pattern=r"^arn:aws[\w-]*:iam::\d{12}:role/.+")
+    ngc_secret_arn: str | None = Field(None, alias="NgcSecretArn")
+    frontend_log_group: str = Field(alias="FrontendLogGroup", min_length=1)
+    prefill_log_group: str = Field(alias="PrefillLogGroup", min_length=1)
+    capacity_provider: str | None = Field(None, alias="CapacityProvider")
+    frontend_target_group_arn: str | None = Field(None, alias="FrontendTargetGroupArn")
+    frontend_initial_count: int = Field(1, alias="FrontendInitialCount", ge=0)
+    prefill_initial_count: int = Field(1, alias="PrefillInitialCount", ge=0)
+
+    def log_group(self, role: ServiceRole) -> str:
+        return self.frontend_log_group if role == "frontend" else self.prefill_log_group
+
+    def initial_count(self, role: ServiceRole) -> int:
+        return self.frontend_initial_count if role == "frontend" else self.prefill_initial_count
+
+
+def parse_properties(properties: dict[str, Any]) -> GpuServicesProperties:
+    cleaned = {k: v for k, v in properties.items() if v not in ("", None)}
+    try:
+        return GpuServicesProperties.model_validate(cleaned)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
+        ]
+        raise InvalidInputError(
+            "invalid Custom::DynamoGpuServices properties: " + "; ".join(problems)
+        ) from exc
+
+
+def spec_from_properties(
+    role: ServiceRole, props: GpuServicesProperties, config: DeploymentConfig
+) -> dict[str, Any]:
+    """The default Dynamo spec of ``role`` with the stack's image, model, roles, secret and logs."""
+    spec = copy.deepcopy(load_default_spec(role))
+    spec["family"] = config.service(role).family
+    spec["executionRoleArn"] = props.execution_role_arn
+    spec["taskRoleArn"] = props.task_role_arn
+    with_image(spec, props.image)
+    with_model(spec, props.model)
+    for container in spec["containerDefinitions"]:
+        if props.ngc_secret_arn:
+            container["repositoryCredentials"] = {"credentialsParameter": props.ngc_secret_arn}
+        else:
+            container.pop("repositoryCredentials", None)
+        options = container.get("logConfiguration", {}).get("options")
+        if options is not None:
+            options["awslogs-group"] = props.log_group(role)
+            options.pop("awslogs-create-group", None)
+    return spec
+
+
+def store_spec(reconciler: EndpointReconciler, role: ServiceRole, spec: dict[str, Any]) -> None:
+    _, record = read_spec(reconciler.store, reconciler.config, role)
+    if record.data.get("spec") != spec:
+        reconciler.store.put_record(spec_record_name(role), {"spec": spec}, record.version)
+
+
+def _active_services(reconciler: EndpointReconciler) -> dict[str, dict[str, Any]]:
+    config = reconciler.config
+    names = [config.service(role).service for role in SERVICE_ROLES]
+    described = reconciler.ecs.describe_services(cluster=config.gpu_cluster, services=names)["services"]
+    return {s["serviceName"]: s for s in described if s.get("status") == "ACTIVE"}
+
+
+def create(reconciler: EndpointReconciler, props: GpuServicesProperties) -> dict[str, Any]:
+    config, ecs = reconciler.config, reconciler.ecs
+    selection = find_infra_endpoint(config.infra, ecs)
+    if selection.endpoint is None:
+        raise InfraNotReadyError(f"cannot create the GPU services yet: {selection.reason}")
+    context = RenderContext(selection.endpoint, reconciler.account_id, reconciler.region)
+    existing = _active_services(reconciler)
+    record = reconciler.store.get_record(APPLIED_RECORD)
+    applied = dict(record.data)
+    for role in SERVICE_ROLES:
+        spec = spec_from_properties(role, props, config)
+        store_spec(reconciler, role, spec)
+        name = config.service(role).service
+        if name in existing:
+            continue
+        rendered = render_task_definition(spec, context)
+        revision = ecs.register_task_definition(**rendered)["taskDefinition"]["taskDefinitionArn"]
+        ecs.create_service(**_service_definition(config, role, props, revision))
+        applied[role] = {"revision": revision, "digest": digest(rendered), "attempts": 0}
+        logger.info("GPU service created", extra={"service": name, "revision": revision})
+    reconciler.store.put_record(APPLIED_RECORD, applied, record.version)
+    result = reconciler.reconcile({"custom_resource": "Create"})
+    return {"Endpoint": selection.endpoint.ip, "Status": result.status}
+
+
+def _service_definition(
+    config: DeploymentConfig, role: ServiceRole, props: GpuServicesProperties, revision: str
+) -> dict[str, Any]:
+    definition: dict[str, Any] = {
+        "cluster": config.gpu_cluster,
+        "serviceName": config.service(role).service,
+        "taskDefinition": revision,
+        "desiredCount": props.initial_count(role),
+        "deploymentConfiguration": {
+            "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+            "maximumPercent": 200,
+            "minimumHealthyPercent": 100,
+        },
+        "propagateTags": "SERVICE",
+        "tags": [{"key": "dynamo-ecs:deployment", "value": config.deployment}],
+    }
+    if props.capacity_provider:
+        definition["capacityProviderStrategy"] = [{"capacityProvider": props.capacity_provider, "weight": 1}]
+    else:
+        definition["launchType"] = "EC2"
+    if role == "frontend" and props.frontend_target_group_arn:
+        definition["loadBalancers"] = [
+            {
+                "targetGroupArn": props.frontend_target_group_arn,
+                "containerName": "dynamo-vllm-frontend",
+                "containerPort": config.frontend.metrics_port,
+            }
+        ]
+        definition["healthCheckGracePeriodSeconds"] = 900  # model download and load
+    return definition
+
+
+def update(reconciler: EndpointReconciler, props: GpuServicesProperties) -> dict[str, Any]:
+    for role in SERVICE_ROLES:
+        store_spec(reconciler, role, spec_from_properties(role, props, reconciler.config))
+    result = reconciler.reconcile({"custom_resource": "Update"})
+    return {"Endpoint": result.endpoint or "", "Status": result.status}
+
+
+def delete(reconciler: EndpointReconciler) -> dict[str, Any]:
+    config, ecs = reconciler.config, reconciler.ecs
+    deleted = []
+    for name, service in _active_services(reconciler).items():
+        ecs.update_service(cluster=config.gpu_cluster, service=name, desiredCount=0)
+        ecs.delete_service(cluster=config.gpu_cluster, service=name, force=True)
+        deleted.append(service["serviceName"])
+    deregistered = 0
+    for role in SERVICE_ROLES:
+        family = config.service(role).family
+        for page in ecs.get_paginator("list_task_definitions").paginate(familyPrefix=family, status="ACTIVE"):
+            for arn in page.get("taskDefinitionArns", []):
+                if arn.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family:
+                    ecs.deregister_task_definition(taskDefinition=arn)
+                    deregistered += 1
+    logger.info("GPU services deleted", extra={"services": deleted, "deregistered": deregistered})
+    return {"Deleted": ",".join(deleted), "Deregistered": str(deregistered)}
+
+
+RequestType = Literal["Create", "Update", "Delete"]
+
+
+def handle(
+    request_type: RequestType, properties: dict[str, Any], reconciler: EndpointReconciler
+) -> dict[str, Any]:
+    if request_type == "Delete":
+        return delete(reconciler)
+    props = parse_properties(properties)
+    return create(reconciler, props) if request_type == "Create" else update(reconciler, props)

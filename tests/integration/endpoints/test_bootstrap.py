@@ -1,0 +1,192 @@
+"""The Custom::DynamoGpuServices resource against moto server, answering a local CloudFormation."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from devtools.ecs_world import EcsWorld, build_world, task_private_ip
+from devtools.handlers import load_handler_module
+from devtools.services import LOOPBACK
+from dynamo_ecs import aws
+from dynamo_ecs.config import DeploymentConfig
+
+CONFIG = DeploymentConfig()
+ROLE = "arn:aws:iam::123456789012:role/dynamo-gpu-task"
+
+
+@dataclass
+class LambdaContext:
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:dynamo-bootstrap"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 120_000
+
+
+class CloudFormationStub:
+    """Receives the PUTs a custom resource sends to its ResponseURL."""
+
+    def __init__(self) -> None:
+        self.answers: list[dict[str, Any]] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                length = int(self.headers["Content-Length"])
+                stub.answers.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.server.server_address[1]}/response"
+
+
+@pytest.fixture
+def cloudformation() -> Iterator[CloudFormationStub]:
+    stub = CloudFormationStub()
+    yield stub
+    stub.server.shutdown()
+    stub.server.server_close()
+
+
+def properties(**overrides: str) -> dict[str, str]:
+    base = {
+        "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:dynamo-bootstrap",
+        "Deployment": "dynamo",
+        "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.6.1",
+        "Model": "Qwen/Qwen3-0.6B",
+        "ExecutionRoleArn": ROLE,
+        "TaskRoleArn": ROLE,
+        "NgcSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ngc-AbCdEf",
+        "FrontendLogGroup": "/dynamo/frontend",
+        "PrefillLogGroup": "/dynamo/prefill",
+        "FrontendInitialCount": "1",
+        "PrefillInitialCount": "2",
+    }
+    return base | overrides
+
+
+def request(kind: str, url: str, props: dict[str, str], old: dict[str, str] | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "RequestType": kind,
+        "ResponseURL": url,
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/dynamo/1",
+        "RequestId": f"req-{kind}",
+        "ResourceType": "Custom::DynamoGpuServices",
+        "LogicalResourceId": "GpuServices",
+        "ResourceProperties": props,
+    }
+    if kind != "Create":
+        event["PhysicalResourceId"] = "dynamo-gpu-services"
+    if old is not None:
+        event["OldResourceProperties"] = old
+    return event
+
+
+def services() -> dict[str, dict[str, Any]]:
+    names = [CONFIG.frontend.service, CONFIG.prefill.service]
+    found = aws.client("ecs").describe_services(cluster=CONFIG.gpu_cluster, services=names)["services"]
+    return {s["serviceName"]: s for s in found if s["status"] == "ACTIVE"}
+
+
+def container_of(service: dict[str, Any]) -> dict[str, Any]:
+    definition = aws.client("ecs").describe_task_definition(taskDefinition=service["taskDefinition"])
+    return dict(definition["taskDefinition"]["containerDefinitions"][0])
+
+
+@pytest.fixture
+def world(state_table: str) -> EcsWorld:
+    return build_world(CONFIG, region="us-east-1")
+
+
+def test_create_update_delete_round_trip(world: EcsWorld, cloudformation: CloudFormationStub) -> None:
+    bootstrap = load_handler_module("bootstrap")
+    infra = world.run_infra_task()
+    ip = task_private_ip(infra)
+    # Create: both services on the infra address, with the stack's image, secret and logs
+    bootstrap.lambda_handler(request("Create", cloudformation.url, properties()), LambdaContext())
+    assert cloudformation.answers[-1]["Status"] == "SUCCESS", cloudformation.answers[-1]
+    created = services()
+    assert {s["desiredCount"] for s in created.values()} == {1, 2}
+    frontend = container_of(created["dynamo-frontend"])
+    assert {"name": "NATS_SERVER", "value": f"nats://{ip}:4222"} in frontend["environment"]
+    assert frontend["repositoryCredentials"]["credentialsParameter"].endswith("secret:ngc-AbCdEf")
+    assert frontend["logConfiguration"]["options"]["awslogs-group"] == "/dynamo/frontend"
+    # Given the scaler changed a desired count
+    aws.client("ecs").update_service(cluster=CONFIG.gpu_cluster, service="dynamo-prefill", desiredCount=3)
+    # Update with a new image: rolls out at the current address, counts untouched
+    new = properties(Image="nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0")
+    bootstrap.lambda_handler(request("Update", cloudformation.url, new, old=properties()), LambdaContext())
+    assert cloudformation.answers[-1]["Status"] == "SUCCESS"
+    updated = services()
+    assert updated["dynamo-prefill"]["desiredCount"] == 3
+    assert container_of(updated["dynamo-frontend"])["image"].endswith(":0.7.0")
+    assert {"name": "ETCD_ENDPOINTS", "value": f"http://{ip}:2379"} in container_of(
+        updated["dynamo-prefill"]
+    )["environment"]
+    # A second identical Update writes nothing new
+    revisions_before = aws.client("ecs").list_task_definitions(familyPrefix="Dynamo-frontend")[
+        "taskDefinitionArns"
+    ]
+    bootstrap.lambda_handler(request("Update", cloudformation.url, new, old=new), LambdaContext())
+    assert (
+        aws.client("ecs").list_task_definitions(familyPrefix="Dynamo-frontend")["taskDefinitionArns"]
+        == revisions_before
+    )
+    # Delete: services gone, revisions deregistered; a repeated Delete still succeeds
+    for _ in range(2):
+        bootstrap.lambda_handler(request("Delete", cloudformation.url, new), LambdaContext())
+        assert cloudformation.answers[-1]["Status"] == "SUCCESS"
+    assert services() == {}
+    active = aws.client("ecs").list_task_definitions(familyPrefix="Dynamo-frontend", status="ACTIVE")
+    assert active["taskDefinitionArns"] == []
+
+
+def test_a_repeated_create_creates_nothing_twice(world: EcsWorld, cloudformation: CloudFormationStub) -> None:
+    bootstrap = load_handler_module("bootstrap")
+    world.run_infra_task()
+    for _ in range(2):
+        bootstrap.lambda_handler(request("Create", cloudformation.url, properties()), LambdaContext())
+    assert [a["Status"] for a in cloudformation.answers] == ["SUCCESS", "SUCCESS"]
+    assert (
+        len(aws.client("ecs").list_task_definitions(familyPrefix="Dynamo-backend")["taskDefinitionArns"]) == 1
+    )
+
+
+def test_bad_properties_fail_with_the_field_and_create_nothing(
+    world: EcsWorld, cloudformation: CloudFormationStub
+) -> None:
+    bootstrap = load_handler_module("bootstrap")
+    world.run_infra_task()
+    bootstrap.lambda_handler(
+        request("Create", cloudformation.url, properties(FrontendInitialCount="many")), LambdaContext()
+    )
+    answer = cloudformation.answers[-1]
+    assert answer["Status"] == "FAILED" and "FrontendInitialCount" in answer["Reason"]
+    assert services() == {}
+    # And the Delete CloudFormation sends after a failed Create succeeds
+    bootstrap.lambda_handler(request("Delete", cloudformation.url, properties()), LambdaContext())
+    assert cloudformation.answers[-1]["Status"] == "SUCCESS"
+
+
+def test_no_infra_task_fails_create_with_the_reason(
+    world: EcsWorld, cloudformation: CloudFormationStub
+) -> None:
+    bootstrap = load_handler_module("bootstrap")
+    bootstrap.lambda_handler(request("Create", cloudformation.url, properties()), LambdaContext())
+    answer = cloudformation.answers[-1]
+    assert answer["Status"] == "FAILED" and "no RUNNING task of service:dynamo-infra" in answer["Reason"]
+    assert services() == {}
