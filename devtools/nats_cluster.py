@@ -16,23 +16,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from devtools.services import LOOPBACK, ManagedProcess, ServiceStartError, find_binary, free_port, http_ok
+from devtools.services import (
+    LOOPBACK,
+    ManagedProcess,
+    NatsServer,
+    ServiceStartError,
+    find_binary,
+    free_port,
+    http_ok,
+)
 
 
 @dataclass
-class ClusterServer:
-    name: str
-    port: int
-    monitor_port: int
-    process: ManagedProcess
+class ClusterServer(NatsServer):
+    """One server of the cluster: a `NatsServer` with the name the cluster knows it by."""
 
-    @property
-    def url(self) -> str:
-        return f"nats://{LOOPBACK}:{self.port}"
-
-    @property
-    def monitor_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.monitor_port}"
+    name: str = ""
 
 
 def _jetstream_current(monitor_url: str) -> bool:
@@ -88,7 +87,7 @@ def nats_cluster(
                 log_path=base / f"{name}.log",
             )
             process.start()
-            servers.append(ClusterServer(name, port, monitor_port, process))
+            servers.append(ClusterServer(port=port, monitor_port=monitor_port, process=process, name=name))
         deadline = time.monotonic() + timeout
         while not all(_jetstream_current(s.monitor_url) for s in servers):
             if time.monotonic() > deadline:

@@ -107,6 +107,20 @@ class _Plan:
     digest: str
 
 
+def _change(
+    plan: _Plan, current: dict[str, Any], new_revision: str | None, diff: dict[str, Any] | None = None
+) -> ServiceChange:
+    return ServiceChange(
+        role=plan.role,
+        service=plan.service["serviceName"],
+        old_revision=plan.service["taskDefinition"],
+        new_revision=new_revision,
+        old_endpoints=endpoint_of(current),
+        new_endpoints=endpoint_of(plan.rendered),
+        diff=diff or {},
+    )
+
+
 class EndpointReconciler:
     def __init__(
         self, config: DeploymentConfig, store: StateStore, ecs: Any, account_id: str, region: str
@@ -246,14 +260,8 @@ class EndpointReconciler:
 
     def _preview(self, plan: _Plan) -> ServiceChange:
         current = self._current(plan)
-        return ServiceChange(
-            role=plan.role,
-            service=plan.service["serviceName"],
-            old_revision=plan.service["taskDefinition"],
-            new_revision=None,
-            old_endpoints=endpoint_of(current),
-            new_endpoints=endpoint_of(plan.rendered),
-            diff=diff_documents(canonical_form(current), canonical_form(plan.rendered)),
+        return _change(
+            plan, current, None, diff_documents(canonical_form(current), canonical_form(plan.rendered))
         )
 
     def _alert(self, plan: _Plan, revision: str, attempts: int) -> None:
@@ -303,15 +311,6 @@ class EndpointReconciler:
             }
             if attempts == self.config.rollout.max_attempts_per_endpoint and not force:
                 self._alert(plan, revision, attempts)
-            changes.append(
-                ServiceChange(
-                    role=plan.role,
-                    service=plan.service["serviceName"],
-                    old_revision=plan.service["taskDefinition"],
-                    new_revision=revision,
-                    old_endpoints=endpoint_of(current),
-                    new_endpoints=endpoint_of(plan.rendered),
-                )
-            )
+            changes.append(_change(plan, current, revision))
         self.store.put_record(APPLIED_RECORD, applied, record.version)
         return changes
