@@ -43,4 +43,4 @@ if ! command -v etcd >/dev/null 2>&1; then
   fi
 fi
 "$VENV/bin/nats-server" --version
-etcd --version | head -1
+etcd --version | sed -n 1p  # sed reads all: no SIGPIPE under pipefail
