@@ -4,7 +4,7 @@ set -euo pipefail
 PYTHON_VERSION=${PYTHON_VERSION:-3.12}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-python_bin=$(ls "$(pyenv root 2>/dev/null)"/versions/"${PYTHON_VERSION}".*/bin/python"${PYTHON_VERSION}" 2>/dev/null | head -1)
+python_bin=$(ls "$(pyenv root 2>/dev/null)"/versions/"${PYTHON_VERSION}".*/bin/python"${PYTHON_VERSION}" 2>/dev/null | sed -n 1p)
 "${python_bin:-python${PYTHON_VERSION}}" -m venv "$tmp/venv"
 "$tmp/venv/bin/pip" install --quiet -r requirements-dev.in
 { echo "# Locked development environment (Python ${PYTHON_VERSION}). Regenerate with \`make lock\`."
