@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from dynamo_ecs import aws
 from dynamo_ecs.config import DeploymentConfig, ServiceRole
+from dynamo_ecs.infra import eni_private_ip
 from dynamo_ecs.specs import load_default_spec
 
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -193,11 +194,9 @@ class EcsWorld:
 
 
 def task_private_ip(task: dict[str, Any]) -> str:
-    for attachment in task.get("attachments", []):
-        if attachment.get("type") == "ElasticNetworkInterface":
-            for detail in attachment.get("details", []):
-                if detail["name"] == "privateIPv4Address":
-                    return str(detail["value"])
+    ip = eni_private_ip(task)
+    if ip:
+        return ip
     raise ValueError(f"task {task.get('taskArn')} has no ENI private IPv4 address")
 
 

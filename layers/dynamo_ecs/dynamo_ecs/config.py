@@ -208,17 +208,19 @@ def _nest_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     return tree
 
 
-def format_validation_error(exc: ValidationError, prefix: str = ENV_PREFIX) -> str:
-    """One line per problem: ``field.path: message (set VARIABLE)``."""
+def format_validation_error(exc: ValidationError, prefix: str | None = ENV_PREFIX) -> str:
+    """One line per problem: ``field.path: message``, plus ``(set VARIABLE)`` when ``prefix`` is given."""
     lines = []
     for err in exc.errors(include_url=False):
         loc = [str(p) for p in err["loc"]]
         message = err["msg"].removeprefix("Value error, ")
-        if loc:
+        if not loc:
+            lines.append(message)
+        elif prefix is None:
+            lines.append(f"{'.'.join(loc)}: {message}")
+        else:
             variable = prefix + "__".join(p.upper() for p in loc)
             lines.append(f"{'.'.join(loc)}: {message} (set {variable})")
-        else:
-            lines.append(message)
     return "; ".join(lines)
 
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
+from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
 from dynamo_ecs.endpoints.reconcile import APPLIED_RECORD, EndpointReconciler, digest
 from dynamo_ecs.endpoints.render import RenderContext, render_task_definition
 from dynamo_ecs.endpoints.specs_store import read_spec, spec_record_name, with_image, with_model
@@ -59,12 +59,8 @@ def parse_properties(properties: dict[str, Any]) -> GpuServicesProperties:
     try:
         return GpuServicesProperties.model_validate(cleaned)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
-        ]
-        raise InvalidInputError(
-            "invalid Custom::DynamoGpuServices properties: " + "; ".join(problems)
-        ) from exc
+        problems = format_validation_error(exc, prefix=None)
+        raise InvalidInputError(f"invalid Custom::DynamoGpuServices properties: {problems}") from exc
 
 
 def spec_from_properties(

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
+from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
 from dynamo_ecs.endpoints.reconcile import EndpointReconciler, ReconcileResult
 from dynamo_ecs.endpoints.specs_store import read_spec, spec_record_name, with_command, with_image, with_model
 from dynamo_ecs.errors import InvalidInputError
@@ -59,11 +59,9 @@ def parse_payload(event: Any) -> RedeployPayload:
     try:
         return RedeployPayload.model_validate(event if event is not None else {})
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors(include_url=False)
-        ]
-        raise InvalidInputError("invalid redeploy payload: " + "; ".join(problems)) from exc
+        raise InvalidInputError(
+            f"invalid redeploy payload: {format_validation_error(exc, prefix=None)}"
+        ) from exc
 
 
 def new_specs(payload: RedeployPayload, reconciler: EndpointReconciler) -> dict[ServiceRole, dict[str, Any]]:
