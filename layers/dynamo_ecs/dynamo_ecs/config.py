@@ -93,6 +93,9 @@ class ScalingPolicy(StrictModel):
     scale_down_max_step: int = Field(1, ge=1)
     rate_limit_period_s: int = Field(60, ge=1)
     metric_max_age_s: int = Field(180, ge=10)
+    # The period the scaler reads metrics at: 60 for standard metrics, 10 or 30 when the
+    # collector samples several times a minute (signals.samples_per_invocation > 1).
+    metric_period_s: Literal[10, 30, 60] = 60
     prefill_scale_to_zero: bool = False
     prefill_activation_lag: float = Field(0.0, ge=0)
     decision_log_ttl_days: int = Field(14, ge=1)
