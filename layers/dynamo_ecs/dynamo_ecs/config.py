@@ -113,6 +113,9 @@ class SignalsConfig(StrictModel):
     scrape_timeout_s: float = Field(2.0, gt=0, le=30)
     jetstream_streams: list[Annotated[str, Field(pattern=_JETSTREAM_SELECTOR)]] = Field(default_factory=list)
     samples_per_invocation: int = Field(1, ge=1, le=6)
+    # After publishing, send the scaler an EventBridge event when a value is above its scaling
+    # target (signals/breach_events.py): scale-out without waiting for alarm evaluation.
+    breach_events: bool = True
     # Monitor URLs of the other servers of a NATS cluster (http://host:8222). Empty: the infra
     # task's monitor only. With a cluster, each consumer is read from its leader's view.
     nats_cluster_monitors: list[Annotated[str, Field(pattern=r"^https?://[^/\s]+/?$")]] = Field(

@@ -1,4 +1,4 @@
-"""What woke the scaler: the one-minute schedule, one of our alarms, or a manual invoke.
+"""What woke the scaler: the schedule, one of our alarms, a collector's breach event, or a manual invoke.
 
 Every trigger runs the same reconcile of both services (they share the GPU budget). The
 trigger is recorded in the decision log; it never carries data the decision uses, so
@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dynamo_ecs.config import format_validation_error
 from dynamo_ecs.errors import InvalidInputError
+from dynamo_ecs.signals.breach_events import EVENT_DETAIL_TYPE, EVENT_SOURCE
 
-TriggerKind = Literal["schedule", "alarm", "manual"]
+TriggerKind = Literal["schedule", "alarm", "breach", "manual"]
 
 
 class Trigger(BaseModel):
@@ -86,4 +87,10 @@ def parse_trigger(event: Any, deployment: str) -> Trigger:
             signal=match.group(2),
             state=detail.state.value,
         )
+    if parsed.source == EVENT_SOURCE and parsed.detail_type == EVENT_DETAIL_TYPE:
+        owner = parsed.detail.get("deployment")
+        if owner != deployment:
+            raise InvalidInputError(f"breach event of deployment {owner!r}, not {deployment!r}")
+        signals = sorted({f"{b.get('role')}-{b.get('signal')}" for b in parsed.detail.get("breaches", [])})
+        return Trigger(kind="breach", event_id=parsed.id, signal=",".join(signals) or None)
     raise InvalidInputError(f"not a scaler trigger: {parsed.source} / {parsed.detail_type}")
