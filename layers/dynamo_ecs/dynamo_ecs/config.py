@@ -2,7 +2,8 @@
 
 The stack hands configuration to every function as environment variables with the prefix
 ``DYNAMO_ECS_``; ``__`` separates nesting levels, so ``DYNAMO_ECS_FRONTEND__MAX=6`` sets
-``frontend.max``. Values that start with ``[`` or ``{`` are read as JSON. The config is
+``frontend.max``. Values that start with ``[`` or ``{`` are read as JSON; ``null`` unsets an
+optional field. The config is
 validated once per cold start (`load_config`); any problem raises `ConfigError` with one
 line per field that names the field, what is wrong and the variable that fixes it.
 """
@@ -199,7 +200,9 @@ def _nest_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         path = [part.lower() for part in key[len(ENV_PREFIX) :].split("__")]
         value: Any = raw
-        if raw[:1] in "[{":
+        if raw == "null":
+            value = None  # switches an optional field (a scaling target) off
+        elif raw[:1] in "[{":
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError as exc:

@@ -99,3 +99,10 @@ def test_idle_prefill_goes_to_zero_after_the_down_window_despite_missing_latency
 def test_bad_scaling_config_fails_at_load_naming_the_variable(env: dict[str, str], field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         load_config(env)
+
+
+def test_a_null_target_switches_its_signal_off() -> None:
+    config = load_config({"DYNAMO_ECS_FRONTEND__TARGETS__GPU_UTILIZATION_PCT": "null"})
+    decision = decide(config, states(2, 1), fresh(frontend_gpu=100.0), History(), NOW)
+    assert [p.signal for p in decision.services["frontend"].proposals] == ["ttft", "itl", "queue"]
+    assert decision.services["frontend"].desired == 2
