@@ -18,11 +18,11 @@ counts the first just set and finds nothing left to do.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from dynamo_ecs.clock import now as clock_now
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 from dynamo_ecs.errors import LeaseHeldError
 from dynamo_ecs.observability import logger
@@ -71,7 +71,7 @@ class CapacityReconciler:
         ecs: Any,
         cloudwatch: Any,
         sns: Any = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = clock_now,
     ) -> None:
         self.config = config
         self.store = store

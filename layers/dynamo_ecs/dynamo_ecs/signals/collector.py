@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from dynamo_ecs import metric_names as names
+from dynamo_ecs.clock import now as clock_now
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 from dynamo_ecs.observability import logger
 from dynamo_ecs.signals.base import Datum, RoundContext, SignalSource, SourceReading
@@ -106,7 +107,7 @@ class Collector:
         cloudwatch: Any = None,
         events: Any = None,
         read_cluster: Callable[[], Any] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = clock_now,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
