@@ -20,6 +20,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,24 @@ def model_params(overrides: Sequence[str]) -> ModelParams:
         raise UsageError(f"--model: {format_validation_error(exc, None)}") from None
 
 
+def export_window(start: str | None, end: str | None, now: datetime | None = None) -> tuple[str, str]:
+    """The export's start and end, ISO 8601 UTC; the default is the last 7 days."""
+
+    def parse(text: str, option: str) -> datetime:
+        try:
+            stamp = datetime.fromisoformat(text)
+        except ValueError:
+            raise UsageError(f"{option} {text!r}: not ISO 8601 (e.g. 2026-11-20T00:00:00Z)") from None
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+    last = parse(end, "--end") if end else (now or datetime.now(UTC)).replace(second=0, microsecond=0)
+    first = parse(start, "--start") if start else last - timedelta(days=7)
+    if first >= last:
+        raise UsageError("--start must be before --end")
+    iso = "%Y-%m-%dT%H:%M:%SZ"
+    return first.astimezone(UTC).strftime(iso), last.astimezone(UTC).strftime(iso)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m devtools.replay",
@@ -98,8 +117,8 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the aws CLI command that exports RequestRate as a trace, then exit",
     )
-    p.add_argument("--start", default="2026-01-01T00:00:00Z", help="export start (ISO 8601)")
-    p.add_argument("--end", default="2026-01-08T00:00:00Z", help="export end (ISO 8601)")
+    p.add_argument("--start", help="export start, ISO 8601 (default: 7 days before --end)")
+    p.add_argument("--end", help="export end, ISO 8601 (default: now, to the minute)")
     return p
 
 
@@ -107,7 +126,8 @@ def run(argv: Sequence[str]) -> int:
     args = parser().parse_args(argv)
     config = config_with_overrides(args.set)
     if args.export_command:
-        print(export_command(config, args.start, args.end) + " > trace.json")
+        start, end = export_window(args.start, args.end)
+        print(export_command(config, start, end) + " > trace.json")
         return 0
     params = model_params(args.model)
     policies = [name.strip() for name in args.policies.split(",") if name.strip()]

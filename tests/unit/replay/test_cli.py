@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from devtools.replay.cli import UsageError, config_with_overrides, main
+from devtools.replay.cli import UsageError, config_with_overrides, export_window, main
 
 ROOT = Path(__file__).resolve().parents[3]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -75,3 +76,16 @@ def test_export_command_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--export-command", "--start", "2026-11-20T00:00:00Z", "--end", "2026-11-21T00:00:00Z"]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("aws cloudwatch get-metric-data ") and printed.strip().endswith("> trace.json")
+
+
+def test_the_export_window_defaults_to_the_last_seven_days() -> None:
+    now = datetime(2026, 11, 29, 4, 51, 17, tzinfo=UTC)
+    assert export_window(None, None, now) == ("2026-11-22T04:51:00Z", "2026-11-29T04:51:00Z")
+    assert export_window("2026-11-01T00:00:00+02:00", "2026-11-02", now) == (
+        "2026-10-31T22:00:00Z",
+        "2026-11-02T00:00:00Z",
+    )
+    with pytest.raises(UsageError, match="before"):
+        export_window("2026-11-03", "2026-11-02", now)
+    with pytest.raises(UsageError, match="not ISO 8601"):
+        export_window("last tuesday", None, now)
