@@ -11,12 +11,14 @@ Every tick (``tick_s``, 10 s by default) the requests of the trace arrive at the
 3. TTFT p90 = prefill time, inflated as prefill utilization rises (an M/M/1-like
    ``1 + k * rho / (1 - rho)``), plus the time the backlog ahead takes to drain, for both
    queues; ITL p90 rises the same way with decode utilization (bigger batches);
-4. GPU utilization of a service is the fraction of its running replicas' throughput used.
+4. GPU utilization of a service is the fraction of its serving replicas' throughput used,
+   averaged over its running tasks (a task loading its model counts as idle).
 
-A new task serves only after ``instance_start_s + model_load_s``; a task stops at once
-(pending ones first). GPU-hours count every task from the moment it is asked for (its GPU
-instance is billed while it starts). A tick without requests publishes no latency (as the
-collector publishes no percentile for an empty window).
+A new task runs (ECS ``runningCount``) after ``instance_start_s`` and serves only after
+``model_load_s`` more; a task stops at once (starting ones first). GPU-hours count every
+task from the moment it is asked for (its GPU instance is billed while it starts). A tick
+without requests publishes no latency (as the collector publishes no percentile for an empty
+window).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 from dynamo_ecs.scaling.decide import ServiceState
 
 # A request cannot wait longer than this in the model (clients time out); keeps numbers finite
-# while a service has no running replica.
+# while a service has no serving replica.
 MAX_WAIT_S = 120.0
 
 
@@ -57,42 +59,51 @@ class ModelParams(BaseModel):
         return self.instance_start_s + self.model_load_s
 
     def replica_rps(self, role: ServiceRole, input_tokens: float, output_tokens: float) -> float:
-        """Requests per second one running replica serves."""
+        """Requests per second one serving replica serves."""
         if role == "frontend":
             return self.decode_tokens_per_s / output_tokens
         return self.prefill_tokens_per_s / input_tokens
 
 
 class ServicePool:
-    """One ECS service: its desired count, tasks starting (with their ready time), running."""
+    """One ECS service: its desired count and its tasks, serving or still starting.
 
-    def __init__(self, running: int) -> None:
-        self.running = running
-        self.pending: list[float] = []  # ready times
+    A starting task is PENDING while its GPU instance launches, then RUNNING (ECS counts it in
+    ``runningCount``, the scaler sees it as running) while the model loads, and serves after.
+    """
+
+    def __init__(self, serving: int) -> None:
+        self.serving = serving
+        self.starting: list[tuple[float, float]] = []  # (container running at, serving at)
 
     @property
     def desired(self) -> int:
-        return self.running + len(self.pending)
+        return self.serving + len(self.starting)
 
-    def set_desired(self, count: int, now: float, startup_s: float) -> None:
+    def running(self, now: float) -> int:
+        """ECS's runningCount: serving tasks plus those loading the model."""
+        return self.serving + sum(1 for started, _ in self.starting if started <= now)
+
+    def set_desired(self, count: int, now: float, instance_start_s: float, model_load_s: float) -> None:
         extra = count - self.desired
         if extra > 0:
-            self.pending.extend([now + startup_s] * extra)
+            task = (now + instance_start_s, now + instance_start_s + model_load_s)
+            self.starting.extend([task] * extra)
             return
         for _ in range(-extra):
-            if self.pending:
-                self.pending.pop()  # the newest request for a task goes first
+            if self.starting:
+                self.starting.pop()  # the newest task (least far along) goes first
             else:
-                self.running -= 1
+                self.serving -= 1
 
     def advance(self, now: float) -> None:
-        ready = [t for t in self.pending if t <= now]
+        ready = [t for t in self.starting if t[1] <= now]
         if ready:
-            self.running += len(ready)
-            self.pending = [t for t in self.pending if t > now]
+            self.serving += len(ready)
+            self.starting = [t for t in self.starting if t[1] > now]
 
-    def state(self) -> ServiceState:
-        return ServiceState(self.desired, self.running)
+    def state(self, now: float) -> ServiceState:
+        return ServiceState(self.desired, self.running(now))
 
 
 @dataclass(frozen=True)
@@ -141,12 +152,12 @@ class GpuServices:
         self.frontend_queue = 0.0
         self.prefill_queue = 0.0
 
-    def states(self) -> dict[ServiceRole, ServiceState]:
-        return {role: pool.state() for role, pool in self.pools.items()}
+    def states(self, now: float) -> dict[ServiceRole, ServiceState]:
+        return {role: pool.state(now) for role, pool in self.pools.items()}
 
     def set_desired(self, counts: dict[ServiceRole, int], now: float) -> None:
         for role, count in counts.items():
-            self.pools[role].set_desired(count, now, self.params.startup_s)
+            self.pools[role].set_desired(count, now, self.params.instance_start_s, self.params.model_load_s)
 
     def provisioned_gpus(self) -> int:
         return sum(self.pools[r].desired * self.config.service(r).gpus_per_task for r in SERVICE_ROLES)
@@ -160,8 +171,8 @@ class GpuServices:
             pool.advance(now)
         inp = input_tokens or p.input_tokens
         out = output_tokens or p.output_tokens
-        decode_rps = self.pools["frontend"].running * p.replica_rps("frontend", inp, out)
-        prefill_rps = self.pools["prefill"].running * p.replica_rps("prefill", inp, out)
+        decode_rps = self.pools["frontend"].serving * p.replica_rps("frontend", inp, out)
+        prefill_rps = self.pools["prefill"].serving * p.replica_rps("prefill", inp, out)
 
         self.frontend_queue += rate * dt
         admitted = min(self.frontend_queue, decode_rps * dt)
@@ -184,8 +195,8 @@ class GpuServices:
         itl = p.base_itl_ms * _inflation(rho_decode, p.itl_load_factor, p.max_utilization)
         in_service = served / dt * prefill_ms / 1000.0
         utilization: dict[ServiceRole, float | None] = {
-            "frontend": 100.0 * rho_decode if self.pools["frontend"].running else None,
-            "prefill": 100.0 * rho_prefill if self.pools["prefill"].running else None,
+            "frontend": self._gpu_utilization("frontend", rho_decode, now),
+            "prefill": self._gpu_utilization("prefill", rho_prefill, now),
         }
         return TickMetrics(
             arrivals_rps=rate,
@@ -197,3 +208,9 @@ class GpuServices:
             gpu_utilization_pct=utilization,
             provisioned_gpus=self.provisioned_gpus(),
         )
+
+    def _gpu_utilization(self, role: ServiceRole, rho: float, now: float) -> float | None:
+        """The mean over the service's instances: serving ones at rho, loading ones idle."""
+        pool = self.pools[role]
+        running = pool.running(now)
+        return 100.0 * rho * pool.serving / running if running else None

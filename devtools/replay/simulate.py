@@ -1,6 +1,6 @@
 """Run one trace through the model under one policy, tick by tick, and score the run.
 
-Each tick: the trace's rate arrives, the model serves what its running replicas can; at the
+Each tick: the trace's rate arrives, the model serves what its serving replicas can; at the
 end of every ``scaling.metric_period_s`` the period's average of each signal becomes a
 datapoint (stamped at the period's end, as the scaler's reader sees it); then the policy may
 act, and its desired counts take effect at once (new tasks serve after their start-up).
@@ -126,7 +126,7 @@ def replay(
                     observations[spec.key] = Observation(sum(values) / len(values), end)
             sums.clear()
 
-        before = services.states()
+        before = services.states(end)
         wanted = policy.step(end, before, observations, new_datapoints)
         if wanted is None:
             continue

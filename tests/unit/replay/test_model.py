@@ -7,6 +7,7 @@ import pytest
 from devtools.replay.model import GpuServices, ModelParams, ServicePool
 from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import DeploymentConfig
+from dynamo_ecs.scaling.decide import ServiceState
 
 NOW = 1_000_000.0
 
@@ -17,23 +18,26 @@ def services(frontend: int = 1, prefill: int = 1, **knobs: float) -> GpuServices
     )
 
 
-def test_a_new_task_serves_only_after_instance_start_and_model_load() -> None:
-    pool = ServicePool(running=1)
-    pool.set_desired(3, NOW, startup_s=300)
-    assert (pool.desired, pool.running) == (3, 1)
+def test_a_new_task_runs_after_instance_start_and_serves_after_model_load() -> None:
+    pool = ServicePool(serving=1)
+    pool.set_desired(3, NOW, instance_start_s=120, model_load_s=180)
+    assert (pool.desired, pool.running(NOW), pool.serving) == (3, 1, 1)
+    # ECS counts a task as running once its container starts, while the model still loads
+    pool.advance(NOW + 120)
+    assert (pool.state(NOW + 120).running, pool.serving) == (3, 1)
     pool.advance(NOW + 299)
-    assert pool.running == 1
+    assert pool.serving == 1
     pool.advance(NOW + 300)
-    assert (pool.desired, pool.running) == (3, 3)
+    assert (pool.desired, pool.running(NOW + 300), pool.serving) == (3, 3, 3)
 
 
 def test_scale_in_cancels_starting_tasks_first() -> None:
-    pool = ServicePool(running=2)
-    pool.set_desired(4, NOW, startup_s=300)
-    pool.set_desired(3, NOW + 10, startup_s=300)
-    assert (pool.desired, pool.running, len(pool.pending)) == (3, 2, 1)
-    pool.set_desired(1, NOW + 20, startup_s=300)
-    assert (pool.desired, pool.running, len(pool.pending)) == (1, 1, 0)
+    pool = ServicePool(serving=2)
+    pool.set_desired(4, NOW, instance_start_s=120, model_load_s=180)
+    pool.set_desired(3, NOW + 10, instance_start_s=120, model_load_s=180)
+    assert (pool.desired, pool.serving, len(pool.starting)) == (3, 2, 1)
+    pool.set_desired(1, NOW + 20, instance_start_s=120, model_load_s=180)
+    assert (pool.desired, pool.serving, len(pool.starting)) == (1, 1, 0)
 
 
 def test_overload_carries_a_backlog_over_and_latency_includes_the_wait() -> None:
@@ -89,7 +93,17 @@ def test_gpu_hours_count_starting_tasks_and_their_gpus() -> None:
     model.set_desired({"frontend": 2, "prefill": 2}, NOW)
     metrics = model.tick(NOW, 1.0, None, None)
     assert metrics.provisioned_gpus == 2 * 1 + 2 * 2
-    assert model.states()["prefill"].running == 1  # the second is still starting
+    assert model.states(NOW)["prefill"].running == 1  # the second is still starting
+
+
+def test_a_task_loading_its_model_counts_as_an_idle_gpu() -> None:
+    # Given one serving frontend at 50 % and a second one loading the model
+    model = services(frontend=1)
+    model.set_desired({"frontend": 2, "prefill": 1}, NOW - 130)
+    metrics = model.tick(NOW, 4.0, None, None)
+    # Then the service's mean GPU utilization is 25 %, and ECS reports 2 running
+    assert metrics.gpu_utilization_pct["frontend"] == pytest.approx(25.0)
+    assert model.states(NOW)["frontend"] == ServiceState(2, 2)
 
 
 def test_a_service_without_running_replicas_publishes_no_gpu_datapoint() -> None:
