@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ def test_the_module_writes_the_table_and_the_chart(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "devtools.replay", "--trace", "step", "--hours", "2", "--out", str(out)],
         cwd=ROOT,
-        env={"PYTHONPATH": f"{ROOT / 'layers' / 'dynamo_ecs'}:{ROOT}", "COLUMNS": "120"},
+        env={**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'dynamo_ecs'}:{ROOT}", "COLUMNS": "120"},
         capture_output=True,
         text=True,
         timeout=120,

@@ -187,3 +187,13 @@ def test_ours_follows_a_step_up_and_back_down_within_bounds() -> None:
     assert frontend[-1] < max(frontend)
     assert series.replicas["prefill"][-1] == 1
     assert max(series.gpus) <= config.gpu_budget
+
+
+def test_load_above_max_capacity_violates_the_sla_for_every_policy() -> None:
+    # Given more load than max replicas serve (4 x 8 requests/s)
+    results = replay_all(constant(40.0, hours=1), DeploymentConfig(), ModelParams())
+    # Then every policy misses the SLA and queues, and the dynamic ones scale to max
+    for r in results:
+        assert r.sla_minutes > 30, r.summary()
+        assert r.peak_queue > 1000, r.summary()
+        assert r.series.replicas["frontend"][-1] == 4, r.summary()
