@@ -95,13 +95,17 @@ class Ours:
         return _minimums(self.config)
 
     def _alarm_fired(self, observations: Mapping[str, Observation], now: float) -> bool:
+        """Evaluate every scaling alarm on the period that just ended; True if one went to ALARM.
+
+        1 of 1 datapoints above the target; a missing datapoint is not breaching (the alarms'
+        TreatMissingData), so the alarm returns to OK and can fire again.
+        """
         fired = False
         for spec in self.specs:
             obs = observations.get(spec.key)
             breaching = obs is not None and obs.at == now and obs.value > spec.target
-            if obs is None or obs.at == now:  # a new datapoint (or none) re-evaluates the alarm
-                fired = fired or (breaching and not self.in_alarm[spec.key])
-                self.in_alarm[spec.key] = breaching
+            fired = fired or (breaching and not self.in_alarm[spec.key])
+            self.in_alarm[spec.key] = breaching
         return fired
 
     def step(
