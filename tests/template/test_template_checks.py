@@ -79,3 +79,8 @@ def test_sam_build_succeeds(tmp_path: Path) -> None:
     layer_dirs = list(build_dir.glob("SharedLayer/python/dynamo_ecs/config.py"))
     assert layer_dirs, "the layer must carry the dynamo_ecs package under python/"
     assert list(build_dir.glob("SharedLayer/python/pydantic")), "runtime dependencies are installed"
+    # sam build skips a missing CodeUri silently: every function must have its handler built
+    from devtools.template import resources_of_type
+
+    for name in resources_of_type("AWS::Serverless::Function"):
+        assert (build_dir / name / "app.py").exists(), f"{name}: no app.py built (missing CodeUri?)"
