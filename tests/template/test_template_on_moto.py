@@ -280,7 +280,7 @@ def test_outputs_name_everything_a_user_needs(created: CreatedStack) -> None:
     assert "#dashboards:name=dynamo-dynamo-ecs" in outputs["DashboardUrl"]
     assert outputs["InfraClusterName"] == "dynamo-fargate"
     assert outputs["GpuClusterName"] == "dynamo-gpu"
-    assert outputs["InfraServiceName"] == "dynamo-etcd-nats"
+    assert outputs["InfraServiceName"] == "dynamo-infra"
     assert outputs["FrontendServiceName"] == "dynamo-frontend"
     assert outputs["PrefillServiceName"] == "dynamo-prefill"
     for name in ("InfraWatcher", "Redeploy", "Bootstrap", "MetricsCollector", "Scaler"):
@@ -305,7 +305,7 @@ def test_every_function_gets_a_valid_config_with_the_stack_parameters(created: C
         assert config.state_table == created.outputs["StateTableName"]
         assert config.alert_topic_arn == created.outputs["AlertTopicArn"]
         assert config.infra.cluster == "dynamo-fargate"
-        assert config.infra.service == "dynamo-etcd-nats"
+        assert config.infra.service == "dynamo-infra"
         assert config.gpu_cluster == "dynamo-gpu"
         assert (config.frontend.service, config.prefill.service) == ("dynamo-frontend", "dynamo-prefill")
         assert (config.frontend.family, config.prefill.family) == ("dynamo-frontend", "dynamo-prefill")
@@ -415,7 +415,7 @@ def test_state_table_and_log_groups(created: CreatedStack) -> None:
     groups = created.extra["log_groups"]
     for function in created.functions.values():
         assert groups[f"/aws/lambda/{function['FunctionName']}"]["retentionInDays"] == 30
-    for name in ("/ecs/dynamo-etcd-nats", "/ecs/dynamo-frontend", "/ecs/dynamo-prefill"):
+    for name in ("/ecs/dynamo-infra", "/ecs/dynamo-frontend", "/ecs/dynamo-prefill"):
         assert groups[name]["retentionInDays"] == 30
 
 

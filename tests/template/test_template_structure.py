@@ -309,6 +309,9 @@ def test_custom_resource_properties_are_the_ones_the_bootstrap_function_reads() 
     assert properties == aliases
     # Desired counts only at creation: a second deploy must not reset what the scaler set.
     assert {p for p in properties if "Count" in p} == {"FrontendInitialCount", "PrefillInitialCount"}
+    # A new image or model parameter reaches the operator as an Update of this resource.
+    props = resource("GpuServices")["Properties"]
+    assert (props["Image"], props["Model"]) == ({"Ref": "DynamoImage"}, {"Ref": "ModelId"})
 
 
 def test_custom_resource_is_created_after_and_deleted_before_what_it_needs() -> None:
@@ -481,8 +484,12 @@ def test_infra_watcher_rule_matches_what_aws_sends_and_nothing_else(aws_env: Mot
         "Pattern"
     ]
     assert pattern["detail"]["clusterArn"] == [{"Fn::GetAtt": ["InfraCluster", "Arn"]}]
-    assert pattern["detail"]["group"] == [{"Fn::Sub": "service:${DeploymentName}-etcd-nats"}]
+    assert pattern["detail"]["group"] == [{"Fn::Sub": "service:${DeploymentName}-infra"}]
     ours = json.loads((EVENTS / "infra_task_running.json").read_text())
+    # (the sample event is what a stack deployed with the defaults receives)
+    deployment = load_template()["Parameters"]["DeploymentName"]["Default"]
+    assert ours["detail"]["group"] == f"service:{deployment}-infra"
+    assert ours["detail"]["clusterArn"].endswith(f":cluster/{deployment}-fargate")
     pattern = json.loads(json.dumps(pattern))
     pattern["detail"]["clusterArn"] = [ours["detail"]["clusterArn"]]
     pattern["detail"]["group"] = [ours["detail"]["group"]]
