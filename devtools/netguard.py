@@ -5,6 +5,11 @@ resolves and then connects to such addresses (scrapes, monitors); on this machin
 must never leave the host. Installed by the test suite, the demo and the benchmarks, the
 guard turns such a connection into an immediate ``ConnectionRefusedError`` (no packet is
 sent), which the code under test sees as an unreachable target.
+
+The demo and the end-to-end tests also give some of those addresses a local meaning:
+`redirect` maps ``(10.x address, port)`` to a loopback port, like a NAT in front of the
+simulated VPC, so the operator's unchanged code reaches the NATS monitor of "the infra task"
+or the ``/metrics`` of "a frontend task" at the address ECS (moto) reports.
 """
 
 from __future__ import annotations
@@ -15,6 +20,28 @@ from typing import Any
 
 _original_connect = socket.socket.connect
 _original_connect_ex = socket.socket.connect_ex
+
+
+_redirects: dict[tuple[str, int], int] = {}
+
+
+def redirect(host: str, port: int, loopback_port: int) -> None:
+    """Connections to ``host:port`` go to ``127.0.0.1:loopback_port`` instead."""
+    _redirects[(host, port)] = loopback_port
+
+
+def clear_redirects(host: str | None = None) -> None:
+    """Forget every redirect (or those of ``host``: a task that stopped)."""
+    for key in [k for k in _redirects if host is None or k[0] == host]:
+        del _redirects[key]
+
+
+def _translate(sock: socket.socket, address: Any) -> Any:
+    if sock.family == socket.AF_INET and isinstance(address, tuple) and len(address) == 2:
+        target = _redirects.get((str(address[0]), int(address[1])))
+        if target is not None:
+            return ("127.0.0.1", target)
+    return address
 
 
 class NonLoopbackConnectionError(ConnectionRefusedError):
@@ -34,11 +61,13 @@ def _check(sock: socket.socket, address: Any) -> None:
 
 
 def _guarded_connect(self: socket.socket, address: Any) -> None:
+    address = _translate(self, address)
     _check(self, address)
     _original_connect(self, address)
 
 
 def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
+    address = _translate(self, address)
     _check(self, address)
     return _original_connect_ex(self, address)
 

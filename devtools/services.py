@@ -165,10 +165,11 @@ def _workdir(base: Path | None, name: str) -> Path:
 
 
 @contextlib.contextmanager
-def moto_server(workdir: Path | None = None) -> Iterator[MotoServer]:
+def moto_server(workdir: Path | None = None, extra_env: dict[str, str] | None = None) -> Iterator[MotoServer]:
+    """moto server on a free loopback port; ``extra_env`` sets moto's own knobs (MOTO_ECS_...)."""
     port = free_port()
     log = _workdir(workdir, "moto") / "moto.log"
-    env = {**os.environ, "MOTO_CALL_RESET_API": "true"}
+    env = {**os.environ, "MOTO_CALL_RESET_API": "true", **(extra_env or {})}
     proc = ManagedProcess(
         "moto_server",
         [find_binary("moto_server"), "-H", LOOPBACK, "-p", str(port)],

@@ -2,7 +2,8 @@
 
 The stack hands configuration to every function as environment variables with the prefix
 ``DYNAMO_ECS_``; ``__`` separates nesting levels, so ``DYNAMO_ECS_FRONTEND__MAX=6`` sets
-``frontend.max``. Values that start with ``[`` or ``{`` are read as JSON. The config is
+``frontend.max``. Values that start with ``[`` or ``{`` are read as JSON; ``null`` unsets an
+optional field. The config is
 validated once per cold start (`load_config`); any problem raises `ConfigError` with one
 line per field that names the field, what is wrong and the variable that fixes it.
 """
@@ -93,6 +94,9 @@ class ScalingPolicy(StrictModel):
     scale_down_max_step: int = Field(1, ge=1)
     rate_limit_period_s: int = Field(60, ge=1)
     metric_max_age_s: int = Field(180, ge=10)
+    # The period the scaler reads metrics at: 60 for standard metrics, 10 or 30 when the
+    # collector samples several times a minute (signals.samples_per_invocation > 1).
+    metric_period_s: Literal[10, 30, 60] = 60
     prefill_scale_to_zero: bool = False
     prefill_activation_lag: float = Field(0.0, ge=0)
     decision_log_ttl_days: int = Field(14, ge=1)
@@ -110,6 +114,9 @@ class SignalsConfig(StrictModel):
     scrape_timeout_s: float = Field(2.0, gt=0, le=30)
     jetstream_streams: list[Annotated[str, Field(pattern=_JETSTREAM_SELECTOR)]] = Field(default_factory=list)
     samples_per_invocation: int = Field(1, ge=1, le=6)
+    # After publishing, send the scaler an EventBridge event when a value is above its scaling
+    # target (signals/breach_events.py): scale-out without waiting for alarm evaluation.
+    breach_events: bool = True
     # Monitor URLs of the other servers of a NATS cluster (http://host:8222). Empty: the infra
     # task's monitor only. With a cluster, each consumer is read from its leader's view.
     nats_cluster_monitors: list[Annotated[str, Field(pattern=r"^https?://[^/\s]+/?$")]] = Field(
@@ -193,7 +200,9 @@ def _nest_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         path = [part.lower() for part in key[len(ENV_PREFIX) :].split("__")]
         value: Any = raw
-        if raw[:1] in "[{":
+        if raw == "null":
+            value = None  # switches an optional field (a scaling target) off
+        elif raw[:1] in "[{":
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError as exc:

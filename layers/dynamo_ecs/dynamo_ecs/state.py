@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dynamo_ecs import aws
+from dynamo_ecs.clock import now as clock_now
 from dynamo_ecs.errors import LeaseHeldError
 
 TTL_ATTRIBUTE = "expires_at"
@@ -52,7 +53,7 @@ class StateStore:
         table: str,
         deployment: str,
         client: Any = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = clock_now,
     ) -> None:
         self.table = table
         self.deployment = deployment

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
+from devtools.cloudformation_stub import CloudFormationStub
 from devtools.ecs_world import EcsWorld, build_world, task_private_ip
 from devtools.handlers import load_handler_module
-from devtools.services import LOOPBACK
 from dynamo_ecs import aws
 from dynamo_ecs.config import DeploymentConfig
 
@@ -27,31 +24,6 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 120_000
-
-
-class CloudFormationStub:
-    """Receives the PUTs a custom resource sends to its ResponseURL."""
-
-    def __init__(self) -> None:
-        self.answers: list[dict[str, Any]] = []
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_PUT(self) -> None:
-                length = int(self.headers["Content-Length"])
-                stub.answers.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.server.server_address[1]}/response"
 
 
 @pytest.fixture

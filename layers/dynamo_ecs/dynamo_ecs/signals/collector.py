@@ -28,9 +28,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from dynamo_ecs import metric_names as names
+from dynamo_ecs.clock import now as clock_now
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 from dynamo_ecs.observability import logger
 from dynamo_ecs.signals.base import Datum, RoundContext, SignalSource, SourceReading
+from dynamo_ecs.signals.breach_events import send_breach_event
 from dynamo_ecs.signals.publish import publish
 from dynamo_ecs.state import StaleRecordError, StateStore
 
@@ -103,14 +105,16 @@ class Collector:
         store: StateStore,
         sources: Sequence[SignalSource],
         cloudwatch: Any = None,
+        events: Any = None,
         read_cluster: Callable[[], Any] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = clock_now,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
         self.store = store
         self.sources = list(sources)
         self._cloudwatch = cloudwatch
+        self._events = events
         self._read_cluster = read_cluster
         self.clock = clock
         self.sleep = sleep
@@ -124,6 +128,14 @@ class Collector:
 
             self._cloudwatch = aws.client("cloudwatch")
         return self._cloudwatch
+
+    @property
+    def events(self) -> Any:
+        if self._events is None:
+            from dynamo_ecs import aws
+
+            self._events = aws.client("events")
+        return self._events
 
     def run(self) -> CollectionSummary:
         """All rounds of one invocation, ``interval_s`` apart."""
@@ -210,6 +222,8 @@ class Collector:
             now,
             high_resolution=self.samples > 1,
         )
+        if self.config.signals.breach_events:
+            self._hint_scaler(summary.data, now)
         resets = [note for _, r in readings for note in r.notes if note.startswith("counter reset")]
         if resets:
             self.store.append_decision(
@@ -218,6 +232,14 @@ class Collector:
                 self.config.scaling.decision_log_ttl_days,
             )
         return summary
+
+    def _hint_scaler(self, data: list[Datum], now: float) -> None:
+        """Best effort: the datapoints are published; the alarms still catch what this misses."""
+        try:
+            if send_breach_event(self.events, self.config, data, now):
+                logger.info("breach event sent to the scaler")
+        except Exception:
+            logger.exception("could not send the breach event; the scaling alarms remain")
 
 
 def default_collector(config: DeploymentConfig) -> Collector:

@@ -11,7 +11,7 @@ from dynamo_ecs.config import InfraConfig
 from dynamo_ecs.endpoints.events import parse_infra_event
 from dynamo_ecs.endpoints.redeploy import parse_payload
 
-EVENTS = Path(__file__).resolve().parents[3] / "events"
+EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 
 @pytest.mark.parametrize("name", ["infra_task_running.json", "infra_task_stopped.json"])
@@ -24,3 +24,11 @@ def test_infra_samples_parse_as_ours(name: str) -> None:
 def test_redeploy_samples_are_valid_payloads(path: Path) -> None:
     payload = parse_payload(json.loads(path.read_text()))
     assert payload.roles
+
+
+@pytest.mark.parametrize("path", sorted(EVENTS.glob("scaler_*.json")), ids=lambda p: p.name)
+def test_scaler_samples_are_triggers_of_the_default_deployment(path: Path) -> None:
+    from dynamo_ecs.scaling.triggers import parse_trigger
+
+    trigger = parse_trigger(json.loads(path.read_text()), "dynamo")
+    assert trigger.kind in {"alarm", "schedule", "breach", "manual"}

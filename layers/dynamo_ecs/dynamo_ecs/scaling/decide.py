@@ -1,0 +1,457 @@
+"""The scaling decision: a pure function from observations to desired counts, with reasons.
+
+`decide` takes the services' current counts, the latest datapoint of every signal, the
+recent recommendations and scale actions, and the time, and returns a desired count per
+service with a reason per service and per metric. It performs no I/O, so the scaler, the
+policy replay and the property tests all run exactly this code. The steps, in order (each
+explained with its origin in docs/scaling.md):
+
+1. per metric, a proposal (`propose`): ``ratio`` signals ``ceil(running * value / target)``,
+   ``total`` signals ``ceil(total / per_replica_target)``; within the tolerance: no change.
+   A metric with no datapoint younger than ``metric_max_age_s`` proposes nothing;
+2. the largest proposal wins; when any metric is missing, the result is never below the
+   current count (missing data never scales in);
+3. prefill scale-to-zero (optional): activation above ``prefill_activation_lag``;
+4. the recommendation, clamped to [min, max], is remembered; stabilization windows per
+   direction pick the highest (down) or lowest (up) recommendation of the window;
+5. rate limits per direction over ``rate_limit_period_s``; no scale-in during a rollout;
+6. hard bounds: [min, max] per service, then the GPU budget across both (`fit_budget`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ScalingPolicy, ServiceRole
+from dynamo_ecs.scaling.signals import SignalSpec, signal_specs
+
+Action = Literal["scale_out", "scale_in", "none"]
+_EPSILON = 1e-9  # ceil(2.0000000001) must stay 2 after float arithmetic
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What ECS reports for one service now."""
+
+    desired: int
+    running: int
+    rollout_in_progress: bool = False
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The latest datapoint of one signal; ``at`` is its timestamp (epoch seconds)."""
+
+    value: float
+    at: float
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    at: float
+    role: ServiceRole
+    replicas: int
+
+
+@dataclass(frozen=True)
+class ScaleEvent:
+    at: float
+    role: ServiceRole
+    before: int
+    after: int
+
+
+@dataclass(frozen=True)
+class History:
+    """Recent recommendations (for stabilization) and scale actions (for rate limits)."""
+
+    recommendations: tuple[Recommendation, ...] = ()
+    scale_events: tuple[ScaleEvent, ...] = ()
+
+    def pruned(self, now: float, policy: ScalingPolicy) -> History:
+        keep_s = max(policy.scale_up_stabilization_s, policy.scale_down_stabilization_s)
+        return History(
+            tuple(r for r in self.recommendations if now - r.at <= keep_s),
+            tuple(e for e in self.scale_events if now - e.at < policy.rate_limit_period_s),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "recommendations": [[r.at, r.role, r.replicas] for r in self.recommendations],
+            "scale_events": [[e.at, e.role, e.before, e.after] for e in self.scale_events],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> History:
+        return cls(
+            tuple(Recommendation(float(a), r, int(n)) for a, r, n in data.get("recommendations", [])),
+            tuple(ScaleEvent(float(a), r, int(b), int(n)) for a, r, b, n in data.get("scale_events", [])),
+        )
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What one metric says about one service. ``replicas`` None: the metric has no say."""
+
+    signal: str
+    metric: str
+    kind: str
+    target: float
+    value: float | None
+    age_s: float | None
+    replicas: int | None
+    pressure: float  # value relative to its target (1.0 = exactly on target)
+    note: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "signal": self.signal,
+            "metric": self.metric,
+            "value": self.value,
+            "target": self.target,
+            "age_s": None if self.age_s is None else round(self.age_s, 1),
+            "proposes": self.replicas,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class ServiceDecision:
+    role: ServiceRole
+    current: int
+    running: int
+    desired: int
+    recommendation: int
+    reason: str
+    proposals: tuple[Proposal, ...] = ()
+    steps: tuple[str, ...] = ()
+
+    @property
+    def action(self) -> Action:
+        if self.desired > self.current:
+            return "scale_out"
+        if self.desired < self.current:
+            return "scale_in"
+        return "none"
+
+    @property
+    def pressure(self) -> float:
+        return max((p.pressure for p in self.proposals if p.replicas is not None), default=0.0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "from": self.current,
+            "to": self.desired,
+            "running": self.running,
+            "recommendation": self.recommendation,
+            "reason": self.reason,
+            "steps": list(self.steps),
+            "metrics": [p.as_dict() for p in self.proposals],
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    now: float
+    services: dict[ServiceRole, ServiceDecision]
+    history: History = field(default_factory=History)
+
+    @property
+    def changes(self) -> list[ServiceDecision]:
+        return [d for d in self.services.values() if d.action != "none"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {role: d.as_dict() for role, d in self.services.items()}
+
+
+# -- step 1: one metric's proposal --------------------------------------------------------
+
+
+def _ceil(x: float) -> int:
+    return max(0, math.ceil(x - _EPSILON))
+
+
+def propose(
+    spec: SignalSpec, observation: Observation | None, state: ServiceState, policy: ScalingPolicy, now: float
+) -> Proposal:
+    """One metric's proposal for one service (HPA's ratio rule or KEDA's backlog rule)."""
+
+    def result(replicas: int | None, pressure: float, note: str) -> Proposal:
+        value = None if observation is None else observation.value
+        age = None if observation is None else now - observation.at
+        return Proposal(spec.name, spec.metric, spec.kind, spec.target, value, age, replicas, pressure, note)
+
+    if observation is None:
+        return result(None, 0.0, f"no datapoint in the last {policy.metric_max_age_s} s")
+    age = now - observation.at
+    if age > policy.metric_max_age_s:
+        return result(
+            None, 0.0, f"stale: newest datapoint is {age:.0f} s old (> {policy.metric_max_age_s} s)"
+        )
+    value = max(observation.value, 0.0)
+    desired, running = state.desired, min(state.running, state.desired)
+    if spec.kind == "total":
+        wanted = _ceil(value / spec.target)
+        pressure = value / (spec.target * max(desired, 1))
+        if desired > 0 and abs(pressure - 1.0) <= policy.tolerance + _EPSILON:
+            return result(desired, pressure, "within tolerance")
+        return result(wanted, pressure, f"ceil({value:g} / {spec.target:g} per replica) = {wanted}")
+    ratio = value / spec.target
+    if abs(ratio - 1.0) <= policy.tolerance + _EPSILON:
+        return result(desired, ratio, "within tolerance")
+    pending = desired - running
+    if ratio > 1.0:
+        # Tasks still starting count as capacity on the way (HPA counts them at 0 % for scale-up).
+        wanted = max(_ceil(running * ratio), desired)
+        return result(wanted, ratio, f"ceil({running} running x {ratio:.2f}) = {_ceil(running * ratio)}")
+    # Tasks still starting count as on target (HPA counts them at 100 % for scale-down).
+    wanted = min(_ceil(running * ratio + pending), desired)
+    return result(wanted, ratio, f"ceil({running} running x {ratio:.2f} + {pending} starting) = {wanted}")
+
+
+# -- steps 2-5: one service ---------------------------------------------------------------
+
+
+@dataclass
+class _Working:
+    role: ServiceRole
+    state: ServiceState
+    proposals: tuple[Proposal, ...]
+    recommendation: int = 0
+    desired: int = 0
+    seeded: bool = False
+    steps: list[str] = field(default_factory=list)
+
+
+def _recommend(
+    role: ServiceRole,
+    config: DeploymentConfig,
+    state: ServiceState,
+    observations: Mapping[str, Observation],
+    now: float,
+) -> _Working:
+    policy = config.scaling
+    bounds = config.service(role)
+    specs = signal_specs(config, role)
+    proposals = tuple(propose(s, observations.get(s.key), state, policy, now) for s in specs)
+    work = _Working(role, state, proposals)
+    fresh = [p for p in proposals if p.replicas is not None]
+    missing = [p for p in proposals if p.replicas is None]
+
+    if not fresh:
+        raw = state.desired
+        work.steps.append("no fresh metric: keep the current count")
+    else:
+        best = max(fresh, key=lambda p: p.replicas or 0)
+        raw = best.replicas or 0
+        work.steps.append(f"largest proposal: {best.signal} -> {raw}")
+
+    lag = next((p for p in fresh if p.signal == "lag"), None)
+    scale_to_zero = role == "prefill" and policy.prefill_scale_to_zero and bounds.min == 0
+    idle = scale_to_zero and lag is not None and (lag.value or 0.0) <= policy.prefill_activation_lag
+    active = lag is not None and not idle
+    if scale_to_zero and active:
+        # KEDA: above the activation threshold the floor is one replica, at zero or not;
+        # scaling to zero only while inactive keeps 0 <-> 1 from flapping.
+        raw = max(raw, 1)
+        work.steps.append(f"active: lag {lag.value if lag else 0:g} > {policy.prefill_activation_lag:g}")
+    elif scale_to_zero and state.desired == 0:
+        raw = 0
+        work.steps.append("at zero and not activated")
+    elif missing and idle:
+        work.steps.append("backlog idle: missing latency and GPU data are read as no traffic")
+    elif missing and raw < state.desired:
+        raw = state.desired
+        work.steps.append(f"missing {', '.join(p.signal for p in missing)}: no scale-in on partial data")
+
+    work.recommendation = min(max(raw, bounds.min), bounds.max)
+    if work.recommendation != raw:
+        work.steps.append(f"bounds [{bounds.min}, {bounds.max}] -> {work.recommendation}")
+    return work
+
+
+def _stabilize(work: _Working, history: History, policy: ScalingPolicy, now: float) -> int:
+    """HPA's behaviour: scale up to the lowest, down to the highest recommendation of the window."""
+    current = work.state.desired
+    own = [r for r in history.recommendations if r.role == work.role]
+    up_window = [r.replicas for r in own if now - r.at <= policy.scale_up_stabilization_s]
+    if not own:
+        # As HPA does for a target it has not seen: the current count counts as recommended
+        # now, so a lost or new history never allows an immediate scale-in.
+        own = [Recommendation(now, work.role, current)]
+        work.seeded = True
+    down_window = [r.replicas for r in own if now - r.at <= policy.scale_down_stabilization_s]
+    up = min([*up_window, work.recommendation])
+    down = max([*down_window, work.recommendation])
+    if current < up:
+        if up < work.recommendation:
+            work.steps.append(
+                f"up-stabilization: lowest recommendation in {policy.scale_up_stabilization_s} s is {up}"
+            )
+        return up
+    if current > down:
+        if down > work.recommendation:
+            work.steps.append(
+                f"down-stabilization: highest recommendation in "
+                f"{policy.scale_down_stabilization_s} s is {down}"
+            )
+        return down
+    if work.recommendation < current:
+        work.steps.append(
+            f"down-stabilization: a recommendation of {down} in the last "
+            f"{policy.scale_down_stabilization_s} s holds {current}"
+        )
+    elif work.recommendation > current:
+        work.steps.append(
+            f"up-stabilization: a recommendation of {up} in the last "
+            f"{policy.scale_up_stabilization_s} s holds {current}"
+        )
+    return current
+
+
+def _rate_limit(work: _Working, target: int, history: History, policy: ScalingPolicy, now: float) -> int:
+    current = work.state.desired
+    recent = [
+        e for e in history.scale_events if e.role == work.role and now - e.at < policy.rate_limit_period_s
+    ]
+    if target > current:
+        used = sum(e.after - e.before for e in recent if e.after > e.before)
+        limit = current + max(policy.scale_up_max_step - used, 0)
+        if target > limit:
+            work.steps.append(
+                f"rate limit: at most {policy.scale_up_max_step} up per {policy.rate_limit_period_s} s "
+                f"({used} used) -> {limit}"
+            )
+            return limit
+    elif target < current:
+        used = sum(e.before - e.after for e in recent if e.before > e.after)
+        limit = current - max(policy.scale_down_max_step - used, 0)
+        if target < limit:
+            work.steps.append(
+                f"rate limit: at most {policy.scale_down_max_step} down per {policy.rate_limit_period_s} s "
+                f"({used} used) -> {limit}"
+            )
+            return limit
+    return target
+
+
+# -- step 6: the GPU budget ---------------------------------------------------------------
+
+
+def fit_budget(
+    config: DeploymentConfig,
+    wanted: Mapping[ServiceRole, int],
+    current: Mapping[ServiceRole, int],
+    pressure: Mapping[ServiceRole, float],
+) -> tuple[dict[ServiceRole, int], str | None]:
+    """Desired counts whose GPUs fit ``gpu_budget``, and a note when the budget decided.
+
+    The rule when the budget binds: each service keeps what it has (or less, if it asked for
+    less); the GPUs left go to the service under the highest pressure (its most breached
+    metric, value / target) first, up to what it asked for, then to the other. A tie goes to
+    the frontend, which serves the users' requests and runs the decode workers. If even the
+    kept counts exceed the budget (the budget was lowered), the service under the lowest
+    pressure gives GPUs back first, never below its minimum.
+    """
+    gpus = {r: config.service(r).gpus_per_task for r in SERVICE_ROLES}
+    budget = config.gpu_budget
+    if sum(wanted[r] * gpus[r] for r in SERVICE_ROLES) <= budget:
+        return dict(wanted), None
+    order = sorted(SERVICE_ROLES, key=lambda r: (-pressure.get(r, 0.0), SERVICE_ROLES.index(r)))
+    granted = {r: max(config.service(r).min, min(wanted[r], current[r])) for r in SERVICE_ROLES}
+    excess = sum(granted[r] * gpus[r] for r in SERVICE_ROLES) - budget
+    for role in reversed(order):
+        if excess <= 0:
+            break
+        give_back = min(math.ceil(excess / gpus[role]), granted[role] - config.service(role).min)
+        granted[role] -= give_back
+        excess -= give_back * gpus[role]
+    left = budget - sum(granted[r] * gpus[r] for r in SERVICE_ROLES)
+    for role in order:
+        extra = max(min(wanted[role] - granted[role], left // gpus[role]), 0)
+        granted[role] += extra
+        left -= extra * gpus[role]
+    note = (
+        f"GPU budget {budget} binds: asked "
+        + ", ".join(f"{r} {wanted[r]}" for r in SERVICE_ROLES)
+        + "; granted "
+        + ", ".join(f"{r} {granted[r]}" for r in SERVICE_ROLES)
+        + f" (priority: {order[0]}, higher pressure)"
+    )
+    return granted, note
+
+
+# -- the whole decision -------------------------------------------------------------------
+
+
+def decide(
+    config: DeploymentConfig,
+    states: Mapping[ServiceRole, ServiceState],
+    observations: Mapping[str, Observation],
+    history: History,
+    now: float,
+) -> Decision:
+    """Desired counts for both services. ``observations`` is keyed by `SignalSpec.key`."""
+    policy = config.scaling
+    history = history.pruned(now, policy)
+    work: dict[ServiceRole, _Working] = {}
+    for role in SERVICE_ROLES:
+        w = _recommend(role, config, states[role], observations, now)
+        target = _stabilize(w, history, policy, now)
+        target = _rate_limit(w, target, history, policy, now)
+        if target < w.state.desired and w.state.rollout_in_progress:
+            w.steps.append("rollout under way: no scale-in")
+            target = w.state.desired
+        bounds = config.service(role)
+        bounded = min(max(target, bounds.min), bounds.max)
+        if bounded != target:
+            w.steps.append(f"bounds [{bounds.min}, {bounds.max}] -> {bounded}")
+        w.desired = bounded
+        work[role] = w
+
+    pressures = {
+        r: max((p.pressure for p in w.proposals if p.replicas is not None), default=0.0)
+        for r, w in work.items()
+    }
+    fitted, budget_note = fit_budget(
+        config,
+        {r: w.desired for r, w in work.items()},
+        {r: w.state.desired for r, w in work.items()},
+        pressures,
+    )
+    services: dict[ServiceRole, ServiceDecision] = {}
+    recommendations = list(history.recommendations)
+    events = list(history.scale_events)
+    for role, w in work.items():
+        if fitted[role] != w.desired and budget_note:
+            w.steps.append(budget_note)
+        w.desired = fitted[role]
+        if w.seeded:
+            recommendations.append(Recommendation(now, role, w.state.desired))
+        recommendations.append(Recommendation(now, role, w.recommendation))
+        if w.desired != w.state.desired:
+            events.append(ScaleEvent(now, role, w.state.desired, w.desired))
+        services[role] = ServiceDecision(
+            role=role,
+            current=w.state.desired,
+            running=w.state.running,
+            desired=w.desired,
+            recommendation=w.recommendation,
+            reason=_summary(w),
+            proposals=w.proposals,
+            steps=tuple(w.steps),
+        )
+    return Decision(now, services, History(tuple(recommendations), tuple(events)))
+
+
+def _summary(w: _Working) -> str:
+    current, desired = w.state.desired, w.desired
+    if desired == current:
+        head = f"no change ({current})"
+    else:
+        head = f"{'scale out' if desired > current else 'scale in'} {current} -> {desired}"
+    return f"{head}: " + "; ".join(w.steps)

@@ -1,0 +1,99 @@
+"""Read the latest datapoint of every scaling signal in one GetMetricData call.
+
+One query per distinct (metric, Service dimension): the frontend's TTFT serves both the
+frontend's and the prefill's TTFT signal. A datapoint's time is the end of its period (when
+it was complete), so a fresh datapoint has an age close to zero and an old one shows its age.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig
+from dynamo_ecs.metric_names import DIMENSION_DEPLOYMENT, DIMENSION_SERVICE
+from dynamo_ecs.scaling.decide import Observation
+from dynamo_ecs.scaling.signals import SignalSpec, signal_specs
+
+
+def all_signal_specs(config: DeploymentConfig) -> list[SignalSpec]:
+    return [spec for role in SERVICE_ROLES for spec in signal_specs(config, role)]
+
+
+def metric_queries(
+    config: DeploymentConfig, specs: Iterable[SignalSpec]
+) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """The GetMetricData queries, and for each query id the signal keys it answers. Pure."""
+    queries: list[dict[str, Any]] = []
+    answers: dict[str, list[str]] = {}
+    ids: dict[tuple[str, str], str] = {}
+    for spec in specs:
+        source = (spec.metric, spec.source_service)
+        if source not in ids:
+            query_id = f"m{len(ids)}"
+            ids[source] = query_id
+            queries.append(
+                {
+                    "Id": query_id,
+                    "MetricStat": {
+                        "Metric": {
+                            "Namespace": config.signals.namespace,
+                            "MetricName": spec.metric,
+                            "Dimensions": [
+                                {"Name": DIMENSION_DEPLOYMENT, "Value": config.deployment},
+                                {"Name": DIMENSION_SERVICE, "Value": spec.source_service},
+                            ],
+                        },
+                        "Period": config.scaling.metric_period_s,
+                        "Stat": "Average",
+                    },
+                    "ReturnData": True,
+                }
+            )
+        answers.setdefault(ids[source], []).append(spec.key)
+    return queries, answers
+
+
+def latest_observations(
+    results: Iterable[dict[str, Any]], answers: dict[str, list[str]], period_s: int, now: float
+) -> dict[str, Observation]:
+    """The newest datapoint of each query, keyed by signal key. Pure."""
+    out: dict[str, Observation] = {}
+    for result in results:
+        points = list(zip(result.get("Timestamps", []), result.get("Values", []), strict=False))
+        if not points:
+            continue
+        stamp, value = max(points, key=lambda p: p[0])
+        at = min(stamp.timestamp() + period_s, now)
+        for key in answers.get(result["Id"], []):
+            out[key] = Observation(float(value), at)
+    return out
+
+
+def read_observations(cloudwatch: Any, config: DeploymentConfig, now: float) -> dict[str, Observation]:
+    """Every enabled signal's newest datapoint younger than ``metric_max_age_s`` (one API call per page)."""
+    queries, answers = metric_queries(config, all_signal_specs(config))
+    if not queries:
+        return {}
+    period = config.scaling.metric_period_s
+    request: dict[str, Any] = {
+        "MetricDataQueries": queries,
+        "StartTime": datetime.fromtimestamp(now - config.scaling.metric_max_age_s - period, UTC),
+        "EndTime": datetime.fromtimestamp(now + period, UTC),
+        "ScanBy": "TimestampDescending",
+    }
+    results: list[dict[str, Any]] = []
+    while True:
+        page = cloudwatch.get_metric_data(**request)
+        results.extend(page.get("MetricDataResults", []))
+        token = page.get("NextToken")
+        if not token:
+            break
+        request["NextToken"] = token
+    merged: dict[str, dict[str, Any]] = {}
+    for result in results:
+        entry = merged.setdefault(result["Id"], {"Id": result["Id"], "Timestamps": [], "Values": []})
+        entry["Timestamps"].extend(result.get("Timestamps", []))
+        entry["Values"].extend(result.get("Values", []))
+    return latest_observations(merged.values(), answers, period, now)

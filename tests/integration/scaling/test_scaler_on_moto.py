@@ -1,0 +1,194 @@
+"""The scaler against moto server: metrics in CloudWatch, alarm and schedule events, ECS counts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from devtools.ecs_world import build_world
+from devtools.handlers import load_handler_module
+from devtools.scaling_inputs import (
+    alarm_state_change_event,
+    create_scaling_alarm,
+    put_datapoint,
+    schedule_event,
+)
+from dynamo_ecs import aws
+from dynamo_ecs import metric_names as names
+from dynamo_ecs.config import DeploymentConfig, ServiceRole
+from dynamo_ecs.scaling.reconcile import HISTORY_RECORD, CapacityReconciler
+from dynamo_ecs.scaling.triggers import Trigger
+from dynamo_ecs.state import StateStore
+
+REGION = "us-east-1"
+CONFIG = DeploymentConfig()
+
+
+def desired(role: ServiceRole) -> int:
+    service = aws.client("ecs").describe_services(
+        cluster=CONFIG.gpu_cluster, services=[CONFIG.service(role).service]
+    )
+    return int(service["services"][0]["desiredCount"])
+
+
+def scaling_decisions(config: DeploymentConfig = CONFIG) -> list[dict[str, Any]]:
+    return StateStore(config.state_table, config.deployment).decisions(kind="scaling")
+
+
+@pytest.fixture
+def services(state_table: str) -> None:
+    """Both GPU services at 2 tasks each, their first deployment complete."""
+    world = build_world(CONFIG, region=REGION)
+    world.run_infra_task()
+    # moto keeps a deployment IN_PROGRESS forever when created with tasks it never runs; created
+    # at 0 and then scaled, the deployment is complete and the counts are running.
+    world.create_gpu_services(desired=0)
+    for role in ("frontend", "prefill"):
+        aws.client("ecs").update_service(
+            cluster=CONFIG.gpu_cluster, service=CONFIG.service(role).service, desiredCount=2
+        )
+
+
+@pytest.fixture
+def scaler() -> Any:
+    return load_handler_module("scaler")
+
+
+def breach_ttft(at: float) -> str:
+    cloudwatch = aws.client("cloudwatch")
+    put_datapoint(cloudwatch, CONFIG, names.TTFT_P90, "frontend", 1500.0, at)
+    name = create_scaling_alarm(cloudwatch, CONFIG, "frontend", "ttft", names.TTFT_P90, 500.0)
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test: TTFT p90 above target")
+    return name
+
+
+def test_an_alarm_event_scales_the_frontend_out(services: None, scaler: Any) -> None:
+    # Given TTFT p90 at 3x its target with 2 tasks running, and the alarm in ALARM
+    now = time.time()
+    name = breach_ttft(now - 5)
+    # When EventBridge delivers the alarm's state change
+    result = scaler.lambda_handler(alarm_state_change_event(name, "ALARM", now), None)
+    # Then both services (TTFT is a signal of each) go to min(ceil(2 x 3), max 4) = 4
+    assert result["status"] == "applied"
+    assert (desired("frontend"), desired("prefill")) == (4, 4)
+    [entry] = scaling_decisions()
+    assert entry["trigger"]["alarm"] == name
+    assert entry["services"]["frontend"]["action"] == "scale_out"
+    ttft = next(m for m in entry["services"]["frontend"]["metrics"] if m["signal"] == "ttft")
+    assert ttft["value"] == 1500.0 and ttft["proposes"] == 6
+
+
+def test_alarm_and_schedule_at_the_same_time_make_one_action(services: None, scaler: Any) -> None:
+    # Given a breach seen by an alarm event and a schedule tick, delivered twice each, at once
+    now = time.time()
+    name = breach_ttft(now - 5)
+    events = [
+        alarm_state_change_event(name, "ALARM", now, event_id="a"),
+        schedule_event(now, event_id="s"),
+    ] * 2
+    results: list[dict[str, Any]] = []
+    barrier = threading.Barrier(len(events))
+
+    def invoke(event: dict[str, Any]) -> None:
+        barrier.wait()
+        results.append(scaler.lambda_handler(event, None))
+
+    threads = [threading.Thread(target=invoke, args=(e,)) for e in events]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then exactly one invocation scaled; the others found nothing left to do
+    assert sorted(r["status"] for r in results) == ["applied", "unchanged", "unchanged", "unchanged"]
+    assert desired("frontend") == 4
+    actions = [d for d in scaling_decisions() if d["services"]["frontend"]["action"] != "none"]
+    assert len(actions) == 1
+
+
+def test_an_alarm_that_is_not_ours_changes_nothing(services: None, scaler: Any) -> None:
+    now = time.time()
+    breach_ttft(now - 5)
+    result = scaler.lambda_handler(alarm_state_change_event("someone-elses-alarm", "ALARM", now), None)
+    assert result["status"] == "ignored" and "someone-elses-alarm" in result["reason"]
+    assert desired("frontend") == 2
+    assert scaling_decisions() == []
+
+
+def test_a_dry_run_reports_the_decision_and_changes_nothing(services: None, scaler: Any) -> None:
+    breach_ttft(time.time() - 5)
+    result = scaler.lambda_handler({"dry_run": True}, None)
+    assert result["status"] == "dry_run"
+    assert result["services"]["frontend"]["to"] == 4
+    assert desired("frontend") == 2
+    assert scaling_decisions() == []
+    assert StateStore(CONFIG.state_table, CONFIG.deployment).get_record(HISTORY_RECORD).version == 0
+
+
+def test_a_bad_manual_request_names_the_field(services: None, scaler: Any) -> None:
+    result = scaler.lambda_handler({"dry_runn": True}, None)
+    assert result["status"] == "ignored"
+    assert "dry_runn" in result["reason"]
+
+
+def test_every_schedule_tick_logs_a_decision_even_without_change(services: None, scaler: Any) -> None:
+    now = time.time()
+    put_datapoint(aws.client("cloudwatch"), CONFIG, names.TTFT_P90, "frontend", 480.0, now - 5)
+    result = scaler.lambda_handler(schedule_event(now), None)
+    assert result["status"] == "unchanged"
+    [entry] = scaling_decisions()
+    assert entry["services"]["frontend"]["action"] == "none"
+    assert "within tolerance" in str(entry["services"]["frontend"]["metrics"])
+
+
+class Clock:
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_load_falls_then_scale_in_waits_for_the_stabilization_window(services: None) -> None:
+    """Low load for 5 minutes: no scale-in before the 300-s window, then one step per minute."""
+    clock = Clock(time.time() - 900)
+    store = StateStore(CONFIG.state_table, CONFIG.deployment, clock=clock)
+    reconciler = CapacityReconciler(CONFIG, store, aws.client("ecs"), aws.client("cloudwatch"), clock=clock)
+    cloudwatch = aws.client("cloudwatch")
+    seen = []
+    for _minute in range(8):
+        for metric, service, value in (
+            (names.TTFT_P90, "frontend", 100.0),
+            (names.ITL_P90, "frontend", 10.0),
+            (names.QUEUED_REQUESTS, "frontend", 0.0),
+            (names.GPU_UTILIZATION, "frontend", 10.0),
+            (names.JETSTREAM_LAG, "prefill", 0.0),
+            (names.GPU_UTILIZATION, "prefill", 10.0),
+        ):
+            put_datapoint(cloudwatch, CONFIG, metric, service, value, clock.now - 2)  # type: ignore[arg-type]
+        reconciler.reconcile(Trigger(kind="schedule"))
+        seen.append((desired("frontend"), desired("prefill")))
+        clock.now += 60
+    # The first tick seeds the window with the current count (2): no scale-in until that
+    # recommendation is older than 300 s, then one task per rate-limit period.
+    assert [f for f, _ in seen] == [2, 2, 2, 2, 2, 2, 1, 1]
+    assert [p for _, p in seen] == [2, 2, 2, 2, 2, 2, 1, 1]
+    last = scaling_decisions()[0]["services"]["frontend"]
+    assert last["action"] == "none" and last["to"] == 1
+
+
+def test_missing_metrics_never_scale_in(services: None, scaler: Any) -> None:
+    # Given no datapoint at all for any signal
+    result = scaler.lambda_handler(schedule_event(time.time()), None)
+    # Then both services keep their counts and the log says why
+    assert result["status"] == "unchanged"
+    assert (desired("frontend"), desired("prefill")) == (2, 2)
+    assert "no fresh metric" in result["services"]["frontend"]["reason"]
+
+
+def test_no_services_yet_is_reported_not_raised(state_table: str, scaler: Any) -> None:
+    build_world(CONFIG, region=REGION)
+    result = scaler.lambda_handler(schedule_event(time.time()), None)
+    assert result["status"] == "no_services"

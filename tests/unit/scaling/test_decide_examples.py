@@ -1,0 +1,108 @@
+"""Worked examples of `decide`: the rules docs/scaling.md states, one case each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dynamo_ecs.config import DeploymentConfig, ServiceRole, load_config
+from dynamo_ecs.errors import ConfigError
+from dynamo_ecs.scaling.decide import History, Observation, ServiceState, decide, fit_budget
+
+NOW = 10_000.0
+
+
+def config(**tree: Any) -> DeploymentConfig:
+    return DeploymentConfig.model_validate(tree)
+
+
+def fresh(**values: float) -> dict[str, Observation]:
+    return {key: Observation(value, NOW - 5) for key, value in values.items()}
+
+
+def states(frontend: int, prefill: int) -> dict[ServiceRole, ServiceState]:
+    return {"frontend": ServiceState(frontend, frontend), "prefill": ServiceState(prefill, prefill)}
+
+
+def test_latency_at_twice_its_target_doubles_the_running_count() -> None:
+    decision = decide(config(frontend={"max": 10}), states(3, 1), fresh(frontend_itl=100.0), History(), NOW)
+    assert decision.services["frontend"].desired == 6
+    assert "itl" in decision.services["frontend"].reason
+
+
+def test_a_backlog_needs_one_replica_per_target_share() -> None:
+    decision = decide(config(prefill={"max": 10}), states(1, 1), fresh(prefill_lag=41.0), History(), NOW)
+    assert decision.services["prefill"].desired == 5  # ceil(41 / 10), within the step of 4
+
+
+def test_tasks_still_starting_count_as_capacity_on_the_way() -> None:
+    # Given 4 desired but 2 running, latency at 2x target on the 2 that run
+    starting: dict[ServiceRole, ServiceState] = {
+        "frontend": ServiceState(4, 2),
+        "prefill": ServiceState(1, 1),
+    }
+    decision = decide(config(frontend={"max": 10}), starting, fresh(frontend_ttft=1000.0), History(), NOW)
+    # Then 2 x 2 = 4 are enough: nothing more is asked for while they start
+    assert decision.services["frontend"].desired == 4
+
+
+def test_when_the_budget_binds_the_service_under_more_pressure_gets_the_gpus() -> None:
+    cfg = config(gpu_budget=6, frontend={"max": 6}, prefill={"max": 6})
+    # TTFT at 3x target is a signal of both (pressure 3 each): the tie goes to the frontend
+    decision = decide(cfg, states(2, 2), fresh(frontend_ttft=1500.0, prefill_lag=50.0), History(), NOW)
+    assert decision.services["frontend"].desired == 4
+    assert decision.services["prefill"].desired == 2
+    assert "GPU budget 6 binds" in decision.services["frontend"].reason + decision.services["prefill"].reason
+
+
+def test_a_lowered_budget_takes_gpus_from_the_quieter_service_first() -> None:
+    cfg = config(gpu_budget=4, frontend={"max": 6}, prefill={"max": 6})
+    granted, note = fit_budget(
+        cfg, {"frontend": 3, "prefill": 3}, {"frontend": 3, "prefill": 3}, {"frontend": 2.0}
+    )
+    assert granted == {"frontend": 3, "prefill": 1}
+    assert note is not None
+
+
+def test_prefill_wakes_from_zero_only_above_the_activation_threshold() -> None:
+    cfg = config(prefill={"min": 0}, scaling={"prefill_scale_to_zero": True, "prefill_activation_lag": 5})
+    quiet = decide(cfg, states(1, 0), fresh(prefill_lag=5.0), History(), NOW)
+    busy = decide(cfg, states(1, 0), fresh(prefill_lag=6.0), History(), NOW)
+    assert quiet.services["prefill"].desired == 0
+    assert busy.services["prefill"].desired == 1
+
+
+def test_idle_prefill_goes_to_zero_after_the_down_window_despite_missing_latency() -> None:
+    cfg = config(prefill={"min": 0}, scaling={"prefill_scale_to_zero": True})
+    history = History()
+    counts: list[int] = []
+    for minute in range(7):
+        now = NOW + 60 * minute
+        obs = {"prefill_lag": Observation(0.0, now - 5)}
+        decision = decide(cfg, states(1, 1 if not counts else counts[-1]), obs, history, now)
+        history = decision.history
+        counts.append(decision.services["prefill"].desired)
+    assert counts == [1, 1, 1, 1, 1, 1, 0]
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"DYNAMO_ECS_FRONTEND__MIN": "3", "DYNAMO_ECS_FRONTEND__MAX": "2"}, "DYNAMO_ECS_FRONTEND__MAX"),
+        ({"DYNAMO_ECS_FRONTEND__TARGETS__TTFT_P90_MS": "0"}, "DYNAMO_ECS_FRONTEND__TARGETS__TTFT_P90_MS"),
+        ({"DYNAMO_ECS_PREFILL__TARGETS__JETSTREAM_LAG_PER_REPLICA": "-1"}, "JETSTREAM_LAG_PER_REPLICA"),
+        ({"DYNAMO_ECS_GPU_BUDGET": "1"}, "DYNAMO_ECS_GPU_BUDGET"),
+        ({"DYNAMO_ECS_SCALING__METRIC_PERIOD_S": "45"}, "DYNAMO_ECS_SCALING__METRIC_PERIOD_S"),
+    ],
+)
+def test_bad_scaling_config_fails_at_load_naming_the_variable(env: dict[str, str], field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        load_config(env)
+
+
+def test_a_null_target_switches_its_signal_off() -> None:
+    config = load_config({"DYNAMO_ECS_FRONTEND__TARGETS__GPU_UTILIZATION_PCT": "null"})
+    decision = decide(config, states(2, 1), fresh(frontend_gpu=100.0), History(), NOW)
+    assert [p.signal for p in decision.services["frontend"].proposals] == ["ttft", "itl", "queue"]
+    assert decision.services["frontend"].desired == 2

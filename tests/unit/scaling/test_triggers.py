@@ -1,0 +1,60 @@
+"""What the scaler accepts as a trigger, and what it drops without retry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from devtools.scaling_inputs import alarm_state_change_event, schedule_event
+from dynamo_ecs.config import DeploymentConfig
+from dynamo_ecs.errors import InvalidInputError
+from dynamo_ecs.scaling.triggers import parse_trigger
+from dynamo_ecs.signals.base import Datum
+from dynamo_ecs.signals.breach_events import breach_event, breaches
+
+
+def test_our_alarm_names_role_and_signal() -> None:
+    trigger = parse_trigger(alarm_state_change_event("dynamo-scale-prefill-lag", "ALARM", 0.0), "dynamo")
+    assert (trigger.kind, trigger.role, trigger.signal, trigger.state) == ("alarm", "prefill", "lag", "ALARM")
+
+
+@pytest.mark.parametrize("name", ["other-scale-frontend-ttft", "dynamo-scale-decode-ttft", "dynamo-cpu-high"])
+def test_alarms_that_are_not_ours_are_refused(name: str) -> None:
+    with pytest.raises(InvalidInputError, match=name):
+        parse_trigger(alarm_state_change_event(name, "ALARM", 0.0), "dynamo")
+
+
+def test_schedule_and_manual_requests() -> None:
+    assert parse_trigger(schedule_event(0.0), "dynamo").kind == "schedule"
+    assert parse_trigger({}, "dynamo").kind == "manual"
+    assert parse_trigger({"dry_run": True}, "dynamo").dry_run
+
+
+def test_a_manual_request_with_an_unknown_field_names_it() -> None:
+    with pytest.raises(InvalidInputError, match="dryrun"):
+        parse_trigger({"dryrun": True}, "dynamo")
+
+
+def test_a_breach_event_of_another_deployment_is_refused() -> None:
+    entry = breach_event(DeploymentConfig(deployment="other"), [{"role": "frontend", "signal": "ttft"}], 0.0)
+    event = {
+        "id": "1",
+        "source": entry["Source"],
+        "detail-type": entry["DetailType"],
+        "detail": json.loads(entry["Detail"]),
+    }
+    with pytest.raises(InvalidInputError, match="other"):
+        parse_trigger(event, "dynamo")
+    assert parse_trigger(event, "other").kind == "breach"
+
+
+def test_breaches_compare_each_published_value_with_its_target() -> None:
+    config = DeploymentConfig()
+    data = [
+        Datum("TimeToFirstTokenP90", "frontend", 900.0),  # above 500 x 1.1: both services read it
+        Datum("InterTokenLatencyP90", "frontend", 54.0),  # within the 10 % tolerance of 50
+        Datum("JetStreamLag", "prefill", 30.0),  # above one replica's share of 10
+    ]
+    found = {(b["role"], b["signal"]) for b in breaches(config, data)}
+    assert found == {("frontend", "ttft"), ("prefill", "ttft"), ("prefill", "lag")}
