@@ -425,7 +425,7 @@ def test_event_rules_trigger_the_operator(created: CreatedStack) -> None:
     assert sorted(r["ScheduleExpression"] for r in schedules) == ["rate(1 minute)", "rate(1 minute)"]
     patterns = [json.loads(r["EventPattern"]) for r in rules if r.get("EventPattern")]
     sources = sorted(p["source"][0] for p in patterns)
-    assert sources == ["aws.cloudwatch", "aws.ecs"]
+    assert sources == ["aws.cloudwatch", "aws.ecs", "dynamo-ecs.collector"]
     [alarm_pattern] = [p for p in patterns if p["source"] == ["aws.cloudwatch"]]
     assert alarm_pattern["detail"]["alarmName"] == [{"prefix": "dynamo-scale-"}]
     assert metric_names.TTFT_P90  # the alarms' metric names come from the contract module

@@ -16,6 +16,8 @@ from devtools.template import load_template, resource, resources_of_type
 from dynamo_ecs import aws, metric_names
 from dynamo_ecs.config import DeploymentConfig
 from dynamo_ecs.endpoints.gpu_services import GpuServicesProperties
+from dynamo_ecs.scaling.triggers import parse_trigger
+from dynamo_ecs.signals.breach_events import EVENT_DETAIL_TYPE, EVENT_SOURCE
 from tests.template.stack import as_list, iam_statements, transformed_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,7 +121,7 @@ def test_every_event_source_has_a_dead_letter_target_and_bounded_retries() -> No
 
 def test_transformed_template_wires_every_rule_target_to_the_dead_letter_queue() -> None:
     rules = {k: v for k, v in transformed_template()["Resources"].items() if v["Type"] == "AWS::Events::Rule"}
-    assert len(rules) == 4  # infra task changes, alarm state changes, two schedules
+    assert len(rules) == 5  # infra task changes, breach events, alarm state changes, two schedules
     for name, rule in rules.items():
         for target in rule["Properties"]["Targets"]:
             assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["OperatorDeadLetterQueue", "Arn"]}, (
@@ -437,6 +439,31 @@ def test_scale_out_alarms_follow_the_naming_and_metric_contract() -> None:
         assert not {"AlarmActions", "OKActions", "InsufficientDataActions"} & set(alarm), name
 
 
+def test_there_is_one_alarm_per_scaling_signal_of_the_scaler() -> None:
+    # The scaler's own list of signals (all enabled by default) is the source of truth.
+    from dynamo_ecs.config import SERVICE_ROLES
+    from dynamo_ecs.scaling.signals import alarm_name, signal_specs
+
+    config = DeploymentConfig()
+    specs = [spec for role in SERVICE_ROLES for spec in signal_specs(config, role)]
+    expected = {
+        alarm_name("D", spec.role, spec.name).removeprefix("D-scale-"): (spec.metric, spec.source_service)
+        for spec in specs
+    }
+    assert expected == {name: (metric, service) for name, (metric, service, _) in ALARMS.items()}
+
+
+def test_the_scaler_reads_each_alarm_name_as_its_role_and_signal() -> None:
+    # Given the sample alarm event with each of the stack's alarm names (default deployment)
+    deployment = load_template()["Parameters"]["DeploymentName"]["Default"]
+    sample = json.loads((EVENTS / "scaler_alarm.json").read_text())
+    for name in ALARMS:
+        sample["detail"]["alarmName"] = f"{deployment}-scale-{name}"
+        # When the scaler parses it, Then it names the alarm's service and signal
+        trigger = parse_trigger(sample, deployment)
+        assert (trigger.kind, f"{trigger.role}-{trigger.signal}") == ("alarm", name)
+
+
 def test_dashboard_shows_counts_gpu_latency_queues_and_scale_decisions() -> None:
     body, variables = resource("Dashboard")["Properties"]["DashboardBody"]["Fn::Sub"]
     assert set(variables) == {"Frontend", "Prefill", "Scaler"}
@@ -537,6 +564,34 @@ def test_scaler_alarm_rule_matches_only_our_scale_alarms_going_to_alarm(aws_env:
     assert [(b["alarmName"], b["state"]["value"]) for b in bodies] == [
         ("dynamo-scale-frontend-ttft", "ALARM")
     ]
+
+
+def test_scaler_breach_rule_matches_the_collectors_event_for_this_deployment_only(
+    aws_env: MotoServer,
+) -> None:
+    # Given the scaler's breach rule from the template, for the default deployment
+    pattern = resource("ScalerFunction")["Properties"]["Events"]["SignalsBreached"]["Properties"]["Pattern"]
+    assert pattern["detail"]["deployment"] == [{"Ref": "DeploymentName"}]
+    assert (pattern["source"], pattern["detail-type"]) == ([EVENT_SOURCE], [EVENT_DETAIL_TYPE])
+    deployment = load_template()["Parameters"]["DeploymentName"]["Default"]
+    pattern = {**pattern, "detail": {"deployment": [deployment]}}
+    events, sqs = aws.client("events"), aws.client("sqs")
+    queue = _route(events, sqs, "breach", pattern)
+    # When the sample breach event and the same event of another deployment are put on the bus
+    ours = json.loads((EVENTS / "scaler_breach.json").read_text())
+    theirs = {**ours["detail"], "deployment": "staging"}
+    _put(events, ours["source"], ours["detail-type"], ours["detail"])
+    _put(events, ours["source"], ours["detail-type"], theirs)
+    # Then only ours reaches the scaler
+    received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    assert [json.loads(m["Body"])["detail"]["deployment"] for m in received] == [deployment]
+
+
+def test_collector_may_put_only_its_own_events_on_the_default_bus() -> None:
+    [document] = resource("MetricsCollectorFunction")["Properties"]["Policies"]
+    [statement] = [s for s in document["Statement"] if s["Action"] == "events:PutEvents"]
+    assert statement["Resource"]["Fn::Sub"].endswith(":event-bus/default")
+    assert statement["Condition"]["StringEquals"]["events:source"] == "dynamo-ecs.collector"
 
 
 def test_schedules_run_the_collector_and_the_scaler_every_minute() -> None:
