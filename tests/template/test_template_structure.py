@@ -419,6 +419,19 @@ def test_load_balancer_forwards_to_the_frontend_port_with_health_check() -> None
 # --- Alarms and dashboard ---------------------------------------------------------------------
 
 
+def test_the_dead_letter_alarm_can_publish_to_the_encrypted_alert_topic() -> None:
+    # CloudWatch cannot use the AWS managed alias/aws/sns key: the topic has a key of its own
+    assert resource("AlertTopic")["Properties"]["KmsMasterKeyId"] == {"Ref": "AlertTopicKey"}
+    key = resource("AlertTopicKey")["Properties"]
+    assert key["EnableKeyRotation"] is True
+    grants = {s["Sid"]: s for s in key["KeyPolicy"]["Statement"]}
+    assert grants["CloudWatchAlarms"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert set(grants["CloudWatchAlarms"]["Action"]) == {"kms:GenerateDataKey*", "kms:Decrypt"}
+    assert resource("DeadLetterAlarm")["Properties"]["AlarmActions"] == [{"Ref": "AlertTopic"}]
+    [statement] = resource("AlertTopicPolicy")["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+
+
 def test_scale_out_alarms_follow_the_naming_and_metric_contract() -> None:
     alarms = {
         a["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("${DeploymentName}-scale-"): a["Properties"]
