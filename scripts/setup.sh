@@ -29,6 +29,20 @@ fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 
+# checkov (template security scan) in a virtual environment of its own: installed beside
+# aws-sam-cli it would pull boto3 back to an old release. Pinned in requirements-checkov.txt.
+CHECKOV_VENV=${CHECKOV_VENV:-.tools/checkov}
+if ! cmp -s requirements-checkov.txt "$CHECKOV_VENV/.installed" 2>/dev/null; then
+  if [ ! -x "$CHECKOV_VENV/bin/python" ]; then
+    python_bin=$(find_python) || { echo "setup: python${PYTHON_VERSION} not found for checkov" >&2; exit 1; }
+    echo "setup: creating $CHECKOV_VENV with $python_bin"
+    "$python_bin" -m venv "$CHECKOV_VENV"
+  fi
+  "$CHECKOV_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+  cp requirements-checkov.txt "$CHECKOV_VENV/.installed"
+fi
+"$CHECKOV_VENV/bin/checkov" --version | sed -n 1p
+
 if ! command -v etcd >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ]; then
     echo "setup: installing etcd (Debian etcd-server)"

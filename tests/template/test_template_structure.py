@@ -1,87 +1,614 @@
-"""Structure of template.yaml: dead letters, retention, least privilege, the infra watcher's rule."""
+"""Structure of template.yaml: dead letters, retention, least privilege, network boundaries,
+ownership of the GPU services, alarms, dashboard and the operator's event rules."""
 
 from __future__ import annotations
 
 import json
+import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from devtools.services import MotoServer
-from devtools.template import load_template, resources_of_type
-from dynamo_ecs import aws
+from devtools.template import load_template, resource, resources_of_type
+from dynamo_ecs import aws, metric_names
+from dynamo_ecs.config import DeploymentConfig
+from dynamo_ecs.endpoints.gpu_services import GpuServicesProperties
+from dynamo_ecs.scaling.triggers import parse_trigger
+from dynamo_ecs.signals.breach_events import EVENT_DETAIL_TYPE, EVENT_SOURCE
+from tests.template.stack import as_list, iam_statements, transformed_template
 
-EVENTS = Path(__file__).resolve().parents[2] / "events"
-ASYNC_FUNCTIONS = ("InfraWatcherFunction", "RedeployFunction", "BootstrapFunction")
-WILDCARD_WRITE_ALLOWED = {"ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition"}
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+FUNCTIONS = (
+    "InfraWatcherFunction",
+    "RedeployFunction",
+    "BootstrapFunction",
+    "MetricsCollectorFunction",
+    "ScalerFunction",
+)
+# Write actions allowed on Resource "*": AWS offers no resource-level permission for them
+# (the template says so in a comment next to each).
+WILDCARD_WRITE_ALLOWED = {
+    "ecs:RegisterTaskDefinition",
+    "ecs:DeregisterTaskDefinition",
+    "cloudwatch:PutMetricData",  # and only with a cloudwatch:namespace condition
+}
+READ_PREFIXES = ("Describe", "List", "Get", "BatchGet")
+# Scaling targets and bounds: stack parameter -> the config variable it sets.
+PARAMETER_VARIABLES = {
+    "FrontendMin": "DYNAMO_ECS_FRONTEND__MIN",
+    "FrontendMax": "DYNAMO_ECS_FRONTEND__MAX",
+    "PrefillMin": "DYNAMO_ECS_PREFILL__MIN",
+    "PrefillMax": "DYNAMO_ECS_PREFILL__MAX",
+    "GpuBudget": "DYNAMO_ECS_GPU_BUDGET",
+    "FrontendTtftP90Ms": "DYNAMO_ECS_FRONTEND__TARGETS__TTFT_P90_MS",
+    "FrontendItlP90Ms": "DYNAMO_ECS_FRONTEND__TARGETS__ITL_P90_MS",
+    "FrontendQueuedRequestsPerReplica": "DYNAMO_ECS_FRONTEND__TARGETS__QUEUED_REQUESTS_PER_REPLICA",
+    "FrontendGpuUtilizationPct": "DYNAMO_ECS_FRONTEND__TARGETS__GPU_UTILIZATION_PCT",
+    "PrefillJetStreamLagPerReplica": "DYNAMO_ECS_PREFILL__TARGETS__JETSTREAM_LAG_PER_REPLICA",
+    "PrefillTtftP90Ms": "DYNAMO_ECS_PREFILL__TARGETS__TTFT_P90_MS",
+    "PrefillGpuUtilizationPct": "DYNAMO_ECS_PREFILL__TARGETS__GPU_UTILIZATION_PCT",
+    "ScaleDownStabilizationSeconds": "DYNAMO_ECS_SCALING__SCALE_DOWN_STABILIZATION_S",
+}
+# role-signal -> (metric, Service dimension, threshold parameter)
+ALARMS = {
+    "frontend-ttft": (metric_names.TTFT_P90, "frontend", "FrontendTtftP90Ms"),
+    "frontend-itl": (metric_names.ITL_P90, "frontend", "FrontendItlP90Ms"),
+    "frontend-queue": (metric_names.QUEUED_REQUESTS, "frontend", "FrontendQueuedRequestsPerReplica"),
+    "frontend-gpu": (metric_names.GPU_UTILIZATION, "frontend", "FrontendGpuUtilizationPct"),
+    "prefill-lag": (metric_names.JETSTREAM_LAG, "prefill", "PrefillJetStreamLagPerReplica"),
+    "prefill-ttft": (metric_names.TTFT_P90, "frontend", "PrefillTtftP90Ms"),
+    "prefill-gpu": (metric_names.GPU_UTILIZATION, "prefill", "PrefillGpuUtilizationPct"),
+}
 
 
-def statements() -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for resource in load_template()["Resources"].values():
-        props = resource.get("Properties", {})
-        documents = [props.get("PolicyDocument")] + [
-            p for p in props.get("Policies", []) if isinstance(p, dict)
-        ]
-        for document in documents:
-            if document and "Statement" in document:
-                found.extend(document["Statement"])
-    return found
+def ref(value: Any) -> str | None:
+    return value.get("Ref") if isinstance(value, dict) else None
+
+
+def default_environment() -> dict[str, str]:
+    """The functions' environment with every parameter at its default and fake resource names."""
+    template = load_template()
+    parameters = template["Parameters"]
+
+    def resolve(value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        if "Ref" in value:
+            name = value["Ref"]
+            return str(parameters[name]["Default"]) if name in parameters else f"fake-{name}"
+        if "Fn::Sub" in value:
+            return re.sub(r"\$\{(\w+)\}", lambda m: resolve({"Ref": m.group(1)}), value["Fn::Sub"])
+        if "Fn::If" in value:  # the only condition in the environment: PrefillScalesToZero
+            return str(value["Fn::If"][2])
+        raise AssertionError(f"unexpected intrinsic in the environment: {value}")
+
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    return {name: resolve(value) for name, value in variables.items()}
+
+
+# --- Dead letters and retention ---------------------------------------------------------------
 
 
 def test_every_function_has_a_dead_letter_queue_and_a_log_group_with_retention() -> None:
     functions = resources_of_type("AWS::Serverless::Function")
-    assert set(ASYNC_FUNCTIONS) <= set(functions)
+    assert set(functions) == set(FUNCTIONS)
     log_groups = resources_of_type("AWS::Logs::LogGroup")
     named = {json.dumps(g["Properties"]["LogGroupName"]) for g in log_groups.values()}
     for name, function in functions.items():
         assert function["Properties"]["DeadLetterQueue"]["Type"] == "SQS", name
-        assert any(name in n for n in named), f"{name} has no log group"
-    assert all("RetentionInDays" in g["Properties"] for g in log_groups.values())
+        assert ref(function["Properties"]["DeadLetterQueue"]["TargetArn"]) is None  # GetAtt of our queue
+        assert any(f'"{name}"' in n or f"${{{name}}}" in n for n in named), f"{name} has no log group"
+    for name, group in log_groups.items():
+        assert ref(group["Properties"]["RetentionInDays"]) == "LogRetentionDays", name
 
 
-def test_no_wildcard_actions_and_no_wildcard_resource_on_writes() -> None:
-    for statement in statements():
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        assert "*" not in actions
-        if statement["Resource"] == "*":
-            writes = [a for a in actions if not a.split(":")[1].startswith(("Describe", "List", "Get"))]
-            assert set(writes) <= WILDCARD_WRITE_ALLOWED, statement
+def test_every_event_source_has_a_dead_letter_target_and_bounded_retries() -> None:
+    for name, function in resources_of_type("AWS::Serverless::Function").items():
+        for event_name, event in function["Properties"].get("Events", {}).items():
+            props = event["Properties"]
+            assert props["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["OperatorDeadLetterQueue", "Arn"]}, (
+                event_name
+            )
+            assert "MaximumRetryAttempts" in props["RetryPolicy"], event_name
+        if function["Properties"].get("Events"):
+            # invoked asynchronously by EventBridge: a retry budget of its own
+            assert "EventInvokeConfig" in function["Properties"], name
 
 
-def test_pass_role_is_limited_to_ecs_tasks() -> None:
-    [statement] = [s for s in statements() if s["Action"] == "iam:PassRole"]
+def test_transformed_template_wires_every_rule_target_to_the_dead_letter_queue() -> None:
+    rules = {k: v for k, v in transformed_template()["Resources"].items() if v["Type"] == "AWS::Events::Rule"}
+    assert len(rules) == 5  # infra task changes, breach events, alarm state changes, two schedules
+    for name, rule in rules.items():
+        for target in rule["Properties"]["Targets"]:
+            assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["OperatorDeadLetterQueue", "Arn"]}, (
+                name
+            )
+
+
+# --- IAM ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["template.yaml", "transformed"])
+def test_no_wildcard_actions_and_no_wildcard_resource_on_writes(source: str) -> None:
+    template = load_template() if source == "template.yaml" else transformed_template()
+    found = iam_statements(template)
+    assert len(found) > 20
+    for owner, statement in found:
+        actions = as_list(statement["Action"])
+        assert "*" not in actions and not any(a.endswith(":*") for a in actions), (owner, statement)
+        if statement.get("Resource") != "*":
+            continue
+        writes = {a for a in actions if not a.split(":")[1].startswith(READ_PREFIXES)}
+        assert writes <= WILDCARD_WRITE_ALLOWED, (owner, statement)
+        if "cloudwatch:PutMetricData" in writes:
+            assert statement["Condition"]["StringEquals"]["cloudwatch:namespace"] == "DynamoEcs"
+        if "ecs:ListTasks" in actions:
+            assert "ecs:cluster" in statement["Condition"]["ArnEquals"], "ListTasks only on our clusters"
+
+
+def test_pass_role_only_for_the_stacks_gpu_task_roles_to_ecs_tasks() -> None:
+    passes = [s for _, s in iam_statements(load_template()) if "iam:PassRole" in as_list(s["Action"])]
+    assert len(passes) == 1
+    [statement] = passes
     assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == "ecs-tasks.amazonaws.com"
+    assert statement["Resource"] == [
+        {"Fn::GetAtt": ["GpuExecutionRole", "Arn"]},
+        {"Fn::GetAtt": ["GpuTaskRole", "Arn"]},
+    ]
+    assert "GpuTaskRoleArns" not in load_template()["Parameters"]
 
 
-def test_infra_watcher_rule_matches_what_aws_sends_and_nothing_else(aws_env: MotoServer) -> None:
-    # Given the rule's pattern from the template, with the stack's ARN filled in, targeting SQS
-    pattern = load_template()["Resources"]["InfraWatcherFunction"]["Properties"]["Events"][
-        "InfraTaskStateChange"
-    ]["Properties"]["Pattern"]
-    arn = "arn:aws:ecs:us-east-1:123456789012:cluster/dynamo-fargate"
-    pattern["detail"]["clusterArn"] = [arn]
-    pattern["detail"]["group"] = ["service:dynamo-infra"]
-    events, sqs = aws.client("events"), aws.client("sqs")
-    queue = sqs.create_queue(QueueName="rule-target")["QueueUrl"]
+def test_gpu_services_are_updated_only_by_arn_and_only_the_two_of_them() -> None:
+    for owner, statement in iam_statements(load_template()):
+        actions = as_list(statement["Action"])
+        if {"ecs:UpdateService", "ecs:CreateService", "ecs:DeleteService"} & set(actions):
+            services = [r["Fn::Sub"] for r in as_list(statement["Resource"])]
+            assert [s.rsplit("/", 1)[1] for s in services] == [
+                "${DeploymentName}-frontend",
+                "${DeploymentName}-prefill",
+            ], owner
+
+
+def test_the_gpu_execution_role_reads_only_the_ngc_secret() -> None:
+    role = resource("GpuExecutionRole")["Properties"]
+    assert "ManagedPolicyArns" not in role
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    secret_reads = [
+        s for s in statements if any(a.startswith("secretsmanager:") for a in as_list(s["Action"]))
+    ]
+    assert secret_reads == [
+        {
+            "Sid": "OnlyTheNgcSecret",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": {"Ref": "NgcSecretArn"},
+        }
+    ]
+    assert "Policies" not in resource("GpuTaskRole")["Properties"]  # Dynamo calls no AWS API
+
+
+def test_scaler_permissions_are_what_it_needs() -> None:
+    [document] = resource("ScalerFunction")["Properties"]["Policies"]
+    by_sid = {s["Sid"]: s for s in document["Statement"]}
+    assert set(as_list(by_sid["ScaleTheGpuServices"]["Action"])) == {
+        "ecs:DescribeServices",
+        "ecs:UpdateService",
+    }
+    assert by_sid["ReadSignals"] == {
+        "Sid": "ReadSignals",
+        "Effect": "Allow",
+        "Action": "cloudwatch:GetMetricData",
+        "Resource": "*",
+    }
+    assert set(by_sid["LeaseHistoryDecisions"]["Action"]) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:Query",
+        "dynamodb:BatchGetItem",
+    }
+    assert by_sid["Alerts"]["Resource"] == {"Ref": "AlertTopic"}
+    assert "ReservedConcurrentExecutions" not in resource("ScalerFunction")["Properties"]
+
+
+# --- Network ----------------------------------------------------------------------------------
+
+
+def ingress_rules(group: str) -> list[dict[str, Any]]:
+    """Inline and separate ingress rules of a security group."""
+    rules = list(resource(group)["Properties"].get("SecurityGroupIngress", []))
+    for rule in resources_of_type("AWS::EC2::SecurityGroupIngress").values():
+        if ref(rule["Properties"]["GroupId"]) == group:
+            rules.append(rule["Properties"])
+    return rules
+
+
+def egress_rules(group: str) -> list[dict[str, Any]]:
+    rules = list(resource(group)["Properties"].get("SecurityGroupEgress", []))
+    for rule in resources_of_type("AWS::EC2::SecurityGroupEgress").values():
+        if ref(rule["Properties"]["GroupId"]) == group:
+            rules.append(rule["Properties"])
+    return rules
+
+
+def test_infra_security_group_admits_only_the_two_named_sources() -> None:
+    rules = ingress_rules("InfraSecurityGroup")
+    assert all("CidrIp" not in r and "CidrIpv6" not in r and "Description" in r for r in rules)
+    admitted = {(ref(r["SourceSecurityGroupId"]), r["FromPort"], r["ToPort"]) for r in rules}
+    assert admitted == {
+        ("GpuInstanceSecurityGroup", 2379, 2379),  # etcd
+        ("GpuInstanceSecurityGroup", 4222, 4222),  # NATS
+        ("MetricsCollectorSecurityGroup", 8222, 8222),  # NATS monitor
+    }
+
+
+def test_gpu_instances_admit_only_the_load_balancer_each_other_and_the_collector() -> None:
+    rules = ingress_rules("GpuInstanceSecurityGroup")
+    assert all("CidrIp" not in r and "CidrIpv6" not in r for r in rules)
+    admitted = {(ref(r["SourceSecurityGroupId"]), r.get("FromPort"), r["IpProtocol"]) for r in rules}
+    assert admitted == {
+        ("LoadBalancerSecurityGroup", 8000, "tcp"),
+        ("GpuInstanceSecurityGroup", None, "-1"),
+        ("MetricsCollectorSecurityGroup", 8000, "tcp"),
+    }
+
+
+def test_load_balancer_admits_only_the_allowed_cidr_and_reaches_only_the_frontends() -> None:
+    [rule] = ingress_rules("LoadBalancerSecurityGroup")
+    assert ref(rule["CidrIp"]) == "ApiAllowedCidr"
+    [egress] = egress_rules("LoadBalancerSecurityGroup")
+    assert (ref(egress["DestinationSecurityGroupId"]), egress["FromPort"]) == (
+        "GpuInstanceSecurityGroup",
+        8000,
+    )
+
+
+def test_metrics_collector_reaches_the_nats_monitor_the_frontends_and_https_only() -> None:
+    egress = {
+        (ref(r.get("DestinationSecurityGroupId")) or r.get("CidrIp"), r["FromPort"])
+        for r in egress_rules("MetricsCollectorSecurityGroup")
+    }
+    assert egress == {("InfraSecurityGroup", 8222), ("GpuInstanceSecurityGroup", 8000), ("0.0.0.0/0", 443)}
+    assert ingress_rules("MetricsCollectorSecurityGroup") == []
+    vpc = resource("MetricsCollectorFunction")["Properties"]["VpcConfig"]
+    assert vpc["SecurityGroupIds"] == [{"Ref": "MetricsCollectorSecurityGroup"}]
+
+
+def test_infra_service_is_fargate_in_private_subnets_without_public_ip() -> None:
+    service = resource("InfraService")["Properties"]
+    assert (service["LaunchType"], service["DesiredCount"]) == ("FARGATE", 1)
+    vpc = service["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert vpc == {
+        "AssignPublicIp": "DISABLED",
+        "Subnets": {"Ref": "TaskSubnetIds"},
+        "SecurityGroups": [{"Ref": "InfraSecurityGroup"}],
+    }
+    assert service["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {
+        "Enable": True,
+        "Rollback": True,
+    }
+    task = resource("InfraTaskDefinition")["Properties"]
+    assert (task["NetworkMode"], task["Cpu"], task["Memory"]) == ("awsvpc", "1024", "3072")
+
+
+# --- Ownership of the GPU services ------------------------------------------------------------
+
+
+def test_cloudformation_owns_no_gpu_service_and_no_gpu_task_definition() -> None:
+    assert set(resources_of_type("AWS::ECS::Service")) == {"InfraService"}
+    assert set(resources_of_type("AWS::ECS::TaskDefinition")) == {"InfraTaskDefinition"}
+    [custom] = resources_of_type("Custom::DynamoGpuServices").values()
+    assert custom["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["BootstrapFunction", "Arn"]}
+
+
+def test_custom_resource_properties_are_the_ones_the_bootstrap_function_reads() -> None:
+    properties = set(resource("GpuServices")["Properties"]) - {"ServiceToken"}
+    aliases = {f.alias for f in GpuServicesProperties.model_fields.values()}
+    assert properties == aliases
+    # Desired counts only at creation: a second deploy must not reset what the scaler set.
+    assert {p for p in properties if "Count" in p} == {"FrontendInitialCount", "PrefillInitialCount"}
+    # A new image or model parameter reaches the operator as an Update of this resource.
+    props = resource("GpuServices")["Properties"]
+    assert (props["Image"], props["Model"]) == ({"Ref": "DynamoImage"}, {"Ref": "ModelId"})
+
+
+def test_custom_resource_is_created_after_and_deleted_before_what_it_needs() -> None:
+    depends = set(resource("GpuServices")["DependsOn"])
+    assert {"InfraService", "GpuClusterCapacityProviders", "ApiListener", "BootstrapLogGroup"} <= depends
+
+
+# --- Configuration --------------------------------------------------------------------------------
+
+
+def test_every_scaling_target_and_bound_is_a_parameter_wired_to_its_variable() -> None:
+    template = load_template()
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    for parameter, variable in PARAMETER_VARIABLES.items():
+        assert parameter in template["Parameters"], parameter
+        assert variables[variable] == {"Ref": parameter}, variable
+    assert variables["DYNAMO_ECS_SCALING__PREFILL_SCALE_TO_ZERO"] == {
+        "Fn::If": ["PrefillScalesToZero", "true", "false"]
+    }
+    assert template["Conditions"]["PrefillScalesToZero"] == {"Fn::Equals": [{"Ref": "PrefillMin"}, "0"]}
+
+
+def test_the_defaults_make_a_valid_config_with_the_config_defaults() -> None:
+    # Given the environment a deploy with every default hands the functions
+    env = default_environment()
+    assert all(
+        name.startswith("DYNAMO_ECS_")
+        for name in env
+        if name not in {"LOG_LEVEL"} and "POWERTOOLS" not in name
+    )
+    # When the operator loads it, Then it is valid and the stack's defaults are the code's defaults
+    from dynamo_ecs.config import load_config
+
+    config = load_config(env)
+    code = DeploymentConfig()
+    assert config.frontend.targets == code.frontend.targets
+    assert config.prefill.targets == code.prefill.targets
+    assert config.scaling == code.scaling
+    assert config.gpu_budget == code.gpu_budget
+
+
+def test_parameters_are_guided_friendly_and_only_network_and_secret_are_required() -> None:
+    parameters = load_template()["Parameters"]
+    for name, spec in parameters.items():
+        assert spec.get("Description"), name
+        constrained = {"AllowedValues", "AllowedPattern", "MinValue"} & set(spec)
+        assert constrained or spec["Type"].startswith(("AWS::", "List<AWS::")), name
+    required = {name for name, spec in parameters.items() if "Default" not in spec}
+    assert required == {"VpcId", "TaskSubnetIds", "LoadBalancerSubnetIds", "NgcSecretArn"}
+    assert parameters["GpuInstanceType"]["Default"] == "g6e.2xlarge"
+    assert (
+        parameters["GpuAmiId"]["Default"]
+        == "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id"
+    )
+
+
+def test_samconfig_has_a_default_and_a_prod_environment() -> None:
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    assert {"default", "prod"} <= set(config)
+    for env in ("default", "prod"):
+        deploy = config[env]["deploy"]["parameters"]
+        assert "CAPABILITY_IAM" in deploy["capabilities"]
+        assert config[env]["global"]["parameters"]["stack_name"]
+    prod = config["prod"]["deploy"]["parameters"]
+    assert "DeploymentName" in prod.get("parameter_overrides", "")
+
+
+# --- Launch template, capacity, load balancer -------------------------------------------------------
+
+
+def test_gpu_launch_template_uses_the_gpu_ami_a_200_gb_root_and_the_gpu_metrics_agent() -> None:
+    data = resource("GpuLaunchTemplate")["Properties"]["LaunchTemplateData"]
+    assert data["ImageId"] == {"Ref": "GpuAmiId"} and data["InstanceType"] == {"Ref": "GpuInstanceType"}
+    [root] = data["BlockDeviceMappings"]
+    assert root["Ebs"]["VolumeSize"] == 200 and root["Ebs"]["Encrypted"] is True
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    user_data = data["UserData"]["Fn::Base64"]["Fn::Sub"]
+    assert "ECS_CLUSTER=${GpuCluster}" in user_data
+    agent = json.loads(user_data.split("<<'EOF'\n")[2].split("\nEOF")[0].replace("${!", "${"))
+    assert agent["metrics"]["aggregation_dimensions"] == [["InstanceId"]]
+    assert "utilization_gpu" in agent["metrics"]["metrics_collected"]["nvidia_gpu"]["measurement"]
+
+
+def test_capacity_provider_has_managed_scaling_and_termination_protection() -> None:
+    provider = resource("GpuCapacityProvider")["Properties"]["AutoScalingGroupProvider"]
+    assert provider["ManagedScaling"]["Status"] == "ENABLED"
+    assert provider["ManagedTerminationProtection"] == "ENABLED"
+    group = resource("GpuAutoScalingGroup")["Properties"]
+    assert group["NewInstancesProtectedFromScaleIn"] is True
+    assert group["MaxSize"] == {"Ref": "GpuBudget"}
+
+
+def test_load_balancer_forwards_to_the_frontend_port_with_health_check() -> None:
+    target_group = resource("FrontendTargetGroup")["Properties"]
+    assert (target_group["Port"], target_group["HealthCheckPath"]) == (8000, "/health")
+    listener = resource("ApiListener")["Properties"]
+    assert listener["DefaultActions"] == [
+        {"Type": "forward", "TargetGroupArn": {"Ref": "FrontendTargetGroup"}}
+    ]
+    assert listener["Protocol"] == {"Fn::If": ["HasCertificate", "HTTPS", "HTTP"]}
+
+
+# --- Alarms and dashboard ---------------------------------------------------------------------
+
+
+def test_the_dead_letter_alarm_can_publish_to_the_encrypted_alert_topic() -> None:
+    # CloudWatch cannot use the AWS managed alias/aws/sns key: the topic has a key of its own
+    assert resource("AlertTopic")["Properties"]["KmsMasterKeyId"] == {"Ref": "AlertTopicKey"}
+    key = resource("AlertTopicKey")["Properties"]
+    assert key["EnableKeyRotation"] is True
+    grants = {s["Sid"]: s for s in key["KeyPolicy"]["Statement"]}
+    assert grants["CloudWatchAlarms"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert set(grants["CloudWatchAlarms"]["Action"]) == {"kms:GenerateDataKey*", "kms:Decrypt"}
+    assert resource("DeadLetterAlarm")["Properties"]["AlarmActions"] == [{"Ref": "AlertTopic"}]
+    [statement] = resource("AlertTopicPolicy")["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+
+
+def test_scale_out_alarms_follow_the_naming_and_metric_contract() -> None:
+    alarms = {
+        a["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("${DeploymentName}-scale-"): a["Properties"]
+        for a in resources_of_type("AWS::CloudWatch::Alarm").values()
+        if "-scale-" in json.dumps(a["Properties"]["AlarmName"])
+    }
+    assert set(alarms) == set(ALARMS)
+    for name, (metric, service, threshold) in ALARMS.items():
+        alarm = alarms[name]
+        assert (alarm["Namespace"], alarm["MetricName"]) == ("DynamoEcs", metric), name
+        assert alarm["Dimensions"] == [
+            {"Name": metric_names.DIMENSION_DEPLOYMENT, "Value": {"Ref": "DeploymentName"}},
+            {"Name": metric_names.DIMENSION_SERVICE, "Value": service},
+        ], name
+        assert (alarm["Period"], alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (60, 1, 1), name
+        assert alarm["TreatMissingData"] == "notBreaching", name
+        assert alarm["Threshold"] == {"Ref": threshold}, name
+        assert not {"AlarmActions", "OKActions", "InsufficientDataActions"} & set(alarm), name
+
+
+def test_there_is_one_alarm_per_scaling_signal_of_the_scaler() -> None:
+    # The scaler's own list of signals (all enabled by default) is the source of truth.
+    from dynamo_ecs.config import SERVICE_ROLES
+    from dynamo_ecs.scaling.signals import alarm_name, signal_specs
+
+    config = DeploymentConfig()
+    specs = [spec for role in SERVICE_ROLES for spec in signal_specs(config, role)]
+    expected = {
+        alarm_name("D", spec.role, spec.name).removeprefix("D-scale-"): (spec.metric, spec.source_service)
+        for spec in specs
+    }
+    assert expected == {name: (metric, service) for name, (metric, service, _) in ALARMS.items()}
+
+
+def test_the_scaler_reads_each_alarm_name_as_its_role_and_signal() -> None:
+    # Given the sample alarm event with each of the stack's alarm names (default deployment)
+    deployment = load_template()["Parameters"]["DeploymentName"]["Default"]
+    sample = json.loads((EVENTS / "scaler_alarm.json").read_text())
+    for name in ALARMS:
+        sample["detail"]["alarmName"] = f"{deployment}-scale-{name}"
+        # When the scaler parses it, Then it names the alarm's service and signal
+        trigger = parse_trigger(sample, deployment)
+        assert (trigger.kind, f"{trigger.role}-{trigger.signal}") == ("alarm", name)
+
+
+def test_dashboard_shows_counts_gpu_latency_queues_and_scale_decisions() -> None:
+    body, variables = resource("Dashboard")["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert set(variables) == {"Frontend", "Prefill", "Scaler"}
+    # Every ${...} is a parameter, a resource, a pseudo parameter or one of the variables.
+    template = load_template()
+    known = set(template["Parameters"]) | set(template["Resources"]) | set(variables) | {"AWS::Region"}
+    assert set(re.findall(r"\$\{([\w:]+)\}", body)) <= known
+    dashboard = json.loads(re.sub(r"\$\{([\w:]+)\}", "1", body))
+    text = json.dumps(dashboard)
+    for needed in (
+        "DesiredTaskCount",
+        "RunningTaskCount",
+        metric_names.GPU_UTILIZATION,
+        metric_names.TTFT_P90,
+        metric_names.ITL_P90,
+        metric_names.QUEUED_REQUESTS,
+        metric_names.JETSTREAM_LAG,
+        "ScaleActions",
+    ):
+        assert needed in text, needed
+    [logs] = [w for w in dashboard["widgets"] if w["type"] == "log"]
+    assert "filter message = 'scale decision'" in logs["properties"]["query"]
+
+
+# --- Event rules, proven on moto EventBridge ---------------------------------------------------
+
+
+def _route(events: Any, sqs: Any, name: str, pattern: dict[str, Any]) -> str:
+    queue = sqs.create_queue(QueueName=f"{name}-target")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
-    events.put_rule(Name="infra-watcher", EventPattern=json.dumps(pattern))
-    events.put_targets(Rule="infra-watcher", Targets=[{"Id": "q", "Arn": queue_arn}])
-    # When our sample event and one of another service are put on the bus
+    events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=name, Targets=[{"Id": "q", "Arn": queue_arn}])
+    return str(queue)
+
+
+def _put(events: Any, source: str, detail_type: str, detail: dict[str, Any]) -> None:
+    events.put_events(Entries=[{"Source": source, "DetailType": detail_type, "Detail": json.dumps(detail)}])
+
+
+def test_infra_watcher_rule_matches_what_aws_sends_and_nothing_else(aws_env: MotoServer) -> None:
+    # Given the rule's pattern from the template, with the stack's values filled in, targeting SQS
+    pattern = resource("InfraWatcherFunction")["Properties"]["Events"]["InfraTaskStateChange"]["Properties"][
+        "Pattern"
+    ]
+    assert pattern["detail"]["clusterArn"] == [{"Fn::GetAtt": ["InfraCluster", "Arn"]}]
+    assert pattern["detail"]["group"] == [{"Fn::Sub": "service:${DeploymentName}-infra"}]
     ours = json.loads((EVENTS / "infra_task_running.json").read_text())
+    # (the sample event is what a stack deployed with the defaults receives)
+    deployment = load_template()["Parameters"]["DeploymentName"]["Default"]
+    assert ours["detail"]["group"] == f"service:{deployment}-infra"
+    assert ours["detail"]["clusterArn"].endswith(f":cluster/{deployment}-fargate")
+    pattern = json.loads(json.dumps(pattern))
+    pattern["detail"]["clusterArn"] = [ours["detail"]["clusterArn"]]
+    pattern["detail"]["group"] = [ours["detail"]["group"]]
+    events, sqs = aws.client("events"), aws.client("sqs")
+    queue = _route(events, sqs, "infra-watcher", pattern)
+    # When our sample event and one of another service are put on the bus
     other = json.loads(json.dumps(ours))
     other["detail"]["group"] = "service:dynamo-frontend"
     for event in (ours, other):
-        events.put_events(
-            Entries=[
-                {
-                    "Source": event["source"],
-                    "DetailType": event["detail-type"],
-                    "Detail": json.dumps(event["detail"]),
-                }
-            ]
-        )
+        _put(events, event["source"], event["detail-type"], event["detail"])
     # Then only ours reaches the target
     received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
-    assert [json.loads(m["Body"])["detail"]["group"] for m in received] == ["service:dynamo-infra"]
+    assert [json.loads(m["Body"])["detail"]["group"] for m in received] == [ours["detail"]["group"]]
+
+
+def test_scaler_alarm_rule_matches_only_our_scale_alarms_going_to_alarm(aws_env: MotoServer) -> None:
+    # Given the scaler's alarm rule from the template, for deployment "dynamo"
+    pattern = resource("ScalerFunction")["Properties"]["Events"]["ScaleOutAlarm"]["Properties"]["Pattern"]
+    pattern = json.loads(
+        json.dumps(pattern).replace('{"Fn::Sub": "${DeploymentName}-scale-"}', '"dynamo-scale-"')
+    )
+    assert pattern["detail"]["alarmName"] == [{"prefix": "dynamo-scale-"}]
+    events, sqs = aws.client("events"), aws.client("sqs")
+    queue = _route(events, sqs, "scale-out", pattern)
+
+    def alarm_change(name: str, state: str) -> dict[str, Any]:
+        return {
+            "alarmName": name,
+            "state": {"value": state, "reason": "test"},
+            "previousState": {"value": "OK"},
+        }
+
+    # When our alarm goes to ALARM, our alarm goes back to OK, and another deployment's and
+    # another alarm of ours (dead letters) go to ALARM
+    for name, state in (
+        ("dynamo-scale-frontend-ttft", "ALARM"),
+        ("dynamo-scale-frontend-ttft", "OK"),
+        ("staging-scale-frontend-ttft", "ALARM"),
+        ("dynamo-operator-dead-letters", "ALARM"),
+    ):
+        _put(events, "aws.cloudwatch", "CloudWatch Alarm State Change", alarm_change(name, state))
+    # Then only the first reaches the scaler
+    received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    bodies = [json.loads(m["Body"])["detail"] for m in received]
+    assert [(b["alarmName"], b["state"]["value"]) for b in bodies] == [
+        ("dynamo-scale-frontend-ttft", "ALARM")
+    ]
+
+
+def test_scaler_breach_rule_matches_the_collectors_event_for_this_deployment_only(
+    aws_env: MotoServer,
+) -> None:
+    # Given the scaler's breach rule from the template, for the default deployment
+    pattern = resource("ScalerFunction")["Properties"]["Events"]["SignalsBreached"]["Properties"]["Pattern"]
+    assert pattern["detail"]["deployment"] == [{"Ref": "DeploymentName"}]
+    assert (pattern["source"], pattern["detail-type"]) == ([EVENT_SOURCE], [EVENT_DETAIL_TYPE])
+    deployment = load_template()["Parameters"]["DeploymentName"]["Default"]
+    pattern = {**pattern, "detail": {"deployment": [deployment]}}
+    events, sqs = aws.client("events"), aws.client("sqs")
+    queue = _route(events, sqs, "breach", pattern)
+    # When the sample breach event and the same event of another deployment are put on the bus
+    ours = json.loads((EVENTS / "scaler_breach.json").read_text())
+    theirs = {**ours["detail"], "deployment": "staging"}
+    _put(events, ours["source"], ours["detail-type"], ours["detail"])
+    _put(events, ours["source"], ours["detail-type"], theirs)
+    # Then only ours reaches the scaler
+    received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    assert [json.loads(m["Body"])["detail"]["deployment"] for m in received] == [deployment]
+
+
+def test_collector_may_put_only_its_own_events_on_the_default_bus() -> None:
+    [document] = resource("MetricsCollectorFunction")["Properties"]["Policies"]
+    [statement] = [s for s in document["Statement"] if s["Action"] == "events:PutEvents"]
+    assert statement["Resource"]["Fn::Sub"].endswith(":event-bus/default")
+    assert statement["Condition"]["StringEquals"]["events:source"] == "dynamo-ecs.collector"
+
+
+def test_schedules_run_the_collector_and_the_scaler_every_minute() -> None:
+    for name in ("MetricsCollectorFunction", "ScalerFunction"):
+        schedule = resource(name)["Properties"]["Events"]["EveryMinute"]
+        assert schedule["Type"] == "Schedule"
+        assert schedule["Properties"]["Schedule"] == "rate(1 minute)"

@@ -1,0 +1,431 @@
+"""The transformed template, created as a stack on moto server's CloudFormation.
+
+Every resource type moto's CloudFormation can create is created from the template's own
+properties and then read back through the services' APIs; the types it cannot create are
+listed below with the reason, and a second stack proves the list is still true.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+
+from devtools.services import MotoServer
+from dynamo_ecs import metric_names
+from dynamo_ecs.config import load_config
+from dynamo_ecs.endpoints.gpu_services import parse_properties
+from tests.template.stack import ARTIFACT_BUCKET, ARTIFACT_KEY, artifact_zip, transformed_template
+
+# Resource types of template.yaml that moto's CloudFormation (5.2) does not create, and why
+# the stack is still sound without them on moto.
+MOTO_CANNOT_CREATE = {
+    "AWS::CloudWatch::Alarm": "skipped by moto CloudFormation; test_template_structure.py checks them",
+    "AWS::ECS::CapacityProvider": "no CloudFormation model in moto (the ECS API has one)",
+    "AWS::ECS::ClusterCapacityProviderAssociations": "no CloudFormation model in moto",
+    "AWS::Lambda::EventInvokeConfig": "no CloudFormation model in moto",
+    "AWS::SNS::Subscription": "no CloudFormation model in moto (a Topic's inline Subscription only)",
+    "AWS::SNS::TopicPolicy": "no CloudFormation model in moto",
+    "AWS::SQS::QueuePolicy": "no CloudFormation model in moto",
+}
+# Not a moto gap: creating it invokes the bootstrap function, and moto runs Lambda in Docker.
+# The function's logic is tested against moto in tests/integration (the properties are
+# checked below against the parser the function uses).
+INVOKES_LAMBDA = {"Custom::DynamoGpuServices"}
+# Properties moto's CloudFormation accepts but does not apply (checked on the template itself in
+# test_template_structure.py): security groups' inline egress rules, the table's TTL, the ECS
+# service's LaunchType and NetworkConfiguration, the task definition's Cpu, Memory and NetworkMode, the
+# functions' Layers; and it hands Number parameters to Lambda
+# environments and conditions as numbers (so `PrefillMin = "0"` would not be equal to "0").
+
+NGC_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ngc-login-AbCdEf"
+PARAMETERS = {
+    "DeploymentName": "dynamo",
+    "NgcSecretArn": NGC_SECRET,
+    "AlarmEmail": "ops@example.com",
+    "FrontendMax": "6",
+    "PrefillMin": "2",
+    "FrontendTtftP90Ms": "400",
+    "PrefillJetStreamLagPerReplica": "12",
+}
+CUSTOM_RESOURCE_ID = "GpuServices"
+
+
+@dataclass
+class CreatedStack:
+    """Everything the tests read back, captured right after creation (moto is shared state)."""
+
+    status: str
+    reason: str | None
+    template: dict[str, Any]
+    physical: dict[str, str]
+    types: dict[str, str]
+    outputs: dict[str, str]
+    functions: dict[str, Any] = field(default_factory=dict)
+    security_groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _network() -> dict[str, str]:
+    ec2 = boto3.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{az}")["Subnet"][
+            "SubnetId"
+        ]
+        for i, az in enumerate("ab")
+    ]
+    return {
+        "VpcId": vpc,
+        "TaskSubnetIds": ",".join(subnets),
+        "LoadBalancerSubnetIds": ",".join(subnets),
+    }
+
+
+def _without(template: dict[str, Any], types: set[str]) -> dict[str, Any]:
+    trimmed = copy.deepcopy(template)
+    trimmed["Resources"] = {k: v for k, v in trimmed["Resources"].items() if v["Type"] not in types}
+    for resource in trimmed["Resources"].values():
+        if "DependsOn" in resource:
+            depends = (
+                resource["DependsOn"] if isinstance(resource["DependsOn"], list) else [resource["DependsOn"]]
+            )
+            resource["DependsOn"] = [d for d in depends if d in trimmed["Resources"]]
+    return trimmed
+
+
+def _stand_in_for_missing(value: Any, template: dict[str, Any]) -> Any:
+    """A ``Ref`` to a resource moto cannot create becomes a marked literal."""
+    if isinstance(value, dict):
+        ref = value.get("Ref")
+        known = set(template["Resources"]) | set(template.get("Parameters", {}))
+        if isinstance(ref, str) and not ref.startswith("AWS::") and ref not in known:
+            return f"not-on-moto:{ref}"
+        return {k: _stand_in_for_missing(v, template) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stand_in_for_missing(v, template) for v in value]
+    return value
+
+
+def _with_property_outputs(template: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
+    """Outputs that echo a resource's properties, so moto resolves their intrinsics for us."""
+    echoed = copy.deepcopy(template)
+    for name, value in properties.items():
+        if name != "ServiceToken":
+            echoed["Outputs"][f"Prop{name}"] = {"Value": _stand_in_for_missing(value, template)}
+    return echoed
+
+
+def _create(cfn: Any, name: str, template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
+    cfn.create_stack(
+        StackName=name,
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    stack: dict[str, Any] = cfn.describe_stacks(StackName=name)["Stacks"][0]
+    return stack
+
+
+@contextlib.contextmanager
+def _fresh_account(moto: MotoServer) -> Iterator[dict[str, str]]:
+    """A reset moto account with the code artifact and a VPC; yields the stack parameters."""
+    from devtools.services import aws_test_environment
+
+    moto.reset()
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in aws_test_environment(moto.url).items():
+            patch.setenv(key, value)
+        patch.setenv("AWS_MAX_ATTEMPTS", "1")  # moto's 500s are answers here, not flakes
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+        s3.put_object(Bucket=ARTIFACT_BUCKET, Key=ARTIFACT_KEY, Body=artifact_zip())
+        yield {**PARAMETERS, **_network()}
+
+
+@pytest.fixture(scope="module")
+def created(moto: MotoServer) -> Iterator[CreatedStack]:
+    with _fresh_account(moto) as parameters:
+        full = transformed_template()
+        template = _with_property_outputs(
+            _without(full, set(MOTO_CANNOT_CREATE) | INVOKES_LAMBDA),
+            full["Resources"][CUSTOM_RESOURCE_ID]["Properties"],
+        )
+        cfn = boto3.client("cloudformation")
+        stack = _create(cfn, "dynamo", template, parameters)
+        summaries = cfn.list_stack_resources(StackName="dynamo")["StackResourceSummaries"]
+        result = CreatedStack(
+            status=stack["StackStatus"],
+            reason=stack.get("StackStatusReason"),
+            template=template,
+            physical={s["LogicalResourceId"]: s["PhysicalResourceId"] for s in summaries},
+            types={s["LogicalResourceId"]: s["ResourceType"] for s in summaries},
+            outputs={o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])},
+        )
+        lam = boto3.client("lambda")
+        for logical_id, kind in result.types.items():
+            if kind == "AWS::Lambda::Function":
+                result.functions[logical_id] = lam.get_function_configuration(
+                    FunctionName=result.physical[logical_id]
+                )
+        ec2 = boto3.client("ec2")
+        for logical_id, kind in result.types.items():
+            if kind == "AWS::EC2::SecurityGroup":
+                [group] = ec2.describe_security_groups(GroupIds=[result.physical[logical_id]])[
+                    "SecurityGroups"
+                ]
+                result.security_groups[logical_id] = group
+        events = boto3.client("events")
+        for rule in events.list_rules()["Rules"]:
+            result.rules[rule["Name"]] = rule
+        ecs = boto3.client("ecs")
+        infra = ecs.describe_services(
+            cluster=result.outputs["InfraClusterName"], services=[result.outputs["InfraServiceName"]]
+        )["services"]
+        result.extra["infra_services"] = infra
+        if infra:
+            result.extra["infra_task_definition"] = ecs.describe_task_definition(
+                taskDefinition=infra[0]["taskDefinition"]
+            )["taskDefinition"]
+        result.extra["clusters"] = ecs.describe_clusters(
+            clusters=[result.outputs["InfraClusterName"], result.outputs["GpuClusterName"]]
+        )["clusters"]
+        table = boto3.client("dynamodb").describe_table(TableName=result.outputs["StateTableName"])["Table"]
+        result.extra["table"] = table
+        result.extra["log_groups"] = {
+            g["logGroupName"]: g for g in boto3.client("logs").describe_log_groups()["logGroups"]
+        }
+        result.extra["target_groups"] = boto3.client("elbv2").describe_target_groups()["TargetGroups"]
+        result.extra["launch_templates"] = [
+            ec2.describe_launch_template_versions(LaunchTemplateId=lt["LaunchTemplateId"])[
+                "LaunchTemplateVersions"
+            ][0]["LaunchTemplateData"]
+            for lt in ec2.describe_launch_templates()["LaunchTemplates"]
+        ]
+        result.extra["asgs"] = boto3.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+        result.extra["full"] = full
+        result.extra["parameters"] = parameters
+        yield result
+
+
+pytestmark = pytest.mark.xdist_group("moto-stack")
+
+
+def test_every_resource_moto_supports_is_created(created: CreatedStack) -> None:
+    assert created.status == "CREATE_COMPLETE", created.reason
+    wanted = set(created.template["Resources"])
+    assert wanted - set(created.physical) == set(), "created by CloudFormation on moto"
+    # (moto leaves the physical id of ingress rules, permissions and layer versions empty;
+    # the rules are read back below through EC2's own API)
+    # The stack is the whole deployment, not a fragment: each part is there.
+    kinds = set(created.types.values())
+    for kind in (
+        "AWS::ECS::Cluster",
+        "AWS::ECS::Service",
+        "AWS::ECS::TaskDefinition",
+        "AWS::EC2::LaunchTemplate",
+        "AWS::AutoScaling::AutoScalingGroup",
+        "AWS::ElasticLoadBalancingV2::LoadBalancer",
+        "AWS::ElasticLoadBalancingV2::Listener",
+        "AWS::ElasticLoadBalancingV2::TargetGroup",
+        "AWS::Lambda::Function",
+        "AWS::Lambda::LayerVersion",
+        "AWS::Events::Rule",
+        "AWS::DynamoDB::Table",
+        "AWS::SNS::Topic",
+        "AWS::SQS::Queue",
+        "AWS::Logs::LogGroup",
+        "AWS::CloudWatch::Dashboard",
+        "AWS::IAM::Role",
+        "AWS::IAM::ManagedPolicy",
+    ):
+        assert kind in kinds, kind
+
+
+def test_moto_still_cannot_create_the_listed_types(moto: MotoServer, created: CreatedStack) -> None:
+    # (runs after `created` captured its stack: this test resets the moto account)
+    # Given the whole transformed template, the listed types included
+    full: dict[str, Any] = created.extra["full"]
+    listed = {k for k, v in full["Resources"].items() if v["Type"] in MOTO_CANNOT_CREATE}
+    assert {full["Resources"][k]["Type"] for k in listed} == set(MOTO_CANNOT_CREATE), (
+        "each listed type is used"
+    )
+    template = _without(full, INVOKES_LAMBDA)
+    template.pop("Outputs", None)
+    with _fresh_account(moto) as parameters:
+        cfn = boto3.client("cloudformation")
+        # When moto creates the whole transformed template
+        stack = _create(cfn, "probe", template, parameters)
+        made = {
+            s["LogicalResourceId"]
+            for s in cfn.list_stack_resources(StackName="probe")["StackResourceSummaries"]
+        }
+    assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
+    assert set(template["Resources"]) - listed <= made, "everything else was created"
+    # Then none of the listed resources exists: if one does, moto learned it; shorten the list
+    assert listed & made == set()
+
+
+def test_outputs_name_everything_a_user_needs(created: CreatedStack) -> None:
+    outputs = created.outputs
+    assert outputs["ApiUrl"].startswith("http://") and outputs["ApiUrl"].endswith(".elb.amazonaws.com")
+    assert "#dashboards:name=dynamo-dynamo-ecs" in outputs["DashboardUrl"]
+    assert outputs["InfraClusterName"] == "dynamo-fargate"
+    assert outputs["GpuClusterName"] == "dynamo-gpu"
+    assert outputs["InfraServiceName"] == "dynamo-infra"
+    assert outputs["FrontendServiceName"] == "dynamo-frontend"
+    assert outputs["PrefillServiceName"] == "dynamo-prefill"
+    for name in ("InfraWatcher", "Redeploy", "Bootstrap", "MetricsCollector", "Scaler"):
+        assert outputs[f"{name}FunctionName"] == created.physical[f"{name}Function"]
+
+
+def test_every_function_gets_a_valid_config_with_the_stack_parameters(created: CreatedStack) -> None:
+    # Given the environment CloudFormation resolved for each function
+    assert set(created.functions) == {
+        "InfraWatcherFunction",
+        "RedeployFunction",
+        "BootstrapFunction",
+        "MetricsCollectorFunction",
+        "ScalerFunction",
+    }
+    for logical_id, function in created.functions.items():
+        env = {k: str(v) for k, v in function["Environment"]["Variables"].items()}  # AWS sends strings
+        # When the operator's config is loaded from it (as at cold start)
+        config = load_config(env)
+        # Then it carries this stack's names and the parameters as given
+        assert config.deployment == "dynamo", logical_id
+        assert config.state_table == created.outputs["StateTableName"]
+        assert config.alert_topic_arn == created.outputs["AlertTopicArn"]
+        assert config.infra.cluster == "dynamo-fargate"
+        assert config.infra.service == "dynamo-infra"
+        assert config.gpu_cluster == "dynamo-gpu"
+        assert (config.frontend.service, config.prefill.service) == ("dynamo-frontend", "dynamo-prefill")
+        assert (config.frontend.family, config.prefill.family) == ("dynamo-frontend", "dynamo-prefill")
+        assert (config.frontend.min, config.frontend.max) == (1, 6)
+        assert (config.prefill.min, config.prefill.max) == (2, 4)
+        assert config.scaling.prefill_scale_to_zero is False  # follows PrefillMin
+        assert config.frontend.targets.ttft_p90_ms == 400
+        assert config.prefill.targets.jetstream_lag_per_replica == 12
+        assert config.gpu_budget == 8
+        assert function["Runtime"] == "python3.12"
+        assert function["Handler"] == "app.lambda_handler"
+
+
+def test_only_the_metrics_collector_runs_in_the_vpc(created: CreatedStack) -> None:
+    in_vpc = {k for k, f in created.functions.items() if f.get("VpcConfig", {}).get("SubnetIds")}
+    assert in_vpc == {"MetricsCollectorFunction"}
+    config = created.functions["MetricsCollectorFunction"]["VpcConfig"]
+    assert config["SecurityGroupIds"] == [created.physical["MetricsCollectorSecurityGroup"]]
+
+
+def test_the_gpu_services_properties_are_what_the_bootstrap_function_accepts(created: CreatedStack) -> None:
+    # Given the custom resource's properties as CloudFormation resolves them
+    properties = {
+        key.removeprefix("Prop"): value for key, value in created.outputs.items() if key.startswith("Prop")
+    }
+    # When the bootstrap function's own parser reads them
+    parsed = parse_properties(properties)
+    # Then they name the stack's roles, secret, log groups, capacity provider and target group
+    assert parsed.execution_role_arn.endswith(created.physical["GpuExecutionRole"])
+    assert parsed.task_role_arn.endswith(created.physical["GpuTaskRole"])
+    assert parsed.ngc_secret_arn == NGC_SECRET
+    assert parsed.frontend_log_group == "/ecs/dynamo-frontend"
+    assert parsed.prefill_log_group == "/ecs/dynamo-prefill"
+    assert parsed.image.startswith("nvcr.io/nvidia/ai-dynamo/vllm-runtime:")
+    assert parsed.model == "Qwen/Qwen3-0.6B"
+    assert parsed.frontend_target_group_arn == created.physical["FrontendTargetGroup"]
+    assert (parsed.frontend_initial_count, parsed.prefill_initial_count) == (1, 2)
+    assert parsed.capacity_provider == "not-on-moto:GpuCapacityProvider"  # its name, on AWS
+
+
+def test_infra_security_group_admits_only_gpu_instances_and_the_collector(created: CreatedStack) -> None:
+    group = created.security_groups["InfraSecurityGroup"]
+    gpu = created.physical["GpuInstanceSecurityGroup"]
+    collector = created.physical["MetricsCollectorSecurityGroup"]
+    admitted = set()
+    for permission in group["IpPermissions"]:
+        assert permission.get("IpRanges", []) == [] and permission.get("Ipv6Ranges", []) == []
+        for pair in permission["UserIdGroupPairs"]:
+            admitted.add((pair["GroupId"], permission["FromPort"], permission["ToPort"]))
+    assert admitted == {(gpu, 2379, 2379), (gpu, 4222, 4222), (collector, 8222, 8222)}
+
+
+def test_load_balancer_admits_only_the_allowed_cidr(created: CreatedStack) -> None:
+    group = created.security_groups["LoadBalancerSecurityGroup"]
+    [ingress] = group["IpPermissions"]
+    assert (ingress["FromPort"], ingress["ToPort"]) == (80, 80)
+    assert [r["CidrIp"] for r in ingress["IpRanges"]] == ["10.0.0.0/8"]
+    assert ingress["UserIdGroupPairs"] == []
+
+
+def test_gpu_instances_admit_the_load_balancer_each_other_and_the_collector(created: CreatedStack) -> None:
+    group = created.security_groups["GpuInstanceSecurityGroup"]
+    sources = set()
+    for permission in group["IpPermissions"]:
+        assert permission.get("IpRanges", []) == []
+        for pair in permission["UserIdGroupPairs"]:
+            sources.add((pair["GroupId"], permission.get("FromPort"), permission["IpProtocol"]))
+    physical = created.physical
+    assert sources == {
+        (physical["LoadBalancerSecurityGroup"], 8000, "tcp"),
+        (physical["MetricsCollectorSecurityGroup"], 8000, "tcp"),
+        (physical["GpuInstanceSecurityGroup"], None, "-1"),
+    }
+
+
+def test_infra_service_runs_etcd_and_nats_with_jetstream_and_its_monitor(created: CreatedStack) -> None:
+    [service] = created.extra["infra_services"]
+    assert service["desiredCount"] == 1
+    task = created.extra["infra_task_definition"]
+    containers = {c["name"]: c for c in task["containerDefinitions"]}
+    assert set(containers) == {"etcd", "nats"}
+    command = containers["nats"]["command"]
+    assert "-js" in command and command[command.index("-m") + 1] == "8222"
+    assert {p["containerPort"] for p in containers["nats"]["portMappings"]} >= {4222, 8222}
+    assert {p["containerPort"] for p in containers["etcd"]["portMappings"]} >= {2379}
+
+
+def test_gpu_capacity_launch_template_and_load_balancer_health_check(created: CreatedStack) -> None:
+    [launch] = created.extra["launch_templates"]
+    assert launch["InstanceType"] == "g6e.2xlarge"
+    [volume] = launch["BlockDeviceMappings"]
+    assert volume["Ebs"]["VolumeSize"] == 200 and volume["Ebs"]["Encrypted"] is True
+    assert launch["MetadataOptions"]["HttpTokens"] == "required"
+    [asg] = created.extra["asgs"]
+    assert (asg["MinSize"], asg["MaxSize"]) == (0, 8)
+    assert asg["NewInstancesProtectedFromScaleIn"] is True
+    [target_group] = created.extra["target_groups"]
+    assert (target_group["Port"], target_group["HealthCheckPath"]) == (8000, "/health")
+    assert target_group["TargetType"] == "instance"
+    clusters = {c["clusterName"]: c for c in created.extra["clusters"]}
+    assert set(clusters) == {"dynamo-fargate", "dynamo-gpu"}
+
+
+def test_state_table_and_log_groups(created: CreatedStack) -> None:
+    table = created.extra["table"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    groups = created.extra["log_groups"]
+    for function in created.functions.values():
+        assert groups[f"/aws/lambda/{function['FunctionName']}"]["retentionInDays"] == 30
+    for name in ("/ecs/dynamo-infra", "/ecs/dynamo-frontend", "/ecs/dynamo-prefill"):
+        assert groups[name]["retentionInDays"] == 30
+
+
+def test_event_rules_trigger_the_operator(created: CreatedStack) -> None:
+    rules = list(created.rules.values())
+    schedules = [r for r in rules if r.get("ScheduleExpression")]
+    assert sorted(r["ScheduleExpression"] for r in schedules) == ["rate(1 minute)", "rate(1 minute)"]
+    patterns = [json.loads(r["EventPattern"]) for r in rules if r.get("EventPattern")]
+    sources = sorted(p["source"][0] for p in patterns)
+    assert sources == ["aws.cloudwatch", "aws.ecs", "dynamo-ecs.collector"]
+    [alarm_pattern] = [p for p in patterns if p["source"] == ["aws.cloudwatch"]]
+    assert alarm_pattern["detail"]["alarmName"] == [{"prefix": "dynamo-scale-"}]
+    assert metric_names.TTFT_P90  # the alarms' metric names come from the contract module
