@@ -104,6 +104,7 @@ class ScalingPolicy(StrictModel):
         if value not in (10, 30, 60):
             raise ValueError("must be 10, 30 or 60 (CloudWatch periods the collector can fill)")
         return value
+
     prefill_scale_to_zero: bool = False
     prefill_activation_lag: float = Field(0.0, ge=0)
     decision_log_ttl_days: int = Field(14, ge=1)
