@@ -56,6 +56,7 @@ PARAMETERS = {
     "PrefillMin": "2",
     "FrontendTtftP90Ms": "400",
     "PrefillJetStreamLagPerReplica": "12",
+    "FrontendGpuUtilizationPct": "off",
 }
 CUSTOM_RESOURCE_ID = "GpuServices"
 

@@ -212,6 +212,8 @@ def test_every_function_gets_a_valid_config_with_the_stack_parameters(created: C
         assert config.scaling.prefill_scale_to_zero is False  # follows PrefillMin
         assert config.frontend.targets.ttft_p90_ms == 400
         assert config.prefill.targets.jetstream_lag_per_replica == 12
+        assert config.frontend.targets.gpu_utilization_pct is None  # "off"
+        assert config.prefill.targets.gpu_utilization_pct == 80
         assert config.gpu_budget == 8
         assert function["Runtime"] == "python3.12"
         assert function["Handler"] == "app.lambda_handler"
