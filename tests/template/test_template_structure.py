@@ -465,6 +465,24 @@ def test_load_balancer_forwards_to_the_frontend_port_with_health_check() -> None
 # --- Alarms and dashboard ---------------------------------------------------------------------
 
 
+def test_every_alert_publisher_may_use_the_topic_key_through_sns_only() -> None:
+    publishers = 0
+    for owner, statement in iam_statements(load_template()):
+        if statement["Action"] != "sns:Publish":
+            continue
+        publishers += 1
+        siblings = [
+            s for o, s in iam_statements(load_template()) if o == owner and s.get("Sid") == "AlertTopicKey"
+        ]
+        assert siblings, f"{owner} publishes alerts but cannot use the topic's key"
+        [key] = siblings
+        assert key["Resource"] == {"Fn::GetAtt": ["AlertTopicKey", "Arn"]}
+        assert key["Condition"]["StringEquals"]["kms:ViaService"] == {
+            "Fn::Sub": "sns.${AWS::Region}.amazonaws.com"
+        }
+    assert publishers == 2  # the endpoint reconcile policy and the scaler
+
+
 def test_the_dead_letter_alarm_can_publish_to_the_encrypted_alert_topic() -> None:
     # CloudWatch cannot use the AWS managed alias/aws/sns key: the topic has a key of its own
     assert resource("AlertTopic")["Properties"]["KmsMasterKeyId"] == {"Ref": "AlertTopicKey"}
