@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dynamo_ecs.errors import ConfigError
 
@@ -96,7 +96,14 @@ class ScalingPolicy(StrictModel):
     metric_max_age_s: int = Field(180, ge=10)
     # The period the scaler reads metrics at: 60 for standard metrics, 10 or 30 when the
     # collector samples several times a minute (signals.samples_per_invocation > 1).
-    metric_period_s: Literal[10, 30, 60] = 60
+    metric_period_s: int = 60
+
+    @field_validator("metric_period_s")
+    @classmethod
+    def _cloudwatch_period(cls, value: int) -> int:
+        if value not in (10, 30, 60):
+            raise ValueError("must be 10, 30 or 60 (CloudWatch periods the collector can fill)")
+        return value
     prefill_scale_to_zero: bool = False
     prefill_activation_lag: float = Field(0.0, ge=0)
     decision_log_ttl_days: int = Field(14, ge=1)

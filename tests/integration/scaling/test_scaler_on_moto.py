@@ -192,3 +192,23 @@ def test_no_services_yet_is_reported_not_raised(state_table: str, scaler: Any) -
     build_world(CONFIG, region=REGION)
     result = scaler.lambda_handler(schedule_event(time.time()), None)
     assert result["status"] == "no_services"
+
+
+def test_late_and_out_of_order_alarm_events_cause_no_extra_action(services: None, scaler: Any) -> None:
+    # Given a scale-out already done on the current data
+    now = time.time()
+    name = breach_ttft(now - 5)
+    assert (
+        scaler.lambda_handler(alarm_state_change_event(name, "ALARM", now, event_id="new"), None)["status"]
+        == "applied"
+    )
+    # When an older ALARM (delivered late), an OK from before it and the same ALARM again arrive
+    late = [
+        alarm_state_change_event(name, "ALARM", now - 600, event_id="late"),
+        alarm_state_change_event(name, "OK", now - 900, previous="ALARM", event_id="older-ok"),
+        alarm_state_change_event(name, "ALARM", now, event_id="new"),
+    ]
+    results = [scaler.lambda_handler(event, None) for event in late]
+    # Then nothing more happens: each is a look at the same data
+    assert [r["status"] for r in results] == ["unchanged"] * 3
+    assert (desired("frontend"), desired("prefill")) == (4, 4)

@@ -106,3 +106,7 @@ def test_a_null_target_switches_its_signal_off() -> None:
     decision = decide(config, states(2, 1), fresh(frontend_gpu=100.0), History(), NOW)
     assert [p.signal for p in decision.services["frontend"].proposals] == ["ttft", "itl", "queue"]
     assert decision.services["frontend"].desired == 2
+
+
+def test_the_metric_period_is_read_from_its_variable() -> None:
+    assert load_config({"DYNAMO_ECS_SCALING__METRIC_PERIOD_S": "10"}).scaling.metric_period_s == 10

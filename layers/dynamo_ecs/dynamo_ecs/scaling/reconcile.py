@@ -160,7 +160,10 @@ class CapacityReconciler:
 def _emit_scale_action(config: DeploymentConfig, change: ServiceDecision) -> None:
     """One EMF datapoint per action (the dashboard's scale-decisions widget), no API call."""
     from aws_lambda_powertools.metrics import MetricUnit, single_metric
+    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+    if is_metrics_disabled():  # POWERTOOLS_METRICS_DISABLED, as for the Metrics object
+        return
     with single_metric(
         name=SCALE_ACTIONS_METRIC,
         unit=MetricUnit.Count,

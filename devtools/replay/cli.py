@@ -1,0 +1,169 @@
+"""``python -m devtools.replay``: replay a load trace through our policy and the baselines.
+
+Examples::
+
+    python -m devtools.replay                                  # built-in bursty trace
+    python -m devtools.replay --trace diurnal --seed 3
+    python -m devtools.replay --trace week.csv --set frontend.targets.ttft_p90_ms=400
+    python -m devtools.replay --model model_load_s=420 --set scaling.metric_period_s=10
+    python -m devtools.replay --export-command --start 2026-11-20T00:00:00Z --end 2026-11-27T00:00:00Z
+
+The config is the stack's (``DYNAMO_ECS_*`` variables, `dynamo_ecs.config.load_config`);
+each ``--set key.path=value`` overrides one field as its variable would, validated the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from devtools.replay.model import ModelParams
+from devtools.replay.policies import POLICIES
+from devtools.replay.report import print_table, results_table, write_chart
+from devtools.replay.simulate import SlaTargets, replay_all
+from devtools.replay.traces import SYNTHETIC, TraceError, export_command, resolve_trace
+from dynamo_ecs.config import ENV_PREFIX, DeploymentConfig, format_validation_error, load_config
+from dynamo_ecs.errors import ConfigError
+
+DEFAULT_OUT = Path("out/replay")
+_KEY_PATH = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
+
+
+class UsageError(ValueError):
+    """Bad input on the command line: printed, nothing runs."""
+
+
+def _pairs(items: Sequence[str], option: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not _KEY_PATH.match(key.strip()):
+            raise UsageError(f"{option} {item!r}: expected key.path=value (e.g. frontend.max=6)")
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def config_with_overrides(
+    overrides: Sequence[str], environ: Mapping[str, str] | None = None
+) -> DeploymentConfig:
+    """The stack's config from ``DYNAMO_ECS_*``, each ``key.path=value`` set as its variable."""
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k.startswith(ENV_PREFIX)}
+    for key, value in _pairs(overrides, "--set"):
+        env[ENV_PREFIX + "__".join(part.upper() for part in key.split("."))] = value
+    try:
+        return load_config(env)
+    except ConfigError as exc:
+        raise UsageError(f"{exc} (--set key.path=value sets the variable named)") from None
+
+
+def model_params(overrides: Sequence[str]) -> ModelParams:
+    values: dict[str, Any] = dict(_pairs(overrides, "--model"))
+    try:
+        return ModelParams.model_validate(values)
+    except ValidationError as exc:
+        raise UsageError(f"--model: {format_validation_error(exc, None)}") from None
+
+
+def export_window(start: str | None, end: str | None, now: datetime | None = None) -> tuple[str, str]:
+    """The export's start and end, ISO 8601 UTC; the default is the last 7 days."""
+
+    def parse(text: str, option: str) -> datetime:
+        try:
+            stamp = datetime.fromisoformat(text)
+        except ValueError:
+            raise UsageError(f"{option} {text!r}: not ISO 8601 (e.g. 2026-11-20T00:00:00Z)") from None
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+    last = parse(end, "--end") if end else (now or datetime.now(UTC)).replace(second=0, microsecond=0)
+    first = parse(start, "--start") if start else last - timedelta(days=7)
+    if first >= last:
+        raise UsageError("--start must be before --end")
+    iso = "%Y-%m-%dT%H:%M:%SZ"
+    return first.astimezone(UTC).strftime(iso), last.astimezone(UTC).strftime(iso)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m devtools.replay",
+        description="Replay a load trace through the production scaling decision and baselines.",
+    )
+    p.add_argument(
+        "--trace",
+        default="bursty",
+        help=f"a built-in trace ({', '.join(SYNTHETIC)}) or a CSV / CloudWatch JSON file (default: bursty)",
+    )
+    p.add_argument("--seed", type=int, default=1, help="seed of a built-in trace (default: 1)")
+    p.add_argument("--hours", type=float, help="length of a built-in trace, or cut a file's trace")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="config override")
+    p.add_argument("--model", action="append", default=[], metavar="KNOB=VALUE", help="model knob")
+    p.add_argument(
+        "--policies",
+        default=",".join(POLICIES),
+        help=f"comma-separated, from {', '.join(POLICIES)} (default: all)",
+    )
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default: {DEFAULT_OUT})")
+    p.add_argument("--no-chart", action="store_true", help="skip the PNG")
+    p.add_argument(
+        "--export-command",
+        action="store_true",
+        help="print the aws CLI command that exports RequestRate as a trace, then exit",
+    )
+    p.add_argument("--start", help="export start, ISO 8601 (default: 7 days before --end)")
+    p.add_argument("--end", help="export end, ISO 8601 (default: now, to the minute)")
+    return p
+
+
+def run(argv: Sequence[str]) -> int:
+    args = parser().parse_args(argv)
+    config = config_with_overrides(args.set)
+    if args.export_command:
+        start, end = export_window(args.start, args.end)
+        print(export_command(config, start, end) + " > trace.json")
+        return 0
+    params = model_params(args.model)
+    policies = [name.strip() for name in args.policies.split(",") if name.strip()]
+    unknown = [name for name in policies if name not in POLICIES]
+    if unknown or not policies:
+        raise UsageError(
+            f"--policies: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(POLICIES)}"
+        )
+    if args.hours is not None and args.hours <= 0:
+        raise UsageError("--hours must be > 0")
+    trace = resolve_trace(args.trace, args.seed, args.hours)
+    sla = SlaTargets.from_config(config)
+    results = replay_all(trace, config, params, policies, sla)
+
+    text = print_table(results_table(trace, results))
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", trace.name)
+    (args.out / f"{stem}.txt").write_text(text, encoding="utf-8")
+    summary = {
+        "trace": trace.name,
+        "hours": trace.duration_s / 3600,
+        "sla": {"ttft_p90_ms": sla.ttft_p90_ms, "itl_p90_ms": sla.itl_p90_ms},
+        "model": params.model_dump(),
+        "scaling": config.scaling.model_dump(),
+        "results": [r.summary() for r in results],
+    }
+    (args.out / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if not args.no_chart:
+        chart = write_chart(args.out / f"{stem}.png", trace, results, sla, params)
+        print(f"chart: {chart}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except (UsageError, TraceError) as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,147 @@
+"""Run one trace through the model under one policy, tick by tick, and score the run.
+
+Each tick: the trace's rate arrives, the model serves what its serving replicas can; at the
+end of every ``scaling.metric_period_s`` the period's average of each signal becomes a
+datapoint (stamped at the period's end, as the scaler's reader sees it); then the policy may
+act, and its desired counts take effect at once (new tasks serve after their start-up).
+
+Scores: SLA-violation minutes (time with requests during which TTFT p90 or ITL p90 was
+above its SLA target), GPU-hours (tasks asked for, starting or running, times their GPUs),
+scale actions (desired-count changes of either service) and the peak queue (frontend queue
+plus JetStream backlog, requests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from devtools.replay.model import GpuServices, ModelParams
+from devtools.replay.policies import POLICIES, Policy, all_specs
+from devtools.replay.traces import Trace
+from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
+from dynamo_ecs.scaling.decide import Observation
+
+
+@dataclass(frozen=True)
+class SlaTargets:
+    ttft_p90_ms: float | None
+    itl_p90_ms: float | None
+
+    @classmethod
+    def from_config(cls, config: DeploymentConfig) -> SlaTargets:
+        """The frontend's latency targets are the SLA the replay scores against."""
+        return cls(config.frontend.targets.ttft_p90_ms, config.frontend.targets.itl_p90_ms)
+
+    def violated(self, ttft: float | None, itl: float | None) -> bool:
+        return bool(
+            (self.ttft_p90_ms is not None and ttft is not None and ttft > self.ttft_p90_ms)
+            or (self.itl_p90_ms is not None and itl is not None and itl > self.itl_p90_ms)
+        )
+
+
+@dataclass
+class Series:
+    """Per-tick values for the chart."""
+
+    at: list[float] = field(default_factory=list)
+    load_rps: list[float] = field(default_factory=list)
+    replicas: dict[ServiceRole, list[int]] = field(default_factory=lambda: {r: [] for r in SERVICE_ROLES})
+    gpus: list[int] = field(default_factory=list)
+    ttft_p90_ms: list[float | None] = field(default_factory=list)
+    queue: list[float] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    policy: str
+    sla_minutes: float = 0.0
+    gpu_hours: float = 0.0
+    scale_actions: int = 0
+    peak_queue: float = 0.0
+    decisions: int = 0
+    series: Series = field(default_factory=Series)
+
+    def summary(self) -> dict[str, float | int | str]:
+        return {
+            "policy": self.policy,
+            "sla_violation_minutes": round(self.sla_minutes, 2),
+            "gpu_hours": round(self.gpu_hours, 2),
+            "scale_actions": self.scale_actions,
+            "peak_queue": round(self.peak_queue, 1),
+            "decisions": self.decisions,
+        }
+
+
+PolicyFactory = Callable[[DeploymentConfig, float], Policy]
+
+
+def replay(
+    trace: Trace,
+    config: DeploymentConfig,
+    params: ModelParams,
+    make_policy: PolicyFactory,
+    sla: SlaTargets | None = None,
+) -> RunResult:
+    """One policy over the whole trace; deterministic for a given trace, config and params."""
+    sla = sla or SlaTargets.from_config(config)
+    policy = make_policy(config, trace.start)
+    services = GpuServices(config, params, policy.initial_counts())
+    result = RunResult(policy.name)
+    specs = all_specs(config)
+    period = config.scaling.metric_period_s
+    dt = params.tick_s
+    sums: dict[tuple[str, ServiceRole], list[float]] = {}
+    observations: dict[str, Observation] = {}
+    cursor = trace.cursor()
+    ticks = int(trace.duration_s // dt)
+    for i in range(ticks):
+        now = trace.start + i * dt
+        point = cursor.at(now)
+        metrics = services.tick(now, point.request_rate, point.input_tokens, point.output_tokens)
+        end = now + dt
+
+        series = result.series
+        series.at.append(now)
+        series.load_rps.append(point.request_rate)
+        for role in SERVICE_ROLES:
+            series.replicas[role].append(services.pools[role].desired)
+        series.gpus.append(metrics.provisioned_gpus)
+        series.ttft_p90_ms.append(metrics.ttft_p90_ms)
+        queue = metrics.frontend_queue + metrics.prefill_queue
+        series.queue.append(queue)
+        result.gpu_hours += metrics.provisioned_gpus * dt / 3600.0
+        result.peak_queue = max(result.peak_queue, queue)
+        if sla.violated(metrics.ttft_p90_ms, metrics.itl_p90_ms):
+            result.sla_minutes += dt / 60.0
+
+        for source, value in metrics.signals().items():
+            if value is not None:
+                sums.setdefault(source, []).append(value)
+        new_datapoints = (end - trace.start) % period == 0
+        if new_datapoints:
+            for spec in specs:
+                values = sums.get((spec.metric, spec.source_service))
+                if values:
+                    observations[spec.key] = Observation(sum(values) / len(values), end)
+            sums.clear()
+
+        before = services.states(end)
+        wanted = policy.step(end, before, observations, new_datapoints)
+        if wanted is None:
+            continue
+        result.decisions += 1
+        result.scale_actions += sum(1 for r in SERVICE_ROLES if wanted[r] != before[r].desired)
+        services.set_desired(wanted, end)
+    return result
+
+
+def replay_all(
+    trace: Trace,
+    config: DeploymentConfig,
+    params: ModelParams,
+    policies: list[str] | None = None,
+    sla: SlaTargets | None = None,
+) -> list[RunResult]:
+    chosen = policies or list(POLICIES)
+    return [replay(trace, config, params, POLICIES[name], sla) for name in chosen]
