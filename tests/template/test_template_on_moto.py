@@ -2,13 +2,12 @@
 
 Every resource type moto's CloudFormation can create is created from the template's own
 properties and then read back through the services' APIs; the types it cannot create are
-listed below with the reason, and a second stack proves the list is still true.
+listed with the reason in `stack.py` (MOTO_CANNOT_CREATE), and a second stack proves the list is
+still true.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,40 +20,17 @@ from devtools.services import MotoServer
 from dynamo_ecs import metric_names
 from dynamo_ecs.config import load_config
 from dynamo_ecs.endpoints.gpu_services import parse_properties
-from tests.template.stack import ARTIFACT_BUCKET, ARTIFACT_KEY, artifact_zip, transformed_template
-
-# Resource types of template.yaml that moto's CloudFormation (5.2) does not create, and why
-# the stack is still sound without them on moto.
-MOTO_CANNOT_CREATE = {
-    "AWS::CloudWatch::Alarm": "skipped by moto CloudFormation; test_template_structure.py checks them",
-    "AWS::ECS::CapacityProvider": "no CloudFormation model in moto (the ECS API has one)",
-    "AWS::ECS::ClusterCapacityProviderAssociations": "no CloudFormation model in moto",
-    "AWS::Lambda::EventInvokeConfig": "no CloudFormation model in moto",
-    "AWS::SNS::Subscription": "no CloudFormation model in moto (a Topic's inline Subscription only)",
-    "AWS::SNS::TopicPolicy": "no CloudFormation model in moto",
-    "AWS::SQS::QueuePolicy": "no CloudFormation model in moto",
-}
-# Not a moto gap: creating it invokes the bootstrap function, and moto runs Lambda in Docker.
-# The function's logic is tested against moto in tests/integration (the properties are
-# checked below against the parser the function uses).
-INVOKES_LAMBDA = {"Custom::DynamoGpuServices"}
-# Properties moto's CloudFormation accepts but does not apply (checked on the template itself in
-# test_template_structure.py): security groups' inline egress rules, the table's TTL, the ECS
-# service's LaunchType and NetworkConfiguration, the task definition's Cpu, Memory and NetworkMode, the
-# functions' Layers; and it hands Number parameters to Lambda
-# environments and conditions as numbers (so `PrefillMin = "0"` would not be equal to "0").
-
-NGC_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ngc-login-AbCdEf"
-PARAMETERS = {
-    "DeploymentName": "dynamo",
-    "NgcSecretArn": NGC_SECRET,
-    "AlarmEmail": "ops@example.com",
-    "FrontendMax": "6",
-    "PrefillMin": "2",
-    "FrontendTtftP90Ms": "400",
-    "PrefillJetStreamLagPerReplica": "12",
-}
-CUSTOM_RESOURCE_ID = "GpuServices"
+from tests.template.stack import (
+    CUSTOM_RESOURCE_ID,
+    INVOKES_LAMBDA,
+    MOTO_CANNOT_CREATE,
+    NGC_SECRET,
+    create_stack,
+    fresh_account,
+    transformed_template,
+    with_property_outputs,
+    without,
+)
 
 
 @dataclass
@@ -73,94 +49,16 @@ class CreatedStack:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _network() -> dict[str, str]:
-    ec2 = boto3.client("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{az}")["Subnet"][
-            "SubnetId"
-        ]
-        for i, az in enumerate("ab")
-    ]
-    return {
-        "VpcId": vpc,
-        "TaskSubnetIds": ",".join(subnets),
-        "LoadBalancerSubnetIds": ",".join(subnets),
-    }
-
-
-def _without(template: dict[str, Any], types: set[str]) -> dict[str, Any]:
-    trimmed = copy.deepcopy(template)
-    trimmed["Resources"] = {k: v for k, v in trimmed["Resources"].items() if v["Type"] not in types}
-    for resource in trimmed["Resources"].values():
-        if "DependsOn" in resource:
-            depends = (
-                resource["DependsOn"] if isinstance(resource["DependsOn"], list) else [resource["DependsOn"]]
-            )
-            resource["DependsOn"] = [d for d in depends if d in trimmed["Resources"]]
-    return trimmed
-
-
-def _stand_in_for_missing(value: Any, template: dict[str, Any]) -> Any:
-    """A ``Ref`` to a resource moto cannot create becomes a marked literal."""
-    if isinstance(value, dict):
-        ref = value.get("Ref")
-        known = set(template["Resources"]) | set(template.get("Parameters", {}))
-        if isinstance(ref, str) and not ref.startswith("AWS::") and ref not in known:
-            return f"not-on-moto:{ref}"
-        return {k: _stand_in_for_missing(v, template) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_stand_in_for_missing(v, template) for v in value]
-    return value
-
-
-def _with_property_outputs(template: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
-    """Outputs that echo a resource's properties, so moto resolves their intrinsics for us."""
-    echoed = copy.deepcopy(template)
-    for name, value in properties.items():
-        if name != "ServiceToken":
-            echoed["Outputs"][f"Prop{name}"] = {"Value": _stand_in_for_missing(value, template)}
-    return echoed
-
-
-def _create(cfn: Any, name: str, template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
-    cfn.create_stack(
-        StackName=name,
-        TemplateBody=json.dumps(template),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
-    )
-    stack: dict[str, Any] = cfn.describe_stacks(StackName=name)["Stacks"][0]
-    return stack
-
-
-@contextlib.contextmanager
-def _fresh_account(moto: MotoServer) -> Iterator[dict[str, str]]:
-    """A reset moto account with the code artifact and a VPC; yields the stack parameters."""
-    from devtools.services import aws_test_environment
-
-    moto.reset()
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in aws_test_environment(moto.url).items():
-            patch.setenv(key, value)
-        patch.setenv("AWS_MAX_ATTEMPTS", "1")  # moto's 500s are answers here, not flakes
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=ARTIFACT_BUCKET)
-        s3.put_object(Bucket=ARTIFACT_BUCKET, Key=ARTIFACT_KEY, Body=artifact_zip())
-        yield {**PARAMETERS, **_network()}
-
-
 @pytest.fixture(scope="module")
 def created(moto: MotoServer) -> Iterator[CreatedStack]:
-    with _fresh_account(moto) as parameters:
+    with fresh_account(moto) as parameters:
         full = transformed_template()
-        template = _with_property_outputs(
-            _without(full, set(MOTO_CANNOT_CREATE) | INVOKES_LAMBDA),
+        template = with_property_outputs(
+            without(full, set(MOTO_CANNOT_CREATE) | INVOKES_LAMBDA),
             full["Resources"][CUSTOM_RESOURCE_ID]["Properties"],
         )
         cfn = boto3.client("cloudformation")
-        stack = _create(cfn, "dynamo", template, parameters)
+        stack = create_stack(cfn, "dynamo", template, parameters)
         summaries = cfn.list_stack_resources(StackName="dynamo")["StackResourceSummaries"]
         result = CreatedStack(
             status=stack["StackStatus"],
@@ -258,12 +156,12 @@ def test_moto_still_cannot_create_the_listed_types(moto: MotoServer, created: Cr
     assert {full["Resources"][k]["Type"] for k in listed} == set(MOTO_CANNOT_CREATE), (
         "each listed type is used"
     )
-    template = _without(full, INVOKES_LAMBDA)
+    template = without(full, INVOKES_LAMBDA)
     template.pop("Outputs", None)
-    with _fresh_account(moto) as parameters:
+    with fresh_account(moto) as parameters:
         cfn = boto3.client("cloudformation")
         # When moto creates the whole transformed template
-        stack = _create(cfn, "probe", template, parameters)
+        stack = create_stack(cfn, "probe", template, parameters)
         made = {
             s["LogicalResourceId"]
             for s in cfn.list_stack_resources(StackName="probe")["StackResourceSummaries"]
@@ -314,6 +212,8 @@ def test_every_function_gets_a_valid_config_with_the_stack_parameters(created: C
         assert config.scaling.prefill_scale_to_zero is False  # follows PrefillMin
         assert config.frontend.targets.ttft_p90_ms == 400
         assert config.prefill.targets.jetstream_lag_per_replica == 12
+        assert config.frontend.targets.gpu_utilization_pct is None  # "off"
+        assert config.prefill.targets.gpu_utilization_pct == 80
         assert config.gpu_budget == 8
         assert function["Runtime"] == "python3.12"
         assert function["Handler"] == "app.lambda_handler"

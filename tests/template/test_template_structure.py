@@ -37,21 +37,30 @@ WILDCARD_WRITE_ALLOWED = {
     "cloudwatch:PutMetricData",  # and only with a cloudwatch:namespace condition
 }
 READ_PREFIXES = ("Describe", "List", "Get", "BatchGet")
-# Scaling targets and bounds: stack parameter -> the config variable it sets.
-PARAMETER_VARIABLES = {
+# Scaling bounds: stack parameter -> the config variable it sets.
+BOUND_VARIABLES = {
     "FrontendMin": "DYNAMO_ECS_FRONTEND__MIN",
     "FrontendMax": "DYNAMO_ECS_FRONTEND__MAX",
     "PrefillMin": "DYNAMO_ECS_PREFILL__MIN",
     "PrefillMax": "DYNAMO_ECS_PREFILL__MAX",
     "GpuBudget": "DYNAMO_ECS_GPU_BUDGET",
-    "FrontendTtftP90Ms": "DYNAMO_ECS_FRONTEND__TARGETS__TTFT_P90_MS",
-    "FrontendItlP90Ms": "DYNAMO_ECS_FRONTEND__TARGETS__ITL_P90_MS",
-    "FrontendQueuedRequestsPerReplica": "DYNAMO_ECS_FRONTEND__TARGETS__QUEUED_REQUESTS_PER_REPLICA",
-    "FrontendGpuUtilizationPct": "DYNAMO_ECS_FRONTEND__TARGETS__GPU_UTILIZATION_PCT",
-    "PrefillJetStreamLagPerReplica": "DYNAMO_ECS_PREFILL__TARGETS__JETSTREAM_LAG_PER_REPLICA",
-    "PrefillTtftP90Ms": "DYNAMO_ECS_PREFILL__TARGETS__TTFT_P90_MS",
-    "PrefillGpuUtilizationPct": "DYNAMO_ECS_PREFILL__TARGETS__GPU_UTILIZATION_PCT",
     "ScaleDownStabilizationSeconds": "DYNAMO_ECS_SCALING__SCALE_DOWN_STABILIZATION_S",
+}
+# Scaling targets: stack parameter -> (the config variable it sets, the condition "not off").
+TARGET_VARIABLES = {
+    "FrontendTtftP90Ms": ("DYNAMO_ECS_FRONTEND__TARGETS__TTFT_P90_MS", "FrontendTtftOn"),
+    "FrontendItlP90Ms": ("DYNAMO_ECS_FRONTEND__TARGETS__ITL_P90_MS", "FrontendItlOn"),
+    "FrontendQueuedRequestsPerReplica": (
+        "DYNAMO_ECS_FRONTEND__TARGETS__QUEUED_REQUESTS_PER_REPLICA",
+        "FrontendQueueOn",
+    ),
+    "FrontendGpuUtilizationPct": ("DYNAMO_ECS_FRONTEND__TARGETS__GPU_UTILIZATION_PCT", "FrontendGpuOn"),
+    "PrefillJetStreamLagPerReplica": (
+        "DYNAMO_ECS_PREFILL__TARGETS__JETSTREAM_LAG_PER_REPLICA",
+        "PrefillLagOn",
+    ),
+    "PrefillTtftP90Ms": ("DYNAMO_ECS_PREFILL__TARGETS__TTFT_P90_MS", "PrefillTtftOn"),
+    "PrefillGpuUtilizationPct": ("DYNAMO_ECS_PREFILL__TARGETS__GPU_UTILIZATION_PCT", "PrefillGpuOn"),
 }
 # role-signal -> (metric, Service dimension, threshold parameter)
 ALARMS = {
@@ -69,22 +78,30 @@ def ref(value: Any) -> str | None:
     return value.get("Ref") if isinstance(value, dict) else None
 
 
-def default_environment() -> dict[str, str]:
-    """The functions' environment with every parameter at its default and fake resource names."""
+def default_environment(**overrides: str) -> dict[str, str]:
+    """The functions' environment with every parameter at its default (or as overridden)."""
     template = load_template()
-    parameters = template["Parameters"]
+    parameters = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
+    parameters.update(overrides)
 
     def resolve(value: Any) -> str:
         if isinstance(value, str):
             return value
         if "Ref" in value:
             name = value["Ref"]
-            return str(parameters[name]["Default"]) if name in parameters else f"fake-{name}"
+            return parameters.get(name, f"fake-{name}")
         if "Fn::Sub" in value:
             return re.sub(r"\$\{(\w+)\}", lambda m: resolve({"Ref": m.group(1)}), value["Fn::Sub"])
-        if "Fn::If" in value:  # the only condition in the environment: PrefillScalesToZero
-            return str(value["Fn::If"][2])
+        if "Fn::If" in value:
+            condition, when_true, when_false = value["Fn::If"]
+            return resolve(when_true if holds(template["Conditions"][condition]) else when_false)
         raise AssertionError(f"unexpected intrinsic in the environment: {value}")
+
+    def holds(condition: dict[str, Any]) -> bool:
+        if "Fn::Not" in condition:
+            return not holds(condition["Fn::Not"][0])
+        left, right = condition["Fn::Equals"]
+        return resolve(left) == resolve(right)
 
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     return {name: resolve(value) for name, value in variables.items()}
@@ -327,9 +344,13 @@ def test_custom_resource_is_created_after_and_deleted_before_what_it_needs() -> 
 def test_every_scaling_target_and_bound_is_a_parameter_wired_to_its_variable() -> None:
     template = load_template()
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
-    for parameter, variable in PARAMETER_VARIABLES.items():
+    for parameter, variable in BOUND_VARIABLES.items():
         assert parameter in template["Parameters"], parameter
         assert variables[variable] == {"Ref": parameter}, variable
+    for parameter, (variable, condition) in TARGET_VARIABLES.items():
+        # "off" switches the signal off: the variable becomes null, the alarm is not created
+        assert variables[variable] == {"Fn::If": [condition, {"Ref": parameter}, "null"]}, variable
+        assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, "off"]}]}
     assert variables["DYNAMO_ECS_SCALING__PREFILL_SCALE_TO_ZERO"] == {
         "Fn::If": ["PrefillScalesToZero", "true", "false"]
     }
@@ -353,6 +374,31 @@ def test_the_defaults_make_a_valid_config_with_the_config_defaults() -> None:
     assert config.prefill.targets == code.prefill.targets
     assert config.scaling == code.scaling
     assert config.gpu_budget == code.gpu_budget
+
+
+def test_a_target_set_to_off_switches_its_signal_off() -> None:
+    from dynamo_ecs.config import load_config
+
+    config = load_config(
+        default_environment(FrontendGpuUtilizationPct="off", PrefillJetStreamLagPerReplica="off")
+    )
+    assert config.frontend.targets.gpu_utilization_pct is None
+    assert config.prefill.targets.jetstream_lag_per_replica is None
+    assert config.frontend.targets.ttft_p90_ms == 500
+    alarms = resources_of_type("AWS::CloudWatch::Alarm")
+    assert alarms["ScaleFrontendGpuAlarm"]["Condition"] == "FrontendGpuOn"
+    assert alarms["ScalePrefillLagAlarm"]["Condition"] == "PrefillLagOn"
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [("500", True), ("0.5", True), ("off", True), ("0", False), ("-1", False), ("", False), ("null", False)],
+)
+def test_target_parameters_accept_positive_numbers_and_off(value: str, valid: bool) -> None:
+    pattern = load_template()["Parameters"]["FrontendTtftP90Ms"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, value)) is valid
+    percent = load_template()["Parameters"]["FrontendGpuUtilizationPct"]["AllowedPattern"]
+    assert re.fullmatch(percent, "100") and re.fullmatch(percent, "off") and not re.fullmatch(percent, "101")
 
 
 def test_parameters_are_guided_friendly_and_only_network_and_secret_are_required() -> None:
@@ -419,6 +465,24 @@ def test_load_balancer_forwards_to_the_frontend_port_with_health_check() -> None
 # --- Alarms and dashboard ---------------------------------------------------------------------
 
 
+def test_every_alert_publisher_may_use_the_topic_key_through_sns_only() -> None:
+    publishers = 0
+    for owner, statement in iam_statements(load_template()):
+        if statement["Action"] != "sns:Publish":
+            continue
+        publishers += 1
+        siblings = [
+            s for o, s in iam_statements(load_template()) if o == owner and s.get("Sid") == "AlertTopicKey"
+        ]
+        assert siblings, f"{owner} publishes alerts but cannot use the topic's key"
+        [key] = siblings
+        assert key["Resource"] == {"Fn::GetAtt": ["AlertTopicKey", "Arn"]}
+        assert key["Condition"]["StringEquals"]["kms:ViaService"] == {
+            "Fn::Sub": "sns.${AWS::Region}.amazonaws.com"
+        }
+    assert publishers == 2  # the endpoint reconcile policy and the scaler
+
+
 def test_the_dead_letter_alarm_can_publish_to_the_encrypted_alert_topic() -> None:
     # CloudWatch cannot use the AWS managed alias/aws/sns key: the topic has a key of its own
     assert resource("AlertTopic")["Properties"]["KmsMasterKeyId"] == {"Ref": "AlertTopicKey"}
@@ -433,11 +497,17 @@ def test_the_dead_letter_alarm_can_publish_to_the_encrypted_alert_topic() -> Non
 
 
 def test_scale_out_alarms_follow_the_naming_and_metric_contract() -> None:
+    scale_alarms = [
+        a
+        for a in resources_of_type("AWS::CloudWatch::Alarm").values()
+        if "-scale-" in json.dumps(a["Properties"])
+    ]
     alarms = {
         a["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("${DeploymentName}-scale-"): a["Properties"]
-        for a in resources_of_type("AWS::CloudWatch::Alarm").values()
-        if "-scale-" in json.dumps(a["Properties"]["AlarmName"])
+        for a in scale_alarms
     }
+    conditions = {a["Properties"]["Threshold"]["Ref"]: a["Condition"] for a in scale_alarms}
+    assert conditions == {parameter: condition for parameter, (_, condition) in TARGET_VARIABLES.items()}
     assert set(alarms) == set(ALARMS)
     for name, (metric, service, threshold) in ALARMS.items():
         alarm = alarms[name]
@@ -479,12 +549,20 @@ def test_the_scaler_reads_each_alarm_name_as_its_role_and_signal() -> None:
 
 def test_dashboard_shows_counts_gpu_latency_queues_and_scale_decisions() -> None:
     body, variables = resource("Dashboard")["Properties"]["DashboardBody"]["Fn::Sub"]
-    assert set(variables) == {"Frontend", "Prefill", "Scaler"}
+    assert set(variables) == {"Frontend", "Prefill", "Scaler", "GpuTarget", "TtftTarget", "ItlTarget"}
     # Every ${...} is a parameter, a resource, a pseudo parameter or one of the variables.
     template = load_template()
     known = set(template["Parameters"]) | set(template["Resources"]) | set(variables) | {"AWS::Region"}
     assert set(re.findall(r"\$\{([\w:]+)\}", body)) <= known
-    dashboard = json.loads(re.sub(r"\$\{([\w:]+)\}", "1", body))
+    # Target lines exist only for targets that are on ("off" is not a number)
+    for name in ("GpuTarget", "TtftTarget", "ItlTarget"):
+        condition, line, off = variables[name]["Fn::If"]
+        assert condition in {c for _, c in TARGET_VARIABLES.values()} and off == ""
+        assert json.loads(re.sub(r"\$\{\w+\}", "1", line["Fn::Sub"]))["value"] == 1
+    for target in ('{"label": "t", "value": 1}', ""):
+        filled = re.sub(r"\$\{\w*Target\}", target, body)
+        json.loads(re.sub(r"\$\{([\w:]+)\}", "1", filled))
+    dashboard = json.loads(re.sub(r"\$\{([\w:]+)\}", "1", re.sub(r"\$\{\w*Target\}", "", body)))
     text = json.dumps(dashboard)
     for needed in (
         "DesiredTaskCount",

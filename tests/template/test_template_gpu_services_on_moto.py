@@ -1,0 +1,235 @@
+"""The stack and the operator together: the GPU services' custom resource on the moto stack.
+
+moto's CloudFormation cannot invoke the bootstrap function (Lambda runs in Docker there), so
+this test plays CloudFormation's part: it creates the stack on moto, adds what moto's
+CloudFormation cannot create (the capacity provider) through ECS from the template's own
+properties, starts the infra task as the infra service would, and sends the bootstrap
+handler the Create, Update and Delete requests CloudFormation would send, with the
+properties and the environment the stack resolved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+
+from devtools.cloudformation_stub import CloudFormationStub
+from devtools.handlers import load_handler_module
+from devtools.services import MotoServer
+from dynamo_ecs import aws
+from dynamo_ecs.infra import eni_private_ip
+from tests.template.stack import (
+    CUSTOM_RESOURCE_ID,
+    INVOKES_LAMBDA,
+    MOTO_CANNOT_CREATE,
+    NGC_SECRET,
+    create_stack,
+    fresh_account,
+    transformed_template,
+    with_property_outputs,
+    without,
+)
+
+pytestmark = pytest.mark.xdist_group("moto-stack")
+
+
+@dataclass
+class LambdaContext:
+    invoked_function_arn: str
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 120_000
+
+
+def request(
+    kind: str, url: str, properties: dict[str, Any], old: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "RequestType": kind,
+        "ResponseURL": url,
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/dynamo/1",
+        "RequestId": f"request-{kind}",
+        "ResourceType": "Custom::DynamoGpuServices",
+        "LogicalResourceId": CUSTOM_RESOURCE_ID,
+        "ResourceProperties": properties,
+    }
+    if kind != "Create":
+        event["PhysicalResourceId"] = "dynamo-gpu-services"
+        event["OldResourceProperties"] = old or properties
+    return event
+
+
+def add_capacity_provider(template: dict[str, Any], cluster: str) -> str:
+    """What moto's CloudFormation skips, created through ECS from the template's properties."""
+    props = template["Resources"]["GpuCapacityProvider"]["Properties"]["AutoScalingGroupProvider"]
+    [group] = boto3.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+    ecs = boto3.client("ecs")
+    provider = ecs.create_capacity_provider(
+        name="dynamo-gpu-capacity",
+        autoScalingGroupProvider={
+            "autoScalingGroupArn": group["AutoScalingGroupARN"],
+            "managedScaling": {
+                "status": props["ManagedScaling"]["Status"],
+                "targetCapacity": props["ManagedScaling"]["TargetCapacity"],
+            },
+            "managedTerminationProtection": props["ManagedTerminationProtection"],
+        },
+    )["capacityProvider"]
+    name = str(provider["name"])
+    ecs.put_cluster_capacity_providers(
+        cluster=cluster,
+        capacityProviders=[name],
+        defaultCapacityProviderStrategy=[{"capacityProvider": name, "weight": 1}],
+    )
+    return name
+
+
+def start_infra_task(
+    template: dict[str, Any], outputs: dict[str, str], physical: dict[str, str], subnets: str
+) -> str:
+    """The infra service's task, as its scheduler would start it (moto services start none)."""
+    ecs: Any = boto3.client("ecs")
+    service = ecs.describe_services(
+        cluster=outputs["InfraClusterName"], services=[outputs["InfraServiceName"]]
+    )["services"][0]
+    # moto's CloudFormation drops the task definition's NetworkMode, Cpu and Memory, and moto's
+    # RunTask needs a container-level memory: register the same containers with those put back.
+    stored = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
+    props = template["Resources"]["InfraTaskDefinition"]["Properties"]
+    containers = [
+        {**c, "memory": int(props["Memory"]) // len(stored["containerDefinitions"])}
+        for c in stored["containerDefinitions"]
+    ]
+    revision = ecs.register_task_definition(
+        family=stored["family"],
+        networkMode=props["NetworkMode"],
+        requiresCompatibilities=props["RequiresCompatibilities"],
+        cpu=props["Cpu"],
+        memory=props["Memory"],
+        containerDefinitions=containers,
+    )["taskDefinition"]["taskDefinitionArn"]
+    task = ecs.run_task(
+        cluster=outputs["InfraClusterName"],
+        taskDefinition=revision,
+        launchType="FARGATE",
+        group=f"service:{outputs['InfraServiceName']}",
+        startedBy=f"ecs-svc/{outputs['InfraServiceName']}",
+        networkConfiguration={
+            "awsvpcConfiguration": {
+                "subnets": subnets.split(","),
+                "securityGroups": [physical["InfraSecurityGroup"]],
+                "assignPublicIp": "DISABLED",
+            }
+        },
+    )["tasks"][0]
+    described = ecs.describe_tasks(cluster=outputs["InfraClusterName"], tasks=[task["taskArn"]])["tasks"][0]
+    ip = eni_private_ip(described)
+    assert ip, "the infra task has an address"
+    return ip
+
+
+def gpu_services(cluster: str) -> dict[str, dict[str, Any]]:
+    ecs: Any = boto3.client("ecs")
+    found = ecs.describe_services(cluster=cluster, services=["dynamo-frontend", "dynamo-prefill"])
+    return {s["serviceName"]: s for s in found["services"] if s["status"] == "ACTIVE"}
+
+
+def container(service: dict[str, Any]) -> dict[str, Any]:
+    described = boto3.client("ecs").describe_task_definition(taskDefinition=service["taskDefinition"])
+    return dict(described["taskDefinition"]["containerDefinitions"][0])
+
+
+def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_services(
+    moto: MotoServer,
+) -> None:
+    full = transformed_template()
+    template = with_property_outputs(
+        without(full, set(MOTO_CANNOT_CREATE) | INVOKES_LAMBDA),
+        full["Resources"][CUSTOM_RESOURCE_ID]["Properties"],
+    )
+    cloudformation = CloudFormationStub()
+    with fresh_account(moto) as parameters, pytest.MonkeyPatch.context() as patch:
+        # Given the stack on moto, its capacity provider and its running infra task
+        cfn = boto3.client("cloudformation")
+        stack = create_stack(cfn, "dynamo", template, parameters)
+        assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+        summaries = cfn.list_stack_resources(StackName="dynamo")["StackResourceSummaries"]
+        physical = {s["LogicalResourceId"]: s["PhysicalResourceId"] for s in summaries}
+        gpu_cluster = outputs["GpuClusterName"]
+        provider = add_capacity_provider(full, gpu_cluster)
+        ip = start_infra_task(full, outputs, physical, parameters["TaskSubnetIds"])
+        properties = {
+            key.removeprefix("Prop"): value for key, value in outputs.items() if key.startswith("Prop")
+        }
+        properties["CapacityProvider"] = provider
+        properties["ServiceToken"] = "arn:aws:lambda:us-east-1:123456789012:function:bootstrap"
+        # and the bootstrap function loaded with the environment the stack gave it
+        function = boto3.client("lambda").get_function_configuration(
+            FunctionName=outputs["BootstrapFunctionName"]
+        )
+        for key, value in function["Environment"]["Variables"].items():
+            patch.setenv(key, str(value))  # moto hands Number parameters over as numbers
+        aws.reset_clients()
+        bootstrap = load_handler_module("bootstrap", fresh=True)
+        context = LambdaContext(function["FunctionArn"])
+        try:
+            # When CloudFormation creates the custom resource
+            bootstrap.lambda_handler(request("Create", cloudformation.url, properties), context)
+            # Then both services run on the infra task's address with the stack's roles, secret,
+            # logs, capacity provider and load balancer
+            assert cloudformation.answers[-1]["Status"] == "SUCCESS", cloudformation.answers[-1]
+            created = gpu_services(gpu_cluster)
+            assert set(created) == {"dynamo-frontend", "dynamo-prefill"}
+            frontend, prefill = created["dynamo-frontend"], created["dynamo-prefill"]
+            assert (frontend["desiredCount"], prefill["desiredCount"]) == (1, 2)
+            assert frontend["loadBalancers"] == [
+                {
+                    "targetGroupArn": physical["FrontendTargetGroup"],
+                    "containerName": "dynamo-vllm-frontend",
+                    "containerPort": 8000,
+                }
+            ]
+            # (moto does not echo a service's capacity provider strategy back: not checked here)
+            described = boto3.client("ecs").describe_task_definition(
+                taskDefinition=frontend["taskDefinition"]
+            )
+            definition = described["taskDefinition"]
+            assert definition["family"] == "dynamo-frontend"
+            assert definition["executionRoleArn"].endswith(f"/{physical['GpuExecutionRole']}")
+            assert definition["taskRoleArn"].endswith(f"/{physical['GpuTaskRole']}")
+            main = container(frontend)
+            assert {"name": "ETCD_ENDPOINTS", "value": f"http://{ip}:2379"} in main["environment"]
+            assert {"name": "NATS_SERVER", "value": f"nats://{ip}:4222"} in main["environment"]
+            assert main["repositoryCredentials"] == {"credentialsParameter": NGC_SECRET}
+            assert main["logConfiguration"]["options"]["awslogs-group"] == "/ecs/dynamo-frontend"
+            assert container(prefill)["logConfiguration"]["options"]["awslogs-group"] == "/ecs/dynamo-prefill"
+
+            # Given the scaler has since set the prefill count
+            boto3.client("ecs").update_service(cluster=gpu_cluster, service="dynamo-prefill", desiredCount=3)
+            # When a deploy changes the image parameter (an Update of the custom resource)
+            new = {**properties, "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0"}
+            bootstrap.lambda_handler(request("Update", cloudformation.url, new, old=properties), context)
+            # Then the new image rolls out at the same address and the scaled count stays
+            assert cloudformation.answers[-1]["Status"] == "SUCCESS", cloudformation.answers[-1]
+            updated = gpu_services(gpu_cluster)
+            assert updated["dynamo-prefill"]["desiredCount"] == 3
+            for service in updated.values():
+                rolled = container(service)
+                assert rolled["image"].endswith(":0.7.0")
+                assert {"name": "ETCD_ENDPOINTS", "value": f"http://{ip}:2379"} in rolled["environment"]
+
+            # When the stack is deleted
+            bootstrap.lambda_handler(request("Delete", cloudformation.url, new), context)
+            # Then both services are gone and their revisions deregistered
+            assert cloudformation.answers[-1]["Status"] == "SUCCESS", cloudformation.answers[-1]
+            assert gpu_services(gpu_cluster) == {}
+            for family in ("dynamo-frontend", "dynamo-prefill"):
+                active = boto3.client("ecs").list_task_definitions(familyPrefix=family, status="ACTIVE")
+                assert active["taskDefinitionArns"] == [], family
+        finally:
+            cloudformation.close()
+            aws.reset_clients()
