@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from dynamo_ecs.config import load_config
-from dynamo_ecs.endpoints.cfn_response import CloudFormationAnswer
+from dynamo_ecs.endpoints.cfn_response import CloudFormationAnswer, drain_budget_s
 from dynamo_ecs.endpoints.gpu_services import handle
 from dynamo_ecs.endpoints.runtime import reconciler
 from dynamo_ecs.observability import logger
@@ -24,7 +24,12 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         request_type = event.get("RequestType")
         if request_type not in ("Create", "Update", "Delete"):
             raise ValueError(f"RequestType {request_type!r}: expected Create, Update or Delete")
-        data = handle(request_type, dict(event.get("ResourceProperties") or {}), reconciler(CONFIG, context))
+        data = handle(
+            request_type,
+            dict(event.get("ResourceProperties") or {}),
+            reconciler(CONFIG, context),
+            wait_s=drain_budget_s(context),
+        )
         answer.send("SUCCESS", data=data)
     except Exception as exc:  # every failure must reach CloudFormation, or the stack hangs
         logger.exception("custom resource failed")

@@ -60,3 +60,9 @@ class CloudFormationAnswer:
         timer.daemon = True
         timer.start()
         return timer
+
+
+def drain_budget_s(context: Any) -> float:
+    """How long the work may still wait and leave time to answer before the timeout answer fires."""
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", lambda: 0)()
+    return max(0.0, remaining_ms / 1000 - SAFETY_MARGIN_S - 15.0)

@@ -16,6 +16,7 @@ Every step is safe to repeat: CloudFormation may send the same request twice.
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -162,13 +163,19 @@ def update(reconciler: EndpointReconciler, props: GpuServicesProperties) -> dict
     return {"Endpoint": result.endpoint or "", "Status": result.status}
 
 
-def delete(reconciler: EndpointReconciler) -> dict[str, Any]:
+def delete(reconciler: EndpointReconciler, wait_s: float = 0.0, poll_s: float = 5.0) -> dict[str, Any]:
+    """Scale to zero, delete both services, deregister the operator's revisions.
+
+    Then wait up to ``wait_s`` for the services to drain (INACTIVE): CloudFormation removes
+    the capacity provider next, which ECS refuses while a service still uses it.
+    """
     config, ecs = reconciler.config, reconciler.ecs
     deleted = []
     for name, service in _active_services(reconciler).items():
         ecs.update_service(cluster=config.gpu_cluster, service=name, desiredCount=0)
         ecs.delete_service(cluster=config.gpu_cluster, service=name, force=True)
         deleted.append(service["serviceName"])
+    drained = wait_until_inactive(ecs, config.gpu_cluster, deleted, wait_s, poll_s)
     deregistered = 0
     for role in SERVICE_ROLES:
         family = config.service(role).family
@@ -177,17 +184,39 @@ def delete(reconciler: EndpointReconciler) -> dict[str, Any]:
                 if arn.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family:
                     ecs.deregister_task_definition(taskDefinition=arn)
                     deregistered += 1
-    logger.info("GPU services deleted", extra={"services": deleted, "deregistered": deregistered})
-    return {"Deleted": ",".join(deleted), "Deregistered": str(deregistered)}
+    logger.info(
+        "GPU services deleted", extra={"services": deleted, "deregistered": deregistered, "drained": drained}
+    )
+    return {"Deleted": ",".join(deleted), "Deregistered": str(deregistered), "Drained": str(drained).lower()}
+
+
+def wait_until_inactive(ecs: Any, cluster: str, names: list[str], wait_s: float, poll_s: float = 5.0) -> bool:
+    """True once every named service is INACTIVE (or gone); False if ``wait_s`` ran out first."""
+    deadline = time.monotonic() + wait_s
+    while names:
+        described = ecs.describe_services(cluster=cluster, services=names).get("services", [])
+        if all(s.get("status") == "INACTIVE" for s in described):
+            return True
+        if time.monotonic() + poll_s > deadline:
+            logger.warning(
+                "GPU services still draining; answering CloudFormation now", extra={"services": names}
+            )
+            return False
+        time.sleep(poll_s)
+    return True
 
 
 RequestType = Literal["Create", "Update", "Delete"]
 
 
 def handle(
-    request_type: RequestType, properties: dict[str, Any], reconciler: EndpointReconciler
+    request_type: RequestType,
+    properties: dict[str, Any],
+    reconciler: EndpointReconciler,
+    wait_s: float = 0.0,
 ) -> dict[str, Any]:
+    """``wait_s``: how long a Delete may wait for the services to drain."""
     if request_type == "Delete":
-        return delete(reconciler)
+        return delete(reconciler, wait_s)
     props = parse_properties(properties)
     return create(reconciler, props) if request_type == "Create" else update(reconciler, props)
