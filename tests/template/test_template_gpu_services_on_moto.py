@@ -18,9 +18,9 @@ import pytest
 
 from devtools.cloudformation_stub import CloudFormationStub
 from devtools.handlers import load_handler_module
+from devtools.moto_stack import add_capacity_provider, start_infra_task
 from devtools.services import MotoServer
 from dynamo_ecs import aws
-from dynamo_ecs.infra import eni_private_ip
 from tests.template.stack import (
     CUSTOM_RESOURCE_ID,
     INVOKES_LAMBDA,
@@ -60,75 +60,6 @@ def request(
         event["PhysicalResourceId"] = "dynamo-gpu-services"
         event["OldResourceProperties"] = old or properties
     return event
-
-
-def add_capacity_provider(template: dict[str, Any], cluster: str) -> str:
-    """What moto's CloudFormation skips, created through ECS from the template's properties."""
-    props = template["Resources"]["GpuCapacityProvider"]["Properties"]["AutoScalingGroupProvider"]
-    [group] = boto3.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
-    ecs = boto3.client("ecs")
-    provider = ecs.create_capacity_provider(
-        name="dynamo-gpu-capacity",
-        autoScalingGroupProvider={
-            "autoScalingGroupArn": group["AutoScalingGroupARN"],
-            "managedScaling": {
-                "status": props["ManagedScaling"]["Status"],
-                "targetCapacity": props["ManagedScaling"]["TargetCapacity"],
-            },
-            "managedTerminationProtection": props["ManagedTerminationProtection"],
-        },
-    )["capacityProvider"]
-    name = str(provider["name"])
-    ecs.put_cluster_capacity_providers(
-        cluster=cluster,
-        capacityProviders=[name],
-        defaultCapacityProviderStrategy=[{"capacityProvider": name, "weight": 1}],
-    )
-    return name
-
-
-def start_infra_task(
-    template: dict[str, Any], outputs: dict[str, str], physical: dict[str, str], subnets: str
-) -> str:
-    """The infra service's task, as its scheduler would start it (moto services start none)."""
-    ecs: Any = boto3.client("ecs")
-    service = ecs.describe_services(
-        cluster=outputs["InfraClusterName"], services=[outputs["InfraServiceName"]]
-    )["services"][0]
-    # moto's CloudFormation drops the task definition's NetworkMode, Cpu and Memory, and moto's
-    # RunTask needs a container-level memory: register the same containers with those put back.
-    stored = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
-    props = template["Resources"]["InfraTaskDefinition"]["Properties"]
-    containers = [
-        {**c, "memory": int(props["Memory"]) // len(stored["containerDefinitions"])}
-        for c in stored["containerDefinitions"]
-    ]
-    revision = ecs.register_task_definition(
-        family=stored["family"],
-        networkMode=props["NetworkMode"],
-        requiresCompatibilities=props["RequiresCompatibilities"],
-        cpu=props["Cpu"],
-        memory=props["Memory"],
-        containerDefinitions=containers,
-    )["taskDefinition"]["taskDefinitionArn"]
-    task = ecs.run_task(
-        cluster=outputs["InfraClusterName"],
-        taskDefinition=revision,
-        launchType="FARGATE",
-        group=f"service:{outputs['InfraServiceName']}",
-        startedBy=f"ecs-svc/{outputs['InfraServiceName']}",
-        networkConfiguration={
-            "awsvpcConfiguration": {
-                "subnets": subnets.split(","),
-                "securityGroups": [physical["InfraSecurityGroup"]],
-                "assignPublicIp": "DISABLED",
-            }
-        },
-    )["tasks"][0]
-    described = ecs.describe_tasks(cluster=outputs["InfraClusterName"], tasks=[task["taskArn"]])["tasks"][0]
-    ip = eni_private_ip(described)
-    assert ip, "the infra task has an address"
-    return ip
 
 
 def gpu_services(cluster: str) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,275 @@
+"""template.yaml deployed on moto server: the SAM transform done locally, then CloudFormation.
+
+moto's CloudFormation ignores ``Transform: AWS::Serverless-2016-10-31``, so the template is
+translated here with samtranslator (as ``sam deploy`` has CloudFormation do), with the local
+``CodeUri``/``ContentUri`` paths replaced by one S3 object, as ``sam package`` would. What
+moto's CloudFormation cannot create is listed (`MOTO_CANNOT_CREATE`) and, where the operator
+needs it, made through the service APIs from the template's own properties
+(`add_capacity_provider`, `start_infra_task`). The template tests and the local demo share it.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+
+from devtools.template import load_template
+from dynamo_ecs.infra import eni_private_ip
+
+ARTIFACT_BUCKET = "dynamo-ecs-artifacts"
+ARTIFACT_KEY = "code.zip"
+
+# Resource types of template.yaml that moto's CloudFormation (5.2) does not create, and why
+# the stack is still sound without them on moto.
+MOTO_CANNOT_CREATE = {
+    "AWS::CloudWatch::Alarm": "skipped by moto CloudFormation; test_template_structure.py checks them",
+    "AWS::ECS::CapacityProvider": "no CloudFormation model in moto (the ECS API has one)",
+    "AWS::ECS::ClusterCapacityProviderAssociations": "no CloudFormation model in moto",
+    "AWS::Lambda::EventInvokeConfig": "no CloudFormation model in moto",
+    "AWS::SNS::Subscription": "no CloudFormation model in moto (a Topic's inline Subscription only)",
+    "AWS::SNS::TopicPolicy": "no CloudFormation model in moto",
+    "AWS::SQS::QueuePolicy": "no CloudFormation model in moto",
+}
+# Not a moto gap: creating it invokes the bootstrap function, and moto runs Lambda in Docker.
+# The function's logic is tested against moto in tests/integration (the properties are
+# checked below against the parser the function uses).
+INVOKES_LAMBDA = {"Custom::DynamoGpuServices"}
+# Properties moto's CloudFormation accepts but does not apply (checked on the template itself in
+# test_template_structure.py): security groups' inline egress rules, the table's TTL, the ECS
+# service's LaunchType and NetworkConfiguration, the task definition's Cpu, Memory and NetworkMode, the
+# functions' Layers; and it hands Number parameters to Lambda
+# environments and conditions as numbers (so `PrefillMin = "0"` would not be equal to "0").
+
+CUSTOM_RESOURCE_ID = "GpuServices"
+
+
+def packaged_template() -> dict[str, Any]:
+    """The SAM template with every local code path pointing at the artifact in S3."""
+    template = copy.deepcopy(load_template())
+    uri = f"s3://{ARTIFACT_BUCKET}/{ARTIFACT_KEY}"
+    for resource in template["Resources"].values():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Serverless::Function":
+            props["CodeUri"] = uri
+        elif resource["Type"] == "AWS::Serverless::LayerVersion":
+            props["ContentUri"] = uri
+    return template
+
+
+def transformed_template(region: str = "us-east-1") -> dict[str, Any]:
+    """Plain CloudFormation: what the Serverless transform turns template.yaml into."""
+    translator = Translator({}, Parser(), boto_session=boto3.session.Session(region_name=region))
+    result: dict[str, Any] = translator.translate(packaged_template(), {}, get_managed_policy_map=dict)
+    return result
+
+
+def artifact_zip() -> bytes:
+    """A tiny deployment package: moto stores it, never runs it."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def lambda_handler(event, context):\n    return None\n")
+    return buffer.getvalue()
+
+
+def network() -> dict[str, str]:
+    ec2 = boto3.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{az}")["Subnet"][
+            "SubnetId"
+        ]
+        for i, az in enumerate("ab")
+    ]
+    return {
+        "VpcId": vpc,
+        "TaskSubnetIds": ",".join(subnets),
+        "LoadBalancerSubnetIds": ",".join(subnets),
+    }
+
+
+def without(template: dict[str, Any], types: set[str]) -> dict[str, Any]:
+    trimmed = copy.deepcopy(template)
+    trimmed["Resources"] = {k: v for k, v in trimmed["Resources"].items() if v["Type"] not in types}
+    for resource in trimmed["Resources"].values():
+        if "DependsOn" in resource:
+            depends = (
+                resource["DependsOn"] if isinstance(resource["DependsOn"], list) else [resource["DependsOn"]]
+            )
+            resource["DependsOn"] = [d for d in depends if d in trimmed["Resources"]]
+    return trimmed
+
+
+def stand_in_for_missing(value: Any, template: dict[str, Any]) -> Any:
+    """A ``Ref`` to a resource moto cannot create becomes a marked literal."""
+    if isinstance(value, dict):
+        ref = value.get("Ref")
+        known = set(template["Resources"]) | set(template.get("Parameters", {}))
+        if isinstance(ref, str) and not ref.startswith("AWS::") and ref not in known:
+            return f"not-on-moto:{ref}"
+        return {k: stand_in_for_missing(v, template) for k, v in value.items()}
+    if isinstance(value, list):
+        return [stand_in_for_missing(v, template) for v in value]
+    return value
+
+
+def with_property_outputs(template: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
+    """Outputs that echo a resource's properties, so moto resolves their intrinsics for us."""
+    echoed = copy.deepcopy(template)
+    for name, value in properties.items():
+        if name != "ServiceToken":
+            echoed["Outputs"][f"Prop{name}"] = {"Value": stand_in_for_missing(value, template)}
+    return echoed
+
+
+def create_stack(cfn: Any, name: str, template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
+    cfn.create_stack(
+        StackName=name,
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    stack: dict[str, Any] = cfn.describe_stacks(StackName=name)["Stacks"][0]
+    return stack
+
+
+def upload_artifact(s3: Any) -> None:
+    """The deployment package every function and the layer point at."""
+    s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+    s3.put_object(Bucket=ARTIFACT_BUCKET, Key=ARTIFACT_KEY, Body=artifact_zip())
+
+
+def add_capacity_provider(template: dict[str, Any], cluster: str) -> str:
+    """What moto's CloudFormation skips, created through ECS from the template's properties."""
+    props = template["Resources"]["GpuCapacityProvider"]["Properties"]["AutoScalingGroupProvider"]
+    [group] = boto3.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+    ecs = boto3.client("ecs")
+    provider = ecs.create_capacity_provider(
+        name="dynamo-gpu-capacity",
+        autoScalingGroupProvider={
+            "autoScalingGroupArn": group["AutoScalingGroupARN"],
+            "managedScaling": {
+                "status": props["ManagedScaling"]["Status"],
+                "targetCapacity": props["ManagedScaling"]["TargetCapacity"],
+            },
+            "managedTerminationProtection": props["ManagedTerminationProtection"],
+        },
+    )["capacityProvider"]
+    name = str(provider["name"])
+    ecs.put_cluster_capacity_providers(
+        cluster=cluster,
+        capacityProviders=[name],
+        defaultCapacityProviderStrategy=[{"capacityProvider": name, "weight": 1}],
+    )
+    return name
+
+
+def placeable_infra_definition(template: dict[str, Any], outputs: dict[str, str]) -> str:
+    """The infra service's task definition as moto can run it; returns the new revision's ARN.
+
+    moto's CloudFormation drops the task definition's NetworkMode, Cpu and Memory, and moto's
+    RunTask needs a container-level memory: the same containers are registered again with
+    those put back from the template's own properties.
+    """
+    ecs: Any = boto3.client("ecs")
+    service = ecs.describe_services(
+        cluster=outputs["InfraClusterName"], services=[outputs["InfraServiceName"]]
+    )["services"][0]
+    stored = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
+    props = template["Resources"]["InfraTaskDefinition"]["Properties"]
+    containers = [
+        {**c, "memory": int(props["Memory"]) // len(stored["containerDefinitions"])}
+        for c in stored["containerDefinitions"]
+    ]
+    registered = ecs.register_task_definition(
+        family=stored["family"],
+        networkMode=props["NetworkMode"],
+        requiresCompatibilities=props["RequiresCompatibilities"],
+        cpu=props["Cpu"],
+        memory=props["Memory"],
+        containerDefinitions=containers,
+    )["taskDefinition"]
+    return str(registered["taskDefinitionArn"])
+
+
+def start_infra_task(
+    template: dict[str, Any], outputs: dict[str, str], physical: dict[str, str], subnets: str
+) -> str:
+    """The infra service's task, as its scheduler would start it (moto services start none); its IP."""
+    ecs: Any = boto3.client("ecs")
+    task = ecs.run_task(
+        cluster=outputs["InfraClusterName"],
+        taskDefinition=placeable_infra_definition(template, outputs),
+        launchType="FARGATE",
+        group=f"service:{outputs['InfraServiceName']}",
+        startedBy=f"ecs-svc/{outputs['InfraServiceName']}",
+        networkConfiguration={
+            "awsvpcConfiguration": {
+                "subnets": subnets.split(","),
+                "securityGroups": [physical["InfraSecurityGroup"]],
+                "assignPublicIp": "DISABLED",
+            }
+        },
+    )["tasks"][0]
+    described = ecs.describe_tasks(cluster=outputs["InfraClusterName"], tasks=[task["taskArn"]])["tasks"][0]
+    ip = eni_private_ip(described)
+    if not ip:
+        raise RuntimeError("moto gave the infra task no address")
+    return ip
+
+
+@dataclass
+class DeployedStack:
+    """A stack created on moto from template.yaml, and what the operator needs from it."""
+
+    name: str
+    full: dict[str, Any]  # the whole transformed template (what AWS would create)
+    outputs: dict[str, str]
+    physical: dict[str, str]
+    parameters: dict[str, str]
+
+    @property
+    def custom_resource_properties(self) -> dict[str, str]:
+        """``Custom::DynamoGpuServices``' properties as CloudFormation resolved them."""
+        return {k.removeprefix("Prop"): v for k, v in self.outputs.items() if k.startswith("Prop")}
+
+    def function_environment(self, logical_id: str) -> dict[str, str]:
+        """The environment CloudFormation gave a function (as strings, as Lambda hands them over)."""
+        name = self.physical[logical_id]
+        config = boto3.client("lambda").get_function_configuration(FunctionName=name)
+        return {k: str(v) for k, v in config["Environment"]["Variables"].items()}
+
+
+def deploy_on_moto(name: str, parameters: dict[str, str]) -> DeployedStack:
+    """Create template.yaml as a stack on the moto server the environment points at.
+
+    Everything moto's CloudFormation can create comes from the template; the custom resource
+    (it would invoke the bootstrap function) and `MOTO_CANNOT_CREATE` are left out, and the
+    custom resource's properties are echoed as ``Prop*`` outputs so moto resolves them.
+    """
+    upload_artifact(boto3.client("s3"))
+    full = transformed_template()
+    template = with_property_outputs(
+        without(full, set(MOTO_CANNOT_CREATE) | INVOKES_LAMBDA),
+        full["Resources"][CUSTOM_RESOURCE_ID]["Properties"],
+    )
+    cfn = boto3.client("cloudformation")
+    stack = create_stack(cfn, name, template, parameters)
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        raise RuntimeError(f"stack {name} on moto: {stack['StackStatus']}: {stack.get('StackStatusReason')}")
+    summaries = cfn.list_stack_resources(StackName=name)["StackResourceSummaries"]
+    return DeployedStack(
+        name=name,
+        full=full,
+        outputs={o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])},
+        physical={s["LogicalResourceId"]: s["PhysicalResourceId"] for s in summaries},
+        parameters=parameters,
+    )
