@@ -51,6 +51,7 @@ class EcsWorld:
     vpc_id: str = ""
     subnet_ids: list[str] = field(default_factory=list)
     security_group_id: str = ""
+    infra_task_definition: str = "Dynamo-tasks"  # family or ARN the infra service runs
     gpu_instances: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -98,7 +99,7 @@ class EcsWorld:
         infra = self.config.infra
         task = self.ecs.run_task(
             cluster=infra.cluster,
-            taskDefinition="Dynamo-tasks",
+            taskDefinition=self.infra_task_definition,
             launchType="FARGATE",
             group=f"service:{infra.service}",
             startedBy=f"ecs-svc/{infra.service}",

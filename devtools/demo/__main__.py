@@ -71,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"(monitor {stack.nats.monitor_url}), etcd {stack.etcd.url}; every moto 10.x address of the "
                 "infra task and the frontends is mapped to these loopback servers"
             )
+            deployed = stack.deployed
+            console.print(
+                f"[bold]stack[/] {deployed.name!r} created on moto's CloudFormation from template.yaml: "
+                f"{len(deployed.physical)} resources; made through the APIs instead: the capacity "
+                "provider and the scaling alarms (moto's CloudFormation has no model for them), the GPU "
+                "services (by the bootstrap function, as the custom resource does)"
+            )
             scenario = Scenario(stack, narrate=console.print)
             result = scenario.run_all()
             summary(console, scenario, result, time.perf_counter() - started)

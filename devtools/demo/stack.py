@@ -34,8 +34,15 @@ from typing import Any
 from devtools import netguard
 from devtools.cloudformation_stub import CloudFormationStub
 from devtools.dynamo_frontend import MetricsServer
-from devtools.ecs_world import EcsWorld, build_world, task_private_ip
+from devtools.ecs_world import EcsWorld, task_private_ip
 from devtools.handlers import load_handler_module
+from devtools.moto_stack import (
+    DeployedStack,
+    add_capacity_provider,
+    deploy_on_moto,
+    network,
+    placeable_infra_definition,
+)
 from devtools.scaling_inputs import ACCOUNT, REGION, create_scaling_alarm
 from devtools.services import (
     EtcdServer,
@@ -45,17 +52,28 @@ from devtools.services import (
     moto_server,
     nats_server,
 )
-from devtools.template import create_state_table
 from dynamo_ecs import aws, clock
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, load_config
 from dynamo_ecs.endpoints.render import strip_read_only
 from dynamo_ecs.scaling.signals import signal_specs
-from dynamo_ecs.signals.breach_events import EVENT_DETAIL_TYPE, EVENT_SOURCE
+from dynamo_ecs.signals.breach_events import EVENT_SOURCE
 
 START_DELAY_S = 120.0  # a new GPU task: instance start and model load
+GPU_INSTANCES = 8
+FUNCTIONS = (
+    "InfraWatcherFunction",
+    "RedeployFunction",
+    "BootstrapFunction",
+    "MetricsCollectorFunction",
+    "ScalerFunction",
+)
+# What `sam deploy --guided` asks for; the network comes from `devtools.moto_stack.network`.
+STACK_PARAMETERS = {
+    "DeploymentName": "dynamo",
+    "NgcSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ngc-login-AbCdEf",
+}
 HANDLERS = ("bootstrap", "infra_watcher", "metrics_collector", "scaler", "redeploy")
 STREAM, CONSUMER = "dynamo-prefill", "prefill-worker"
-ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/dynamo-gpu-task"
 
 
 class SimClock:
@@ -202,15 +220,31 @@ class LocalStack:
     """Everything the demo and the end-to-end tests run against. Use `LocalStack.start`."""
 
     def __init__(
-        self, workdir: Path, nats: NatsServer, etcd: EtcdServer, cloudformation: CloudFormationStub
+        self,
+        workdir: Path,
+        nats: NatsServer,
+        etcd: EtcdServer,
+        cloudformation: CloudFormationStub,
+        deployed: DeployedStack,
     ) -> None:
         self.workdir = workdir
         self.nats = nats
         self.etcd = etcd
         self.cloudformation = cloudformation
+        self.deployed = deployed
         self.clock = SimClock()
         self.config = load_config()
-        self.world = build_world(self.config, region=REGION, gpu_instances=8)
+        self.world = EcsWorld(
+            self.config,
+            REGION,
+            vpc_id=deployed.parameters["VpcId"],
+            subnet_ids=deployed.parameters["TaskSubnetIds"].split(","),
+            security_group_id=deployed.physical["InfraSecurityGroup"],
+            infra_task_definition=placeable_infra_definition(deployed.full, deployed.outputs),
+        )
+        for _ in range(GPU_INSTANCES):
+            self.world.add_gpu_instance()
+        self.capacity_provider = add_capacity_provider(deployed.full, self.config.gpu_cluster)
         self.agent = GpuTaskAgent(self.world, self.config, self.clock)
         self.handlers: dict[str, ModuleType] = {}
         self.infra_task: dict[str, Any] = {}
@@ -235,12 +269,13 @@ class LocalStack:
             ):
                 os.environ.update(aws_test_environment(moto.url))
                 aws.reset_clients()
-                topic = aws.client("sns").create_topic(Name="dynamo-alerts")["TopicArn"]
-                os.environ["DYNAMO_ECS_ALERT_TOPIC_ARN"] = topic
+                deployed = deploy_on_moto("dynamo", {**STACK_PARAMETERS, **network()})
+                for logical_id in FUNCTIONS:  # the DYNAMO_ECS_* environment the stack gave each
+                    os.environ.update(deployed.function_environment(logical_id))
                 os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"  # EMF lines would drown the narration
                 cloudformation = CloudFormationStub()
                 try:
-                    stack = cls(workdir, nats, etcd, cloudformation)
+                    stack = cls(workdir, nats, etcd, cloudformation, deployed)
                     clock.use(stack.clock)
                     stack._create_resources()
                     yield stack
@@ -260,26 +295,20 @@ class LocalStack:
                     sys.modules[f"functions_{name}_app"] = module
 
     def _create_resources(self) -> None:
-        create_state_table(self.config.state_table)
         cloudwatch = aws.client("cloudwatch")
-        for role in SERVICE_ROLES:
+        for role in SERVICE_ROLES:  # moto's CloudFormation skips alarms: made with the same names
             for spec in signal_specs(self.config, role):
                 create_scaling_alarm(cloudwatch, self.config, role, spec.name, spec.metric, spec.target)
-        # The collector's breach events reach the scaler through EventBridge; moto cannot
-        # target Lambda, so the rule targets a queue the demo drains into the scaler.
-        queue = aws.client("sqs").create_queue(QueueName="dynamo-scaler-breaches")
-        self.breach_queue_url = queue["QueueUrl"]
-        arn = aws.client("sqs").get_queue_attributes(
-            QueueUrl=self.breach_queue_url, AttributeNames=["QueueArn"]
-        )
+        # The stack's own rule routes the collector's breach events to the scaler; moto cannot
+        # target Lambda, so the demo adds a queue as a second target and drains it into the scaler.
+        sqs = aws.client("sqs")
+        self.breach_queue_url = sqs.create_queue(QueueName="dynamo-scaler-breaches")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=self.breach_queue_url, AttributeNames=["QueueArn"])
         events = aws.client("events")
-        events.put_rule(
-            Name="dynamo-scaler-breach",
-            EventPattern=json.dumps({"source": [EVENT_SOURCE], "detail-type": [EVENT_DETAIL_TYPE]}),
+        rule = next(
+            r["Name"] for r in events.list_rules()["Rules"] if EVENT_SOURCE in r.get("EventPattern", "")
         )
-        events.put_targets(
-            Rule="dynamo-scaler-breach", Targets=[{"Id": "scaler", "Arn": arn["Attributes"]["QueueArn"]}]
-        )
+        events.put_targets(Rule=rule, Targets=[{"Id": "demo-queue", "Arn": arn["Attributes"]["QueueArn"]}])
         asyncio.run(self._create_prefill_stream())
         self.infra_task = self.world.run_infra_task()
         self.route_infra(self.infra_task)
@@ -367,17 +396,11 @@ class LocalStack:
         ):
             pass
 
-    def bootstrap_properties(
-        self, image: str = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.6.1"
-    ) -> dict[str, str]:
+    def bootstrap_properties(self) -> dict[str, str]:
+        """The custom resource's properties as CloudFormation resolved them from the stack."""
+        function = self.deployed.physical["BootstrapFunction"]
         return {
-            "ServiceToken": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:dynamo-bootstrap",
-            "Image": image,
-            "Model": "Qwen/Qwen3-0.6B",
-            "ExecutionRoleArn": ROLE_ARN,
-            "TaskRoleArn": ROLE_ARN,
-            "FrontendLogGroup": "/dynamo/frontend",
-            "PrefillLogGroup": "/dynamo/prefill",
-            "FrontendInitialCount": "1",
-            "PrefillInitialCount": "1",
+            **self.deployed.custom_resource_properties,
+            "CapacityProvider": self.capacity_provider,
+            "ServiceToken": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function}",
         }
