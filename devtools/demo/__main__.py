@@ -7,10 +7,12 @@ nats-server, etcd, the simulated frontends) is stopped at the end, also on Ctrl-
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -51,6 +53,17 @@ def summary(console: Console, scenario: Scenario, result: DemoResult, elapsed: f
     console.print(table)
 
 
+def interrupt_between_steps(stack: LocalStack) -> None:
+    """Ctrl-C stops the demo even inside a library that swallows KeyboardInterrupt (asyncio
+    and the NATS client may): the flag is checked again at every simulated minute."""
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        stack.stop_requested = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__)
     parser.add_argument(
@@ -78,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 "provider and the scaling alarms (moto's CloudFormation has no model for them), the GPU "
                 "services (by the bootstrap function, as the custom resource does)"
             )
+            interrupt_between_steps(stack)
             scenario = Scenario(stack, narrate=console.print)
             result = scenario.run_all()
             summary(console, scenario, result, time.perf_counter() - started)

@@ -49,6 +49,7 @@ class DemoResult:
     marks: list[tuple[float, str]] = field(default_factory=list)
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     reaction_s: float | None = None
+    first_scale_out_trigger: str | None = None
 
 
 class Scenario:
@@ -161,6 +162,8 @@ class Scenario:
 
     def minute(self, load: float) -> None:
         stack = self.stack
+        if stack.stop_requested:
+            raise KeyboardInterrupt
         stack.clock.now += 60
         self.load = load
         notes = stack.agent.tick()
@@ -276,6 +279,7 @@ class Scenario:
                 and self.breach_start is not None
             ):
                 self.result.reaction_s = self.stack.clock.now - self.breach_start
+                self.result.first_scale_out_trigger = why
             self.say(
                 f"   [dim]t+{self.stack.clock.minute:4.0f} min[/] scaler ({why}): [bold]{role} "
                 f"{service['from']} -> {service['to']}[/] because {service['reason']}"

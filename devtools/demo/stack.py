@@ -249,6 +249,7 @@ class LocalStack:
         self.handlers: dict[str, ModuleType] = {}
         self.infra_task: dict[str, Any] = {}
         self.breach_queue_url = ""
+        self.stop_requested = False  # set by the demo's Ctrl-C handler; checked every simulated minute
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -299,16 +300,25 @@ class LocalStack:
         for role in SERVICE_ROLES:  # moto's CloudFormation skips alarms: made with the same names
             for spec in signal_specs(self.config, role):
                 create_scaling_alarm(cloudwatch, self.config, role, spec.name, spec.metric, spec.target)
-        # The stack's own rule routes the collector's breach events to the scaler; moto cannot
-        # target Lambda, so the demo adds a queue as a second target and drains it into the scaler.
+        # The stack's own rule routes the collector's breach events to the scaler. moto cannot
+        # deliver to a Lambda target (PutEvents fails on any rule that has one, and it matches
+        # schedule rules against every event), so the demo takes the Lambda targets off every
+        # rule, plays the schedules itself, and gives the breach rule a queue it drains into
+        # the scaler's handler: the pattern that matches is the stack's own.
         sqs = aws.client("sqs")
         self.breach_queue_url = sqs.create_queue(QueueName="dynamo-scaler-breaches")["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=self.breach_queue_url, AttributeNames=["QueueArn"])
         events = aws.client("events")
-        rule = next(
-            r["Name"] for r in events.list_rules()["Rules"] if EVENT_SOURCE in r.get("EventPattern", "")
+        rules = events.list_rules()["Rules"]
+        for rule in rules:
+            targets = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+            lambdas = [t["Id"] for t in targets if ":lambda:" in t["Arn"]]
+            if lambdas:
+                events.remove_targets(Rule=rule["Name"], Ids=lambdas)
+        breach = next(r["Name"] for r in rules if EVENT_SOURCE in r.get("EventPattern", ""))
+        events.put_targets(
+            Rule=breach, Targets=[{"Id": "scaler-queue", "Arn": arn["Attributes"]["QueueArn"]}]
         )
-        events.put_targets(Rule=rule, Targets=[{"Id": "demo-queue", "Arn": arn["Attributes"]["QueueArn"]}])
         asyncio.run(self._create_prefill_stream())
         self.infra_task = self.world.run_infra_task()
         self.route_infra(self.infra_task)

@@ -59,6 +59,8 @@ def test_rising_load_scales_out_within_a_metric_period_plus_one_invocation(demo:
     assert step["before"] == {"frontend": 1, "prefill": 1}
     assert step["after"]["frontend"] > 1 and step["after"]["prefill"] > 1
     assert result.reaction_s is not None and result.reaction_s <= 70
+    # the collector's breach event, routed by the stack's own EventBridge rule, came first
+    assert result.first_scale_out_trigger == "breach"
 
 
 def test_falling_load_scales_in_only_after_the_stabilization_window(demo: Any) -> None:
