@@ -101,3 +101,25 @@ def test_an_unknown_placeholder_position_is_refused_with_its_path() -> None:
         broken = load_default_spec("frontend")
         broken["containerDefinitions"][0]["image"] = "registry/IP_ADDRESS_image"
         render_task_definition(broken, CONTEXT)
+
+
+def test_the_stack_s_frontend_spec_has_a_liveness_check_and_prefill_none() -> None:
+    from dynamo_ecs.config import DeploymentConfig
+    from dynamo_ecs.endpoints.gpu_services import parse_properties, spec_from_properties
+
+    role_arn = "arn:aws:iam::123456789012:role/dynamo-gpu-task"
+    props = parse_properties(
+        {
+            "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.6.1",
+            "Model": "Qwen/Qwen3-0.6B",
+            "ExecutionRoleArn": role_arn,
+            "TaskRoleArn": role_arn,
+            "FrontendLogGroup": "/ecs/f",
+            "PrefillLogGroup": "/ecs/p",
+        }
+    )
+    frontend = spec_from_properties("frontend", props, DeploymentConfig())["containerDefinitions"][0]
+    check = frontend["healthCheck"]
+    assert "localhost:8000/live" in check["command"][1] and check["startPeriod"] == 300
+    prefill = spec_from_properties("prefill", props, DeploymentConfig())["containerDefinitions"][0]
+    assert "healthCheck" not in prefill

@@ -83,7 +83,27 @@ def spec_from_properties(
         if options is not None:
             options["awslogs-group"] = props.log_group(role)
             options.pop("awslogs-create-group", None)
+        if role == "frontend" and any(
+            p.get("containerPort") == 8000 for p in container.get("portMappings", [])
+        ):
+            container.setdefault("healthCheck", FRONTEND_LIVENESS)
     return spec
+
+
+# ECS replaces a frontend task whose process stopped answering. It probes /live (200 while the
+# process is up), not /health, which answers 503 until the model is loaded, often longer than
+# ECS's longest start period (300 s); readiness is the load balancer's /health check. The
+# image has Python, not necessarily curl.
+FRONTEND_LIVENESS: dict[str, Any] = {
+    "command": [
+        "CMD-SHELL",
+        "python3 -c \"import urllib.request as u; u.urlopen('http://localhost:8000/live', timeout=4)\"",
+    ],
+    "interval": 30,
+    "timeout": 5,
+    "retries": 3,
+    "startPeriod": 300,
+}
 
 
 def store_spec(reconciler: EndpointReconciler, role: ServiceRole, spec: dict[str, Any]) -> None:
