@@ -15,9 +15,10 @@ OFFLINE_AWS := AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAU
 export PYTHONPATH := $(CURDIR)/layers/dynamo_ecs:$(CURDIR)
 PYTEST_ARGS ?=
 REPLAY_ARGS ?=
+DECISIONS_ARGS ?=
 
 .PHONY: help setup test test-unit test-integration test-template test-e2e lint format typecheck \
-	bench build validate checkov demo replay lock clean
+	bench build validate checkov demo replay decisions lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -71,6 +72,9 @@ demo: setup ## Local end-to-end run of the operator (moto server, nats-server, e
 
 replay: setup ## Replay load traces through the scaling policy and baselines (table + PNG in out/replay)
 	$(PY) -m devtools.replay $(REPLAY_ARGS)
+
+decisions: setup ## A deployed stack's decision log, newest first (DECISIONS_ARGS="--table NAME ...")
+	$(PY) -m devtools.decision_log $(DECISIONS_ARGS)
 
 lock: ## Re-resolve requirements-dev.in into requirements-dev.txt
 	PYTHON_VERSION=$(PYTHON_VERSION) bash scripts/lock.sh
