@@ -5,14 +5,13 @@ stack's state table (docs/scaling.md, "Reading the decision log"). This prints t
 first as a table, with the AWS credentials and region of your shell:
 
     python -m devtools.decision_log --table <StateTableName output> [--deployment dynamo]
-        [--kind scaling|endpoints|signals] [--limit 30] [--changes-only] [--json]
+        [--kind scaling|endpoints|signals] [--limit 30] [--changes-only] [--json] [--width N]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -61,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         "--changes-only", action="store_true", help="skip scaling entries that changed nothing"
     )
     parser.add_argument("--json", action="store_true", help="print the entries as JSON lines")
+    parser.add_argument("--width", type=int, help="table width in columns (default: the terminal's)")
     args = parser.parse_args(argv)
     if args.limit < 1:
         parser.error("--limit must be at least 1")
@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(
             entry["at"], entry["kind"], str(trigger.get("kind") or trigger.get("event_id") or ""), what, why
         )
-    # Piped output keeps a readable width instead of rich's 80-column default.
-    Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))).print(table)
+    Console(width=args.width).print(table)
     return 0
 
 

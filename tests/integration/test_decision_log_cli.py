@@ -44,7 +44,7 @@ def test_prints_the_newest_first_and_can_skip_no_change(
     [only] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert only["services"]["frontend"]["action"] == "scale_out"
 
-    assert main(["--table", state_table]) == 0
+    assert main(["--table", state_table, "--width", "250"]) == 0  # one table row per line
     table = capsys.readouterr().out
     assert "frontend 1 -> 3" in table and "rolled dynamo-frontend onto 10.0.1.5" in table
 
