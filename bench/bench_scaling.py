@@ -22,18 +22,17 @@ Application Auto Scaling acts ``DELIVERY_S`` after the alarm's evaluation.
 from __future__ import annotations
 
 import heapq
-import math
 import os
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from devtools import netguard
 from devtools.ecs_world import build_world
 from devtools.scaling_inputs import put_datapoint
 from devtools.services import aws_test_environment, moto_server
+from devtools.sim_clock import SimClock, past_minute_boundary
 from devtools.template import create_state_table
 from dynamo_ecs import aws
 from dynamo_ecs import metric_names as names
@@ -49,14 +48,6 @@ DELIVERY_S = 1.0  # EventBridge to a warm asynchronous Lambda invocation
 PHASES = (0.0, 15.0, 30.0, 45.0)  # alarm evaluation phases within a minute, averaged
 TTFT_BEFORE_MS, TTFT_AFTER_MS, TTFT_TARGET_MS = 300.0, 1500.0, 500.0
 HORIZON_S = 900.0
-
-
-@dataclass
-class SimClock:
-    now: float
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def ttft_over(window_start: float, window_end: float, step: float) -> float:
@@ -160,8 +151,7 @@ def _mean(values: list[float]) -> float:
 
 def run() -> None:
     netguard.install()
-    # An hour ago, on a minute boundary: every simulated datapoint lies in the past.
-    epoch = math.floor(time.time() / 60) * 60 - 3600.0
+    epoch = past_minute_boundary()
     with moto_server() as moto:
         os.environ.update(aws_test_environment(moto.url))
         measure: Callable[..., float] = _our_reaction

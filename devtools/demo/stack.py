@@ -20,10 +20,8 @@ import asyncio
 import base64
 import contextlib
 import json
-import math
 import os
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,6 +50,7 @@ from devtools.services import (
     moto_server,
     nats_server,
 )
+from devtools.sim_clock import SimClock
 from dynamo_ecs import aws, clock
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, load_config
 from dynamo_ecs.endpoints.render import strip_read_only
@@ -74,21 +73,6 @@ STACK_PARAMETERS = {
 }
 HANDLERS = ("bootstrap", "infra_watcher", "metrics_collector", "scaler", "redeploy")
 STREAM, CONSUMER = "dynamo-prefill", "prefill-worker"
-
-
-class SimClock:
-    """Simulated wall clock, on a minute boundary an hour in the past (so every datapoint is past)."""
-
-    def __init__(self) -> None:
-        self.start = math.floor(time.time() / 60) * 60 - 3600.0
-        self.now = self.start
-
-    def __call__(self) -> float:
-        return self.now
-
-    @property
-    def minute(self) -> float:
-        return (self.now - self.start) / 60
 
 
 @dataclass

@@ -16,6 +16,7 @@ from devtools.scaling_inputs import (
     put_datapoint,
     schedule_event,
 )
+from devtools.sim_clock import SimClock
 from dynamo_ecs import aws
 from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import DeploymentConfig, ServiceRole
@@ -143,17 +144,9 @@ def test_every_schedule_tick_logs_a_decision_even_without_change(services: None,
     assert "within tolerance" in str(entry["services"]["frontend"]["metrics"])
 
 
-class Clock:
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_load_falls_then_scale_in_waits_for_the_stabilization_window(services: None) -> None:
     """Low load for 5 minutes: no scale-in before the 300-s window, then one step per minute."""
-    clock = Clock(time.time() - 900)
+    clock = SimClock(time.time() - 900)
     store = StateStore(CONFIG.state_table, CONFIG.deployment, clock=clock)
     reconciler = CapacityReconciler(CONFIG, store, aws.client("ecs"), aws.client("cloudwatch"), clock=clock)
     cloudwatch = aws.client("cloudwatch")

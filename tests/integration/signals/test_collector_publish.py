@@ -17,6 +17,7 @@ from devtools.dynamo_frontend import Behaviour, MetricsServer
 from devtools.ecs_world import EcsWorld, build_world
 from devtools.handlers import load_handler_module
 from devtools.services import MotoServer, NatsServer
+from devtools.sim_clock import SimClock
 from dynamo_ecs import aws
 from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import DeploymentConfig, ServiceRole
@@ -33,19 +34,6 @@ StartServer = Callable[[Behaviour], MetricsServer]
 NOW = datetime.now(UTC).replace(microsecond=0).timestamp()
 
 
-class Clock:
-    """Time that only moves when the collector sleeps (or a test says so)."""
-
-    def __init__(self, start: float = NOW) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def make_config(stream: str = "prefill_queue", **overrides: Any) -> DeploymentConfig:
     data: dict[str, Any] = {
         "state_table": "dynamo-ecs-state",
@@ -60,7 +48,7 @@ def collector(
     config: DeploymentConfig,
     servers: list[MetricsServer],
     nats: NatsServer,
-    clock: Clock,
+    clock: SimClock,
     world: EcsWorld | None = None,
 ) -> Collector:
     targets = [ScrapeTarget(f"task-{i}", s.url) for i, s in enumerate(servers)]
@@ -135,7 +123,7 @@ def test_published_metrics_read_back_with_dimensions_and_units(
     world.create_gpu_services(pasted_ip="10.0.0.9")
     world.run_gpu_task("frontend", 0)
     world.run_gpu_task("prefill", 1)
-    clock = Clock()
+    clock = SimClock(NOW)
     cloudwatch = aws.client("cloudwatch")
     for instance, utilization in zip(world.gpu_instances, (70.0, 30.0), strict=True):
         cloudwatch.put_metric_data(
@@ -187,7 +175,7 @@ def test_duplicate_schedule_delivery_publishes_once(
 ) -> None:
     config = make_config(stream)
     server = metrics_server("ok")
-    clock = Clock()
+    clock = SimClock(NOW)
     first = collector(config, [server], nats, clock).run()
     clock.sleep(2)  # the same schedule event, delivered again
     again = collector(config, [server], nats, clock).run()
@@ -202,7 +190,7 @@ def test_overlapping_invocations_publish_a_round_once(
     config = make_config(stream)
     server = metrics_server("ok")
     server.metrics.observe(ttft=[0.1], requests=1)
-    clock = Clock()
+    clock = SimClock(NOW)
     collector(config, [server], nats, clock).run()
     clock.sleep(60)
     server.metrics.observe(ttft=[0.2] * 10, requests=10)
@@ -232,7 +220,7 @@ def test_dry_run_publishes_nothing_and_keeps_the_state(
 ) -> None:
     config = make_config(stream, dry_run=True)
     server = metrics_server("ok")
-    clock = Clock()
+    clock = SimClock(NOW)
     summary = collector(config, [server], nats, clock).run().as_dict()
     round_ = summary["rounds"][0]
     assert round_["status"] == "dry_run"
@@ -246,7 +234,7 @@ def test_high_resolution_sampling_publishes_every_interval(
 ) -> None:
     config = make_config(stream, signals={"samples_per_invocation": 3})
     server = metrics_server("ok")
-    clock = Clock(start=NOW - NOW % 60)
+    clock = SimClock(NOW - NOW % 60)
     summary = collector(config, [server], nats, clock).run()
     assert [r.status for r in summary.rounds] == ["published"] * 3
     assert [r.at - summary.rounds[0].at for r in summary.rounds] == [0, 20, 40]
