@@ -137,10 +137,6 @@ class ServiceDecision:
             return "scale_in"
         return "none"
 
-    @property
-    def pressure(self) -> float:
-        return max((p.pressure for p in self.proposals if p.replicas is not None), default=0.0)
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "action": self.action,
@@ -225,6 +221,11 @@ class _Working:
     desired: int = 0
     seeded: bool = False
     steps: list[str] = field(default_factory=list)
+
+    @property
+    def pressure(self) -> float:
+        """The most breached fresh metric, value / target (0 without one): the budget's priority."""
+        return max((p.pressure for p in self.proposals if p.replicas is not None), default=0.0)
 
 
 def _recommend(
@@ -413,15 +414,11 @@ def decide(
         w.desired = bounded
         work[role] = w
 
-    pressures = {
-        r: max((p.pressure for p in w.proposals if p.replicas is not None), default=0.0)
-        for r, w in work.items()
-    }
     fitted, budget_note = fit_budget(
         config,
         {r: w.desired for r, w in work.items()},
         {r: w.state.desired for r, w in work.items()},
-        pressures,
+        {r: w.pressure for r, w in work.items()},
     )
     services: dict[ServiceRole, ServiceDecision] = {}
     recommendations = list(history.recommendations)
