@@ -241,6 +241,11 @@ class DeployedStack:
         """``Custom::DynamoGpuServices``' properties as CloudFormation resolved them."""
         return {k.removeprefix("Prop"): v for k, v in self.outputs.items() if k.startswith("Prop")}
 
+    @property
+    def function_ids(self) -> list[str]:
+        """Logical ids of the stack's Lambda functions."""
+        return sorted(k for k, v in self.full["Resources"].items() if v["Type"] == "AWS::Lambda::Function")
+
     def function_environment(self, logical_id: str) -> dict[str, str]:
         """The environment CloudFormation gave a function (as strings, as Lambda hands them over)."""
         name = self.physical[logical_id]

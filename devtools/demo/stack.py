@@ -59,13 +59,6 @@ from dynamo_ecs.signals.breach_events import EVENT_SOURCE
 
 START_DELAY_S = 120.0  # a new GPU task: instance start and model load
 GPU_INSTANCES = 8
-FUNCTIONS = (
-    "InfraWatcherFunction",
-    "RedeployFunction",
-    "BootstrapFunction",
-    "MetricsCollectorFunction",
-    "ScalerFunction",
-)
 # What `sam deploy --guided` asks for; the network comes from `devtools.moto_stack.network`.
 STACK_PARAMETERS = {
     "DeploymentName": "dynamo",
@@ -255,7 +248,7 @@ class LocalStack:
                 os.environ.update(aws_test_environment(moto.url))
                 aws.reset_clients()
                 deployed = deploy_on_moto("dynamo", {**STACK_PARAMETERS, **network()})
-                for logical_id in FUNCTIONS:  # the DYNAMO_ECS_* environment the stack gave each
+                for logical_id in deployed.function_ids:  # the DYNAMO_ECS_* environment each got
                     os.environ.update(deployed.function_environment(logical_id))
                 os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"  # EMF lines would drown the narration
                 cloudformation = CloudFormationStub()
