@@ -71,40 +71,42 @@ def create_scaling_alarm(
     return name
 
 
+def eventbridge_event(
+    source: str, detail_type: str, at: float, resource: str, detail: dict[str, Any], event_id: str | None
+) -> dict[str, Any]:
+    """The envelope EventBridge puts around every event it delivers."""
+    return {
+        "version": "0",
+        "id": event_id or str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": ACCOUNT,
+        "time": _iso(at),
+        "region": REGION,
+        "resources": [resource],
+        "detail": detail,
+    }
+
+
 def alarm_state_change_event(
     name: str, state: str, at: float, previous: str = "OK", event_id: str | None = None
 ) -> dict[str, Any]:
     """An EventBridge ``CloudWatch Alarm State Change`` event."""
-    return {
-        "version": "0",
-        "id": event_id or str(uuid.uuid4()),
-        "detail-type": "CloudWatch Alarm State Change",
-        "source": "aws.cloudwatch",
-        "account": ACCOUNT,
-        "time": _iso(at),
-        "region": REGION,
-        "resources": [f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}"],
-        "detail": {
-            "alarmName": name,
-            "state": {"value": state, "reason": "Threshold Crossed", "timestamp": _iso(at)},
-            "previousState": {"value": previous, "timestamp": _iso(at - 60)},
-            "configuration": {"metrics": []},
-        },
+    detail = {
+        "alarmName": name,
+        "state": {"value": state, "reason": "Threshold Crossed", "timestamp": _iso(at)},
+        "previousState": {"value": previous, "timestamp": _iso(at - 60)},
+        "configuration": {"metrics": []},
     }
+    resource = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}"
+    return eventbridge_event(
+        "aws.cloudwatch", "CloudWatch Alarm State Change", at, resource, detail, event_id
+    )
 
 
 def schedule_event(
     at: float, rule: str = "dynamo-scaler-schedule", event_id: str | None = None
 ) -> dict[str, Any]:
     """An EventBridge ``Scheduled Event``."""
-    return {
-        "version": "0",
-        "id": event_id or str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": ACCOUNT,
-        "time": _iso(at),
-        "region": REGION,
-        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{rule}"],
-        "detail": {},
-    }
+    resource = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{rule}"
+    return eventbridge_event("aws.events", "Scheduled Event", at, resource, {}, event_id)
