@@ -77,7 +77,24 @@ class Every:
         return True
 
 
-class Ours:
+class _Decides:
+    """A policy that runs the production `decide`, carrying its history between calls as the scaler does."""
+
+    config: DeploymentConfig
+    history: History
+
+    def initial_counts(self) -> Counts:
+        return _minimums(self.config)
+
+    def _decide(
+        self, states: Mapping[ServiceRole, ServiceState], observations: Mapping[str, Observation], now: float
+    ) -> Counts:
+        decision = decide(self.config, states, observations, self.history, now)
+        self.history = decision.history
+        return {role: d.desired for role, d in decision.services.items()}
+
+
+class Ours(_Decides):
     """The production decision function, invoked on the schedule and on alarm transitions."""
 
     name = "ours"
@@ -90,9 +107,6 @@ class Ours:
         self.in_alarm = {spec.key: False for spec in self.specs}
         self.invocations = 0
         self.alarm_invocations = 0
-
-    def initial_counts(self) -> Counts:
-        return _minimums(self.config)
 
     def _alarm_fired(self, observations: Mapping[str, Observation], now: float) -> bool:
         """Evaluate every scaling alarm on the period that just ended; True if one went to ALARM.
@@ -121,9 +135,7 @@ class Ours:
             return None
         self.invocations += 1
         self.alarm_invocations += int(alarm and not scheduled)
-        decision = decide(self.config, states, observations, self.history, now)
-        self.history = decision.history
-        return {role: d.desired for role, d in decision.services.items()}
+        return self._decide(states, observations, now)
 
 
 def hpa_policy(config: DeploymentConfig) -> ScalingPolicy:
@@ -141,7 +153,7 @@ def hpa_policy(config: DeploymentConfig) -> ScalingPolicy:
     )
 
 
-class HpaDefaults:
+class HpaDefaults(_Decides):
     """`decide` with HPA's default behaviour, every 15 s, no alarms."""
 
     name = "hpa"
@@ -150,9 +162,6 @@ class HpaDefaults:
         self.config = config.model_copy(update={"scaling": hpa_policy(config)})
         self.schedule = Every(start, HPA_SYNC_S)
         self.history = History()
-
-    def initial_counts(self) -> Counts:
-        return _minimums(self.config)
 
     def step(
         self,
@@ -163,9 +172,7 @@ class HpaDefaults:
     ) -> Counts | None:
         if not self.schedule.due(now):
             return None
-        decision = decide(self.config, states, observations, self.history, now)
-        self.history = decision.history
-        return {role: d.desired for role, d in decision.services.items()}
+        return self._decide(states, observations, now)
 
 
 @dataclass
