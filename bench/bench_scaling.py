@@ -25,8 +25,6 @@ import heapq
 import os
 import statistics
 import time
-from collections.abc import Callable
-from typing import Any
 
 from devtools import netguard
 from devtools.ecs_world import build_world
@@ -64,12 +62,7 @@ def _our_reaction(period: int, breach_events: bool, alarm_phase: float | None, e
             "signals": {"samples_per_invocation": 60 // period, "breach_events": breach_events},
         }
     )
-    world = build_world(config, region="us-east-1")
-    world.create_gpu_services(desired=0)
-    for role in ("frontend", "prefill"):
-        aws.client("ecs").update_service(
-            cluster=config.gpu_cluster, service=config.service(role).service, desiredCount=2
-        )
+    build_world(config, region="us-east-1").create_settled_gpu_services(desired=2)
     create_state_table(config.state_table)
     clock = SimClock(epoch)
     step = epoch + 600.0
@@ -154,15 +147,14 @@ def run() -> None:
     epoch = past_minute_boundary()
     with moto_server() as moto:
         os.environ.update(aws_test_environment(moto.url))
-        measure: Callable[..., float] = _our_reaction
 
-        def fresh(*args: Any) -> float:
-            moto.reset()
-            return measure(*args)
+        def ours(period: int, breach_events: bool, alarm_phase: float | None = None) -> float:
+            moto.reset()  # each run in a clean account
+            return _our_reaction(period, breach_events, alarm_phase, epoch)
 
-        ours_60 = fresh(60, True, None, epoch)
-        ours_10 = fresh(10, True, None, epoch)
-        alarms_60 = _mean([fresh(60, False, phase, epoch) for phase in PHASES])
+        ours_60 = ours(60, True)
+        ours_10 = ours(10, True)
+        alarms_60 = _mean([ours(60, False, phase) for phase in PHASES])
         tracking = _mean([_target_tracking_reaction(phase, epoch) for phase in PHASES])
     netguard.uninstall()
     print(

@@ -169,6 +169,20 @@ class EcsWorld:
                 deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True, "rollback": True}},
             )
 
+    def create_settled_gpu_services(self, desired: int) -> None:
+        """Both GPU services at ``desired`` tasks with their first deployment COMPLETED.
+
+        moto keeps a deployment IN_PROGRESS forever when a service is created with tasks it
+        never runs; created at 0 and then scaled, the deployment is complete and moto counts
+        the tasks as running (the state the scaler may scale in from).
+        """
+        self.create_gpu_services(desired=0)
+        for role in ("frontend", "prefill"):
+            svc = self.config.service(role)
+            self.ecs.update_service(
+                cluster=self.config.gpu_cluster, service=svc.service, desiredCount=desired
+            )
+
     def run_gpu_task(self, role: ServiceRole, instance_index: int = 0) -> dict[str, Any]:
         """Place one task of the service's current task definition on a GPU container instance."""
         svc = self.config.service(role)

@@ -44,13 +44,7 @@ def services(state_table: str) -> None:
     """Both GPU services at 2 tasks each, their first deployment complete."""
     world = build_world(CONFIG, region=REGION)
     world.run_infra_task()
-    # moto keeps a deployment IN_PROGRESS forever when created with tasks it never runs; created
-    # at 0 and then scaled, the deployment is complete and the counts are running.
-    world.create_gpu_services(desired=0)
-    for role in ("frontend", "prefill"):
-        aws.client("ecs").update_service(
-            cluster=CONFIG.gpu_cluster, service=CONFIG.service(role).service, desiredCount=2
-        )
+    world.create_settled_gpu_services(desired=2)
 
 
 @pytest.fixture
