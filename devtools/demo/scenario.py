@@ -177,21 +177,30 @@ class Scenario:
         self._publish_gpu_metrics(shape, running)
 
         stack.invoke("metrics_collector", schedule_event(stack.clock.now, rule="dynamo-collector"))
+        published = self._published_this_minute()
         stack.clock.now += 1  # the collector's own run time
         for event in stack.drain_breach_events():
             self._scale("breach", event)
-        self._evaluate_alarms()
+        self._evaluate_alarms(published)
         stack.clock.now += 1
         self._scale("schedule", schedule_event(stack.clock.now, rule="dynamo-scaler-schedule"))
         stack.clock.now -= 2
+        ttft = published.get((names.TTFT_P90, "frontend"))
         self.result.samples.append(
-            Sample(stack.clock.minute, load, self._published_ttft(), self.desired(), running, lag)
+            Sample(
+                stack.clock.minute,
+                load,
+                self.last_ttft if ttft is None else ttft,
+                self.desired(),
+                running,
+                lag,
+            )
         )
 
-    def _published_ttft(self) -> float:
-        """The TTFT p90 the collector published this minute (the model's value if none yet)."""
-        value = self._latest(names.TTFT_P90, "frontend")
-        return self.last_ttft if value is None else value
+    def _published_this_minute(self) -> dict[tuple[str, str], float | None]:
+        """Each scaling signal's datapoint the collector just published (None: none), read once."""
+        sources = {(s.metric, s.source_service) for r in SERVICE_ROLES for s in signal_specs(self.config, r)}
+        return {source: self._latest(*source) for source in sources}
 
     async def _prefill_minute(self, published: int, capacity: int) -> int:
         """Publish this minute's prefill work; the running prefill tasks take and ack what they can."""
@@ -231,13 +240,13 @@ class Scenario:
                 ],
             )
 
-    def _evaluate_alarms(self) -> None:
+    def _evaluate_alarms(self, published: dict[tuple[str, str], float | None]) -> None:
         """What CloudWatch would do with the datapoints just published (moto never evaluates)."""
         cloudwatch = aws.client("cloudwatch")
         for role in SERVICE_ROLES:
             for spec in signal_specs(self.config, role):
                 name = alarm_name(self.config.deployment, role, spec.name)
-                latest = self._latest(spec.metric, spec.source_service)
+                latest = published[(spec.metric, spec.source_service)]
                 state = "ALARM" if latest is not None and latest > spec.target else "OK"
                 previous = self.alarm_states.get(name, "OK")
                 if state == previous:
@@ -338,7 +347,7 @@ class Scenario:
         before = self.revisions()
         preview = self.stack.invoke("redeploy", {"image": NEW_IMAGE, "dry_run": True})
         after_dry = self.revisions()
-        changed = [c for c in preview.get("changes", [])]
+        changed = preview.get("changes", [])
         self.say(f"[bold]6. redeploy {NEW_IMAGE}[/], first as a dry run: {preview['status']}, would change:")
         for change in changed:
             for path, diff in list(change.get("diff", {}).items())[:2]:

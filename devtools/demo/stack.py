@@ -22,7 +22,6 @@ import contextlib
 import json
 import os
 import sys
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from devtools.services import (
     NatsServer,
     aws_test_environment,
     etcd_server,
+    http_post_json,
     moto_server,
     nats_server,
 )
@@ -356,32 +356,19 @@ class LocalStack:
         used = {}
         for role in SERVICE_ROLES:
             url = self.etcd_url_of(role)
-            key = base64.b64encode(f"v1/instances/dynamo/{role}".encode()).decode()
-            value = base64.b64encode(b"ready").decode()
-            body = json.dumps({"key": key, "value": value}).encode()
-            with urllib.request.urlopen(
-                urllib.request.Request(f"{url}/v3/kv/put", data=body, method="POST"), timeout=5
-            ):
-                pass
+            http_post_json(
+                f"{url}/v3/kv/put", {"key": _b64(f"v1/instances/dynamo/{role}"), "value": _b64("ready")}
+            )
             used[role] = url
         return used
 
     def etcd_keys(self) -> int:
-        body = json.dumps(
-            {"key": base64.b64encode(b"\0").decode(), "range_end": base64.b64encode(b"\0").decode()}
-        )
-        request = urllib.request.Request(f"{self.etcd.url}/v3/kv/range", data=body.encode(), method="POST")
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            return int(json.loads(answer.read()).get("count", 0))
+        answer = http_post_json(f"{self.etcd.url}/v3/kv/range", {"key": _b64("\0"), "range_end": _b64("\0")})
+        return int(json.loads(answer).get("count", 0))
 
     def wipe_etcd(self) -> None:
         """A replacement infra task starts with an empty etcd."""
-        everything = base64.b64encode(b"\0").decode()
-        body = json.dumps({"key": everything, "range_end": everything}).encode()
-        with urllib.request.urlopen(
-            urllib.request.Request(f"{self.etcd.url}/v3/kv/deleterange", data=body, method="POST"), timeout=5
-        ):
-            pass
+        http_post_json(f"{self.etcd.url}/v3/kv/deleterange", {"key": _b64("\0"), "range_end": _b64("\0")})
 
     def bootstrap_properties(self) -> dict[str, str]:
         """The custom resource's properties as CloudFormation resolved them from the stack."""
@@ -391,3 +378,8 @@ class LocalStack:
             "CapacityProvider": self.capacity_provider,
             "ServiceToken": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function}",
         }
+
+
+def _b64(text: str) -> str:
+    """etcd's JSON gateway takes keys and values base64-encoded (key and range_end NUL: every key)."""
+    return base64.b64encode(text.encode()).decode()
