@@ -26,7 +26,7 @@ from dynamo_ecs.clock import now as clock_now
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 from dynamo_ecs.errors import LeaseHeldError
 from dynamo_ecs.observability import logger
-from dynamo_ecs.scaling.decide import Decision, History, ServiceDecision, ServiceState, decide
+from dynamo_ecs.scaling.decide import Decision, History, Observation, ServiceDecision, ServiceState, decide
 from dynamo_ecs.scaling.metrics_reader import read_observations
 from dynamo_ecs.scaling.triggers import Trigger
 from dynamo_ecs.state import StateStore
@@ -116,7 +116,7 @@ class CapacityReconciler:
 
     def _observe(
         self, history: History | None = None
-    ) -> tuple[dict[ServiceRole, ServiceState], dict[str, Any], History] | None:
+    ) -> tuple[dict[ServiceRole, ServiceState], dict[str, Observation], History] | None:
         names = {self.config.service(role).service: role for role in SERVICE_ROLES}
         answer = self.ecs.describe_services(cluster=self.config.gpu_cluster, services=list(names))
         found = {s["serviceName"]: s for s in answer.get("services", []) if s.get("status") == "ACTIVE"}
