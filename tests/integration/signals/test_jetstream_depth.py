@@ -44,20 +44,44 @@ async def publish_once(jetstream: Any, subject: str, index: int) -> Any:
     return await jetstream.publish(subject, f"request {index}".encode(), headers={"Nats-Msg-Id": str(index)})
 
 
+async def has_leader(info: Awaitable[Any]) -> None:
+    """Raise until the stream or consumer reports a leader (a fresh R3 asset elects one first)."""
+    cluster = (await info).cluster
+    if cluster is not None and not cluster.leader:
+        raise TimeoutError("no leader yet")
+
+
+async def fetch_exactly(subscription: Any, count: int) -> list[Any]:
+    """Fetch ``count`` messages; a fetch refused while the consumer's leader moves is retried
+    for what is still missing, so the consumer ends with exactly ``count`` delivered."""
+    taken: list[Any] = []
+
+    async def more() -> None:
+        taken.extend(await subscription.fetch(count - len(taken), timeout=5))
+        if len(taken) < count:
+            raise TimeoutError(f"{len(taken)} of {count} fetched")
+
+    await settled(more)
+    return taken
+
+
 async def load_queue(url: str, stream: str, replicas: int = 1) -> None:
-    """A work queue as Dynamo uses one: durable pull consumers, some work done, some in flight."""
+    """A work queue as Dynamo used one: durable pull consumers, some work done, some in flight."""
     connection = await nats_client.connect(url)
     jetstream = connection.jetstream()
     await settled(lambda: jetstream.add_stream(name=stream, subjects=[f"{stream}.*"], num_replicas=replicas))
+    await settled(lambda: has_leader(jetstream.stream_info(stream)))
     for i in range(12):
         await settled(functools.partial(publish_once, jetstream, f"{stream}.req", i))
     config = ConsumerConfig(num_replicas=replicas)
     workers = await settled(lambda: jetstream.pull_subscribe(f"{stream}.*", durable="workers", config=config))
-    taken = await workers.fetch(5, timeout=5)
+    await settled(lambda: has_leader(jetstream.consumer_info(stream, "workers")))
+    taken = await fetch_exactly(workers, 5)
     for message in taken[:3]:
-        await message.ack_sync()  # 3 done, 2 in flight, 7 not yet delivered
+        await settled(message.ack_sync)  # 3 done, 2 in flight, 7 not yet delivered
     audit = await settled(lambda: jetstream.pull_subscribe(f"{stream}.*", durable="audit", config=config))
-    taken = await audit.fetch(1, timeout=5)  # 1 in flight, 11 not yet delivered
+    await settled(lambda: has_leader(jetstream.consumer_info(stream, "audit")))
+    await fetch_exactly(audit, 1)  # 1 in flight, 11 not yet delivered
     await connection.close()
 
 
