@@ -25,7 +25,7 @@ help: ## List the targets
 
 setup: $(STAMP) ## Create .venv, install pinned dev dependencies, nats-server and etcd (idempotent)
 
-$(STAMP): requirements-dev.txt requirements-checkov.txt scripts/setup.sh
+$(STAMP): requirements-dev.txt requirements-checkov.txt requirements-dynamo.txt requirements-dynamo-nodeps.txt scripts/setup.sh devtools/local_ecs/tiny_model.py
 	PYTHON_VERSION=$(PYTHON_VERSION) VENV=$(VENV) bash scripts/setup.sh
 	@touch $(STAMP)
 

@@ -196,6 +196,7 @@ def placeable_infra_definition(template: dict[str, Any], outputs: dict[str, str]
         cpu=props["Cpu"],
         memory=props["Memory"],
         containerDefinitions=containers,
+        volumes=stored.get("volumes") or [],
     )["taskDefinition"]
     return str(registered["taskDefinitionArn"])
 

