@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -53,6 +54,7 @@ class EcsWorld:
     security_group_id: str = ""
     infra_task_definition: str = "Dynamo-tasks"  # family or ARN the infra service runs
     gpu_instances: list[dict[str, Any]] = field(default_factory=list)
+    image_id: str = ""
 
     @property
     def ecs(self) -> Any:
@@ -130,7 +132,9 @@ class EcsWorld:
 
     def add_gpu_instance(self) -> dict[str, Any]:
         """Launch an EC2 instance and register it as a GPU container instance."""
-        image = self.ec2.describe_images()["Images"][0]["ImageId"]
+        if not self.image_id:  # moto lists ~1300 images in seconds: once per world
+            self.image_id = self.ec2.describe_images()["Images"][0]["ImageId"]
+        image = self.image_id
         instance = self.ec2.run_instances(
             ImageId=image, InstanceType="g6e.2xlarge", MinCount=1, MaxCount=1, SubnetId=self.subnet_ids[0]
         )["Instances"][0]
@@ -141,22 +145,28 @@ class EcsWorld:
         self.gpu_instances.append(container_instance)
         return dict(container_instance)
 
-    def gpu_spec(self, role: ServiceRole) -> dict[str, Any]:
-        """The example file for ``role`` with account and region filled in, IP_ADDRESS left."""
-        spec = fill_account_placeholders(load_example_taskdef(role), self.region)
+    def gpu_spec(self, role: ServiceRole, base: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The example file for ``role`` (or ``base``) with account and region filled in, IP_ADDRESS left."""
+        spec = fill_account_placeholders(base or load_example_taskdef(role), self.region)
         spec["family"] = self.config.service(role).family
         for container in spec["containerDefinitions"]:
             container.setdefault("memory", 512)  # moto places tasks only with container-level memory
         return spec
 
-    def create_gpu_services(self, pasted_ip: str | None = None, desired: int = 1) -> None:
+    def create_gpu_services(
+        self,
+        pasted_ip: str | None = None,
+        desired: int = 1,
+        specs: Mapping[str, dict[str, Any]] | None = None,
+    ) -> None:
         """Register both GPU task definitions and create their services.
 
         ``pasted_ip`` mimics today's manual step; None leaves the ``IP_ADDRESS`` placeholder.
+        ``specs`` replaces a role's default spec (account and region filled in the same way).
         """
         for role in ("frontend", "prefill"):
             svc = self.config.service(role)
-            spec = self.gpu_spec(role)
+            spec = self.gpu_spec(role, (specs or {}).get(role))
             if pasted_ip:
                 spec = with_ip(spec, pasted_ip)
             registered = self.ecs.register_task_definition(**copy.deepcopy(spec))["taskDefinition"]

@@ -53,6 +53,7 @@ IMAGE_DEFAULTS = {
     "busybox": ImageDefaults((), ("sh",)),
     "vllm-runtime": ImageDefaults((), ("bash",), "/workspace"),
 }
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LISTEN_VARIABLES = ("ETCD_LISTEN_CLIENT_URLS", "ETCD_LISTEN_PEER_URLS", "ETCD_LISTEN_METRICS_URLS")
 _ALL_INTERFACES = re.compile(r"//(0\.0\.0\.0|localhost|127\.0\.0\.1)(?=[:/]|$)")
 
@@ -162,8 +163,12 @@ class RunningContainer:
         return self.process.poll()
 
     def log_tail(self, lines: int = 20) -> str:
+        """The log's first three lines (where a refused flag shows) and its last ``lines``."""
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        all_lines = _ANSI.sub("", text).splitlines()
+        if len(all_lines) > lines + 3:
+            all_lines = [*all_lines[:3], "...", *all_lines[-lines:]]
+        return "\n".join(all_lines)
 
     def stop(self, grace_s: float = 10.0) -> None:
         """As ``docker stop``: SIGTERM to the container's first process only, then, after

@@ -101,11 +101,17 @@ class GpuTaskRunner:
                 waiting.pop()
             ready = [at for at in waiting if at <= now]
             self.pending[role] = [at for at in waiting if at > now]
-            for task in stale:  # free their instances first: the frontend binds :8000 once per host
+            # A rollout (maximumPercent 200): new tasks on free instances first, then the old stop;
+            # with no free instance, an old task makes room (the frontend binds :8000 once per host).
+            started = 0
+            for _ in ready:
+                if self._free_instance() is None and stale:
+                    self._stop(stale.pop(0), "Task replaced: the service runs a new task definition")
+                started += self._start(role, definition)
+            for task in stale:
                 self._stop(task, "Task replaced: the service runs a new task definition")
             if stale:
-                notes.append(f"{role}: {len(stale)} task(s) replaced by {definition.rsplit('/', 1)[-1]}")
-            started = sum(self._start(role, definition) for _ in ready)
+                notes.append(f"{role}: task(s) replaced by {definition.rsplit('/', 1)[-1]}")
             if started:
                 notes.append(f"{role}: {started} task(s) started")
             extra = self.running(role)[desired:] if len(self.running(role)) > desired else []

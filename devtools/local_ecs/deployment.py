@@ -1,0 +1,103 @@
+"""A Dynamo deployment as users have it on ECS, running for real on loopback.
+
+moto holds the ECS side (`devtools.ecs_world`: the infra service and its RUNNING task, the
+GPU cluster and its instances, the frontend and prefill services from the default specs);
+the infra task's etcd and nats-server run from its task definition
+(`devtools.local_ecs.infra`); the GPU services' tasks run the real Dynamo
+(`devtools.local_ecs.runner`). Used by the real-Dynamo tests, the demo and the benchmark.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devtools.ecs_world import EcsWorld, build_world, task_private_ip
+from devtools.local_ecs import addresses
+from devtools.local_ecs.infra import LocalInfra, start_infra
+from devtools.local_ecs.runner import GpuTaskRunner
+from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig
+
+REGION = "us-east-1"
+MODEL = "Qwen/Qwen3-0.6B"  # the default specs' --model: the tiny model dir serves under this name
+
+
+@dataclass
+class LocalDeployment:
+    config: DeploymentConfig
+    world: EcsWorld
+    workdir: Path
+    infra_task: dict[str, Any]
+    infra: LocalInfra
+    runner: GpuTaskRunner
+
+    def frontend_urls(self) -> list[str]:
+        return [
+            f"http://{t.address}:{self.config.frontend.metrics_port}" for t in self.runner.running("frontend")
+        ]
+
+    def frontend_url(self) -> str:
+        """What the load balancer would send a request to: the first frontend task's address."""
+        urls = self.frontend_urls()
+        if not urls:
+            raise LookupError("no frontend task is running")
+        return urls[0]
+
+    def replace_infra(self) -> dict[str, Any]:
+        """Fargate replaces the infra task: a new task (new address, empty etcd) starts, the old one stops."""
+        old = self.infra_task
+        new = self.world.run_infra_task()
+        self.infra.stop("Task replaced by the service scheduler")
+        self.world.stop_task(
+            self.config.infra.cluster, old["taskArn"], "Task replaced by the service scheduler"
+        )
+        self.infra = start_infra(self.world.ecs, self.config.infra.cluster, new["taskArn"], self.workdir)
+        self.infra_task = new
+        return new
+
+    def stop(self) -> None:
+        self.runner.stop_all()
+        self.infra.stop()
+
+
+@contextlib.contextmanager
+def local_deployment(
+    workdir: Path,
+    config: DeploymentConfig | None = None,
+    gpu_instances: int = 4,
+    desired: int = 1,
+    engine_args: Mapping[str, tuple[str, ...]] | None = None,
+    specs: Mapping[str, dict[str, Any]] | None = None,
+) -> Iterator[LocalDeployment]:
+    """Today's setup, for real: infra task running, both GPU services at ``desired`` tasks.
+
+    The GPU task definitions have the infra task's address pasted in by hand (as users do
+    today); ``specs`` replaces a role's default spec. Everything stops on exit.
+    """
+    config = config or DeploymentConfig()
+    world = build_world(config, region=REGION, gpu_instances=gpu_instances)
+    infra_task = world.run_infra_task()
+    infra = start_infra(world.ecs, config.infra.cluster, infra_task["taskArn"], workdir)
+    runner = GpuTaskRunner(
+        world.ecs,
+        world.ec2,
+        config.gpu_cluster,
+        {role: config.service(role).service for role in SERVICE_ROLES},
+        world.gpu_instances,
+        workdir,
+        engine_args=engine_args or {},
+    )
+    deployment = LocalDeployment(config, world, workdir, infra_task, infra, runner)
+    try:
+        world.create_gpu_services(pasted_ip=task_private_ip(infra_task), desired=desired, specs=specs)
+        runner.tick()
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+def loopback_of(task: dict[str, Any]) -> str:
+    return addresses.to_loopback(task_private_ip(task))
