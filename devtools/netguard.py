@@ -6,7 +6,10 @@ must never leave the host. Installed by the test suite, the demo and the benchma
 guard turns such a connection into an immediate ``ConnectionRefusedError`` (no packet is
 sent), which the code under test sees as an unreachable target.
 
-The demo and the end-to-end tests also give some of those addresses a local meaning:
+`mirror_private_to_loopback` gives every such address the meaning the local ECS gives it
+(``10.a.b.c`` is ``127.a.b.c``, `devtools.local_ecs`), so the operator reaches the real
+processes of a task at the address ECS (moto) reports for it. Older tests give single
+addresses a local meaning instead:
 `redirect` maps ``(10.x address, port)`` to a loopback port, like a NAT in front of the
 simulated VPC, so the operator's unchanged code reaches the NATS monitor of "the infra task"
 or the ``/metrics`` of "a frontend task" at the address ECS (moto) reports.
@@ -23,6 +26,14 @@ _original_connect_ex = socket.socket.connect_ex
 
 
 _redirects: dict[tuple[str, int], int] = {}
+_mirror = False
+
+
+def mirror_private_to_loopback(enabled: bool = True) -> None:
+    """Connections to ``10.a.b.c:port`` go to ``127.a.b.c:port`` (where the local ECS runs that
+    task's servers, `devtools.local_ecs.addresses`); explicit redirects still come first."""
+    global _mirror
+    _mirror = enabled
 
 
 def redirect(host: str, port: int, loopback_port: int) -> None:
@@ -41,7 +52,16 @@ def _translate(sock: socket.socket, address: Any) -> Any:
         target = _redirects.get((str(address[0]), int(address[1])))
         if target is not None:
             return ("127.0.0.1", target)
+        if _mirror and _in_10_slash_8(str(address[0])):
+            return ("127." + str(address[0]).split(".", 1)[1], int(address[1]))
     return address
+
+
+def _in_10_slash_8(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host) in ipaddress.ip_network("10.0.0.0/8")
+    except ValueError:
+        return False
 
 
 class NonLoopbackConnectionError(ConnectionRefusedError):

@@ -1,7 +1,7 @@
 """`make demo`: run the six steps with a live narration, a summary table and a PNG timeline.
 
 Usage: ``python -m devtools.demo [--chart PATH]``. Every process it starts (moto server,
-nats-server, etcd, the simulated frontends) is stopped at the end, also on Ctrl-C.
+etcd, nats-server, the Dynamo frontends and workers) is stopped at the end, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -44,18 +44,33 @@ def summary(console: Console, scenario: Scenario, result: DemoResult, elapsed: f
         )
     table.add_row("scaling decisions logged (no change included)", str(len(scaling)))
     table.add_row("task definition revisions (frontend, prefill)", str(tuple(scenario.revisions().values())))
-    if result.reaction_s is not None:
+    steps = result.steps
+    outage = steps.get("replace_infra", {}).get("outage_s")
+    table.add_row(
+        "outage, infra replaced, with the operator", "never" if outage is None else f"{outage:.1f} s"
+    )
+    held = steps.get("replace_infra_without_operator", {})
+    if held:
         table.add_row(
-            "scale-out reaction (load step -> UpdateService)", f"{result.reaction_s:.0f} s simulated"
+            f"outage without the operator (bound {held['bound_s']:.0f} s)",
+            "never"
+            if held["without_operator_outage_s"] is None
+            else f"{held['without_operator_outage_s']:.1f} s",
         )
+    if result.reaction_s is not None:
+        table.add_row("scale-out reaction (load step -> UpdateService)", f"{result.reaction_s:.0f} s")
+    table.add_row("load: completions / errors", f"{result.load_completed} / {result.load_errors}")
+    table.add_row(
+        "Dynamo task starts (processes started by the local ECS)", str(scenario.stack.runner.started_count)
+    )
     table.add_row("final desired counts", str(scenario.desired()))
     table.add_row("wall time", f"{elapsed:.1f} s")
     console.print(table)
 
 
 def interrupt_between_steps(stack: LocalStack) -> None:
-    """Ctrl-C stops the demo even inside a library that swallows KeyboardInterrupt (asyncio
-    and the NATS client may): the flag is checked again at every simulated minute."""
+    """Ctrl-C stops the demo even inside a library that swallows KeyboardInterrupt: the flag
+    is checked again at every tick."""
 
     def on_sigint(signum: int, frame: Any) -> None:
         stack.stop_requested = True
@@ -78,11 +93,11 @@ def main(argv: list[str] | None = None) -> int:
             tempfile.TemporaryDirectory(prefix="dynamo-ecs-demo-") as workdir,
             LocalStack.start(Path(workdir)) as stack,
         ):
+            infra = stack.deployment.infra
             console.print(
-                f"[bold]local stack[/]: moto {stack.world.ecs.meta.endpoint_url}, "
-                f"nats-server {stack.nats.url} "
-                f"(monitor {stack.nats.monitor_url}), etcd {stack.etcd.url}; every moto 10.x address of the "
-                "infra task and the frontends is mapped to these loopback servers"
+                f"[bold]local stack[/]: moto {stack.world.ecs.meta.endpoint_url}; the infra task's etcd "
+                f"{infra.etcd_url} and nats-server {infra.nats_url} run from its task definition; every "
+                "moto 10.x address is 127.x here, where the task's real processes listen"
             )
             deployed = stack.deployed
             console.print(

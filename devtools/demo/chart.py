@@ -1,4 +1,4 @@
-"""The demo's PNG timeline: load and backlog, TTFT against its target, tasks per service."""
+"""The demo's PNG timeline: load, the real TTFT against its target, tasks per service, outages."""
 
 from __future__ import annotations
 
@@ -16,77 +16,78 @@ def write_chart(result: DemoResult, path: Path, ttft_target_ms: float) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    minutes = [s.minute for s in result.samples]
+    seconds = [s.t_s for s in result.samples]
     figure, axes = plt.subplots(
-        4, 1, figsize=(11, 10), sharex=True, constrained_layout=True, height_ratios=[1.2, 1.2, 1, 1]
+        4, 1, figsize=(11, 10), sharex=True, constrained_layout=True, height_ratios=[1, 1.3, 1, 1]
     )
     load_axis, ttft_axis, *task_axes = axes
-    figure.suptitle("dynamo-ecs-operator local demo: each point is one simulated minute")
+    figure.suptitle("dynamo-ecs-operator local demo: real Dynamo processes, real time")
 
-    # A sample's load and latency describe the minute that ends at its x: steps "pre".
-    load_axis.step(
-        minutes, [s.load for s in result.samples], where="pre", color="tab:purple", label="load (requests/s)"
-    )
-    load_axis.set_ylabel("requests/s")
-    lag_axis = load_axis.twinx()
-    lag_axis.step(
-        minutes,
-        [s.lag for s in result.samples],
-        where="pre",
-        color="tab:brown",
-        alpha=0.7,
-        label="JetStream lag",
-    )
-    lag_axis.set_ylabel("prefill backlog (messages)")
-    handles = load_axis.get_legend_handles_labels()[0] + lag_axis.get_legend_handles_labels()[0]
-    load_axis.legend(handles=handles, loc="center right")
+    load_axis.step(seconds, [s.load for s in result.samples], where="pre", color="tab:purple", label="load")
+    load_axis.set_ylabel("completions/s sent")
+    load_axis.legend(loc="upper right")
 
+    ttft_points = [(s.t_s, s.ttft_ms) for s in result.samples if s.ttft_ms is not None]
     ttft_axis.plot(
-        minutes,
-        [s.ttft_ms for s in result.samples],
+        [t for t, _ in ttft_points],
+        [v for _, v in ttft_points],
         marker="o",
         color="tab:red",
-        label="TTFT p90 (published)",
+        label="TTFT p90, published from the real frontends' /metrics",
     )
     ttft_axis.axhline(ttft_target_ms, color="tab:red", linestyle="--", label=f"target {ttft_target_ms:g} ms")
     ttft_axis.set_ylabel("TTFT p90 (ms)")
     ttft_axis.legend(loc="upper right")
 
-    # Counts hold from the decision on: steps "post".
     roles: tuple[tuple[Any, ServiceRole, str], ...] = (
         (task_axes[0], "frontend", "tab:blue"),
         (task_axes[1], "prefill", "tab:green"),
     )
     for axis, role, color in roles:
         axis.step(
-            minutes, [s.desired[role] for s in result.samples], where="post", color=color, label="desired"
+            seconds, [s.desired[role] for s in result.samples], where="post", color=color, label="desired"
         )
         axis.step(
-            minutes,
+            seconds,
             [s.running[role] for s in result.samples],
             where="post",
             color=color,
             linestyle=":",
-            label="running",
+            label="running (processes)",
         )
         axis.set_ylabel(f"{role} tasks")
         axis.yaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.set_ylim(0, max(max(s.desired[role] for s in result.samples), 1) + 1)
+        top = max([s.desired[role] for s in result.samples] + [1])
+        axis.set_ylim(0, top + 1)
         axis.legend(loc="upper right")
-    task_axes[1].set_xlabel("simulated minutes")
+    task_axes[1].set_xlabel("seconds since the demo started")
 
+    right = max([*seconds, *(m for m, _ in result.marks), 1.0])
     for axis in axes:
         axis.grid(alpha=0.3)
-        for minute, _ in result.marks:
-            axis.axvline(minute, color="grey", linewidth=0.8, alpha=0.6)
-    for index, (minute, label) in enumerate(result.marks):
+        for mark, _ in result.marks:
+            axis.axvline(mark, color="grey", linewidth=0.8, alpha=0.6)
+        for begin, end, _ in result.outages:
+            axis.axvspan(begin, right if end is None else end, color="tab:orange", alpha=0.25)
+    for index, (mark, label) in enumerate(result.marks):
         load_axis.annotate(
             label,
-            (minute, 0.95 - 0.12 * (index % 3)),
+            (mark, 0.95 - 0.14 * (index % 4)),
             xycoords=("data", "axes fraction"),
             ha="left",
             va="top",
             fontsize=8,
+            xytext=(3, 0),
+            textcoords="offset points",
+        )
+    for begin, end, label in result.outages:
+        duration = "never" if end is None else f"{end - begin:.0f} s"
+        ttft_axis.annotate(
+            f"{label}: {duration}",
+            (begin, 0.9),
+            xycoords=("data", "axes fraction"),
+            fontsize=8,
+            color="tab:orange",
             xytext=(3, 0),
             textcoords="offset points",
         )

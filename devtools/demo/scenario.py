@@ -1,65 +1,78 @@
-"""The demo's six steps, shared by `make demo` (narrated) and tests/e2e (asserted).
+"""The demo's steps, shared by `make demo` (narrated) and tests/e2e (asserted), on real processes.
 
-Each simulated minute runs what production runs: the GPU tasks converge (`GpuTaskAgent`),
-the load model feeds the frontends' /metrics, the prefill queue and the GPU metrics; the
-metrics collector's handler runs on its schedule event; the collector's breach events are
-routed by EventBridge (moto) to the scaler; CloudWatch alarms are evaluated (moto stores
-alarms but never evaluates them, so the demo does: datapoint above threshold -> ALARM ->
-the alarm state change event); and the scaler's handler runs on its schedule event.
+Every step runs what production runs, on the real clock: the bootstrap function creates the
+GPU services; the local ECS (`devtools.local_ecs`) starts the real Dynamo frontend and
+workers from the task definitions the operator registered; the infra task's real etcd and
+nats-server are replaced; real chat completions go to the real frontends. Every `TICK_S`
+during a load phase: ECS converges, the metrics collector's handler scrapes the real
+``/metrics``, the collector's breach events reach the scaler through the stack's own
+EventBridge rule (an SQS target, as moto cannot invoke Lambda), CloudWatch alarms are
+evaluated (moto stores them but never evaluates: the demo does) and the scaler runs on its
+schedule event.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from devtools.demo.load import PREFILL_PER_TASK, FrontendLoad, feed_frontends, frontend_load, prefill_messages
-from devtools.demo.stack import CONSUMER, STREAM, LocalStack
+from devtools.demo.stack import LocalStack
 from devtools.ecs_world import task_private_ip, task_state_change_event
-from devtools.scaling_inputs import REGION, alarm_state_change_event, schedule_event
+from devtools.local_ecs.client import chat, first_success
+from devtools.local_ecs.deployment import MODEL, REGION
+from devtools.local_ecs.load import LoadRun
+from devtools.local_ecs.outage import replace_infra_and_measure
+from devtools.scaling_inputs import alarm_state_change_event, schedule_event
 from dynamo_ecs import aws
 from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import SERVICE_ROLES, ServiceRole
 from dynamo_ecs.scaling.signals import alarm_name, signal_specs
 
 Narrate = Callable[[str], None]
-NEW_IMAGE = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0"
+NEW_MODEL = "Qwen/Qwen3-8B"
+TICK_S = 10.0
+SERVE_TIMEOUT_S = 90.0
+OUTAGE_BOUND_S = 40.0  # how long the demo lets the deployment run without the operator
+# A prompt of 300 tokens of the tiny model's vocabulary: prefill work the mocker models.
+PROMPT = " ".join(f"w{i % 400}" for i in range(300))
+HIGH_LOAD_PER_S, LOW_LOAD_PER_S = 14.0, 2.0
+HIGH_LOAD_S, LOW_LOAD_S = 80.0, 70.0
 
 
 @dataclass
 class Sample:
-    """One simulated minute, for the chart and the summary."""
+    """One tick of a load phase, for the chart and the summary."""
 
-    minute: float
+    t_s: float
     load: float
-    ttft_ms: float
+    ttft_ms: float | None
     desired: dict[ServiceRole, int]
     running: dict[ServiceRole, int]
-    lag: int
 
 
 @dataclass
 class DemoResult:
     samples: list[Sample] = field(default_factory=list)
     marks: list[tuple[float, str]] = field(default_factory=list)
+    outages: list[tuple[float, float | None, str]] = field(default_factory=list)
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     reaction_s: float | None = None
     first_scale_out_trigger: str | None = None
+    load_errors: int = 0
+    load_completed: int = 0
 
 
 class Scenario:
-    def __init__(self, stack: LocalStack, narrate: Narrate | None = None, seed: int = 7) -> None:
+    def __init__(self, stack: LocalStack, narrate: Narrate | None = None) -> None:
         self.stack = stack
         self.say: Narrate = narrate or (lambda _: None)
-        self.rng = random.Random(seed)
         self.result = DemoResult()
+        self.started = time.monotonic()
         self.load = 0.0
-        self.last_ttft = 0.0
         self.alarm_states: dict[str, str] = {}
         self.infra_events: list[dict[str, Any]] = []
         self.alarm_events: list[dict[str, Any]] = []
@@ -69,11 +82,18 @@ class Scenario:
     def config(self) -> Any:
         return self.stack.config
 
+    @property
+    def now_s(self) -> float:
+        return time.monotonic() - self.started
+
     def mark(self, label: str) -> None:
-        self.result.marks.append((self.stack.clock.minute, label))
+        self.result.marks.append((self.now_s, label))
 
     def desired(self) -> dict[ServiceRole, int]:
-        return {r: int(self.stack.agent.service(r)["desiredCount"]) for r in SERVICE_ROLES}
+        return {r: int(self.stack.runner.service(r)["desiredCount"]) for r in SERVICE_ROLES}
+
+    def running(self) -> dict[ServiceRole, int]:
+        return {r: len(self.stack.runner.running(r)) for r in SERVICE_ROLES}
 
     def revisions(self) -> dict[ServiceRole, int]:
         ecs = aws.client("ecs")
@@ -84,6 +104,23 @@ class Scenario:
             for r in SERVICE_ROLES
         }
 
+    def check_interrupt(self) -> None:
+        if self.stack.stop_requested:
+            raise KeyboardInterrupt
+
+    def wait_for_service(self, model: str = MODEL) -> float | None:
+        """Seconds until a frontend task answers a chat completion (None: not within the bound)."""
+        begin = time.monotonic()
+        deployment = self.stack.deployment
+        while time.monotonic() - begin < SERVE_TIMEOUT_S:
+            self.check_interrupt()
+            self.stack.runner.tick()
+            urls = deployment.frontend_urls()
+            if urls and first_success(urls[0], model, 2.0, between_s=0.2):
+                return time.monotonic() - begin
+            time.sleep(0.3)
+        return None
+
     # -- step 1 ----------------------------------------------------------------------------
 
     def first_deploy(self) -> dict[str, Any]:
@@ -91,7 +128,7 @@ class Scenario:
         event = {
             "RequestType": "Create",
             "ResponseURL": stack.cloudformation.url,
-            "StackId": f"arn:aws:cloudformation:{REGION}:123456789012:stack/dynamo/demo",
+            "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/dynamo/demo",
             "RequestId": "demo-create",
             "ResourceType": "Custom::DynamoGpuServices",
             "LogicalResourceId": "GpuServices",
@@ -99,148 +136,145 @@ class Scenario:
         }
         stack.invoke("bootstrap", event)
         answer = stack.cloudformation.answers[-1]
-        stack.agent.tick(immediate=True)
-        workers = stack.register_workers()
-        infra_ip = task_private_ip(stack.infra_task)
+        stack.runner.tick()
+        serving_s = self.wait_for_service()
+        infra_ip = task_private_ip(stack.deployment.infra_task)
         self.mark("first deploy")
+        tasks = ", ".join(f"{t.role} on {t.address}" for t in stack.runner.tasks)
         self.say(
-            f"[bold]1. first deploy[/]: CloudFormation custom resource answered {answer['Status']}; "
-            f"both GPU services created on etcd/NATS at {infra_ip}"
+            f"[bold]1. first deploy[/]: CloudFormation custom resource answered {answer['Status']}; both GPU "
+            f"services created on etcd/NATS at {infra_ip} (real etcd and nats-server at "
+            f"{stack.deployment.infra.address})"
         )
-        self.say(
-            f"   workers registered at {workers['frontend']} "
-            f"(real etcd behind that address: {stack.etcd_keys()} keys)"
-        )
+        self.say(f"   real Dynamo processes: {tasks}")
+        self.say(f"   first chat completion through the frontend after {_seconds(serving_s)}")
         step = {
             "status": answer["Status"],
             "infra_ip": infra_ip,
-            "etcd": workers,
+            "serving_s": serving_s,
             "revisions": self.revisions(),
         }
         self.result.steps["first_deploy"] = step
         return step
 
-    # -- step 2 ----------------------------------------------------------------------------
+    # -- steps 2 and 3 -----------------------------------------------------------------------
 
-    def replace_infra(self) -> dict[str, Any]:
-        stack, world = self.stack, self.stack.world
-        old = stack.infra_task
-        before = self.revisions()
-        new = world.replace_infra_task(old["taskArn"])
-        stack.infra_task = new
-        stack.wipe_etcd()
-        new_ip = stack.route_infra(new)
-        stopped = world.describe_task(self.config.infra.cluster, old["taskArn"])
-        self.infra_events = [
-            task_state_change_event(new, version=2, region=REGION, event_id="infra-new-running"),
-            task_state_change_event(stopped, version=3, region=REGION, event_id="infra-old-stopped"),
-        ]
-        self.say(
-            f"[bold]2. infra task replaced[/]: {task_private_ip(old)} -> {new_ip}; the new etcd is empty "
-            f"({stack.etcd_keys()} keys)"
+    def _infra_watcher(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.infra_events.append(event)
+        return self.stack.invoke("infra_watcher", event)
+
+    def deliver_late_infra_event(self) -> float | None:
+        """The held-back state change of the running infra task reaches infra_watcher; seconds to serving."""
+        deployment = self.stack.deployment
+        event = task_state_change_event(
+            deployment.infra_task, version=2, region=REGION, event_id="infra-late-running"
         )
-        results = [stack.invoke("infra_watcher", e) for e in self.infra_events]
-        notes = stack.agent.tick()
-        workers = stack.register_workers()
-        after = self.revisions()
+        self._infra_watcher(event)
+        return self.wait_for_service()
+
+    def replace_infra_with_operator(self) -> dict[str, Any]:
+        before = self.revisions()
+        begin = self.now_s
         self.mark("infra replaced")
-        for result in results:
-            self.say(f"   infra_watcher: {result['status']} ({result['reason']})")
-        self.say(f"   new revisions {before} -> {after}; {'; '.join(notes)}")
-        self.say(f"   workers re-registered at {workers['frontend']} ({stack.etcd_keys()} keys)")
+        result = replace_infra_and_measure(self.stack.deployment, self._infra_watcher, SERVE_TIMEOUT_S)
+        end = None if result.outage_s is None else begin + result.outage_s
+        self.result.outages.append((begin, end, "outage (operator)"))
+        after = self.revisions()
+        self.say(
+            f"[bold]2. infra task replaced[/] -> {self.stack.deployment.infra.address} (a new, empty etcd); "
+            f"infra_watcher: {result.watcher_statuses}; revisions {before} -> {after}"
+        )
+        self.say(
+            f"   completions succeed again on the new address after [bold]{_seconds(result.outage_s)}[/]"
+        )
         step = {
-            "new_ip": new_ip,
-            "statuses": [r["status"] for r in results],
+            "outage_s": result.outage_s,
+            "statuses": result.watcher_statuses,
             "before": before,
             "after": after,
-            "etcd": workers,
         }
         self.result.steps["replace_infra"] = step
         return step
 
-    # -- steps 3 and 4: one simulated minute -------------------------------------------------
+    def replace_infra_without_operator(self) -> dict[str, Any]:
+        """The same replacement with the operator's events held back: what users live with today."""
+        before = self.revisions()
+        begin = self.now_s
+        self.mark("infra replaced, no operator")
+        result = replace_infra_and_measure(self.stack.deployment, None, OUTAGE_BOUND_S)
+        self.say(
+            f"[bold]3. infra task replaced again, operator held back for {OUTAGE_BOUND_S:.0f} s[/]: "
+            f"old tasks served until {_seconds(result.old_tasks_served_until_s)}, then "
+            f"{len(result.stopped_reasons)} task(s) stopped and ECS started {result.tasks_started} "
+            f"replacement(s) on the same revisions; completions on the new address: "
+            f"{'none' if result.outage_s is None else _seconds(result.outage_s)}"
+        )
+        for reason in sorted(set(result.stopped_reasons))[:2]:
+            self.say(f"   stoppedReason: {reason}")
+        # Then the state change reaches the operator after all (EventBridge retries for hours)
+        self.mark("operator gets the events")
+        recovery = self.deliver_late_infra_event()
+        self.result.outages.append(
+            (begin, None if recovery is None else self.now_s, "outage (events held back)")
+        )
+        self.say(
+            f"   the events delivered late: infra_watcher rolls, serving again after {_seconds(recovery)}"
+        )
+        step = {
+            "without_operator_outage_s": result.outage_s,
+            "bound_s": OUTAGE_BOUND_S,
+            "stopped_reasons": result.stopped_reasons,
+            "tasks_started": result.tasks_started,
+            "recovered_after_events_s": recovery,
+            "before": before,
+            "after": self.revisions(),
+        }
+        self.result.steps["replace_infra_without_operator"] = step
+        return step
 
-    def minute(self, load: float) -> None:
+    # -- steps 4 and 5: load ---------------------------------------------------------------
+
+    def tick(self) -> None:
+        """What production does every `TICK_S`: ECS converges, collector, alarms, scaler."""
+        self.check_interrupt()
         stack = self.stack
-        if stack.stop_requested:
-            raise KeyboardInterrupt
-        stack.clock.now += 60
-        self.load = load
-        notes = stack.agent.tick()
-        for note in notes:
-            self.say(f"   [dim]t+{stack.clock.minute:4.0f} min[/] ECS: {note}")
-        running = {r: len(stack.agent.running(r)) for r in SERVICE_ROLES}
-        shape = frontend_load(load, running["frontend"])
-        self.last_ttft = shape.ttft_ms
-        feed_frontends([t.server for t in stack.agent.running("frontend") if t.server], shape, self.rng)
-        lag = asyncio.run(self._prefill_minute(prefill_messages(load), running["prefill"] * PREFILL_PER_TASK))
-        self._publish_gpu_metrics(shape, running)
-
-        stack.invoke("metrics_collector", schedule_event(stack.clock.now, rule="dynamo-collector"))
-        published = self._published_this_minute()
-        stack.clock.now += 1  # the collector's own run time
+        for note in stack.runner.tick():
+            self.say(f"   [dim]t+{self.now_s:5.0f} s[/] ECS: {note}")
+        now = time.time()
+        stack.invoke("metrics_collector", schedule_event(now, rule="dynamo-collector"))
+        published = self._published()
         for event in stack.drain_breach_events():
             self._scale("breach", event)
-        self._evaluate_alarms(published)
-        stack.clock.now += 1
-        self._scale("schedule", schedule_event(stack.clock.now, rule="dynamo-scaler-schedule"))
-        stack.clock.now -= 2
+        self._evaluate_alarms(published, now)
+        self._scale("schedule", schedule_event(time.time(), rule="dynamo-scaler-schedule"))
         ttft = published.get((names.TTFT_P90, "frontend"))
-        self.result.samples.append(
-            Sample(
-                stack.clock.minute,
-                load,
-                self.last_ttft if ttft is None else ttft,
-                self.desired(),
-                running,
-                lag,
-            )
-        )
+        self.result.samples.append(Sample(self.now_s, self.load, ttft, self.desired(), self.running()))
 
-    def _published_this_minute(self) -> dict[tuple[str, str], float | None]:
+    def _published(self) -> dict[tuple[str, str], float | None]:
         """Each scaling signal's datapoint the collector just published (None: none), read once."""
         sources = {(s.metric, s.source_service) for r in SERVICE_ROLES for s in signal_specs(self.config, r)}
+        sources.add((names.TTFT_P90, "frontend"))
         return {source: self._latest(*source) for source in sources}
 
-    async def _prefill_minute(self, published: int, capacity: int) -> int:
-        """Publish this minute's prefill work; the running prefill tasks take and ack what they can."""
-        import nats
+    def _latest(self, metric: str, service: str) -> float | None:
+        period = self.config.scaling.metric_period_s
+        now = time.time()
+        answer = aws.client("cloudwatch").get_metric_statistics(
+            Namespace=self.config.signals.namespace,
+            MetricName=metric,
+            Dimensions=[
+                {"Name": names.DIMENSION_DEPLOYMENT, "Value": self.config.deployment},
+                {"Name": names.DIMENSION_SERVICE, "Value": service},
+            ],
+            StartTime=datetime.fromtimestamp(now - 2 * TICK_S, UTC),
+            EndTime=datetime.fromtimestamp(now + period, UTC),
+            Period=period,
+            Statistics=["Average"],
+        )
+        points = sorted(answer.get("Datapoints", []), key=lambda p: p["Timestamp"])
+        return float(points[-1]["Average"]) if points else None
 
-        connection = await nats.connect(self.stack.nats.url)
-        jetstream = connection.jetstream()
-        for i in range(published):
-            await jetstream.publish(f"{STREAM}.request", f"prefill {i}".encode())
-        if capacity:
-            subscription = await jetstream.pull_subscribe(f"{STREAM}.*", durable=CONSUMER)
-            try:
-                for message in await subscription.fetch(capacity, timeout=0.5):
-                    await message.ack_sync()
-            except TimeoutError:
-                pass
-        info = await jetstream.consumer_info(STREAM, CONSUMER)
-        await connection.close()
-        return int(info.num_pending + info.num_ack_pending)
-
-    def _publish_gpu_metrics(self, shape: FrontendLoad, running: dict[ServiceRole, int]) -> None:
-        cloudwatch = aws.client("cloudwatch")
-        prefill_util = min(100.0, 100.0 * self.load * 2 / max(running["prefill"] * PREFILL_PER_TASK, 1))
-        for task in self.stack.agent.tasks:
-            ec2_id = self.stack.world.gpu_instances[task.instance_index]["ec2InstanceId"]
-            value = min(100.0, shape.utilization * 100) if task.role == "frontend" else prefill_util
-            cloudwatch.put_metric_data(
-                Namespace=self.config.signals.gpu_metric_namespace,
-                MetricData=[
-                    {
-                        "MetricName": self.config.signals.gpu_metric_name,
-                        "Dimensions": [{"Name": "InstanceId", "Value": ec2_id}],
-                        "Timestamp": datetime.fromtimestamp(self.stack.clock.now - 5, UTC),
-                        "Value": value,
-                        "Unit": "Percent",
-                    }
-                ],
-            )
-
-    def _evaluate_alarms(self, published: dict[tuple[str, str], float | None]) -> None:
+    def _evaluate_alarms(self, published: dict[tuple[str, str], float | None], now: float) -> None:
         """What CloudWatch would do with the datapoints just published (moto never evaluates)."""
         cloudwatch = aws.client("cloudwatch")
         for role in SERVICE_ROLES:
@@ -253,27 +287,10 @@ class Scenario:
                     continue
                 self.alarm_states[name] = state
                 cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="demo evaluation")
-                event = alarm_state_change_event(name, state, self.stack.clock.now, previous=previous)
+                event = alarm_state_change_event(name, state, now, previous=previous)
                 if state == "ALARM":
                     self.alarm_events.append(event)
                     self._scale("alarm", event)
-
-    def _latest(self, metric: str, service: str) -> float | None:
-        now = self.stack.clock.now
-        answer = aws.client("cloudwatch").get_metric_statistics(
-            Namespace=self.config.signals.namespace,
-            MetricName=metric,
-            Dimensions=[
-                {"Name": names.DIMENSION_DEPLOYMENT, "Value": self.config.deployment},
-                {"Name": names.DIMENSION_SERVICE, "Value": service},
-            ],
-            StartTime=datetime.fromtimestamp(now - 60, UTC),
-            EndTime=datetime.fromtimestamp(now + 60, UTC),
-            Period=60,
-            Statistics=["Average"],
-        )
-        points = sorted(answer.get("Datapoints", []), key=lambda p: p["Timestamp"])
-        return float(points[-1]["Average"]) if points else None
 
     def _scale(self, why: str, event: dict[str, Any]) -> dict[str, Any]:
         result = self.stack.invoke("scaler", event)
@@ -287,34 +304,59 @@ class Scenario:
                 and self.result.reaction_s is None
                 and self.breach_start is not None
             ):
-                self.result.reaction_s = self.stack.clock.now - self.breach_start
+                self.result.reaction_s = time.monotonic() - self.breach_start
                 self.result.first_scale_out_trigger = why
             self.say(
-                f"   [dim]t+{self.stack.clock.minute:4.0f} min[/] scaler ({why}): [bold]{role} "
+                f"   [dim]t+{self.now_s:5.0f} s[/] scaler ({why}): [bold]{role} "
                 f"{service['from']} -> {service['to']}[/] because {service['reason']}"
             )
         return result
 
-    def load_phase(self, label: str, load: float, minutes: int) -> dict[str, Any]:
+    def load_phase(self, label: str, rate: float, seconds: float, load: LoadRun) -> dict[str, Any]:
         before = self.desired()
         self.mark(label)
-        if load > self.load and self.breach_start is None:
-            # The load steps up now: the first window that breaches starts here.
-            self.breach_start = self.stack.clock.now
-        self.say(f"[bold]{label}[/]: {load:g} requests/s for {minutes} simulated minutes")
-        for _ in range(minutes):
-            self.minute(load)
+        if rate > self.load and self.breach_start is None:
+            self.breach_start = time.monotonic()
+        self.load = rate
+        load.set_rate(rate)
+        first = len(self.result.samples)
+        self.say(
+            f"[bold]{label}[/]: {rate:g} chat completions/s "
+            f"({len(PROMPT.split())}-token prompts) for {seconds:.0f} s"
+        )
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            tick_end = time.monotonic() + TICK_S
+            self.tick()
+            time.sleep(max(0.0, tick_end - time.monotonic()))
         after = self.desired()
-        self.say(f"   desired counts {before} -> {after}")
-        return {"before": before, "after": after}
+        ttfts = [s.ttft_ms for s in self.result.samples[first:] if s.ttft_ms is not None]
+        self.say(f"   desired counts {before} -> {after}; TTFT p90 (published) {_ms(ttfts)}")
+        return {"before": before, "after": after, "ttft_ms": ttfts}
 
-    # -- step 5 ----------------------------------------------------------------------------
+    def load_phases(self) -> None:
+        load = LoadRun(self.stack.deployment.frontend_urls, MODEL, 0.0, PROMPT).start(
+            HIGH_LOAD_S + LOW_LOAD_S + 60
+        )
+        try:
+            self.result.steps["load_rises"] = self.load_phase(
+                "4. load rises", HIGH_LOAD_PER_S, HIGH_LOAD_S, load
+            )
+            self.result.steps["load_falls"] = self.load_phase(
+                "5. load falls", LOW_LOAD_PER_S, LOW_LOAD_S, load
+            )
+        finally:
+            load.stop()
+        self.result.load_errors, self.result.load_completed = load.errors(), load.completed()
+        self.say(f"   load: {load.completed()} completions, {load.errors()} errors")
+
+    # -- step 6 ----------------------------------------------------------------------------
 
     def storm(self) -> dict[str, Any]:
-        """Duplicates and out-of-order copies of every event so far, ten at once."""
+        """Duplicates and out-of-order copies of every event so far, at once."""
         before = (self.revisions(), self.desired())
         old_first = list(reversed(self.infra_events))
-        events = [("infra_watcher", e) for e in old_first * 3] + [
+        events = [("infra_watcher", e) for e in old_first * 2] + [
             ("scaler", e) for e in self.alarm_events[-3:] * 2
         ]
         results: list[dict[str, Any]] = []
@@ -334,50 +376,62 @@ class Scenario:
         self.mark("event storm")
         statuses = sorted({str(r.get("status")) for r in results})
         self.say(
-            f"[bold]5. event storm[/]: {len(events)} duplicate and out-of-order events at once -> "
+            f"[bold]6. event storm[/]: {len(events)} duplicate and out-of-order events at once -> "
             f"statuses {statuses}; revisions {before[0]} -> {after[0]}, desired {before[1]} -> {after[1]}"
         )
         step = {"events": len(events), "statuses": statuses, "before": before, "after": after}
         self.result.steps["storm"] = step
         return step
 
-    # -- step 6 ----------------------------------------------------------------------------
+    # -- step 7 ----------------------------------------------------------------------------
 
     def redeploy(self) -> dict[str, Any]:
         before = self.revisions()
-        preview = self.stack.invoke("redeploy", {"image": NEW_IMAGE, "dry_run": True})
+        preview = self.stack.invoke("redeploy", {"model": NEW_MODEL, "dry_run": True})
         after_dry = self.revisions()
-        changed = preview.get("changes", [])
-        self.say(f"[bold]6. redeploy {NEW_IMAGE}[/], first as a dry run: {preview['status']}, would change:")
-        for change in changed:
-            for path, diff in list(change.get("diff", {}).items())[:2]:
-                self.say(f"   {change['service']}: {path}: {diff['old']} -> {diff['new']}")
-        applied = self.stack.invoke("redeploy", {"image": NEW_IMAGE})
-        notes = self.stack.agent.tick()
-        self.stack.register_workers()
-        after = self.revisions()
+        self.say(
+            f"[bold]7. redeploy --model {NEW_MODEL}[/], first as a dry run: {preview['status']}, "
+            "would change:"
+        )
+        for change in preview.get("changes", []):
+            for path, diff in list(change.get("diff", {}).items())[:1]:
+                self.say(f"   {change['service']}: {path}: ...{str(diff['new'])[-90:]}")
+        applied = self.stack.invoke("redeploy", {"model": NEW_MODEL})
         self.mark("redeploy")
-        self.say(f"   then for real: {applied['status']}; revisions {before} -> {after}; {'; '.join(notes)}")
+        serving_s = self.wait_for_service(NEW_MODEL)
+        after = self.revisions()
+        old_model = chat(self.stack.deployment.frontend_url(), MODEL).status if self.stack.runner.tasks else 0
+        self.say(
+            f"   then for real: {applied['status']}; revisions {before} -> {after}; the new processes serve "
+            f"{NEW_MODEL} after {_seconds(serving_s)} (the old name now answers {old_model})"
+        )
         step = {
             "dry_run_status": preview["status"],
             "after_dry_run": after_dry,
             "before": before,
             "status": applied["status"],
             "after": after,
+            "serving_s": serving_s,
+            "old_model_status": old_model,
         }
         self.result.steps["redeploy"] = step
         return step
 
     def run_all(self) -> DemoResult:
         self.first_deploy()
-        self.minute(3.0)
-        self.replace_infra()
-        for _ in range(2):
-            self.minute(3.0)
-        self.result.steps["load_rises"] = self.load_phase("3. load rises", 14.0, 6)
-        self.result.steps["load_falls"] = self.load_phase("4. load falls", 3.0, 12)
+        self.replace_infra_with_operator()
+        self.replace_infra_without_operator()
+        self.load_phases()
         self.storm()
-        self.minute(3.0)
         self.redeploy()
-        self.minute(3.0)
         return self.result
+
+
+def _seconds(value: float | None) -> str:
+    return "never (within the bound)" if value is None else f"{value:.1f} s"
+
+
+def _ms(values: list[float]) -> str:
+    if not values:
+        return "none"
+    return f"{min(values):.0f}..{max(values):.0f} ms, last {values[-1]:.0f} ms"

@@ -1,38 +1,34 @@
-"""The local stand-in for a deployed stack: moto, real NATS and etcd, simulated Dynamo tasks.
+"""The local stand-in for a deployed stack: moto plays AWS, real processes run the tasks.
 
 `LocalStack.start` brings up, on loopback only: moto server (ECS, EC2, DynamoDB, CloudWatch,
-EventBridge, SQS, SNS), a real nats-server with JetStream and its monitor, and a real etcd,
-both standing in for the infra task's containers. It creates the stack's resources in moto
-(the state table from template.yaml's own properties, the rest through the API), and gives
-every 10.x address moto hands out a loopback meaning through `devtools.netguard.redirect`:
-the infra task's :4222/:8222/:2379 go to nats-server and etcd, each frontend task's :8000 to
-its own simulated Dynamo frontend (`devtools.dynamo_frontend`). The operator's handlers are
-loaded from ``functions/`` and called through ``lambda_handler(event, context)``.
-
-What plays ECS's part: `GpuTaskAgent` starts a service's tasks ``START_DELAY_S`` after its
-desired count rises (instance start plus model load), stops the newest ones when it falls,
-and replaces them all when the service moves to a new task definition.
+EventBridge, SQS, SNS) with template.yaml created on its CloudFormation; the infra task's
+etcd and nats-server run from the task definition the stack registered
+(`devtools.local_ecs.infra`); and `devtools.local_ecs.runner` plays ECS for the GPU services,
+starting the real Dynamo frontend and workers (the mocker engine in place of vLLM) from the
+task definitions the operator registers. Every 10.x address moto hands out means 127.x here
+(`devtools.netguard.mirror_private_to_loopback`). The operator's handlers are loaded from
+``functions/`` and called through ``lambda_handler(event, context)``, on the real clock.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import contextlib
 import json
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from devtools import netguard
 from devtools.cloudformation_stub import CloudFormationStub
-from devtools.dynamo_frontend import MetricsServer
-from devtools.ecs_world import EcsWorld, task_private_ip
+from devtools.ecs_world import EcsWorld
 from devtools.handlers import load_handler_module
+from devtools.local_ecs.deployment import LocalDeployment
+from devtools.local_ecs.infra import start_infra
+from devtools.local_ecs.runner import GpuTaskRunner
 from devtools.moto_stack import (
     DeployedStack,
     add_capacity_provider,
@@ -41,23 +37,12 @@ from devtools.moto_stack import (
     placeable_infra_definition,
 )
 from devtools.scaling_inputs import ACCOUNT, REGION, create_scaling_alarm
-from devtools.services import (
-    EtcdServer,
-    NatsServer,
-    aws_test_environment,
-    etcd_server,
-    http_post_json,
-    moto_server,
-    nats_server,
-)
-from devtools.sim_clock import SimClock
-from dynamo_ecs import aws, clock
-from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, load_config
-from dynamo_ecs.endpoints.render import strip_read_only
+from devtools.services import aws_test_environment, moto_server
+from dynamo_ecs import aws
+from dynamo_ecs.config import SERVICE_ROLES, load_config
 from dynamo_ecs.scaling.signals import signal_specs
 from dynamo_ecs.signals.breach_events import EVENT_SOURCE
 
-START_DELAY_S = 120.0  # a new GPU task: instance start and model load
 GPU_INSTANCES = 8
 # What `sam deploy --guided` asks for; the network comes from `devtools.moto_stack.network`.
 STACK_PARAMETERS = {
@@ -65,7 +50,20 @@ STACK_PARAMETERS = {
     "NgcSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ngc-login-AbCdEf",
 }
 HANDLERS = ("bootstrap", "infra_watcher", "metrics_collector", "scaler", "redeploy")
-STREAM, CONSUMER = "dynamo-prefill", "prefill-worker"
+# The demo's one change to the stack's configuration: a run of a few minutes needs 10-s
+# metrics (the high-resolution mode) and a one-minute scale-in window instead of five.
+DEMO_CONFIG = {
+    "DYNAMO_ECS_SCALING__METRIC_PERIOD_S": "10",
+    "DYNAMO_ECS_SCALING__SCALE_DOWN_STABILIZATION_S": "45",
+    "DYNAMO_ECS_SCALING__RATE_LIMIT_PERIOD_S": "15",
+    "DYNAMO_ECS_SCALING__METRIC_MAX_AGE_S": "40",
+}
+# What the mocker stands in for: model load time, and an engine slow enough that a few
+# requests a second queue up on one worker (FACTS.md §4 has the mocker's knobs).
+ENGINE_ARGS = {
+    "frontend": ("--startup-time", "3", "--speedup-ratio", "0.5"),
+    "prefill": ("--startup-time", "3", "--speedup-ratio", "0.5"),
+}
 
 
 @dataclass
@@ -80,136 +78,13 @@ class LambdaContext:
         return 300_000
 
 
-@dataclass
-class GpuTask:
-    role: ServiceRole
-    arn: str
-    instance_index: int
-    task_definition: str
-    server: MetricsServer | None = None
-
-
-@dataclass
-class GpuTaskAgent:
-    """Plays ECS: keeps each service's RUNNING tasks at its desired count, with a start delay."""
-
-    world: EcsWorld
-    config: DeploymentConfig
-    clock: SimClock
-    tasks: list[GpuTask] = field(default_factory=list)
-    pending: dict[ServiceRole, list[float]] = field(default_factory=lambda: {"frontend": [], "prefill": []})
-    _placeable_copies: dict[str, str] = field(default_factory=dict)
-
-    def running(self, role: ServiceRole) -> list[GpuTask]:
-        return [t for t in self.tasks if t.role == role]
-
-    def service(self, role: ServiceRole) -> dict[str, Any]:
-        name = self.config.service(role).service
-        answer = self.world.ecs.describe_services(cluster=self.config.gpu_cluster, services=[name])
-        return dict(answer["services"][0])
-
-    def tick(self, immediate: bool = False) -> list[str]:
-        """Converge every service one step; returns what happened, for the narration."""
-        notes = []
-        for role in SERVICE_ROLES:
-            service = self.service(role)
-            desired, definition = int(service["desiredCount"]), service["taskDefinition"]
-            stale = [t for t in self.running(role) if t.task_definition != definition]
-            for task in stale:  # a rollout replaces every task (started again below)
-                self._stop(task)
-            if stale:
-                notes.append(f"{role}: {len(stale)} task(s) replaced by the new revision")
-            running = self.running(role)
-            waiting = self.pending[role]
-            missing = desired - len(running) - len(waiting)
-            if missing > 0:
-                ready_at = self.clock.now + (0.0 if immediate or stale else START_DELAY_S)
-                waiting.extend([ready_at] * missing)
-            while waiting and len(running) + len(waiting) > desired:
-                waiting.pop()  # asked for less before they started
-            while len(running) > desired:
-                self._stop(running.pop())
-                notes.append(f"{role}: one task stopped")
-            ready = [at for at in waiting if at <= self.clock.now]
-            self.pending[role] = [at for at in waiting if at > self.clock.now]
-            for _ in ready:
-                self._start(role, definition)
-            if ready:
-                notes.append(f"{role}: {len(ready)} task(s) RUNNING")
-        return notes
-
-    def _free_instance(self) -> int:
-        used = {t.instance_index for t in self.tasks}
-        return next(i for i in range(len(self.world.gpu_instances)) if i not in used)
-
-    def _placeable(self, definition: str) -> str:
-        """A copy of ``definition`` moto can place (it needs container-level memory; ECS does not).
-
-        Registered under its own family, so the operator's families and revision counts are
-        untouched; networking, environment and image are the service's own.
-        """
-        if definition not in self._placeable_copies:
-            described = self.world.ecs.describe_task_definition(taskDefinition=definition)["taskDefinition"]
-            spec = strip_read_only(described)
-            spec["family"] = f"moto-placement-{spec['family']}"
-            for container in spec["containerDefinitions"]:
-                container.setdefault("memory", 512)
-            registered = self.world.ecs.register_task_definition(**spec)["taskDefinition"]
-            self._placeable_copies[definition] = registered["taskDefinitionArn"]
-        return self._placeable_copies[definition]
-
-    def _start(self, role: ServiceRole, definition: str) -> None:
-        index = self._free_instance()
-        svc = self.config.service(role)
-        started = self.world.ecs.start_task(
-            cluster=self.config.gpu_cluster,
-            taskDefinition=self._placeable(definition),
-            containerInstances=[self.world.gpu_instances[index]["containerInstanceArn"]],
-            group=f"service:{svc.service}",
-            startedBy=f"ecs-svc/{svc.service}",
-        )["tasks"][0]
-        gpu = GpuTask(role, started["taskArn"], index, definition)
-        if role == "frontend":
-            gpu.server = MetricsServer().start()
-            netguard.redirect(self.instance_ip(index), self.config.frontend.metrics_port, gpu.server.port)
-        self.tasks.append(gpu)
-
-    def _stop(self, task: GpuTask) -> None:
-        self.world.stop_task(self.config.gpu_cluster, task.arn, reason="scaled in or replaced")
-        if task.server is not None:
-            netguard.clear_redirects(self.instance_ip(task.instance_index))
-            task.server.stop()
-        self.tasks.remove(task)
-
-    def instance_ip(self, index: int) -> str:
-        ec2_id = self.world.gpu_instances[index]["ec2InstanceId"]
-        reservation = self.world.ec2.describe_instances(InstanceIds=[ec2_id])["Reservations"][0]
-        return str(reservation["Instances"][0]["PrivateIpAddress"])
-
-    def stop_all(self) -> None:
-        for task in list(self.tasks):
-            if task.server is not None:
-                task.server.stop()
-        self.tasks.clear()
-
-
 class LocalStack:
     """Everything the demo and the end-to-end tests run against. Use `LocalStack.start`."""
 
-    def __init__(
-        self,
-        workdir: Path,
-        nats: NatsServer,
-        etcd: EtcdServer,
-        cloudformation: CloudFormationStub,
-        deployed: DeployedStack,
-    ) -> None:
+    def __init__(self, workdir: Path, cloudformation: CloudFormationStub, deployed: DeployedStack) -> None:
         self.workdir = workdir
-        self.nats = nats
-        self.etcd = etcd
         self.cloudformation = cloudformation
         self.deployed = deployed
-        self.clock = SimClock()
         self.config = load_config()
         self.world = EcsWorld(
             self.config,
@@ -222,11 +97,19 @@ class LocalStack:
         for _ in range(GPU_INSTANCES):
             self.world.add_gpu_instance()
         self.capacity_provider = add_capacity_provider(deployed.full, self.config.gpu_cluster)
-        self.agent = GpuTaskAgent(self.world, self.config, self.clock)
+        self._runner = GpuTaskRunner(
+            self.world.ecs,
+            self.world.ec2,
+            self.config.gpu_cluster,
+            {role: self.config.service(role).service for role in SERVICE_ROLES},
+            self.world.gpu_instances,
+            workdir,
+            engine_args=ENGINE_ARGS,
+        )
         self.handlers: dict[str, ModuleType] = {}
-        self.infra_task: dict[str, Any] = {}
+        self._deployment: LocalDeployment | None = None
         self.breach_queue_url = ""
-        self.stop_requested = False  # set by the demo's Ctrl-C handler; checked every simulated minute
+        self.stop_requested = False  # set by the demo's Ctrl-C handler; checked between ticks
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -236,34 +119,30 @@ class LocalStack:
         saved_env = dict(os.environ)
         saved_modules = {name: sys.modules.get(f"functions_{name}_app") for name in HANDLERS}
         netguard.install()
+        netguard.mirror_private_to_loopback()
         stack: LocalStack | None = None
         try:
             # moto reports a new service's first deployment COMPLETED only when it believes
             # its tasks run; with this knob the bootstrap's services (1 task each) are.
-            with (
-                moto_server(workdir, extra_env={"MOTO_ECS_SERVICE_RUNNING": "1"}) as moto,
-                nats_server(workdir) as nats,
-                etcd_server(workdir) as etcd,
-            ):
+            with moto_server(workdir, extra_env={"MOTO_ECS_SERVICE_RUNNING": "1"}) as moto:
                 os.environ.update(aws_test_environment(moto.url))
                 aws.reset_clients()
                 deployed = deploy_on_moto("dynamo", {**STACK_PARAMETERS, **network()})
                 for logical_id in deployed.function_ids:  # the DYNAMO_ECS_* environment each got
                     os.environ.update(deployed.function_environment(logical_id))
+                os.environ.update(DEMO_CONFIG)
                 os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"  # EMF lines would drown the narration
                 cloudformation = CloudFormationStub()
                 try:
-                    stack = cls(workdir, nats, etcd, cloudformation, deployed)
-                    clock.use(stack.clock)
+                    stack = cls(workdir, cloudformation, deployed)
                     stack._create_resources()
                     yield stack
                 finally:
                     if stack is not None:
-                        stack.agent.stop_all()
+                        stack.stop_processes()
                     cloudformation.close()
         finally:
-            clock.use(None)
-            netguard.clear_redirects()
+            netguard.mirror_private_to_loopback(False)
             os.environ.clear()
             os.environ.update(saved_env)
             aws.reset_clients()
@@ -296,28 +175,30 @@ class LocalStack:
         events.put_targets(
             Rule=breach, Targets=[{"Id": "scaler-queue", "Arn": arn["Attributes"]["QueueArn"]}]
         )
-        asyncio.run(self._create_prefill_stream())
-        self.infra_task = self.world.run_infra_task()
-        self.route_infra(self.infra_task)
+        infra_task = self.world.run_infra_task()
+        infra = start_infra(self.world.ecs, self.config.infra.cluster, infra_task["taskArn"], self.workdir)
+        self._deployment = LocalDeployment(
+            self.config, self.world, self.workdir, infra_task, infra, self._runner
+        )
         for name in HANDLERS:
             self.handlers[name] = load_handler_module(name, fresh=True)
 
-    async def _create_prefill_stream(self) -> None:
-        import nats
+    @property
+    def deployment(self) -> LocalDeployment:
+        """The real processes: the infra task's and the GPU tasks' (`devtools.local_ecs`)."""
+        if self._deployment is None:
+            raise RuntimeError("the local stack is not started")
+        return self._deployment
 
-        connection = await nats.connect(self.nats.url)
-        jetstream = connection.jetstream()
-        await jetstream.add_stream(name=STREAM, subjects=[f"{STREAM}.*"])
-        await jetstream.pull_subscribe(f"{STREAM}.*", durable=CONSUMER)
-        await connection.close()
+    @property
+    def runner(self) -> GpuTaskRunner:
+        return self._runner
 
-    def route_infra(self, task: dict[str, Any]) -> str:
-        """The infra task's address now reaches the local etcd and nats-server."""
-        ip = task_private_ip(task)
-        netguard.redirect(ip, self.config.infra.nats_port, self.nats.port)
-        netguard.redirect(ip, self.config.infra.nats_monitor_port, self.nats.monitor_port)
-        netguard.redirect(ip, self.config.infra.etcd_port, self.etcd.port)
-        return ip
+    def stop_processes(self) -> None:
+        if self._deployment is not None:
+            self._deployment.stop()
+        else:
+            self._runner.stop_all()
 
     # -- calling the operator ------------------------------------------------------------------
 
@@ -338,38 +219,6 @@ class LocalStack:
                 out.append(json.loads(message["Body"]))
                 sqs.delete_message(QueueUrl=self.breach_queue_url, ReceiptHandle=message["ReceiptHandle"])
 
-    # -- the infra task's etcd, as the workers see it ---------------------------------------------
-
-    def etcd_url_of(self, role: ServiceRole) -> str:
-        """ETCD_ENDPOINTS of the task definition the service runs now."""
-        definition = self.world.ecs.describe_task_definition(
-            taskDefinition=self.agent.service(role)["taskDefinition"]
-        )
-        for container in definition["taskDefinition"]["containerDefinitions"]:
-            for variable in container.get("environment", []):
-                if variable["name"] == "ETCD_ENDPOINTS":
-                    return str(variable["value"])
-        raise LookupError(f"{role}: no ETCD_ENDPOINTS in its task definition")
-
-    def register_workers(self) -> dict[ServiceRole, str]:
-        """Each service's workers register at the etcd their task definition names (through the redirect)."""
-        used = {}
-        for role in SERVICE_ROLES:
-            url = self.etcd_url_of(role)
-            http_post_json(
-                f"{url}/v3/kv/put", {"key": _b64(f"v1/instances/dynamo/{role}"), "value": _b64("ready")}
-            )
-            used[role] = url
-        return used
-
-    def etcd_keys(self) -> int:
-        answer = http_post_json(f"{self.etcd.url}/v3/kv/range", {"key": _b64("\0"), "range_end": _b64("\0")})
-        return int(json.loads(answer).get("count", 0))
-
-    def wipe_etcd(self) -> None:
-        """A replacement infra task starts with an empty etcd."""
-        http_post_json(f"{self.etcd.url}/v3/kv/deleterange", {"key": _b64("\0"), "range_end": _b64("\0")})
-
     def bootstrap_properties(self) -> dict[str, str]:
         """The custom resource's properties as CloudFormation resolved them from the stack."""
         function = self.deployed.physical["BootstrapFunction"]
@@ -378,8 +227,3 @@ class LocalStack:
             "CapacityProvider": self.capacity_provider,
             "ServiceToken": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function}",
         }
-
-
-def _b64(text: str) -> str:
-    """etcd's JSON gateway takes keys and values base64-encoded (key and range_end NUL: every key)."""
-    return base64.b64encode(text.encode()).decode()

@@ -74,6 +74,7 @@ class GpuTaskRunner:
     tasks: list[GpuTask] = field(default_factory=list)
     stopped: list[StoppedTask] = field(default_factory=list)
     started_count: int = 0
+    dynamo_processes_started: int = 0
     pending: dict[str, list[float]] = field(default_factory=dict)
     _placeable: dict[str, str] = field(default_factory=dict)
     _instance_ips: dict[int, str] = field(default_factory=dict)
@@ -184,6 +185,9 @@ class GpuTaskRunner:
             local.start(described)
         except (ContainerStartError, ValueError) as error:
             local.stop(f"CannotStartContainerError: {error}")
+        self.dynamo_processes_started += sum(
+            " ".join(c.plan.argv).count("-m dynamo.") for c in local.containers.values()
+        )
         return 1
 
     def _stop(self, task: GpuTask, reason: str) -> None:

@@ -1,7 +1,7 @@
-"""The demo's six steps as end-to-end tests: real handlers, moto server, nats-server, etcd.
+"""The demo's steps as end-to-end tests: real handlers on moto, real etcd, nats-server and Dynamo.
 
-One run of the whole scenario (about 20 s) is shared by the tests; each asserts the final
-state and the decision log of its step.
+One run of the whole scenario (a few minutes of real time) is shared by the tests; each
+asserts what its step measured on the real processes, and the decision log.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from devtools.demo.scenario import DemoResult, Scenario
 from devtools.demo.stack import LocalStack
 from dynamo_ecs.state import StateStore
 
-pytestmark = pytest.mark.xdist_group("demo")
+pytestmark = pytest.mark.xdist_group("real_dynamo")
 
 
 @pytest.fixture(scope="module")
@@ -31,20 +31,20 @@ def demo(
         yield scenario, result, decisions
 
 
-def test_first_deploy_gives_the_gpu_services_the_infra_address(demo: Any) -> None:
+def test_first_deploy_serves_a_real_chat_completion(demo: Any) -> None:
     _, result, _ = demo
     step = result.steps["first_deploy"]
     assert step["status"] == "SUCCESS"
-    assert step["etcd"] == {r: f"http://{step['infra_ip']}:2379" for r in ("frontend", "prefill")}
+    assert step["serving_s"] is not None
     assert step["revisions"] == {"frontend": 1, "prefill": 1}
 
 
-def test_replacing_the_infra_task_rolls_one_revision_per_family_onto_the_new_address(demo: Any) -> None:
+def test_replacing_the_infra_task_rolls_once_and_serves_again(demo: Any) -> None:
     _, result, decisions = demo
     step = result.steps["replace_infra"]
     assert step["statuses"] == ["applied", "unchanged"]  # RUNNING of the new task, then STOPPED of the old
     assert step["after"] == {"frontend": 2, "prefill": 2}
-    assert step["etcd"]["frontend"] == f"http://{step['new_ip']}:2379"
+    assert step["outage_s"] is not None
     rollouts = [
         d
         for d in decisions
@@ -53,22 +53,32 @@ def test_replacing_the_infra_task_rolls_one_revision_per_family_onto_the_new_add
     assert len(rollouts) == 1
 
 
-def test_rising_load_scales_out_within_a_metric_period_plus_one_invocation(demo: Any) -> None:
+def test_without_the_operator_the_tasks_stop_and_come_back_on_the_old_address(demo: Any) -> None:
+    _, result, _ = demo
+    step = result.steps["replace_infra_without_operator"]
+    assert step["without_operator_outage_s"] is None  # nothing served on the new address
+    assert any("Essential container in task exited" in r for r in step["stopped_reasons"])
+    assert step["tasks_started"] >= 1
+    # and once the events reach the operator, it rolls and the deployment serves again
+    assert step["recovered_after_events_s"] is not None
+    assert step["after"] == {r: n + 1 for r, n in step["before"].items()}
+
+
+def test_rising_load_scales_out_on_the_real_ttft(demo: Any) -> None:
     _, result, _ = demo
     step = result.steps["load_rises"]
     assert step["before"] == {"frontend": 1, "prefill": 1}
-    assert step["after"]["frontend"] > 1 and step["after"]["prefill"] > 1
-    assert result.reaction_s is not None and result.reaction_s <= 70
+    assert step["after"]["frontend"] > 1
+    assert max(step["ttft_ms"]) > 500  # the real frontends' TTFT breached its target
+    assert result.reaction_s is not None
     # the collector's breach event, routed by the stack's own EventBridge rule, came first
     assert result.first_scale_out_trigger == "breach"
 
 
-def test_falling_load_scales_in_only_after_the_stabilization_window(demo: Any) -> None:
+def test_falling_load_scales_in_and_ttft_is_back_under_its_target(demo: Any) -> None:
     _, result, decisions = demo
     assert result.steps["load_falls"]["after"]["frontend"] < result.steps["load_rises"]["after"]["frontend"]
-    fell_at = next(minute for minute, label in result.marks if label == "4. load falls")
-    scale_ins = [s.minute for s in result.samples if s.minute > fell_at and s.desired["frontend"] < 4]
-    assert scale_ins and scale_ins[0] - fell_at >= 5  # 300 s of the higher recommendation first
+    assert result.steps["load_falls"]["ttft_ms"][-1] < 500
     reasons = [
         d["services"]["frontend"]["reason"]
         for d in decisions
@@ -80,23 +90,24 @@ def test_falling_load_scales_in_only_after_the_stabilization_window(demo: Any) -
 def test_a_storm_of_duplicate_and_out_of_order_events_changes_nothing(demo: Any) -> None:
     _, result, _ = demo
     step = result.steps["storm"]
-    assert step["events"] >= 10
+    assert step["events"] >= 6
     assert step["before"] == step["after"]
     assert "applied" not in step["statuses"]
 
 
-def test_a_redeploy_dry_run_writes_nothing_and_the_real_one_rolls_the_image(demo: Any) -> None:
+def test_a_redeploy_dry_run_writes_nothing_and_the_real_one_serves_the_new_model(demo: Any) -> None:
     _, result, _ = demo
     step = result.steps["redeploy"]
     assert step["dry_run_status"] == "dry_run" and step["after_dry_run"] == step["before"]
     assert step["status"] == "applied"
     assert step["after"] == {r: n + 1 for r, n in step["before"].items()}
+    assert step["serving_s"] is not None  # the restarted processes serve the new model name
 
 
 def test_every_scaling_decision_is_logged_with_its_reasons(demo: Any) -> None:
     _, result, decisions = demo
     scaling = [d for d in decisions if d["kind"] == "scaling"]
-    assert len(scaling) >= len(result.samples)  # at least one per simulated minute (the schedule)
+    assert len(scaling) >= len(result.samples)  # at least one per tick (the schedule)
     for entry in scaling:
         for service in entry["services"].values():
             assert service["reason"] and service["metrics"]
