@@ -24,6 +24,7 @@ from dynamo_ecs.infra import eni_private_ip
 from dynamo_ecs.specs import load_default_spec
 
 ACCOUNT_ID = "123456789012"  # moto's default account
+GPU_AMI_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
 
 
 def load_example_taskdef(name: Literal["frontend", "prefill", "infra"]) -> dict[str, Any]:
@@ -132,8 +133,9 @@ class EcsWorld:
 
     def add_gpu_instance(self) -> dict[str, Any]:
         """Launch an EC2 instance and register it as a GPU container instance."""
-        if not self.image_id:  # moto lists ~1300 images in seconds: once per world
-            self.image_id = self.ec2.describe_images()["Images"][0]["ImageId"]
+        if not self.image_id:  # the ECS GPU AMI, as the stack's GpuAmiId resolves it
+            parameter = aws.client("ssm").get_parameter(Name=GPU_AMI_PARAMETER)
+            self.image_id = parameter["Parameter"]["Value"]
         image = self.image_id
         instance = self.ec2.run_instances(
             ImageId=image, InstanceType="g6e.2xlarge", MinCount=1, MaxCount=1, SubnetId=self.subnet_ids[0]

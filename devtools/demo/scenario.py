@@ -35,6 +35,7 @@ from dynamo_ecs.scaling.signals import alarm_name, signal_specs
 Narrate = Callable[[str], None]
 NEW_MODEL = "Qwen/Qwen3-8B"
 TICK_S = 10.0
+SCHEDULE_EVERY_TICKS = 6  # the scaler's one-minute schedule
 SERVE_TIMEOUT_S = 90.0
 OUTAGE_BOUND_S = 40.0  # how long the demo lets the deployment run without the operator
 # A prompt of 300 tokens of the tiny model's vocabulary: prefill work the mocker models.
@@ -77,6 +78,7 @@ class Scenario:
         self.infra_events: list[dict[str, Any]] = []
         self.alarm_events: list[dict[str, Any]] = []
         self.breach_start: float | None = None
+        self.ticks = 0
 
     @property
     def config(self) -> Any:
@@ -235,18 +237,21 @@ class Scenario:
     # -- steps 4 and 5: load ---------------------------------------------------------------
 
     def tick(self) -> None:
-        """What production does every `TICK_S`: ECS converges, collector, alarms, scaler."""
+        """What production does every `TICK_S`: ECS converges, breach events and alarms reach
+        the scaler; once a minute, the scaler's schedule. The collector runs on its own
+        schedule meanwhile (`CollectorSchedule`), as its Lambda function does."""
         self.check_interrupt()
         stack = self.stack
         for note in stack.runner.tick():
             self.say(f"   [dim]t+{self.now_s:5.0f} s[/] ECS: {note}")
-        now = time.time()
-        stack.invoke("metrics_collector", schedule_event(now, rule="dynamo-collector"))
         published = self._published()
         for event in stack.drain_breach_events():
             self._scale("breach", event)
+        now = time.time()
         self._evaluate_alarms(published, now)
-        self._scale("schedule", schedule_event(time.time(), rule="dynamo-scaler-schedule"))
+        self.ticks += 1
+        if self.ticks % SCHEDULE_EVERY_TICKS == 0:
+            self._scale("schedule", schedule_event(now, rule="dynamo-scaler-schedule"))
         ttft = published.get((names.TTFT_P90, "frontend"))
         self.result.samples.append(Sample(self.now_s, self.load, ttft, self.desired(), self.running()))
 
@@ -346,6 +351,7 @@ class Scenario:
                 "5. load falls", LOW_LOAD_PER_S, LOW_LOAD_S, load
             )
         finally:
+            collector.stop()
             load.stop()
         self.result.load_errors, self.result.load_completed = load.errors(), load.completed()
         self.say(f"   load: {load.completed()} completions, {load.errors()} errors")
@@ -425,6 +431,30 @@ class Scenario:
         self.storm()
         self.redeploy()
         return self.result
+
+
+class CollectorSchedule:
+    """The collector's one-minute schedule rule: an invocation a minute, each taking its
+    ``signals.samples_per_invocation`` rounds (10 s apart with the demo's config)."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> CollectorSchedule:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=90)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            self.stack.invoke("metrics_collector", schedule_event(time.time(), rule="dynamo-collector"))
+            self._stop.wait(max(0.0, 60.0 - (time.monotonic() - began)))
 
 
 def _seconds(value: float | None) -> str:

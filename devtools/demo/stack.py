@@ -48,11 +48,17 @@ GPU_INSTANCES = 8
 STACK_PARAMETERS = {
     "DeploymentName": "dynamo",
     "NgcSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ngc-login-AbCdEf",
+    # No GPUs here: the GPU utilization signals have nothing to read. No JetStream streams
+    # either (Dynamo 1.6 keeps no work in JetStream, docs/signals.md).
+    "FrontendGpuUtilizationPct": "off",
+    "PrefillGpuUtilizationPct": "off",
+    "PrefillJetStreamLagPerReplica": "off",
 }
 HANDLERS = ("bootstrap", "infra_watcher", "metrics_collector", "scaler", "redeploy")
-# The demo's one change to the stack's configuration: a run of a few minutes needs 10-s
-# metrics (the high-resolution mode) and a one-minute scale-in window instead of five.
+# The demo's changes to the stack's configuration: a run of a few minutes needs 10-s metrics
+# (the high-resolution mode: six rounds per collector invocation) and a shorter scale-in window.
 DEMO_CONFIG = {
+    "DYNAMO_ECS_SIGNALS__SAMPLES_PER_INVOCATION": "6",
     "DYNAMO_ECS_SCALING__METRIC_PERIOD_S": "10",
     "DYNAMO_ECS_SCALING__SCALE_DOWN_STABILIZATION_S": "45",
     "DYNAMO_ECS_SCALING__RATE_LIMIT_PERIOD_S": "15",

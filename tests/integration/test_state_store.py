@@ -77,6 +77,18 @@ def test_records_are_compare_and_set(state_table: str) -> None:
     assert store.get_record("spec#frontend").data == {"image": "c"}
 
 
+def test_a_retried_write_whose_answer_was_lost_is_not_a_conflict(state_table: str) -> None:
+    # Given a write that reached the table (its answer lost, so botocore sends it again)
+    store = StateStore(state_table, "dynamo")
+    store.put_record("scaling#history", {"frontend": [1, 2]}, expected_version=0)
+    # When the same write arrives again, Then it is recognised as ours
+    again = store.put_record("scaling#history", {"frontend": [1, 2]}, expected_version=0)
+    assert again.version == 1
+    # but a different write at the old version is still a conflict
+    with pytest.raises(StaleRecordError):
+        store.put_record("scaling#history", {"frontend": [3]}, expected_version=0)
+
+
 def test_decision_log_is_newest_first_and_filterable(state_table: str) -> None:
     clock = [1_700_000_000.0]
     store = StateStore(state_table, "dynamo", clock=lambda: clock[0])

@@ -152,6 +152,7 @@ class StateStore:
     def put_record(self, name: str, data: dict[str, Any], expected_version: int) -> Record:
         """Write ``data`` if the record is still at ``expected_version``; else `StaleRecordError`."""
         new_version = expected_version + 1
+        body = json.dumps(data, sort_keys=True, separators=(",", ":"))
         condition = "attribute_not_exists(pk)" if expected_version == 0 else "version = :expected"
         values = {} if expected_version == 0 else {":expected": {"N": str(expected_version)}}
         try:
@@ -160,7 +161,7 @@ class StateStore:
                 Item={
                     "pk": {"S": self.pk},
                     "sk": {"S": f"record#{name}"},
-                    "data": {"S": json.dumps(data, sort_keys=True, separators=(",", ":"))},
+                    "data": {"S": body},
                     "version": {"N": str(new_version)},
                     "updated_at": {"S": _iso(self._clock())},
                 },
@@ -168,9 +169,17 @@ class StateStore:
                 **({"ExpressionAttributeValues": values} if values else {}),
             )
         except Exception as exc:
-            if _is_conditional_failure(exc):
-                raise StaleRecordError(f"record {name!r} changed since version {expected_version}") from exc
-            raise
+            if not _is_conditional_failure(exc):
+                raise
+            # botocore retries a write whose answer was lost; the retry then fails the
+            # condition on our own write. That write is the record now: not a conflict.
+            current = self.get_record(name)
+            if (
+                current.version == new_version
+                and json.dumps(current.data, sort_keys=True, separators=(",", ":")) == body
+            ):
+                return Record(data, new_version)
+            raise StaleRecordError(f"record {name!r} changed since version {expected_version}") from exc
         return Record(data, new_version)
 
     # -- decision log ----------------------------------------------------------------------

@@ -15,7 +15,7 @@ def instance_ip(container_instance: dict[str, str]) -> str:
 
 
 def test_host_mode_frontends_are_scraped_on_their_instance_ip(aws_env: MotoServer) -> None:
-    # Given frontend tasks (host network) on two GPU instances and a prefill task (bridge)
+    # Given frontend tasks on two GPU instances and a prefill task (both host network)
     config = DeploymentConfig()
     world = build_world(config, region="us-east-1", gpu_instances=2)
     world.create_gpu_services(pasted_ip="10.0.0.9")
@@ -33,7 +33,7 @@ def test_host_mode_frontends_are_scraped_on_their_instance_ip(aws_env: MotoServe
         frontends[i]["taskArn"]: f"http://{instance_ip(world.gpu_instances[i])}:8000/metrics" for i in (0, 1)
     }
     assert [t.task_arn for t in view.tasks["prefill"]] == [prefill["taskArn"]]
-    assert view.tasks["prefill"][0].network_mode == "bridge"
+    assert view.tasks["prefill"][0].network_mode == "host"
     # And the GPU instances of each service are known
     assert view.instance_ids("frontend") == sorted(i["ec2InstanceId"] for i in world.gpu_instances)
     assert view.instance_ids("prefill") == [world.gpu_instances[1]["ec2InstanceId"]]
