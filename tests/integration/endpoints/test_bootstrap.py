@@ -162,3 +162,36 @@ def test_no_infra_task_fails_create_with_the_reason(
     answer = cloudformation.answers[-1]
     assert answer["Status"] == "FAILED" and "no RUNNING task of service:dynamo-infra" in answer["Reason"]
     assert services() == {}
+
+
+def test_a_bad_configuration_answers_failed_with_the_fix_and_its_rollback_succeeds(
+    cloudformation: CloudFormationStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the environment a stack with GpuBudget=1 and the default minimums (1 + 1) hands over
+    monkeypatch.setenv("DYNAMO_ECS_GPU_BUDGET", "1")
+    # When the function is loaded (a cold start) and CloudFormation sends the Create
+    bootstrap = load_handler_module("bootstrap", fresh=True)
+    bootstrap.lambda_handler(request("Create", cloudformation.url, properties()), LambdaContext())
+    # Then CloudFormation hears FAILED at once, with the problem and the variable that fixes it
+    [answer] = cloudformation.answers
+    assert answer["Status"] == "FAILED"
+    assert "gpu_budget (1) < GPUs the minimums need (2)" in answer["Reason"]
+    assert "DYNAMO_ECS_GPU_BUDGET" in answer["Reason"]
+    # And the rollback's Delete (same physical id, same bad environment) succeeds without AWS
+    delete = request("Delete", cloudformation.url, properties())
+    delete["PhysicalResourceId"] = answer["PhysicalResourceId"]
+    bootstrap.lambda_handler(delete, LambdaContext())
+    assert cloudformation.answers[-1]["Status"] == "SUCCESS"
+    assert cloudformation.answers[-1]["PhysicalResourceId"] == answer["PhysicalResourceId"]
+
+
+def test_a_bad_configuration_fails_an_update_too(
+    cloudformation: CloudFormationStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DYNAMO_ECS_FRONTEND__MAX", "1")
+    monkeypatch.setenv("DYNAMO_ECS_FRONTEND__MIN", "2")
+    bootstrap = load_handler_module("bootstrap", fresh=True)
+    bootstrap.lambda_handler(request("Update", cloudformation.url, properties()), LambdaContext())
+    [answer] = cloudformation.answers
+    assert answer["Status"] == "FAILED" and "frontend.max (1) < frontend.min (2)" in answer["Reason"]
+    assert answer["PhysicalResourceId"] == "dynamo-gpu-services"  # unchanged: no replacement
