@@ -175,4 +175,4 @@ def _emit_scale_action(config: DeploymentConfig, change: ServiceDecision) -> Non
         # Powertools would add its own ``service`` dimension (POWERTOOLS_SERVICE_NAME), and a
         # CloudWatch query must name every dimension: the dashboard and alarms ask for exactly
         # Deployment and Service, as for every collector metric.
-        metric.service = None
+        metric.service = ""
