@@ -451,7 +451,7 @@ def test_parameters_are_guided_friendly_and_only_network_and_secret_are_required
     assert parameters["GpuInstanceType"]["Default"] == "g6e.2xlarge"
     assert (
         parameters["GpuAmiId"]["Default"]
-        == "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id"
+        == "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 from devtools.cloudformation_stub import CloudFormationStub
 from devtools.ecs_world import EcsWorld, build_world, task_private_ip
 from devtools.handlers import load_handler_module
-from dynamo_ecs import aws
+from dynamo_ecs import aws, capacity
 from dynamo_ecs.config import DeploymentConfig
 
 CONFIG = DeploymentConfig()
@@ -195,3 +195,37 @@ def test_a_bad_configuration_fails_an_update_too(
     [answer] = cloudformation.answers
     assert answer["Status"] == "FAILED" and "frontend.max (1) < frontend.min (2)" in answer["Reason"]
     assert answer["PhysicalResourceId"] == "dynamo-gpu-services"  # unchanged: no replacement
+
+
+def test_tasks_are_sized_for_the_stacks_instance_type(
+    world: EcsWorld, cloudformation: CloudFormationStub
+) -> None:
+    # Given the stack's instance type is a g5.xlarge (4 vCPUs, 16 GiB, 1 GPU)
+    bootstrap = load_handler_module("bootstrap")
+    world.run_infra_task()
+    props = properties(InstanceType="g5.xlarge")
+    # When CloudFormation creates the GPU services
+    bootstrap.lambda_handler(request("Create", cloudformation.url, props), LambdaContext())
+    assert cloudformation.answers[-1]["Status"] == "SUCCESS", cloudformation.answers[-1]
+    # Then every task asks for what one g5.xlarge can give (not the example's 40 GiB)
+    size = capacity.task_size("g5.xlarge")
+    for service in services().values():
+        definition = aws.client("ecs").describe_task_definition(taskDefinition=service["taskDefinition"])
+        task = definition["taskDefinition"]
+        assert (task["cpu"], task["memory"]) == (str(size.cpu), str(size.memory_mib))
+        assert int(task["memory"]) <= capacity.INSTANCE_TYPES["g5.xlarge"].registered_memory_mib
+        [gpu] = task["containerDefinitions"][0]["resourceRequirements"]
+        assert gpu == {"type": "GPU", "value": "1"}
+
+
+def test_an_unknown_instance_type_fails_create_naming_the_property(
+    world: EcsWorld, cloudformation: CloudFormationStub
+) -> None:
+    bootstrap = load_handler_module("bootstrap")
+    world.run_infra_task()
+    bootstrap.lambda_handler(
+        request("Create", cloudformation.url, properties(InstanceType="m5.large")), LambdaContext()
+    )
+    answer = cloudformation.answers[-1]
+    assert answer["Status"] == "FAILED" and "InstanceType" in answer["Reason"]
+    assert services() == {}

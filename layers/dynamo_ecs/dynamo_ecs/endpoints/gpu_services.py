@@ -20,9 +20,9 @@ import copy
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dynamo_ecs import aws
+from dynamo_ecs import aws, capacity
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
 from dynamo_ecs.endpoints.reconcile import APPLIED_RECORD, EndpointReconciler, digest
 from dynamo_ecs.endpoints.render import RenderContext, render_task_definition
@@ -51,6 +51,14 @@ class GpuServicesProperties(BaseModel):
     frontend_initial_count: int = Field(1, alias="FrontendInitialCount", ge=0)
     prefill_initial_count: int = Field(1, alias="PrefillInitialCount", ge=0)
     auto_scaling_group: str | None = Field(None, alias="AutoScalingGroup")  # read by the Delete only
+    instance_type: str | None = Field(None, alias="InstanceType")
+
+    @field_validator("instance_type")
+    @classmethod
+    def _known_instance_type(cls, value: str | None) -> str | None:
+        if value is not None:
+            capacity.instance_type(value)
+        return value
 
     def log_group(self, role: ServiceRole) -> str:
         return self.frontend_log_group if role == "frontend" else self.prefill_log_group
@@ -78,6 +86,8 @@ def spec_from_properties(
     spec["taskRoleArn"] = props.task_role_arn
     with_image(spec, props.image)
     with_model(spec, props.model)
+    if props.instance_type:
+        with_task_size(spec, capacity.task_size(props.instance_type, config.service(role).gpus_per_task))
     for container in spec["containerDefinitions"]:
         if props.ngc_secret_arn:
             container["repositoryCredentials"] = {"credentialsParameter": props.ngc_secret_arn}
@@ -92,6 +102,16 @@ def spec_from_properties(
         ):
             container.setdefault("healthCheck", FRONTEND_LIVENESS)
     return spec
+
+
+def with_task_size(spec: dict[str, Any], size: capacity.TaskSize) -> None:
+    """Task-level cpu and memory, and the GPUs of the container that asks for GPUs."""
+    spec["cpu"] = str(size.cpu)
+    spec["memory"] = str(size.memory_mib)
+    for container in spec["containerDefinitions"]:
+        for requirement in container.get("resourceRequirements", []):
+            if requirement.get("type") == "GPU":
+                requirement["value"] = str(size.gpus)
 
 
 # ECS replaces a frontend task whose process stopped answering. It probes /live (200 while the
@@ -161,6 +181,9 @@ def _service_definition(
             "maximumPercent": 200,
             "minimumHealthyPercent": 100,
         },
+        # Fill an instance's GPUs before starting another (multi-GPU types; dynamo_ecs/capacity.py):
+        # every task's memory is its GPUs' share of the instance, so packing memory packs GPUs.
+        "placementStrategy": [{"type": "binpack", "field": "memory"}],
         "propagateTags": "SERVICE",
         "tags": [{"key": "dynamo-ecs:deployment", "value": config.deployment}],
     }
