@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 CPU_UNITS_PER_VCPU = 1024
 # What the kernel and platform keep of the installed memory (conservative; see above).
@@ -90,6 +93,15 @@ def instance_type(name: str) -> InstanceType:
     if found is None:
         raise ValueError(f"unknown GPU instance type {name!r}; known: {', '.join(INSTANCE_TYPES)}")
     return found
+
+
+def known_instance_type(name: str) -> str:
+    instance_type(name)
+    return name
+
+
+# A field that holds one of `INSTANCE_TYPES` (the config's and the custom resource's).
+InstanceTypeName = Annotated[str, AfterValidator(known_instance_type)]
 
 
 def task_size(name: str, gpus: int = 1) -> TaskSize:

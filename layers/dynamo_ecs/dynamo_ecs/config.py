@@ -159,7 +159,7 @@ class DeploymentConfig(StrictModel):
     gpu_budget: int = Field(8, ge=1)
     # The GPU instance type (dynamo_ecs/capacity.py). Set, the budget counts the GPUs of the
     # instances the tasks need (one frontend per instance); unset, the GPUs the tasks ask for.
-    gpu_instance_type: str | None = None
+    gpu_instance_type: capacity.InstanceTypeName | None = None
     scaling: ScalingPolicy = ScalingPolicy()
     signals: SignalsConfig = SignalsConfig()
     rollout: RolloutConfig = RolloutConfig()
@@ -167,13 +167,6 @@ class DeploymentConfig(StrictModel):
 
     def service(self, role: ServiceRole) -> GpuServiceConfig:
         return self.frontend if role == "frontend" else self.prefill
-
-    @field_validator("gpu_instance_type")
-    @classmethod
-    def _known_instance_type(cls, value: str | None) -> str | None:
-        if value is not None:
-            capacity.instance_type(value)
-        return value
 
     def gpus_used(self, counts: Mapping[ServiceRole, int]) -> int:
         """The GPUs ``counts`` tasks take from the budget (see ``gpu_instance_type``)."""

@@ -138,16 +138,17 @@ def test_a_repeated_create_creates_nothing_twice(world: EcsWorld, cloudformation
     )
 
 
+@pytest.mark.parametrize(("name", "bad"), [("FrontendInitialCount", "many"), ("InstanceType", "m5.large")])
 def test_bad_properties_fail_with_the_field_and_create_nothing(
-    world: EcsWorld, cloudformation: CloudFormationStub
+    world: EcsWorld, cloudformation: CloudFormationStub, name: str, bad: str
 ) -> None:
     bootstrap = load_handler_module("bootstrap")
     world.run_infra_task()
     bootstrap.lambda_handler(
-        request("Create", cloudformation.url, properties(FrontendInitialCount="many")), LambdaContext()
+        request("Create", cloudformation.url, properties(**{name: bad})), LambdaContext()
     )
     answer = cloudformation.answers[-1]
-    assert answer["Status"] == "FAILED" and "FrontendInitialCount" in answer["Reason"]
+    assert answer["Status"] == "FAILED" and name in answer["Reason"]
     assert services() == {}
     # And the Delete CloudFormation sends after a failed Create succeeds
     bootstrap.lambda_handler(request("Delete", cloudformation.url, properties()), LambdaContext())
@@ -216,16 +217,3 @@ def test_tasks_are_sized_for_the_stacks_instance_type(
         assert int(task["memory"]) <= capacity.INSTANCE_TYPES["g5.xlarge"].registered_memory_mib
         [gpu] = task["containerDefinitions"][0]["resourceRequirements"]
         assert gpu == {"type": "GPU", "value": "1"}
-
-
-def test_an_unknown_instance_type_fails_create_naming_the_property(
-    world: EcsWorld, cloudformation: CloudFormationStub
-) -> None:
-    bootstrap = load_handler_module("bootstrap")
-    world.run_infra_task()
-    bootstrap.lambda_handler(
-        request("Create", cloudformation.url, properties(InstanceType="m5.large")), LambdaContext()
-    )
-    answer = cloudformation.answers[-1]
-    assert answer["Status"] == "FAILED" and "InstanceType" in answer["Reason"]
-    assert services() == {}

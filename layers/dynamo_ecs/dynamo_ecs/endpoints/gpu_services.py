@@ -20,7 +20,7 @@ import copy
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dynamo_ecs import aws, capacity
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
@@ -51,14 +51,7 @@ class GpuServicesProperties(BaseModel):
     frontend_initial_count: int = Field(1, alias="FrontendInitialCount", ge=0)
     prefill_initial_count: int = Field(1, alias="PrefillInitialCount", ge=0)
     auto_scaling_group: str | None = Field(None, alias="AutoScalingGroup")  # read by the Delete only
-    instance_type: str | None = Field(None, alias="InstanceType")
-
-    @field_validator("instance_type")
-    @classmethod
-    def _known_instance_type(cls, value: str | None) -> str | None:
-        if value is not None:
-            capacity.instance_type(value)
-        return value
+    instance_type: capacity.InstanceTypeName | None = Field(None, alias="InstanceType")
 
     def log_group(self, role: ServiceRole) -> str:
         return self.frontend_log_group if role == "frontend" else self.prefill_log_group
