@@ -49,6 +49,8 @@ INVOKES_LAMBDA = {"Custom::DynamoGpuServices"}
 # environments and conditions as numbers (so `PrefillMin = "0"` would not be equal to "0").
 
 CUSTOM_RESOURCE_ID = "GpuServices"
+# Properties of a custom resource that are CloudFormation's, not the function's.
+CLOUDFORMATION_OWN_PROPERTIES = {"ServiceToken", "ServiceTimeout"}
 
 
 def packaged_template() -> dict[str, Any]:
@@ -125,7 +127,7 @@ def with_property_outputs(template: dict[str, Any], properties: dict[str, Any]) 
     """Outputs that echo a resource's properties, so moto resolves their intrinsics for us."""
     echoed = copy.deepcopy(template)
     for name, value in properties.items():
-        if name != "ServiceToken":
+        if name not in CLOUDFORMATION_OWN_PROPERTIES:
             echoed["Outputs"][f"Prop{name}"] = {"Value": stand_in_for_missing(value, template)}
     return echoed
 

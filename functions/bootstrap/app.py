@@ -1,7 +1,9 @@
 """Bootstrap: the ``Custom::DynamoGpuServices`` resource. Creates, updates and deletes the GPU services.
 
-CloudFormation always gets an answer: SUCCESS with data, FAILED with the reason (bad
-properties, no infra task running, an AWS error), or FAILED just before a timeout.
+CloudFormation always gets an answer: SUCCESS with data, FAILED with the reason (a bad
+configuration, bad properties, no infra task running, an AWS error), or FAILED just before a
+timeout. The configuration is loaded inside the handler, so a bad parameter combination is
+a FAILED answer naming the fix, not an import error CloudFormation never hears about.
 """
 
 from __future__ import annotations
@@ -10,25 +12,36 @@ from typing import Any
 
 from dynamo_ecs.config import load_config
 from dynamo_ecs.endpoints.cfn_response import CloudFormationAnswer, drain_budget_s
-from dynamo_ecs.endpoints.gpu_services import handle
+from dynamo_ecs.endpoints.gpu_services import NOT_CREATED_SUFFIX, handle
 from dynamo_ecs.endpoints.runtime import reconciler
+from dynamo_ecs.errors import ConfigError
 from dynamo_ecs.observability import logger
-
-CONFIG = load_config()
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    answer = CloudFormationAnswer(event, physical_id=f"{CONFIG.deployment}-gpu-services")
+    logical_id = str(event.get("LogicalResourceId") or "GpuServices")
+    answer = CloudFormationAnswer(event, physical_id=f"{logical_id}{NOT_CREATED_SUFFIX}")
     timer = answer.answer_before_timeout(context)
     try:
         request_type = event.get("RequestType")
         if request_type not in ("Create", "Update", "Delete"):
             raise ValueError(f"RequestType {request_type!r}: expected Create, Update or Delete")
+        if request_type == "Delete" and answer.physical_id.endswith(NOT_CREATED_SUFFIX):
+            # The Create failed before anything was made (the rollback's Delete): nothing to undo,
+            # and a configuration that failed the Create must not fail the rollback too.
+            answer.send("SUCCESS", data={"Deleted": "", "Deregistered": "0", "Drained": "true"})
+            return {"status": answer.sent, "physical_id": answer.physical_id}
+        try:
+            config = load_config()
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (stack parameters: see docs/template.md, 'Parameter rules')") from None
+        if request_type == "Create":
+            answer.physical_id = f"{config.deployment}-gpu-services"
         data = handle(
             request_type,
             dict(event.get("ResourceProperties") or {}),
-            reconciler(CONFIG, context),
-            wait_s=drain_budget_s(context),
+            reconciler(config, context),
+            deadline_s=drain_budget_s(context),
         )
         answer.send("SUCCESS", data=data)
     except Exception as exc:  # every failure must reach CloudFormation, or the stack hangs

@@ -73,6 +73,11 @@ def container(service: dict[str, Any]) -> dict[str, Any]:
     return dict(described["taskDefinition"]["containerDefinitions"][0])
 
 
+def instances_of(autoscaling: Any, group: str) -> list[dict[str, Any]]:
+    [found] = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
+    return list(found["Instances"])
+
+
 def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_services(
     moto: MotoServer,
 ) -> None:
@@ -153,10 +158,20 @@ def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_s
                 assert rolled["image"].endswith(":0.7.0")
                 assert {"name": "ETCD_ENDPOINTS", "value": f"http://{ip}:2379"} in rolled["environment"]
 
+            # Given managed scaling has launched two GPU instances, protected from scale-in as the
+            # group's NewInstancesProtectedFromScaleIn makes every new instance
+            autoscaling: Any = boto3.client("autoscaling")
+            group = physical["GpuAutoScalingGroup"]
+            assert properties["AutoScalingGroup"] == group
+            autoscaling.update_auto_scaling_group(AutoScalingGroupName=group, DesiredCapacity=2)
+            assert [i["ProtectedFromScaleIn"] for i in instances_of(autoscaling, group)] == [True, True]
             # When the stack is deleted
             bootstrap.lambda_handler(request("Delete", cloudformation.url, new), context)
-            # Then both services are gone and their revisions deregistered
+            # Then both services are gone, their revisions deregistered, and no instance keeps the
+            # protection that would hold up CloudFormation's delete of the group
             assert cloudformation.answers[-1]["Status"] == "SUCCESS", cloudformation.answers[-1]
+            assert cloudformation.answers[-1]["Data"]["UnprotectedInstances"] == "2"
+            assert [i["ProtectedFromScaleIn"] for i in instances_of(autoscaling, group)] == [False, False]
             assert gpu_services(gpu_cluster) == {}
             for family in ("dynamo-frontend", "dynamo-prefill"):
                 active = boto3.client("ecs").list_task_definitions(familyPrefix=family, status="ACTIVE")

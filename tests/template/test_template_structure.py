@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from devtools.moto_stack import CLOUDFORMATION_OWN_PROPERTIES
 from devtools.services import MotoServer
 from devtools.template import load_template, resource, resources_of_type
 from dynamo_ecs import aws, metric_names
@@ -323,7 +324,7 @@ def test_cloudformation_owns_no_gpu_service_and_no_gpu_task_definition() -> None
 
 
 def test_custom_resource_properties_are_the_ones_the_bootstrap_function_reads() -> None:
-    properties = set(resource("GpuServices")["Properties"]) - {"ServiceToken"}
+    properties = set(resource("GpuServices")["Properties"]) - CLOUDFORMATION_OWN_PROPERTIES
     aliases = {f.alias for f in GpuServicesProperties.model_fields.values()}
     assert properties == aliases
     # Desired counts only at creation: a second deploy must not reset what the scaler set.
@@ -331,6 +332,44 @@ def test_custom_resource_properties_are_the_ones_the_bootstrap_function_reads() 
     # A new image or model parameter reaches the operator as an Update of this resource.
     props = resource("GpuServices")["Properties"]
     assert (props["Image"], props["Model"]) == ({"Ref": "DynamoImage"}, {"Ref": "ModelId"})
+
+
+def test_the_custom_resource_gives_up_in_minutes_and_is_never_replayed() -> None:
+    # CloudFormation waits ServiceTimeout for an answer (default 3600 s); the function answers
+    # within its own timeout, so the wait is bounded a little above that.
+    timeout = resource("BootstrapFunction")["Properties"]["Timeout"]
+    assert timeout < resource("GpuServices")["Properties"]["ServiceTimeout"] <= 2 * timeout
+    # No Lambda retries of CloudFormation's asynchronous invoke (a replayed Create or Delete),
+    # in the SAM template and in what the transform makes of it.
+    invoke = resource("BootstrapFunction")["Properties"]["EventInvokeConfig"]
+    assert invoke["MaximumRetryAttempts"] == 0
+    [config] = [
+        r["Properties"]
+        for r in transformed_template()["Resources"].values()
+        if r["Type"] == "AWS::Lambda::EventInvokeConfig"
+        and r["Properties"]["FunctionName"] == {"Ref": "BootstrapFunction"}
+    ]
+    assert config["MaximumRetryAttempts"] == 0
+
+
+def test_the_bootstrap_may_unprotect_only_the_stacks_gpu_instances() -> None:
+    [group_ref] = [resource("GpuServices")["Properties"]["AutoScalingGroup"]]
+    assert group_ref == {"Ref": "GpuAutoScalingGroup"}
+    name = resource("GpuAutoScalingGroup")["Properties"]["AutoScalingGroupName"]["Fn::Sub"]
+    statements = [
+        s
+        for o, s in iam_statements(load_template())
+        if "autoscaling:SetInstanceProtection" in as_list(s["Action"])
+    ]
+    [statement] = statements
+    assert as_list(statement["Action"]) == ["autoscaling:SetInstanceProtection"]
+    assert statement["Resource"]["Fn::Sub"].endswith(f":autoScalingGroup:*:autoScalingGroupName/{name}")
+    owners = {
+        o
+        for o, s in iam_statements(load_template())
+        if "autoscaling:SetInstanceProtection" in as_list(s["Action"])
+    }
+    assert owners == {"BootstrapFunction"}
 
 
 def test_custom_resource_is_created_after_and_deleted_before_what_it_needs() -> None:
@@ -412,7 +451,7 @@ def test_parameters_are_guided_friendly_and_only_network_and_secret_are_required
     assert parameters["GpuInstanceType"]["Default"] == "g6e.2xlarge"
     assert (
         parameters["GpuAmiId"]["Default"]
-        == "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id"
+        == "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
     )
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dynamo_ecs import capacity
 from dynamo_ecs.errors import ConfigError
 
 ENV_PREFIX = "DYNAMO_ECS_"
@@ -156,6 +157,9 @@ class DeploymentConfig(StrictModel):
     frontend: FrontendConfig = FrontendConfig()
     prefill: PrefillConfig = PrefillConfig()
     gpu_budget: int = Field(8, ge=1)
+    # The GPU instance type (dynamo_ecs/capacity.py). Set, the budget counts the GPUs of the
+    # instances the tasks need (one frontend per instance); unset, the GPUs the tasks ask for.
+    gpu_instance_type: capacity.InstanceTypeName | None = None
     scaling: ScalingPolicy = ScalingPolicy()
     signals: SignalsConfig = SignalsConfig()
     rollout: RolloutConfig = RolloutConfig()
@@ -163,6 +167,15 @@ class DeploymentConfig(StrictModel):
 
     def service(self, role: ServiceRole) -> GpuServiceConfig:
         return self.frontend if role == "frontend" else self.prefill
+
+    def gpus_used(self, counts: Mapping[ServiceRole, int]) -> int:
+        """The GPUs ``counts`` tasks take from the budget (see ``gpu_instance_type``)."""
+        gpus = {r: self.service(r).gpus_per_task for r in SERVICE_ROLES}
+        if self.gpu_instance_type is None:
+            return sum(counts[r] * gpus[r] for r in SERVICE_ROLES)
+        return capacity.gpus_paid(
+            self.gpu_instance_type, counts["frontend"], counts["prefill"], gpus["frontend"], gpus["prefill"]
+        )
 
     @model_validator(mode="after")
     def _check_bounds(self) -> DeploymentConfig:
@@ -185,12 +198,23 @@ class DeploymentConfig(StrictModel):
                 f"{env_name('scaling', 'prefill_scale_to_zero')}=true or "
                 f"{env_name('prefill', 'min')}=1"
             )
-        min_gpus = sum(self.service(r).min * self.service(r).gpus_per_task for r in SERVICE_ROLES)
-        if self.gpu_budget < min_gpus:
-            problems.append(
-                f"gpu_budget ({self.gpu_budget}) < GPUs the minimums need ({min_gpus}): raise "
-                f"{env_name('gpu_budget')} or lower frontend.min / prefill.min"
-            )
+        if self.gpu_instance_type is not None:
+            instance = capacity.instance_type(self.gpu_instance_type)
+            for role in SERVICE_ROLES:
+                if self.service(role).gpus_per_task > instance.gpus:
+                    problems.append(
+                        f"{role}.gpus_per_task ({self.service(role).gpus_per_task}) > the GPUs of one "
+                        f"{instance.name} ({instance.gpus}): lower {env_name(role, 'gpus_per_task')} "
+                        "or choose a larger instance type"
+                    )
+        if not problems:
+            min_gpus = self.gpus_used({r: self.service(r).min for r in SERVICE_ROLES})
+            on = f" on {self.gpu_instance_type} instances" if self.gpu_instance_type else ""
+            if self.gpu_budget < min_gpus:
+                problems.append(
+                    f"gpu_budget ({self.gpu_budget}) < GPUs the minimums need ({min_gpus}{on}): raise "
+                    f"{env_name('gpu_budget')} or lower frontend.min / prefill.min"
+                )
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -11,7 +11,7 @@ import pytest
 from devtools.cloudformation_stub import CloudFormationStub
 from devtools.ecs_world import EcsWorld, build_world, task_private_ip
 from devtools.handlers import load_handler_module
-from dynamo_ecs import aws
+from dynamo_ecs import aws, capacity
 from dynamo_ecs.config import DeploymentConfig
 
 CONFIG = DeploymentConfig()
@@ -138,16 +138,17 @@ def test_a_repeated_create_creates_nothing_twice(world: EcsWorld, cloudformation
     )
 
 
+@pytest.mark.parametrize(("name", "bad"), [("FrontendInitialCount", "many"), ("InstanceType", "m5.large")])
 def test_bad_properties_fail_with_the_field_and_create_nothing(
-    world: EcsWorld, cloudformation: CloudFormationStub
+    world: EcsWorld, cloudformation: CloudFormationStub, name: str, bad: str
 ) -> None:
     bootstrap = load_handler_module("bootstrap")
     world.run_infra_task()
     bootstrap.lambda_handler(
-        request("Create", cloudformation.url, properties(FrontendInitialCount="many")), LambdaContext()
+        request("Create", cloudformation.url, properties(**{name: bad})), LambdaContext()
     )
     answer = cloudformation.answers[-1]
-    assert answer["Status"] == "FAILED" and "FrontendInitialCount" in answer["Reason"]
+    assert answer["Status"] == "FAILED" and name in answer["Reason"]
     assert services() == {}
     # And the Delete CloudFormation sends after a failed Create succeeds
     bootstrap.lambda_handler(request("Delete", cloudformation.url, properties()), LambdaContext())
@@ -162,3 +163,57 @@ def test_no_infra_task_fails_create_with_the_reason(
     answer = cloudformation.answers[-1]
     assert answer["Status"] == "FAILED" and "no RUNNING task of service:dynamo-infra" in answer["Reason"]
     assert services() == {}
+
+
+def test_a_bad_configuration_answers_failed_with_the_fix_and_its_rollback_succeeds(
+    cloudformation: CloudFormationStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the environment a stack with GpuBudget=1 and the default minimums (1 + 1) hands over
+    monkeypatch.setenv("DYNAMO_ECS_GPU_BUDGET", "1")
+    # When the function is loaded (a cold start) and CloudFormation sends the Create
+    bootstrap = load_handler_module("bootstrap", fresh=True)
+    bootstrap.lambda_handler(request("Create", cloudformation.url, properties()), LambdaContext())
+    # Then CloudFormation hears FAILED at once, with the problem and the variable that fixes it
+    [answer] = cloudformation.answers
+    assert answer["Status"] == "FAILED"
+    assert "gpu_budget (1) < GPUs the minimums need (2)" in answer["Reason"]
+    assert "DYNAMO_ECS_GPU_BUDGET" in answer["Reason"]
+    # And the rollback's Delete (same physical id, same bad environment) succeeds without AWS
+    delete = request("Delete", cloudformation.url, properties())
+    delete["PhysicalResourceId"] = answer["PhysicalResourceId"]
+    bootstrap.lambda_handler(delete, LambdaContext())
+    assert cloudformation.answers[-1]["Status"] == "SUCCESS"
+    assert cloudformation.answers[-1]["PhysicalResourceId"] == answer["PhysicalResourceId"]
+
+
+def test_a_bad_configuration_fails_an_update_too(
+    cloudformation: CloudFormationStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DYNAMO_ECS_FRONTEND__MAX", "1")
+    monkeypatch.setenv("DYNAMO_ECS_FRONTEND__MIN", "2")
+    bootstrap = load_handler_module("bootstrap", fresh=True)
+    bootstrap.lambda_handler(request("Update", cloudformation.url, properties()), LambdaContext())
+    [answer] = cloudformation.answers
+    assert answer["Status"] == "FAILED" and "frontend.max (1) < frontend.min (2)" in answer["Reason"]
+    assert answer["PhysicalResourceId"] == "dynamo-gpu-services"  # unchanged: no replacement
+
+
+def test_tasks_are_sized_for_the_stacks_instance_type(
+    world: EcsWorld, cloudformation: CloudFormationStub
+) -> None:
+    # Given the stack's instance type is a g5.xlarge (4 vCPUs, 16 GiB, 1 GPU)
+    bootstrap = load_handler_module("bootstrap")
+    world.run_infra_task()
+    props = properties(InstanceType="g5.xlarge")
+    # When CloudFormation creates the GPU services
+    bootstrap.lambda_handler(request("Create", cloudformation.url, props), LambdaContext())
+    assert cloudformation.answers[-1]["Status"] == "SUCCESS", cloudformation.answers[-1]
+    # Then every task asks for what one g5.xlarge can give (not the example's 40 GiB)
+    size = capacity.task_size("g5.xlarge")
+    for service in services().values():
+        definition = aws.client("ecs").describe_task_definition(taskDefinition=service["taskDefinition"])
+        task = definition["taskDefinition"]
+        assert (task["cpu"], task["memory"]) == (str(size.cpu), str(size.memory_mib))
+        assert int(task["memory"]) <= capacity.INSTANCE_TYPES["g5.xlarge"].registered_memory_mib
+        [gpu] = task["containerDefinitions"][0]["resourceRequirements"]
+        assert gpu == {"type": "GPU", "value": "1"}

@@ -69,3 +69,18 @@ def observations(
             age = draw(st.floats(0, 120)) if fresh_only else draw(st.floats(0, 400))
             out[spec.key] = Observation(draw(values), NOW - age)
     return out
+
+
+@st.composite
+def configs_on_instance_types(draw: st.DrawFn) -> DeploymentConfig:
+    """A config with a GPU instance type, 1-GPU tasks and a budget the minimums fit."""
+    from dynamo_ecs import capacity
+
+    name = draw(st.sampled_from(sorted(capacity.INSTANCE_TYPES)))
+    tree: dict[str, Any] = {"gpu_instance_type": name, "scaling": {"prefill_scale_to_zero": True}}
+    for role, low in (("frontend", 1), ("prefill", 0)):
+        lo = draw(st.integers(low, 3))
+        tree[role] = {"min": lo, "max": draw(st.integers(max(lo, 1), 10))}
+    floor = capacity.gpus_paid(name, tree["frontend"]["min"], tree["prefill"]["min"])
+    tree["gpu_budget"] = draw(st.integers(floor, floor + 32))
+    return DeploymentConfig.model_validate(tree)

@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 from dynamo_ecs.scaling.decide import History, Observation, ServiceState, decide
 from dynamo_ecs.scaling.signals import signal_specs
-from tests.unit.scaling.strategies import NOW, configs, observations, states_within_bounds
+from tests.unit.scaling.strategies import (
+    NOW,
+    configs,
+    configs_on_instance_types,
+    observations,
+    states_within_bounds,
+)
 
 # CI runs a fixed sequence of examples (no flaky landings); locally each run explores anew.
 # SCALING_EXAMPLES raises the count for a longer hunt.
@@ -47,6 +53,16 @@ def test_gpus_never_exceed_the_budget(data: st.DataObject) -> None:
     decision = decide(config, states, data.draw(observations(config, fresh_only=True)), History(), NOW)
     used = sum(d.desired * config.service(r).gpus_per_task for r, d in decision.services.items())
     assert used <= config.gpu_budget
+
+
+@given(st.data())
+def test_the_instances_gpus_never_exceed_the_budget(data: st.DataObject) -> None:
+    # With an instance type, the budget counts the GPUs of the instances the tasks need
+    # (one frontend per instance), which is at least the GPUs the tasks ask for.
+    config = data.draw(configs_on_instance_types())
+    states = data.draw(states_within_bounds(config))
+    decision = decide(config, states, data.draw(observations(config, fresh_only=True)), History(), NOW)
+    assert config.gpus_used({r: d.desired for r, d in decision.services.items()}) <= config.gpu_budget
 
 
 @given(st.data(), st.floats(1.0, 10.0))

@@ -8,7 +8,8 @@ the ``Custom::DynamoGpuServices`` resource hands the operator its properties:
   rendered at the infra task running now, with the initial desired count;
 - Update: store the new specs, then the usual endpoint reconcile rolls them out at the
   current address. Desired counts are never touched (the scaler owns them);
-- Delete: scale both services to zero, delete them and deregister the families' revisions.
+- Delete: scale both services to zero, delete them, deregister the families' revisions and
+  clear the Auto Scaling group's scale-in protection, within the time left to answer.
 
 Every step is safe to repeat: CloudFormation may send the same request twice.
 """
@@ -21,10 +22,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from dynamo_ecs import aws, capacity
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
 from dynamo_ecs.endpoints.reconcile import APPLIED_RECORD, EndpointReconciler, digest
 from dynamo_ecs.endpoints.render import RenderContext, render_task_definition
 from dynamo_ecs.endpoints.specs_store import read_spec, spec_record_name, with_image, with_model
+from dynamo_ecs.endpoints.teardown import Deadline, clear_scale_in_protection, deregister_revisions
 from dynamo_ecs.errors import InfraNotReadyError, InvalidInputError
 from dynamo_ecs.infra import find_infra_endpoint
 from dynamo_ecs.observability import logger
@@ -47,6 +50,8 @@ class GpuServicesProperties(BaseModel):
     frontend_target_group_arn: str | None = Field(None, alias="FrontendTargetGroupArn")
     frontend_initial_count: int = Field(1, alias="FrontendInitialCount", ge=0)
     prefill_initial_count: int = Field(1, alias="PrefillInitialCount", ge=0)
+    auto_scaling_group: str | None = Field(None, alias="AutoScalingGroup")  # read by the Delete only
+    instance_type: capacity.InstanceTypeName | None = Field(None, alias="InstanceType")
 
     def log_group(self, role: ServiceRole) -> str:
         return self.frontend_log_group if role == "frontend" else self.prefill_log_group
@@ -74,6 +79,8 @@ def spec_from_properties(
     spec["taskRoleArn"] = props.task_role_arn
     with_image(spec, props.image)
     with_model(spec, props.model)
+    if props.instance_type:
+        with_task_size(spec, capacity.task_size(props.instance_type, config.service(role).gpus_per_task))
     for container in spec["containerDefinitions"]:
         if props.ngc_secret_arn:
             container["repositoryCredentials"] = {"credentialsParameter": props.ngc_secret_arn}
@@ -88,6 +95,16 @@ def spec_from_properties(
         ):
             container.setdefault("healthCheck", FRONTEND_LIVENESS)
     return spec
+
+
+def with_task_size(spec: dict[str, Any], size: capacity.TaskSize) -> None:
+    """Task-level cpu and memory, and the GPUs of the container that asks for GPUs."""
+    spec["cpu"] = str(size.cpu)
+    spec["memory"] = str(size.memory_mib)
+    for container in spec["containerDefinitions"]:
+        for requirement in container.get("resourceRequirements", []):
+            if requirement.get("type") == "GPU":
+                requirement["value"] = str(size.gpus)
 
 
 # ECS replaces a frontend task whose process stopped answering. It probes /live (200 while the
@@ -157,6 +174,9 @@ def _service_definition(
             "maximumPercent": 200,
             "minimumHealthyPercent": 100,
         },
+        # Fill an instance's GPUs before starting another (multi-GPU types; dynamo_ecs/capacity.py):
+        # every task's memory is its GPUs' share of the instance, so packing memory packs GPUs.
+        "placementStrategy": [{"type": "binpack", "field": "memory"}],
         "propagateTags": "SERVICE",
         "tags": [{"key": "dynamo-ecs:deployment", "value": config.deployment}],
     }
@@ -183,31 +203,53 @@ def update(reconciler: EndpointReconciler, props: GpuServicesProperties) -> dict
     return {"Endpoint": result.endpoint or "", "Status": result.status}
 
 
-def delete(reconciler: EndpointReconciler, wait_s: float = 0.0, poll_s: float = 5.0) -> dict[str, Any]:
-    """Scale to zero, delete both services, deregister the operator's revisions.
+def delete(
+    reconciler: EndpointReconciler,
+    properties: dict[str, Any] | None = None,
+    deadline: Deadline | None = None,
+    poll_s: float = 5.0,
+    autoscaling: Any = None,
+) -> dict[str, Any]:
+    """Scale to zero, delete both services, deregister the operator's revisions, unprotect instances.
 
-    Then wait up to ``wait_s`` for the services to drain (INACTIVE): CloudFormation removes
-    the capacity provider next, which ECS refuses while a service still uses it.
+    Everything fits ``deadline`` (the time left before CloudFormation must be answered):
+    deregistration may use half of it; the rest waits for the services to drain (INACTIVE),
+    because CloudFormation removes the capacity provider next, which ECS refuses while a
+    service still uses it. Last, the Auto Scaling group's instances lose their scale-in
+    protection, or CloudFormation's delete of the group would wait on them.
     """
     config, ecs = reconciler.config, reconciler.ecs
+    deadline = deadline or Deadline.after(0.0)
     deleted = []
     for name, service in _active_services(reconciler).items():
         ecs.update_service(cluster=config.gpu_cluster, service=name, desiredCount=0)
         ecs.delete_service(cluster=config.gpu_cluster, service=name, force=True)
         deleted.append(service["serviceName"])
-    drained = wait_until_inactive(ecs, config.gpu_cluster, deleted, wait_s, poll_s)
-    deregistered = 0
-    for role in SERVICE_ROLES:
-        family = config.service(role).family
-        for page in ecs.get_paginator("list_task_definitions").paginate(familyPrefix=family, status="ACTIVE"):
-            for arn in page.get("taskDefinitionArns", []):
-                if arn.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family:
-                    ecs.deregister_task_definition(taskDefinition=arn)
-                    deregistered += 1
+    families = [config.service(role).family for role in SERVICE_ROLES]
+    revisions = deregister_revisions(ecs, families, deadline.share(0.5))
+    drain_deadline = Deadline(deadline.at - PROTECTION_RESERVE_S, deadline.clock)
+    drained = wait_until_inactive(ecs, config.gpu_cluster, deleted, drain_deadline.remaining(), poll_s)
+    group = str((properties or {}).get("AutoScalingGroup") or "")
+    unprotected = 0
+    if group:
+        unprotected = clear_scale_in_protection(autoscaling or aws.client("autoscaling"), group)
     logger.info(
-        "GPU services deleted", extra={"services": deleted, "deregistered": deregistered, "drained": drained}
+        "GPU services deleted",
+        extra={
+            "services": deleted,
+            "deregistered": revisions.deregistered,
+            "all_deregistered": revisions.complete,
+            "drained": drained,
+            "unprotected_instances": unprotected,
+        },
     )
-    return {"Deleted": ",".join(deleted), "Deregistered": str(deregistered), "Drained": str(drained).lower()}
+    return {
+        "Deleted": ",".join(deleted),
+        "Deregistered": str(revisions.deregistered),
+        "AllDeregistered": str(revisions.complete).lower(),
+        "Drained": str(drained).lower(),
+        "UnprotectedInstances": str(unprotected),
+    }
 
 
 def wait_until_inactive(ecs: Any, cluster: str, names: list[str], wait_s: float, poll_s: float = 5.0) -> bool:
@@ -227,16 +269,20 @@ def wait_until_inactive(ecs: Any, cluster: str, names: list[str], wait_s: float,
 
 
 RequestType = Literal["Create", "Update", "Delete"]
+# The physical id of a Create that failed before it made anything: its rollback Delete is a no-op.
+NOT_CREATED_SUFFIX = "-not-created"
+# Time the Delete keeps for clearing scale-in protection after the drain wait.
+PROTECTION_RESERVE_S = 10.0
 
 
 def handle(
     request_type: RequestType,
     properties: dict[str, Any],
     reconciler: EndpointReconciler,
-    wait_s: float = 0.0,
+    deadline_s: float = 0.0,
 ) -> dict[str, Any]:
-    """``wait_s``: how long a Delete may wait for the services to drain."""
+    """``deadline_s``: how long a Delete may take before CloudFormation must be answered."""
     if request_type == "Delete":
-        return delete(reconciler, wait_s)
+        return delete(reconciler, properties, Deadline.after(deadline_s))
     props = parse_properties(properties)
     return create(reconciler, props) if request_type == "Create" else update(reconciler, props)

@@ -358,24 +358,21 @@ def fit_budget(
     kept counts exceed the budget (the budget was lowered), the service under the lowest
     pressure gives GPUs back first, never below its minimum.
     """
-    gpus = {r: config.service(r).gpus_per_task for r in SERVICE_ROLES}
     budget = config.gpu_budget
-    if sum(wanted[r] * gpus[r] for r in SERVICE_ROLES) <= budget:
+    if config.gpus_used(wanted) <= budget:
         return dict(wanted), None
     order = sorted(SERVICE_ROLES, key=lambda r: (-pressure.get(r, 0.0), SERVICE_ROLES.index(r)))
     granted = {r: max(config.service(r).min, min(wanted[r], current[r])) for r in SERVICE_ROLES}
-    excess = sum(granted[r] * gpus[r] for r in SERVICE_ROLES) - budget
+    # One task at a time: the GPUs a count uses need not be linear in it (one frontend per
+    # instance on multi-GPU instances, dynamo_ecs/capacity.py).
     for role in reversed(order):
-        if excess <= 0:
-            break
-        give_back = min(math.ceil(excess / gpus[role]), granted[role] - config.service(role).min)
-        granted[role] -= give_back
-        excess -= give_back * gpus[role]
-    left = budget - sum(granted[r] * gpus[r] for r in SERVICE_ROLES)
+        while config.gpus_used(granted) > budget and granted[role] > config.service(role).min:
+            granted[role] -= 1
     for role in order:
-        extra = max(min(wanted[role] - granted[role], left // gpus[role]), 0)
-        granted[role] += extra
-        left -= extra * gpus[role]
+        while (
+            granted[role] < wanted[role] and config.gpus_used({**granted, role: granted[role] + 1}) <= budget
+        ):
+            granted[role] += 1
     note = (
         f"GPU budget {budget} binds: asked "
         + ", ".join(f"{r} {wanted[r]}" for r in SERVICE_ROLES)

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from dynamo_ecs.clock import now as clock_now
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 from dynamo_ecs.errors import LeaseHeldError
+from dynamo_ecs.metric_names import DIMENSION_DEPLOYMENT, DIMENSION_SERVICE
 from dynamo_ecs.observability import logger
 from dynamo_ecs.scaling.decide import Decision, History, Observation, ServiceDecision, ServiceState, decide
 from dynamo_ecs.scaling.metrics_reader import read_observations
@@ -169,6 +170,9 @@ def _emit_scale_action(config: DeploymentConfig, change: ServiceDecision) -> Non
         unit=MetricUnit.Count,
         value=1,
         namespace=config.signals.namespace,
-        default_dimensions={"Deployment": config.deployment, "Service": change.role},
-    ):
-        pass
+        default_dimensions={DIMENSION_DEPLOYMENT: config.deployment, DIMENSION_SERVICE: change.role},
+    ) as metric:
+        # Powertools would add its own ``service`` dimension (POWERTOOLS_SERVICE_NAME), and a
+        # CloudWatch query must name every dimension: the dashboard and alarms ask for exactly
+        # Deployment and Service, as for every collector metric.
+        metric.service = ""
