@@ -23,7 +23,7 @@ def write_chart(result: DemoResult, path: Path, ttft_target_ms: float) -> Path:
     load_axis, ttft_axis, *task_axes = axes
     figure.suptitle("dynamo-ecs-operator local demo: real Dynamo processes, real time")
 
-    load_axis.step(seconds, [s.load for s in result.samples], where="pre", color="tab:purple", label="load")
+    load_axis.step(seconds, [s.load for s in result.samples], where="post", color="tab:purple", label="load")
     load_axis.set_ylabel("completions/s sent")
     load_axis.legend(loc="upper right")
 
@@ -36,7 +36,8 @@ def write_chart(result: DemoResult, path: Path, ttft_target_ms: float) -> Path:
         label="TTFT p90, published from the real frontends' /metrics",
     )
     ttft_axis.axhline(ttft_target_ms, color="tab:red", linestyle="--", label=f"target {ttft_target_ms:g} ms")
-    ttft_axis.set_ylabel("TTFT p90 (ms)")
+    ttft_axis.set_yscale("log")
+    ttft_axis.set_ylabel("TTFT p90 (ms, log)")
     ttft_axis.legend(loc="upper right")
 
     roles: tuple[tuple[Any, ServiceRole, str], ...] = (
@@ -80,11 +81,11 @@ def write_chart(result: DemoResult, path: Path, ttft_target_ms: float) -> Path:
             xytext=(3, 0),
             textcoords="offset points",
         )
-    for begin, end, label in result.outages:
+    for index, (begin, end, label) in enumerate(result.outages):
         duration = "never" if end is None else f"{end - begin:.0f} s"
         ttft_axis.annotate(
             f"{label}: {duration}",
-            (begin, 0.9),
+            (begin, 0.9 - 0.12 * index),
             xycoords=("data", "axes fraction"),
             fontsize=8,
             color="tab:orange",

@@ -35,13 +35,13 @@ from dynamo_ecs.scaling.signals import alarm_name, signal_specs
 Narrate = Callable[[str], None]
 NEW_MODEL = "Qwen/Qwen3-8B"
 TICK_S = 10.0
-SCHEDULE_EVERY_TICKS = 6  # the scaler's one-minute schedule
+SCHEDULE_EVERY_TICKS = 3  # the scaler's schedule: every 30 s here (one minute in the stack)
 SERVE_TIMEOUT_S = 90.0
-OUTAGE_BOUND_S = 40.0  # how long the demo lets the deployment run without the operator
-# A prompt of 300 tokens of the tiny model's vocabulary: prefill work the mocker models.
-PROMPT = " ".join(f"w{i % 400}" for i in range(300))
-HIGH_LOAD_PER_S, LOW_LOAD_PER_S = 14.0, 2.0
-HIGH_LOAD_S, LOW_LOAD_S = 80.0, 70.0
+OUTAGE_BOUND_S = 60.0  # how long the demo lets the deployment run without the operator
+# A prompt of 1000 tokens of the tiny model's vocabulary: prefill work the mocker models.
+PROMPT = " ".join(f"w{i % 400}" for i in range(1000))
+HIGH_LOAD_PER_S, LOW_LOAD_PER_S = 8.0, 2.0
+HIGH_LOAD_S, LOW_LOAD_S = 50.0, 100.0
 
 
 @dataclass
@@ -343,6 +343,7 @@ class Scenario:
         load = LoadRun(self.stack.deployment.frontend_urls, MODEL, 0.0, PROMPT).start(
             HIGH_LOAD_S + LOW_LOAD_S + 60
         )
+        collector = CollectorSchedule(self.stack).start()
         try:
             self.result.steps["load_rises"] = self.load_phase(
                 "4. load rises", HIGH_LOAD_PER_S, HIGH_LOAD_S, load

@@ -60,15 +60,17 @@ HANDLERS = ("bootstrap", "infra_watcher", "metrics_collector", "scaler", "redepl
 DEMO_CONFIG = {
     "DYNAMO_ECS_SIGNALS__SAMPLES_PER_INVOCATION": "6",
     "DYNAMO_ECS_SCALING__METRIC_PERIOD_S": "10",
-    "DYNAMO_ECS_SCALING__SCALE_DOWN_STABILIZATION_S": "45",
+    "DYNAMO_ECS_SCALING__SCALE_DOWN_STABILIZATION_S": "30",
     "DYNAMO_ECS_SCALING__RATE_LIMIT_PERIOD_S": "15",
     "DYNAMO_ECS_SCALING__METRIC_MAX_AGE_S": "40",
 }
-# What the mocker stands in for: model load time, and an engine slow enough that a few
-# requests a second queue up on one worker (FACTS.md §4 has the mocker's knobs).
+# What the mocker stands in for: the model load (--startup-time), and an engine whose prefill
+# of a 1000-token prompt takes about 0.2 s, one sequence at a time (--speedup-ratio,
+# --max-num-seqs), so that one prefill worker serves about 4 requests a second and a few
+# more queue up: the TTFT the frontends measure then depends on the prefill capacity.
 ENGINE_ARGS = {
     "frontend": ("--startup-time", "3", "--speedup-ratio", "0.5"),
-    "prefill": ("--startup-time", "3", "--speedup-ratio", "0.5"),
+    "prefill": ("--startup-time", "3", "--speedup-ratio", "0.1", "--max-num-seqs", "1"),
 }
 
 
