@@ -9,42 +9,34 @@ returns, per service, the diff between the running and the would-be task definit
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
 from dynamo_ecs.endpoints.reconcile import EndpointReconciler, ReconcileResult
+from dynamo_ecs.endpoints.spec_validation import IMAGE_PATTERN, ModelId, validate_spec
 from dynamo_ecs.endpoints.specs_store import read_spec, spec_record_name, with_command, with_image, with_model
 from dynamo_ecs.errors import InvalidInputError
 
-# registry[:port]/path[:tag][@sha256:digest], lower-case path components as OCI references have.
-IMAGE_PATTERN = (
-    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
-)
+MAX_COMMAND_PARTS = 64
+MAX_COMMAND_PART = 8192
 
 
 class RedeployPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Strict: ``"yes"`` is not true and ``"1"`` is not a number; unknown fields are errors."""
 
-    services: list[ServiceRole] | None = Field(None, min_length=1)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    services: list[ServiceRole] | None = Field(None, min_length=1, max_length=len(SERVICE_ROLES))
     image: str | None = Field(None, pattern=IMAGE_PATTERN, max_length=512)
-    model: str | None = Field(None, pattern=r"^\S+$", max_length=256)
-    command: list[str] | None = Field(None, min_length=1)
+    model: ModelId | None = None
+    command: (
+        list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_COMMAND_PART)]] | None
+    ) = Field(None, min_length=1, max_length=MAX_COMMAND_PARTS)
     force: bool = False
     dry_run: bool = False
     spec: dict[ServiceRole, dict[str, Any]] | None = None
-
-    @field_validator("spec")
-    @classmethod
-    def _spec_is_a_task_definition(cls, value: dict[str, dict[str, Any]] | None) -> Any:
-        for role, spec in (value or {}).items():
-            if not isinstance(spec.get("containerDefinitions"), list) or not spec["containerDefinitions"]:
-                raise ValueError(f"spec.{role}.containerDefinitions: a non-empty list is required")
-            if not isinstance(spec.get("family"), str):
-                raise ValueError(f"spec.{role}.family: a string is required")
-        return value
 
     @property
     def roles(self) -> tuple[ServiceRole, ...]:
@@ -65,7 +57,10 @@ def parse_payload(event: Any) -> RedeployPayload:
 
 
 def new_specs(payload: RedeployPayload, reconciler: EndpointReconciler) -> dict[ServiceRole, dict[str, Any]]:
-    """Each selected service's spec after the payload's changes (nothing stored yet)."""
+    """Each selected service's spec after the payload's changes, each checked whole (nothing stored yet).
+
+    Raises `InvalidSpecError` naming every problem of every spec before anything is written.
+    """
     specs: dict[ServiceRole, dict[str, Any]] = {}
     for role in payload.roles:
         base = (payload.spec or {}).get(role) or read_spec(reconciler.store, reconciler.config, role)[0]
@@ -77,7 +72,7 @@ def new_specs(payload: RedeployPayload, reconciler: EndpointReconciler) -> dict[
             with_model(spec, payload.model)
         if payload.command:
             with_command(spec, payload.command)
-        specs[role] = spec
+        specs[role] = validate_spec(spec, f"spec.{role}")
     return specs
 
 

@@ -71,8 +71,9 @@ def _substitute_values(node: Any, context: RenderContext, key: str | None = None
 
 def _rewrite_endpoint_variables(container: dict[str, Any], endpoint: InfraEndpoint) -> None:
     urls = {"ETCD_ENDPOINTS": endpoint.etcd_url, "NATS_SERVER": endpoint.nats_url}
-    for variable in container.get("environment") or []:
-        if variable.get("name") in urls:
+    environment = container.get("environment")
+    for variable in environment if isinstance(environment, list) else []:
+        if isinstance(variable, dict) and variable.get("name") in urls:
             variable["value"] = urls[variable["name"]]
 
 
@@ -90,8 +91,10 @@ def find_placeholders(node: Any, path: str = "$") -> list[str]:
 def render_task_definition(spec: dict[str, Any], context: RenderContext) -> dict[str, Any]:
     """The RegisterTaskDefinition input for ``spec`` at ``context``'s endpoint."""
     rendered: dict[str, Any] = _substitute_values(strip_read_only(copy.deepcopy(spec)), context)
-    for container in rendered.get("containerDefinitions") or []:
-        _rewrite_endpoint_variables(container, context.endpoint)
+    containers = rendered.get("containerDefinitions")
+    for container in containers if isinstance(containers, list) else []:
+        if isinstance(container, dict):
+            _rewrite_endpoint_variables(container, context.endpoint)
     left = find_placeholders(rendered)
     if left:
         raise PlaceholderError(
