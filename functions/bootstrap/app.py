@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from dynamo_ecs.config import load_config
-from dynamo_ecs.endpoints.cfn_response import CloudFormationAnswer, drain_budget_s
+from dynamo_ecs.endpoints.cfn_response import CloudFormationAnswer, answerable, drain_budget_s, parse_request
 from dynamo_ecs.endpoints.gpu_services import handle
 from dynamo_ecs.endpoints.runtime import reconciler
 from dynamo_ecs.observability import logger
@@ -17,16 +17,18 @@ from dynamo_ecs.observability import logger
 CONFIG = load_config()
 
 
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    if not answerable(event):
+        reason = "not a CloudFormation custom resource request: no ResponseURL to answer"
+        logger.warning("event ignored", extra={"reason": reason})
+        return {"status": "ignored", "reason": reason}
     answer = CloudFormationAnswer(event, physical_id=f"{CONFIG.deployment}-gpu-services")
     timer = answer.answer_before_timeout(context)
     try:
-        request_type = event.get("RequestType")
-        if request_type not in ("Create", "Update", "Delete"):
-            raise ValueError(f"RequestType {request_type!r}: expected Create, Update or Delete")
+        request = parse_request(event)
         data = handle(
-            request_type,
-            dict(event.get("ResourceProperties") or {}),
+            request.request_type,
+            request.resource_properties,
             reconciler(CONFIG, context),
             wait_s=drain_budget_s(context),
         )
