@@ -17,6 +17,8 @@ from devtools.handlers import load_handler_module
 from devtools.services import MotoServer
 from dynamo_ecs import aws
 from dynamo_ecs.config import DeploymentConfig
+from dynamo_ecs.endpoints.reconcile import REGISTER_ATTEMPTS
+from dynamo_ecs.endpoints.render import RENDERING_TAG
 from dynamo_ecs.state import StateStore
 
 REGION = "us-east-1"
@@ -193,9 +195,9 @@ def test_another_services_event_is_not_ours(deployment: Deployment, watcher: Any
 
 
 def test_a_throttled_write_converges_when_the_platform_retries(deployment: Deployment, watcher: Any) -> None:
-    # Given RegisterTaskDefinition fails throttled on the first invocation
-    ecs = aws.client("ecs")
-    failures = {"left": 1}
+    # Given RegisterTaskDefinition fails throttled on every attempt of the first invocation
+    ecs = aws.client("ecs", max_attempts=1)  # the client the reconciler registers through
+    failures = {"left": REGISTER_ATTEMPTS}
 
     def throttle(**_: Any) -> None:
         if failures["left"] > 0:
@@ -215,6 +217,33 @@ def test_a_throttled_write_converges_when_the_platform_retries(deployment: Deplo
     # Then it converges: the new address, one revision per family
     assert result["status"] == "applied"
     assert len(revisions("Dynamo-frontend")) == 2
+
+
+def test_a_lost_register_answer_reuses_the_revision_it_made(deployment: Deployment, watcher: Any) -> None:
+    # Given RegisterTaskDefinition succeeds on ECS but its answer is lost (a timeout, a 503 after the work)
+    ecs = aws.client("ecs", max_attempts=1)
+    lost = {"left": 1}
+
+    def lose_answer(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+        if lost["left"] > 0 and http_response.status_code == 200:
+            lost["left"] -= 1
+            raise ClientError(
+                {"Error": {"Code": "ServerException", "Message": "lost"}, "ResponseMetadata": {"HTTPStatusCode": 500}},
+                "RegisterTaskDefinition",
+            )
+
+    ecs.meta.events.register("after-call.ecs.RegisterTaskDefinition", lose_answer)
+    try:
+        # When the watcher reconciles
+        result = watcher.lambda_handler(event_for(deployment.second, 2, "e-lost"), LambdaContext())
+    finally:
+        ecs.meta.events.unregister("after-call.ecs.RegisterTaskDefinition", lose_answer)
+    # Then the revision ECS made is found by its digest tag and rolled: no twin
+    assert result["status"] == "applied" and lost["left"] == 0
+    assert len(revisions("Dynamo-frontend")) == 2
+    assert len(revisions("Dynamo-backend")) == 2
+    tags = aws.client("ecs").describe_task_definition(taskDefinition="Dynamo-frontend", include=["TAGS"])["tags"]
+    assert RENDERING_TAG in {t["key"] for t in tags}
 
 
 def test_redeploy_dry_run_shows_the_diff_and_writes_nothing(deployment: Deployment, redeploy: Any) -> None:

@@ -152,7 +152,7 @@ def create(reconciler: EndpointReconciler, props: GpuServicesProperties) -> dict
         if name in existing:
             continue
         rendered = render_task_definition(spec, context)
-        revision = ecs.register_task_definition(**rendered)["taskDefinition"]["taskDefinitionArn"]
+        revision = reconciler.revision_for(rendered, digest(rendered))
         ecs.create_service(**_service_definition(config, role, props, revision))
         applied[role] = {"revision": revision, "digest": digest(rendered), "attempts": 0}
         logger.info("GPU service created", extra={"service": name, "revision": revision})

@@ -41,6 +41,9 @@ READ_ONLY_FIELDS = (
     "deregisteredAt",
 )
 ENDPOINT_VARIABLES = ("ETCD_ENDPOINTS", "NATS_SERVER")
+# The tag the operator puts on each revision it registers: the digest of the rendering, so a
+# retry after a crash or a lost answer finds that revision instead of registering a twin.
+RENDERING_TAG = "dynamo-ecs:rendering-sha256"
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,12 @@ class RenderContext:
 
 
 def strip_read_only(task_definition: dict[str, Any]) -> dict[str, Any]:
-    """A described revision made fit for RegisterTaskDefinition again."""
-    return {k: v for k, v in task_definition.items() if k not in READ_ONLY_FIELDS}
+    """A described revision made fit for RegisterTaskDefinition again (our rendering tag dropped too)."""
+    stripped = {k: v for k, v in task_definition.items() if k not in READ_ONLY_FIELDS}
+    tags = stripped.get("tags")
+    if isinstance(tags, list):
+        stripped["tags"] = [t for t in tags if not (isinstance(t, dict) and t.get("key") == RENDERING_TAG)]
+    return stripped
 
 
 def _substitute_values(node: Any, context: RenderContext, key: str | None = None) -> Any:
