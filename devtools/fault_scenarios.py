@@ -134,7 +134,10 @@ class FaultBench:
             answer = ecs.describe_task_definition(taskDefinition=service["taskDefinition"], include=["TAGS"])
             if RENDERING_TAG not in {t["key"] for t in answer.get("tags", [])}:
                 problems.append(f"{service['serviceName']} runs {service['taskDefinition']}, not a rendering")
-            env = {v["name"]: v["value"] for v in answer["taskDefinition"]["containerDefinitions"][0]["environment"]}
+            env = {
+                v["name"]: v["value"]
+                for v in answer["taskDefinition"]["containerDefinitions"][0]["environment"]
+            }
             if env.get("ETCD_ENDPOINTS") != f"http://{task_private_ip(self.infra_task)}:2379":
                 problems.append(f"{service['serviceName']} is not on the infra task running now")
         holder = self.store.lease_holder()
