@@ -276,6 +276,39 @@ def test_redeploy_new_image_is_kept_by_the_next_infra_change(
     assert env_of(frontend_def)["ETCD_ENDPOINTS"] == f"http://{task_private_ip(third)}:2379"
 
 
+@pytest.mark.parametrize(
+    "break_spec",
+    [
+        lambda c: c.pop("image"),
+        lambda c: c.update(cpu="lots"),
+        lambda c: c["resourceRequirements"][0].update(value="two"),
+        lambda c: c.update(unknownField=1),
+    ],
+    ids=["no image", "cpu lots", "gpu two", "unknown field"],
+)
+def test_a_bad_redeploy_is_never_stored_and_the_good_spec_keeps_serving(
+    deployment: Deployment, redeploy: Any, watcher: Any, break_spec: Any
+) -> None:
+    # Given a good redeploy of a new image
+    image = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0"
+    assert redeploy.lambda_handler({"image": image}, LambdaContext())["status"] == "applied"
+    store = StateStore(CONFIG.state_table, CONFIG.deployment)
+    stored = store.get_record("spec#frontend")
+    # When a whole spec with one bad field is redeployed
+    spec = deployment.world.gpu_spec("frontend")
+    break_spec(spec["containerDefinitions"][0])
+    result = redeploy.lambda_handler({"spec": {"frontend": spec}}, LambdaContext())
+    # Then it is refused naming the field, and the stored spec is the good one still
+    assert result["status"] == "refused" and "spec.frontend.containerDefinitions[0]" in result["error"]
+    assert store.get_record("spec#frontend") == stored
+    # And the next infra replacement rolls the good spec onto the new address
+    third = deployment.world.replace_infra_task(deployment.second["taskArn"])
+    assert watcher.lambda_handler(event_for(third, 3, "e-3"), LambdaContext())["status"] == "applied"
+    frontend = running_definition("frontend")
+    assert frontend["containerDefinitions"][0]["image"] == image
+    assert env_of(frontend)["ETCD_ENDPOINTS"] == f"http://{task_private_ip(third)}:2379"
+
+
 def test_redeploy_force_rolls_even_when_nothing_changed(deployment: Deployment, redeploy: Any) -> None:
     redeploy.lambda_handler({}, LambdaContext())
     assert redeploy.lambda_handler({}, LambdaContext())["status"] == "unchanged"
@@ -292,6 +325,12 @@ def test_redeploy_force_rolls_even_when_nothing_changed(deployment: Deployment, 
         ({"image": "Not A Valid Image!"}, "image"),
         ({"imgae": "x"}, "imgae"),
         ({"force": "maybe"}, "force"),
+        ({"force": "yes"}, "force"),
+        ({"force": 1}, "force"),
+        ({"dry_run": "no"}, "dry_run"),
+        ({"model": "Qwen/Qwen3;reboot"}, "model"),
+        ({"model": "$(touch /tmp/x)"}, "model"),
+        ({"spec": {"frontend": {"containerDefinitions": [1]}}}, "spec.frontend.containerDefinitions[0]"),
         ({"spec": {"frontend": {"family": "x"}}}, "spec"),
     ],
 )
