@@ -1,4 +1,4 @@
-"""Bad input and faults against moto server: fuzz cases, the AWS writes they caused, fault runs, twin revisions.
+"""Bad input and faults on moto server: fuzz cases, the writes they caused, fault runs, twin revisions.
 
 - fuzz: every handler gets hypothesis-generated malformed events and payloads
   (`devtools.fuzz_inputs`); each must be refused or ignored, and every AWS call is recorded
@@ -42,7 +42,12 @@ from devtools.template import create_state_table
 from dynamo_ecs import aws
 from dynamo_ecs.config import DeploymentConfig
 
-EXPECTED = {"redeploy": "refused", "scaler": "ignored", "metrics_collector": "ignored", "infra_watcher": "ignored"}
+EXPECTED = {
+    "redeploy": "refused",
+    "scaler": "ignored",
+    "metrics_collector": "ignored",
+    "infra_watcher": "ignored",
+}
 
 
 @dataclass
@@ -61,7 +66,11 @@ class FuzzTally:
 
 
 def _fuzz(
-    tally: FuzzTally, calls: AwsCalls, strategy: st.SearchStrategy[Case], invoke: Callable[[Any], bool], n: int
+    tally: FuzzTally,
+    calls: AwsCalls,
+    strategy: st.SearchStrategy[Case],
+    invoke: Callable[[Any], bool],
+    n: int,
 ) -> None:
     @settings(max_examples=n, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(case=strategy)

@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.awsrequest import AWSResponse, HTTPHeaders
+
 from dynamo_ecs import aws
 
 READ_PREFIXES = ("Describe", "List", "Get", "BatchGet", "Query", "Scan")
@@ -98,18 +100,16 @@ class Faults:
     def before_send(self, request: Any, event_name: str, **_: Any) -> Any:
         if self.rate <= 0 or self._random.random() >= self.rate:
             return None
-        from botocore.awsrequest import AWSResponse
-
         service = event_name.split(".")[1]
         if service in JSON_PROTOCOL_SERVICES and self._random.random() < 0.5:
             self.injected["throttled"] += 1
             body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
-            return AWSResponse(request.url, 400, {"x-amzn-RequestId": "fault"}, _Body(body))
+            return AWSResponse(request.url, 400, _headers(), _Body(body))
         from botocore.httpsession import URLLib3Session
 
         URLLib3Session().send(request)  # moto does the work; the answer is then lost
         self.injected["lost_answer"] += 1
-        return AWSResponse(request.url, 503, {"x-amzn-RequestId": "fault"}, _Body(b""))
+        return AWSResponse(request.url, 503, _headers(), _Body(b""))
 
 
 @contextlib.contextmanager
@@ -124,3 +124,9 @@ def injecting(faults: Faults) -> Iterator[Faults]:
         aws.events().unregister("before-call", faults.before_call)
         aws.events().unregister("before-send", faults.before_send)
         aws.reset_clients()
+
+
+def _headers() -> HTTPHeaders:
+    headers = HTTPHeaders()
+    headers["x-amzn-RequestId"] = "fault"
+    return headers

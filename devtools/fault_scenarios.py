@@ -98,7 +98,7 @@ class FaultBench:
         return counter.calls
 
     def run(self, change: Change, faults: Faults, retry_faults: Faults | None = None) -> RunOutcome:
-        """``faults`` for the first invocation; ``retry_faults`` (default: none) for the platform's retries."""
+        """``faults`` for the first invocation, ``retry_faults`` (default none) for the platform's retries."""
         before = self.active_revisions()
         invoke = self.make_change(change)
         invocations = 0

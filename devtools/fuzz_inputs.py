@@ -65,7 +65,8 @@ HUGE = st.integers(min_value=300, max_value=2_000_000).map(lambda n: "a" * n)
 def _with_metachar(draw: st.DrawFn) -> str:
     head = draw(st.text(alphabet="abcdefghijklmnopqrstuvwxyzQ0123456789/-", max_size=12))
     tail = draw(st.text(max_size=12))
-    return head + draw(st.sampled_from([*SHELL, "$(", "&&", "||", "`"])) + tail
+    syntax: str = draw(st.sampled_from([*SHELL, "$(", "&&", "||", "`"]))
+    return head + syntax + tail
 
 
 def hostile_model_ids() -> st.SearchStrategy[str]:
@@ -424,7 +425,7 @@ def bootstrap_cases(draw: st.DrawFn, response_url: str) -> Case:
         "ResourceType": "Custom::DynamoGpuServices",
         "PhysicalResourceId": "dynamo-gpu-services",
     }
-    props = dict(GOOD_PROPERTIES)
+    props: dict[str, Any] = dict(GOOD_PROPERTIES)
     field = draw(
         st.sampled_from(
             [

@@ -227,10 +227,11 @@ def test_a_lost_register_answer_reuses_the_revision_it_made(deployment: Deployme
     def lose_answer(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
         if lost["left"] > 0 and http_response.status_code == 200:
             lost["left"] -= 1
-            raise ClientError(
-                {"Error": {"Code": "ServerException", "Message": "lost"}, "ResponseMetadata": {"HTTPStatusCode": 500}},
-                "RegisterTaskDefinition",
-            )
+            answer: Any = {
+                "Error": {"Code": "ServerException", "Message": "lost"},
+                "ResponseMetadata": {"HTTPStatusCode": 500},
+            }
+            raise ClientError(answer, "RegisterTaskDefinition")
 
     ecs.meta.events.register("after-call.ecs.RegisterTaskDefinition", lose_answer)
     try:
@@ -242,7 +243,9 @@ def test_a_lost_register_answer_reuses_the_revision_it_made(deployment: Deployme
     assert result["status"] == "applied" and lost["left"] == 0
     assert len(revisions("Dynamo-frontend")) == 2
     assert len(revisions("Dynamo-backend")) == 2
-    tags = aws.client("ecs").describe_task_definition(taskDefinition="Dynamo-frontend", include=["TAGS"])["tags"]
+    tags = aws.client("ecs").describe_task_definition(taskDefinition="Dynamo-frontend", include=["TAGS"])[
+        "tags"
+    ]
     assert RENDERING_TAG in {t["key"] for t in tags}
 
 

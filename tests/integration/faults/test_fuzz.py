@@ -85,7 +85,9 @@ def test_scaler_ignores_malformed_and_foreign_events_and_writes_nothing(calls: A
 
 @FUZZ
 @given(case=collector_cases())
-def test_collector_ignores_what_is_not_a_schedule_event_and_writes_nothing(calls: AwsCalls, case: Case) -> None:
+def test_collector_ignores_what_is_not_a_schedule_event_and_writes_nothing(
+    calls: AwsCalls, case: Case
+) -> None:
     calls.clear()
     result = load_handler_module("metrics_collector").lambda_handler(case.event, None)
     check(calls, case, result, "ignored", "reason")

@@ -132,7 +132,7 @@ def test_further_checks_plug_in() -> None:
     def no_prefill_flag(rendered: dict[str, Any]) -> Any:
         for i, c in enumerate(rendered["containerDefinitions"]):
             if any("--is-prefill-worker" in part for part in c.get("command", [])):
-                yield f"$.containerDefinitions[{i}].command: --is-prefill-worker is gone in 1.4; use --disaggregation-mode prefill"
+                yield f"$.containerDefinitions[{i}].command: --is-prefill-worker is gone; use another"
 
     assert spec_problems(spec("prefill")) == []
     from dynamo_ecs.endpoints.spec_validation import DEFAULT_CHECKS
@@ -148,7 +148,9 @@ def test_a_spec_that_is_not_an_object_or_too_big() -> None:
     assert "bytes as JSON" in spec_problems(huge)[0]
 
 
-@pytest.mark.parametrize("good", ["Qwen/Qwen3-0.6B", "gpt2", "meta-llama/Llama-3.1-8B-Instruct", "/models/qwen_3"])
+@pytest.mark.parametrize(
+    "good", ["Qwen/Qwen3-0.6B", "gpt2", "meta-llama/Llama-3.1-8B-Instruct", "/models/qwen_3"]
+)
 def test_model_ids_as_the_hub_accepts_them_or_local_paths(good: str) -> None:
     assert check_model_id(good) == good
 
@@ -178,11 +180,12 @@ def test_shell_syntax_and_bad_ids_are_refused(bad: str) -> None:
         check_model_id(bad)
 
 
-SH = shutil.which("sh")
+SH = shutil.which("sh") or "/bin/sh"
 
 
-@pytest.mark.skipif(SH is None, reason="no sh")
-@pytest.mark.parametrize("model", ["$(touch PROBE)", "`touch PROBE`", "x; touch PROBE", "x && touch PROBE", "x'y"])
+@pytest.mark.parametrize(
+    "model", ["$(touch PROBE)", "`touch PROBE`", "x; touch PROBE", "x && touch PROBE", "x'y"]
+)
 def test_a_model_that_slipped_past_validation_is_one_inert_argument(tmp_path: Path, model: str) -> None:
     # Given the frontend's command with a hostile model put in (as if validation were skipped)
     s = with_model(spec(), model)

@@ -15,7 +15,9 @@ from dynamo_ecs.signals.breach_events import breach_event, breaches
 
 
 def test_our_alarm_names_role_and_signal() -> None:
-    trigger = parse_trigger(alarm_state_change_event("dynamo-scale-prefill-lag", "ALARM", 0.0), DeploymentConfig())
+    trigger = parse_trigger(
+        alarm_state_change_event("dynamo-scale-prefill-lag", "ALARM", 0.0), DeploymentConfig()
+    )
     assert (trigger.kind, trigger.role, trigger.signal, trigger.state) == ("alarm", "prefill", "lag", "ALARM")
 
 
@@ -81,7 +83,9 @@ def test_an_alarm_whose_signal_is_off_is_not_ours() -> None:
     assert parse_trigger(event, DeploymentConfig()).signal == "ttft"
 
 
-@pytest.mark.parametrize("breaches", [None, 3, "frontend-ttft", [], [1], [{"role": "decode", "signal": "ttft"}]])
+@pytest.mark.parametrize(
+    "breaches", [None, 3, "frontend-ttft", [], [1], [{"role": "decode", "signal": "ttft"}]]
+)
 def test_a_malformed_breach_list_is_ignored_with_a_reason(breaches: object) -> None:
     event = {
         "id": "1",

@@ -30,8 +30,8 @@ class CustomResourceRequest(AwsEnvelope):
     """What CloudFormation sends a custom resource (strict; unknown fields allowed)."""
 
     request_type: Literal["Create", "Update", "Delete"] = Field(alias="RequestType")
-    response_url: Annotated[str, StringConstraints(pattern=_RESPONSE_URL.pattern, max_length=MAX_URL)] = Field(
-        alias="ResponseURL"
+    response_url: Annotated[str, StringConstraints(pattern=_RESPONSE_URL.pattern, max_length=MAX_URL)] = (
+        Field(alias="ResponseURL")
     )
     stack_id: Annotated[str, StringConstraints(min_length=1, max_length=2048)] = Field(alias="StackId")
     request_id: ShortText = Field(alias="RequestId")
@@ -50,7 +50,9 @@ def parse_request(event: dict[str, Any]) -> CustomResourceRequest:
     try:
         return CustomResourceRequest.model_validate(event)
     except ValidationError as exc:
-        raise InvalidInputError(f"invalid custom resource request: {format_validation_error(exc, None)}") from exc
+        raise InvalidInputError(
+            f"invalid custom resource request: {format_validation_error(exc, None)}"
+        ) from exc
 
 
 class CloudFormationAnswer:

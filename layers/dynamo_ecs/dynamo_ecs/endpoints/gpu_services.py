@@ -39,7 +39,7 @@ def _cfn_count(value: Any) -> Any:
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise ValueError("must be a whole number of tasks, e.g. \"1\"")
+    raise ValueError('must be a whole number of tasks, e.g. "1"')
 
 
 CfnCount = Annotated[int, BeforeValidator(_cfn_count), Field(ge=0, le=1000)]
@@ -53,12 +53,18 @@ class GpuServicesProperties(BaseModel):
 
     image: str = Field(alias="Image", pattern=IMAGE_PATTERN, max_length=512)
     model: ModelId = Field(alias="Model")
-    execution_role_arn: ArnText = Field(alias="ExecutionRoleArn", pattern=r"^arn:aws[\w-]*:iam::\d{12}:role/.+")
+    execution_role_arn: ArnText = Field(
+        alias="ExecutionRoleArn", pattern=r"^arn:aws[\w-]*:iam::\d{12}:role/.+"
+    )
     task_role_arn: ArnText = Field(alias="TaskRoleArn", pattern=r"^arn:aws[\w-]*:iam::\d{12}:role/.+")
-    ngc_secret_arn: ArnText | None = Field(None, alias="NgcSecretArn", pattern=r"^arn:aws[\w-]*:secretsmanager:")
+    ngc_secret_arn: ArnText | None = Field(
+        None, alias="NgcSecretArn", pattern=r"^arn:aws[\w-]*:secretsmanager:"
+    )
     frontend_log_group: str = Field(alias="FrontendLogGroup", pattern=r"^[A-Za-z0-9_#./-]+$", max_length=512)
     prefill_log_group: str = Field(alias="PrefillLogGroup", pattern=r"^[A-Za-z0-9_#./-]+$", max_length=512)
-    capacity_provider: str | None = Field(None, alias="CapacityProvider", pattern=r"^[A-Za-z0-9_-]+$", max_length=255)
+    capacity_provider: str | None = Field(
+        None, alias="CapacityProvider", pattern=r"^[A-Za-z0-9_-]+$", max_length=255
+    )
     frontend_target_group_arn: ArnText | None = Field(
         None, alias="FrontendTargetGroupArn", pattern=r"^arn:aws[\w-]*:elasticloadbalancing:"
     )
@@ -193,10 +199,13 @@ def _service_definition(
     return definition
 
 
-def checked_specs(props: GpuServicesProperties, config: DeploymentConfig) -> dict[ServiceRole, dict[str, Any]]:
+def checked_specs(
+    props: GpuServicesProperties, config: DeploymentConfig
+) -> dict[ServiceRole, dict[str, Any]]:
     """Both services' specs from the properties, each checked whole before either is stored."""
     return {
-        role: validate_spec(spec_from_properties(role, props, config), f"{role} spec") for role in SERVICE_ROLES
+        role: validate_spec(spec_from_properties(role, props, config), f"{role} spec")
+        for role in SERVICE_ROLES
     }
 
 

@@ -319,10 +319,10 @@ class EndpointReconciler:
         for arn in ours[:REUSE_LOOKBACK]:
             answer = self.ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
             tags = answer.get("tags") or []
-            if {"key": RENDERING_TAG, "value": rendering_digest} in tags:
-                return arn
-            if digest(strip_read_only(answer["taskDefinition"] | {"tags": tags})) == rendering_digest:
-                return arn
+            if {"key": RENDERING_TAG, "value": rendering_digest} in tags or (
+                digest(strip_read_only(answer["taskDefinition"] | {"tags": tags})) == rendering_digest
+            ):
+                return str(arn)
         return None
 
     def _preview(self, plan: _Plan) -> ServiceChange:

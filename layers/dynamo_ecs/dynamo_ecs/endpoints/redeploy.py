@@ -31,9 +31,9 @@ class RedeployPayload(BaseModel):
     services: list[ServiceRole] | None = Field(None, min_length=1, max_length=len(SERVICE_ROLES))
     image: str | None = Field(None, pattern=IMAGE_PATTERN, max_length=512)
     model: ModelId | None = None
-    command: (
-        list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_COMMAND_PART)]] | None
-    ) = Field(None, min_length=1, max_length=MAX_COMMAND_PARTS)
+    command: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_COMMAND_PART)]] | None = (
+        Field(None, min_length=1, max_length=MAX_COMMAND_PARTS)
+    )
     force: bool = False
     dry_run: bool = False
     spec: dict[ServiceRole, dict[str, Any]] | None = None

@@ -160,7 +160,9 @@ def _botocore_problems(spec: dict[str, Any]) -> list[str]:
             problems.append(f"{path}.{details['unknown_param']}: not a RegisterTaskDefinition field; {hint}")
         elif kind == "invalid type":
             wanted = _type_wanted(details["valid_types"])
-            problems.append(f"{path}: {_json_type(details['param'])} where {wanted} is required; write {wanted}")
+            problems.append(
+                f"{path}: {_json_type(details['param'])} where {wanted} is required; write {wanted}"
+            )
         elif kind in ("invalid length", "invalid range"):
             what = "length" if kind == "invalid length" else "value"
             problems.append(f"{path}: {what} below the minimum {details['min_allowed']}; raise it")
@@ -226,6 +228,11 @@ def _ints(values: Sequence[Any]) -> list[int]:
     return [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
 
 
+def _int(value: Any) -> int | None:
+    """``value`` if it is an integer (not a boolean); type errors are botocore's to report."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def check_task_size(spec: dict[str, Any]) -> Iterator[str]:
     """Task cpu and memory: units ECS understands, within range, a Fargate size if on Fargate."""
     fargate = "FARGATE" in (spec.get("requiresCompatibilities") or [])
@@ -255,7 +262,10 @@ def check_task_size(spec: dict[str, Any]) -> Iterator[str]:
     for field, total, unit in (("cpu", cpu, "cpu units"), ("memory", memory, "MiB")):
         summed = sum(_ints([c.get(field) for _, c in containers]))
         if total is not None and summed > total:
-            yield f"$.containerDefinitions[*].{field}: {summed} {unit} in all, above the task's {total}; lower them"
+            yield (
+                f"$.containerDefinitions[*].{field}: {summed} {unit} in all, above the task's {total}; "
+                "lower them"
+            )
 
 
 def check_containers(spec: dict[str, Any]) -> Iterator[str]:
@@ -289,11 +299,11 @@ def check_containers(spec: dict[str, Any]) -> Iterator[str]:
 
 
 def _check_container_memory(path: str, container: dict[str, Any]) -> Iterator[str]:
-    hard, soft = container.get("memory"), container.get("memoryReservation")
+    hard, soft = _int(container.get("memory")), _int(container.get("memoryReservation"))
     for field, value in (("memory", hard), ("memoryReservation", soft)):
-        if value in _ints([value]) and value < CONTAINER_MIN_MEMORY_MIB:
+        if value is not None and value < CONTAINER_MIN_MEMORY_MIB:
             yield f"{path}.{field}: {value} MiB; a container needs at least {CONTAINER_MIN_MEMORY_MIB}"
-    if _ints([hard]) and _ints([soft]) and soft > hard:
+    if hard is not None and soft is not None and soft > hard:
         yield f"{path}.memoryReservation: {soft} MiB above 'memory' {hard}; lower it or raise 'memory'"
 
 
@@ -323,13 +333,16 @@ def _check_ports(path: str, container: dict[str, Any], network_mode: Any) -> Ite
         if not isinstance(mapping, dict):
             continue
         where = f"{path}.portMappings[{index}]"
-        port, host = mapping.get("containerPort"), mapping.get("hostPort")
-        if _ints([port]) and not 1 <= port <= 65535:
+        port, host = _int(mapping.get("containerPort")), _int(mapping.get("hostPort"))
+        if port is not None and not 1 <= port <= 65535:
             yield f"{where}.containerPort: {port}; a port is 1..65535"
-        if _ints([host]) and not 0 <= host <= 65535:
+        if host is not None and not 0 <= host <= 65535:
             yield f"{where}.hostPort: {host}; a port is 0..65535 (0: any)"
-        if network_mode in ("host", "awsvpc") and _ints([port, host]) == [port, host] and host != port:
-            yield f"{where}.hostPort: {host} differs from containerPort {port} in {network_mode} mode; make them equal"
+        if network_mode in ("host", "awsvpc") and port is not None and host is not None and host != port:
+            yield (
+                f"{where}.hostPort: {host} differs from containerPort {port} in {network_mode} mode; "
+                "make them equal"
+            )
 
 
 def check_endpoint_variables(spec: dict[str, Any]) -> Iterator[str]:
@@ -382,13 +395,20 @@ def spec_problems(spec: Any, checks: Sequence[SpecCheck] = DEFAULT_CHECKS) -> li
 
 
 def validate_spec(spec: Any, where: str, checks: Sequence[SpecCheck] = DEFAULT_CHECKS) -> dict[str, Any]:
-    """``spec`` if it is good; else `InvalidSpecError` listing every problem. ``where``: e.g. ``spec.frontend``."""
+    """``spec`` if it is good; else `InvalidSpecError` listing every problem.
+
+    ``where`` replaces the ``$`` of each path, e.g. ``spec.frontend``.
+    """
     problems = spec_problems(spec, checks)
     if problems:
-        raise InvalidSpecError(where, [p.replace("$", where, 1) if p.startswith("$") else p for p in problems])
+        raise InvalidSpecError(
+            where, [p.replace("$", where, 1) if p.startswith("$") else p for p in problems]
+        )
     checked: dict[str, Any] = spec
     return checked
 
 
-ModelId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_MODEL_PATH), AfterValidator(check_model_id)]
+ModelId = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_MODEL_PATH), AfterValidator(check_model_id)
+]
 """A model id field: a Hugging Face repo id or an absolute local path (`check_model_id`)."""

@@ -114,7 +114,9 @@ def parse_trigger(event: Any, config: DeploymentConfig) -> Trigger:
         except ValidationError as exc:
             raise InvalidInputError(f"breach event: {format_validation_error(exc, None)}") from exc
         if breach.deployment != deployment:
-            raise InvalidInputError(f"breach event of deployment {breach.deployment[:80]!r}, not {deployment!r}")
+            raise InvalidInputError(
+                f"breach event of deployment {breach.deployment[:80]!r}, not {deployment!r}"
+            )
         signals = sorted({f"{b.role}-{b.signal}" for b in breach.breaches})
         return Trigger(kind="breach", event_id=parsed.id, signal=",".join(signals))
     raise InvalidInputError(f"not a scaler trigger: {parsed.source[:80]} / {parsed.detail_type[:80]}")
