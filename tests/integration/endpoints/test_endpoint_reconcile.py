@@ -312,6 +312,38 @@ def test_a_bad_redeploy_is_never_stored_and_the_good_spec_keeps_serving(
     assert env_of(frontend)["ETCD_ENDPOINTS"] == f"http://{task_private_ip(third)}:2379"
 
 
+def test_a_spec_ecs_refuses_is_put_back_and_no_service_rolls(
+    deployment: Deployment, redeploy: Any, watcher: Any
+) -> None:
+    # Given ECS refuses the prefill rendering of a new image (something the checks cannot know)
+    ecs = aws.client("ecs", max_attempts=1)
+    before = {role: running_definition(role)["revision"] for role in ("frontend", "prefill")}
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        if params.get("family") == CONFIG.prefill.family:
+            raise ClientError(
+                {"Error": {"Code": "ClientException", "Message": "refused"}}, "RegisterTaskDefinition"
+            )
+
+    ecs.meta.events.register("before-call.ecs.RegisterTaskDefinition", refuse)
+    try:
+        # When the image is redeployed
+        result = redeploy.lambda_handler(
+            {"image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0"}, LambdaContext()
+        )
+    finally:
+        ecs.meta.events.unregister("before-call.ecs.RegisterTaskDefinition", refuse)
+    # Then it is refused with ECS's reason, neither service rolled, and the stored specs are the old ones
+    assert result["status"] == "refused" and "ECS refused" in result["error"]
+    assert {role: running_definition(role)["revision"] for role in ("frontend", "prefill")} == before
+    store = StateStore(CONFIG.state_table, CONFIG.deployment)
+    assert [store.get_record(f"spec#{r}").data.get("spec") for r in ("frontend", "prefill")] == [None, None]
+    # And the next infra replacement rolls the old image onto the new address
+    third = deployment.world.replace_infra_task(deployment.second["taskArn"])
+    assert watcher.lambda_handler(event_for(third, 3, "e-3"), LambdaContext())["status"] == "applied"
+    assert running_definition("frontend")["containerDefinitions"][0]["image"].endswith(":0.6.1")
+
+
 def test_redeploy_force_rolls_even_when_nothing_changed(deployment: Deployment, redeploy: Any) -> None:
     redeploy.lambda_handler({}, LambdaContext())
     assert redeploy.lambda_handler({}, LambdaContext())["status"] == "unchanged"

@@ -349,9 +349,10 @@ class EndpointReconciler:
             )
 
     def _apply(self, plans: list[_Plan], force: bool) -> list[ServiceChange]:
+        """Every revision first, then every roll: a rendering ECS refuses leaves every service as it was."""
         record = self.store.get_record(APPLIED_RECORD)
         applied = dict(record.data)
-        changes = []
+        rolls = []
         for plan in plans:
             current = self._current(plan)
             revision = plan.service["taskDefinition"]
@@ -364,6 +365,9 @@ class EndpointReconciler:
                 revision = previous["revision"]  # rolled back from it before: retry it, register nothing
             elif digest(current) != plan.digest:
                 revision = self.revision_for(plan.rendered, plan.digest)
+            rolls.append((plan, current, revision, attempts))
+        changes = []
+        for plan, current, revision, attempts in rolls:
             self.ecs.update_service(
                 cluster=self.config.gpu_cluster,
                 service=plan.service["serviceName"],

@@ -78,11 +78,15 @@ def new_specs(payload: RedeployPayload, reconciler: EndpointReconciler) -> dict[
 
 def store_specs(
     config: DeploymentConfig, reconciler: EndpointReconciler, specs: dict[ServiceRole, dict[str, Any]]
-) -> None:
+) -> dict[ServiceRole, tuple[dict[str, Any], int]]:
+    """Store each spec that changed; returns, per role written, what was there and the new version."""
+    replaced: dict[ServiceRole, tuple[dict[str, Any], int]] = {}
     for role, spec in specs.items():
         _, record = read_spec(reconciler.store, config, role)
         if record.data.get("spec") != spec:
-            reconciler.store.put_record(spec_record_name(role), {"spec": spec}, record.version)
+            written = reconciler.store.put_record(spec_record_name(role), {"spec": spec}, record.version)
+            replaced[role] = (record.data, written.version)
+    return replaced
 
 
 def redeploy(payload: RedeployPayload, reconciler: EndpointReconciler) -> ReconcileResult:
@@ -90,7 +94,30 @@ def redeploy(payload: RedeployPayload, reconciler: EndpointReconciler) -> Reconc
     specs = new_specs(payload, reconciler) if payload.changes_spec else None
     if payload.dry_run:
         return reconciler.reconcile(trigger, payload.roles, payload.force, dry_run=True, specs=specs)
+    replaced: dict[ServiceRole, tuple[dict[str, Any], int]] = {}
     if specs:
-        store_specs(reconciler.config, reconciler, specs)
+        replaced = store_specs(reconciler.config, reconciler, specs)
         reconciler.store.append_decision("redeploy", {"trigger": trigger, "services": list(specs)})
-    return reconciler.reconcile(trigger, payload.roles, payload.force)
+    try:
+        return reconciler.reconcile(trigger, payload.roles, payload.force)
+    except Exception as exc:
+        if not replaced or not _refused_by_ecs(exc):
+            raise
+        # ECS refused a rendering the checks let through: put the last good specs back, so the
+        # automatic path keeps serving them. Every revision is registered before any roll, so
+        # no service runs the refused spec.
+        for role, (previous, version) in replaced.items():
+            reconciler.store.put_record(spec_record_name(role), previous, version)
+        reconciler.store.append_decision("redeploy_refused", {"trigger": trigger, "error": str(exc)[:1000]})
+        raise InvalidInputError(f"ECS refused the new spec, the previous one is kept: {exc}") from exc
+
+
+def _refused_by_ecs(exc: Exception) -> bool:
+    """RegisterTaskDefinition said no (ClientException, InvalidParameterException): retrying cannot help."""
+    from botocore.exceptions import ClientError
+
+    return (
+        isinstance(exc, ClientError)
+        and exc.operation_name == "RegisterTaskDefinition"
+        and exc.response.get("Error", {}).get("Code") in ("ClientException", "InvalidParameterException")
+    )
