@@ -582,7 +582,7 @@ def test_the_scaler_reads_each_alarm_name_as_its_role_and_signal() -> None:
     for name in ALARMS:
         sample["detail"]["alarmName"] = f"{deployment}-scale-{name}"
         # When the scaler parses it, Then it names the alarm's service and signal
-        trigger = parse_trigger(sample, deployment)
+        trigger = parse_trigger(sample, DeploymentConfig(deployment=deployment))
         assert (trigger.kind, f"{trigger.role}-{trigger.signal}") == ("alarm", name)
 
 

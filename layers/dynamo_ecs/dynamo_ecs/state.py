@@ -102,6 +102,15 @@ class StateStore:
             if not _is_conditional_failure(exc):
                 raise
 
+    def lease_holder(self) -> str | None:
+        """Who holds the lease now (None: free, or expired so anyone may take it)."""
+        item = self.client.get_item(
+            TableName=self.table, Key={"pk": {"S": self.pk}, "sk": {"S": "lease"}}, ConsistentRead=True
+        ).get("Item")
+        if not item or int(item["lease_until"]["N"]) < int(self._clock()):
+            return None
+        return str(item["holder"]["S"])
+
     @contextlib.contextmanager
     def lease(self, ttl_s: int, wait_s: float = 0.0, holder: str | None = None) -> Iterator[str]:
         """Hold the deployment lease for the block, waiting up to ``wait_s`` for it.
