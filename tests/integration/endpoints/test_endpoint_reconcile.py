@@ -325,14 +325,14 @@ def test_a_spec_ecs_refuses_is_put_back_and_no_service_rolls(
                 {"Error": {"Code": "ClientException", "Message": "refused"}}, "RegisterTaskDefinition"
             )
 
-    ecs.meta.events.register("before-call.ecs.RegisterTaskDefinition", refuse)
+    ecs.meta.events.register("before-parameter-build.ecs.RegisterTaskDefinition", refuse)
     try:
         # When the image is redeployed
         result = redeploy.lambda_handler(
             {"image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0"}, LambdaContext()
         )
     finally:
-        ecs.meta.events.unregister("before-call.ecs.RegisterTaskDefinition", refuse)
+        ecs.meta.events.unregister("before-parameter-build.ecs.RegisterTaskDefinition", refuse)
     # Then it is refused with ECS's reason, neither service rolled, and the stored specs are the old ones
     assert result["status"] == "refused" and "ECS refused" in result["error"]
     assert {role: running_definition(role)["revision"] for role in ("frontend", "prefill")} == before
