@@ -148,9 +148,13 @@ def _botocore_problems(spec: dict[str, Any]) -> list[str]:
     from botocore.validate import ParamValidator
 
     report = ParamValidator().validate(spec, register_input_shape())
-    # ``_errors`` holds (kind, name, details) tuples: the structured form of its report.
+    # ``_errors`` holds (kind, name, details) tuples: the structured form of its report. Should a
+    # botocore release drop it, its text report is used as is rather than nothing.
+    found = getattr(report, "_errors", None)
+    if report.has_errors() and not isinstance(found, list):
+        return [f"$: {line}" for line in report.generate_report().splitlines()]
     problems = []
-    for kind, name, details in getattr(report, "_errors", []):
+    for kind, name, details in found or []:
         path = _path(name)
         if kind == "missing required field":
             problems.append(f"{path}.{details['required_name']}: required; add it")
