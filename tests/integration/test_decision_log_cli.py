@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from devtools.decision_log import main
 from dynamo_ecs.state import StateStore
+from dynamo_ecs_cli.decision_log import main
 
 
 def scaling_entry(action: str, before: int, after: int) -> dict[str, object]:

@@ -1,10 +1,10 @@
-"""Read a deployment's decision log from the state table: ``python -m devtools.decision_log``.
+"""Read a deployment's decision log from the state table: ``dynamo-ecs decisions``.
 
 Every scale decision ("no change" included) and every endpoint rollout is an item in the
 stack's state table (docs/scaling.md, "Reading the decision log"). This prints the newest
 first as a table, with the AWS credentials and region of your shell:
 
-    python -m devtools.decision_log --table <StateTableName output> [--deployment dynamo]
+    dynamo-ecs decisions --table <StateTableName output> [--deployment dynamo]
         [--kind scaling|endpoints|signals] [--limit 30] [--changes-only] [--json] [--width N]
 """
 
@@ -49,9 +49,7 @@ def is_change(entry: dict[str, Any]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m devtools.decision_log", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="dynamo-ecs decisions", description=__doc__.split("\n")[0])
     parser.add_argument("--table", required=True, help="the stack's StateTableName output")
     parser.add_argument("--deployment", default="dynamo", help="the stack's DeploymentName (default dynamo)")
     parser.add_argument("--kind", choices=["scaling", "endpoints", "signals"], help="only this kind")
