@@ -127,14 +127,14 @@ def finding_of(event: dict[str, Any]) -> Finding:
             "image-not-found",
         ),
         (
-            "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval "
-            "failed: unable to retrieve secret from asm: AccessDeniedException",
+            "ResourceInitializationError: unable to pull secrets or registry auth: execution resource "
+            "retrieval failed: unable to retrieve secret from asm: AccessDeniedException",
             "registry_auth",
             "pull-unauthorized",
         ),
         (
-            "ResourceInitializationError: unable to pull secrets or registry auth: unable to retrieve secret from "
-            "asm: context deadline exceeded",
+            "ResourceInitializationError: unable to pull secrets or registry auth: unable to retrieve "
+            "secret from asm: context deadline exceeded",
             "network",
             "pull-unreachable",
         ),
