@@ -1,4 +1,4 @@
-"""The diagnostics function in template.yaml: read-only, scoped permissions and rules that match AWS's events."""
+"""The diagnostics function in template.yaml: scoped read permissions, rules that match AWS events."""
 
 from __future__ import annotations
 
