@@ -1,18 +1,13 @@
-"""Read a deployment's decision log from the state table: ``dynamo-ecs decisions``.
+"""A deployment's decision log from the state table, as ``dynamo-ecs decisions`` prints it.
 
-Every scale decision ("no change" included) and every endpoint rollout is an item in the
-stack's state table (docs/scaling.md, "Reading the decision log"). This prints the newest
-first as a table, with the AWS credentials and region of your shell:
-
-    dynamo-ecs decisions --table <StateTableName output> [--deployment dynamo]
-        [--kind scaling|endpoints|signals] [--limit 30] [--changes-only] [--json] [--width N]
+Every scale decision ("no change" included), every endpoint rollout, every redeploy and every
+diagnosis is an item in the stack's state table (docs/scaling.md, "Reading the decision log");
+this prints the newest first, as a table or as JSON lines.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from typing import Any
 
 from rich.console import Console
@@ -33,6 +28,10 @@ def describe(entry: dict[str, Any]) -> tuple[str, str]:
             moves.append(f"{role} {arrow}")
             reasons.append(f"{role}: {service['reason']}")
         return ", ".join(moves), " | ".join(reasons)
+    if entry["kind"] == "diagnosis":
+        if entry.get("status") == "resolved":
+            return f"resolved {entry['signature']}", entry.get("summary", "")
+        return f"{entry['status']} {entry['signature']}: {entry.get('summary', '')}", entry.get("fix", "")
     if entry["kind"] == "endpoints":
         endpoint = entry.get("endpoint", {}).get("ip", "?")
         changes = ", ".join(c["service"] for c in entry.get("changes", []))
@@ -48,30 +47,21 @@ def is_change(entry: dict[str, Any]) -> bool:
     return any(s["action"] != "none" for s in entry.get("services", {}).values())
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dynamo-ecs decisions", description=__doc__.split("\n")[0])
-    parser.add_argument("--table", required=True, help="the stack's StateTableName output")
-    parser.add_argument("--deployment", default="dynamo", help="the stack's DeploymentName (default dynamo)")
-    parser.add_argument("--kind", choices=["scaling", "endpoints", "signals"], help="only this kind")
-    parser.add_argument("--limit", type=int, default=30, help="newest N entries (default 30)")
-    parser.add_argument(
-        "--changes-only", action="store_true", help="skip scaling entries that changed nothing"
-    )
-    parser.add_argument("--json", action="store_true", help="print the entries as JSON lines")
-    parser.add_argument("--width", type=int, help="table width in columns (default: the terminal's)")
-    args = parser.parse_args(argv)
-    if args.limit < 1:
-        parser.error("--limit must be at least 1")
-
-    entries = StateStore(args.table, args.deployment).decisions(kind=args.kind, limit=args.limit * 4)
-    if args.changes_only:
+def entries_to_show(
+    store: StateStore, kind: str | None, limit: int, changes_only: bool
+) -> list[dict[str, Any]]:
+    entries = store.decisions(kind=kind, limit=limit * 4 if changes_only else limit)
+    if changes_only:
         entries = [e for e in entries if is_change(e)]
-    entries = entries[: args.limit]
-    if args.json:
+    return entries[:limit]
+
+
+def print_entries(entries: list[dict[str, Any]], deployment: str, width: int | None, as_json: bool) -> None:
+    if as_json:
         for entry in entries:
             print(json.dumps(entry, sort_keys=True))
-        return 0
-    table = Table(title=f"decision log of {args.deployment!r}, newest first")
+        return
+    table = Table(title=f"decision log of {deployment!r}, newest first")
     for column in ("at", "kind", "trigger", "what", "why"):
         table.add_column(column, overflow="fold")
     for entry in entries:
@@ -80,9 +70,4 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(
             entry["at"], entry["kind"], str(trigger.get("kind") or trigger.get("event_id") or ""), what, why
         )
-    Console(width=args.width).print(table)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    Console(width=width).print(table)
