@@ -207,7 +207,7 @@ def check_route_out(aws: Aws, inputs: Inputs) -> Check:
             other.append(f"{subnet['SubnetId']} ({target or next(iter(default), '?')})")
     vpcs = sorted({s["VpcId"] for s in described})
     endpoints = sorted(
-        e["ServiceName"].rsplit(".", 1)[-1]
+        e["ServiceName"].split(".", 3)[-1]  # com.amazonaws.REGION.ecr.dkr -> ecr.dkr
         for e in ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": vpcs}])["VpcEndpoints"]
     )
     seen = f"; VPC endpoints: {', '.join(endpoints)}" if endpoints else ""
