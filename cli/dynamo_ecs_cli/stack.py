@@ -31,11 +31,15 @@ class AwsUnavailableError(Exception):
     """AWS could not answer: no credentials, no such stack, access denied (exit code 3)."""
 
 
-def aws_error_text(exc: Exception) -> str:
+def aws_error_text(exc: Exception, limit: int = 240) -> str:
+    """One line: the error code and message (an HTML error page is cut short)."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
-        return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
-    return f"{type(exc).__name__}: {exc}"
+        text = f"{error.get('Code', 'Error')}: {error.get('Message', '')}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass
