@@ -33,7 +33,11 @@ QUOTA_NAMES = {
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Answer:
-    return status, {"Content-Type": "application/x-amz-json-1.1", **(headers or {})}, json.dumps(body).encode()
+    return (
+        status,
+        {"Content-Type": "application/x-amz-json-1.1", **(headers or {})},
+        json.dumps(body).encode(),
+    )
 
 
 def service_quotas(values: dict[tuple[str, str], float]) -> Route:
@@ -69,7 +73,9 @@ def service_quotas(values: dict[tuple[str, str], float]) -> Route:
 _INVOKE = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
 
 
-def lambda_invoke(functions: dict[str, Callable[[Any], Any]], calls: list[dict[str, Any]] | None = None) -> Route:
+def lambda_invoke(
+    functions: dict[str, Callable[[Any], Any]], calls: list[dict[str, Any]] | None = None
+) -> Route:
     """``Invoke`` of each named function runs its handler; an exception is a FunctionError answer."""
 
     def answer(method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
@@ -92,7 +98,9 @@ def lambda_invoke(functions: dict[str, Callable[[Any], Any]], calls: list[dict[s
             result = functions[name](event)
         except Exception as exc:  # as Lambda reports an unhandled error
             error = {"errorMessage": str(exc), "errorType": type(exc).__name__}
-            return _json(200, error, {"X-Amz-Function-Error": "Unhandled", "X-Amz-Executed-Version": "$LATEST"})
+            return _json(
+                200, error, {"X-Amz-Function-Error": "Unhandled", "X-Amz-Executed-Version": "$LATEST"}
+            )
         return _json(200, result, {"X-Amz-Executed-Version": "$LATEST"})
 
     return answer

@@ -55,6 +55,8 @@ def gpu_services(aws: Aws, stack: Stack) -> list[dict[str, Any]]:
     described = aws.client("ecs").describe_services(cluster=stack.output("GpuClusterName"), services=names)
     found = []
     for service in described["services"]:
+        if service.get("status") != "ACTIVE":  # deleted (INACTIVE) or being deleted (DRAINING)
+            continue
         primary: dict[str, Any] = next(
             (d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"), {}
         )

@@ -1,4 +1,4 @@
-"""The command line against moto server: a stack's outputs, a deployment, a network, and the CLI's own process.
+"""The command line against moto server: a stack's outputs, a deployment, a network, the CLI's process.
 
 The stack is a stand-in on moto's CloudFormation with template.yaml's output and parameter
 names (`test_cli_on_moto.py` checks the names against the template) pointing at a deployment

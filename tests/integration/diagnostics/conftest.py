@@ -12,7 +12,7 @@ import pytest
 
 from devtools.handlers import load_handler_module
 from dynamo_ecs import aws
-from dynamo_ecs.config import DeploymentConfig
+from dynamo_ecs.config import DeploymentConfig, FrontendConfig, PrefillConfig
 
 EVENTS = Path(__file__).resolve().parents[3] / "events"
 ACCOUNT = "123456789012"
@@ -59,8 +59,8 @@ def config(state_table: str, alerts: Alerts) -> DeploymentConfig:
         state_table=state_table,
         alert_topic_arn=alerts.topic_arn,
         gpu_cluster="dynamo-gpu",
-        frontend={"service": "dynamo-frontend", "family": "dynamo-frontend"},
-        prefill={"service": "dynamo-prefill", "family": "dynamo-prefill"},
+        frontend=FrontendConfig(service="dynamo-frontend", family="dynamo-frontend"),
+        prefill=PrefillConfig(service="dynamo-prefill", family="dynamo-prefill"),
     )
 
 

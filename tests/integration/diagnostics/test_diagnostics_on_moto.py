@@ -42,7 +42,8 @@ def test_a_placement_failure_delivered_again_and_again_is_one_diagnosis_and_one_
     assert "RESOURCE:GPU" in alert["Message"] and "dynamo-ecs doctor" in alert["Message"]
     # And the decision log has the diagnosis once, with its fix
     [entry] = diagnosis_entries(config)
-    assert entry["status"] == "open" and entry["kind"] == "no_gpu_capacity" and entry["fix"]
+    assert entry["kind"] == "diagnosis" and entry["diagnosis_kind"] == "no_gpu_capacity"
+    assert entry["status"] == "open" and entry["fix"]
 
 
 def test_an_image_that_cannot_be_pulled_and_a_quota_are_two_diagnoses_two_alerts(

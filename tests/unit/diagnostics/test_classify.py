@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from dynamo_ecs.config import DeploymentConfig
+from dynamo_ecs.config import DeploymentConfig, FrontendConfig, PrefillConfig
 from dynamo_ecs.diagnostics.classify import GPU_INSTANCES, Finding, Resolution, classify, redact
 from dynamo_ecs.errors import InvalidInputError
 
 EVENTS = Path(__file__).resolve().parents[3] / "events"
 CONFIG = DeploymentConfig(
-    frontend={"service": "dynamo-frontend", "family": "dynamo-frontend"},
-    prefill={"service": "dynamo-prefill", "family": "dynamo-prefill"},
+    frontend=FrontendConfig(service="dynamo-frontend", family="dynamo-frontend"),
+    prefill=PrefillConfig(service="dynamo-prefill", family="dynamo-prefill"),
 )
 
 

@@ -77,10 +77,8 @@ class Diagnostician:
             {
                 "trigger": {"event_id": data["event_id"], "source": data["source"]},
                 "status": "open",
-                **{
-                    k: data[k]
-                    for k in ("signature", "kind", "service", "summary", "evidence", "fix", "log_lines")
-                },
+                "diagnosis_kind": data["kind"],  # "kind" is the decision-log entry's own (diagnosis)
+                **{k: data[k] for k in ("signature", "service", "summary", "evidence", "fix", "log_lines")},
             },
             self.config.scaling.decision_log_ttl_days,
         )
