@@ -18,9 +18,12 @@ from __future__ import annotations
 import json
 import re
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+from urllib.parse import unquote
 from typing import Any
 
 Answer = tuple[int, dict[str, str], bytes]
@@ -74,16 +77,18 @@ _INVOKE = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
 
 
 def lambda_invoke(
-    functions: dict[str, Callable[[Any], Any]], calls: list[dict[str, Any]] | None = None
+    functions: dict[str, Callable[[Any, Any], Any]],
+    calls: list[dict[str, Any]] | None = None,
+    region: str = "us-east-1",
+    account: str = "123456789012",
 ) -> Route:
-    """``Invoke`` of each named function runs its handler; an exception is a FunctionError answer."""
+    """``Invoke`` of each named function runs its ``lambda_handler(event, context)`` with a context
+    as Lambda hands one over; an exception is a FunctionError answer, as Lambda reports it."""
 
     def answer(method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
         match = _INVOKE.match(path.split("?", 1)[0])
         if method != "POST" or not match:
             return _json(404, {"Type": "User", "message": f"stand-in does not answer {method} {path}"})
-        from urllib.parse import unquote
-
         name = unquote(match["name"])
         if name not in functions:
             return _json(
@@ -94,14 +99,21 @@ def lambda_invoke(
         event = json.loads(body or b"null")
         if calls is not None:
             calls.append({"function": name, "event": event})
+        context = SimpleNamespace(
+            function_name=name,
+            invoked_function_arn=f"arn:aws:lambda:{region}:{account}:function:{name}",
+            aws_request_id=str(uuid.uuid4()),
+            memory_limit_in_mb=512,
+            get_remaining_time_in_millis=lambda: 60_000,
+        )
         try:
-            result = functions[name](event)
+            result = functions[name](event, context)
         except Exception as exc:  # as Lambda reports an unhandled error
             error = {"errorMessage": str(exc), "errorType": type(exc).__name__}
             return _json(
                 200, error, {"X-Amz-Function-Error": "Unhandled", "X-Amz-Executed-Version": "$LATEST"}
             )
-        return _json(200, result, {"X-Amz-Executed-Version": "$LATEST"})
+        return _json(200, json.loads(json.dumps(result, default=str)), {"X-Amz-Executed-Version": "$LATEST"})
 
     return answer
 
@@ -115,7 +127,10 @@ def stand_in(route: Route) -> Iterator[str]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, reply_headers, payload = route(self.command, self.path, headers, body)
+            try:
+                status, reply_headers, payload = route(self.command, self.path, headers, body)
+            except Exception as exc:  # a bug in the stand-in: say so instead of dropping the connection
+                status, reply_headers, payload = _json(500, {"message": f"stand-in failed: {exc!r}"})
             self.send_response(status)
             for key, value in {**reply_headers, "Content-Length": str(len(payload))}.items():
                 self.send_header(key, value)
