@@ -18,7 +18,7 @@ REPLAY_ARGS ?=
 DECISIONS_ARGS ?=
 
 .PHONY: help setup test test-unit test-integration test-template test-e2e lint format typecheck \
-	bench build validate checkov demo replay decisions lock clean
+	bench build validate checkov demo replay decisions install-check lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ replay: setup ## Replay load traces through the scaling policy and baselines (ta
 
 decisions: setup ## A deployed stack's decision log, newest first (DECISIONS_ARGS="--table NAME ...")
 	$(PY) -m dynamo_ecs_cli decisions $(DECISIONS_ARGS)
+
+install-check: ## pip install . into a fresh venv and run the installed dynamo-ecs (needs the package index)
+	PYTHON_VERSION=$(PYTHON_VERSION) bash scripts/install_check.sh
 
 lock: ## Re-resolve requirements-dev.in into requirements-dev.txt
 	PYTHON_VERSION=$(PYTHON_VERSION) bash scripts/lock.sh

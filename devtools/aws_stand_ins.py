@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
-from urllib.parse import unquote
 from typing import Any
+from urllib.parse import unquote
 
 Answer = tuple[int, dict[str, str], bytes]
 Route = Callable[[str, str, dict[str, str], bytes], Answer]
