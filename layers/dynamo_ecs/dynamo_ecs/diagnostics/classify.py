@@ -126,6 +126,62 @@ FIX_HEALTH = (
 )
 
 
+# (what the stopped and container reasons match, kind, cause, what happened, fix): first match wins.
+Rule = tuple[re.Pattern[str], Kind, str, str, str]
+_PULL_RULES: list[Rule] = [
+    (
+        _NETWORK,
+        "network",
+        "pull-unreachable",
+        "the image could not be pulled (registry unreachable)",
+        FIX_NETWORK,
+    ),
+    (
+        _AUTH,
+        "registry_auth",
+        "pull-unauthorized",
+        "the image could not be pulled (login refused)",
+        FIX_REGISTRY_AUTH,
+    ),
+    (_NOT_FOUND, "tasks_fail_to_start", "image-not-found", "the image does not exist", FIX_IMAGE_NOT_FOUND),
+    (re.compile(""), "network", "pull-failed", "the image could not be pulled", FIX_NETWORK),
+]
+_STOP_RULES: list[Rule] = [
+    (_OOM, "tasks_fail_to_start", "out-of-memory", "a container ran out of memory", FIX_OOM),
+    (
+        re.compile(r"health check", re.IGNORECASE),
+        "tasks_fail_to_start",
+        "health-check",
+        "the task failed its health checks",
+        FIX_HEALTH,
+    ),
+]
+
+
+# (what the launch failure's message matches, cause, what happened, fix): first match wins.
+_LAUNCH_RULES: list[tuple[re.Pattern[str], str, str, str]] = [
+    (
+        re.compile(r"vcpu limit|VcpuLimitExceeded|InstanceLimitExceeded|instance limit", re.IGNORECASE),
+        "quota",
+        "vCPU quota reached",
+        FIX_QUOTA,
+    ),
+    (
+        re.compile(r"sufficient .* capacity|InsufficientInstanceCapacity", re.IGNORECASE),
+        "insufficient-capacity",
+        "no capacity",
+        FIX_INSUFFICIENT,
+    ),
+    (
+        re.compile(r"not supported in your requested Availability Zone|Unsupported", re.IGNORECASE),
+        "type-not-offered",
+        "instance type not offered",
+        FIX_NOT_OFFERED,
+    ),
+    (re.compile(""), "launch-failed", "see the message", FIX_LAUNCH),
+]
+
+
 class Finding(BaseModel):
     """One thing that went wrong, classified, with the likely fix."""
 
@@ -298,42 +354,10 @@ def _task_stopped(envelope: _Envelope, config: DeploymentConfig) -> Finding | No
         "container": failing.get("name") if failing else None,
         "evidence": " | ".join(p for p in (stop_code, stopped_reason, container_reason) if p),
     }
-    if _PULL.search(text):
-        if _NETWORK.search(text):
-            return _finding(
-                envelope,
-                kind="network",
-                cause="pull-unreachable",
-                summary=f"{role}: the image could not be pulled (registry unreachable)",
-                fix=FIX_NETWORK,
-                **base,
-            )
-        if _AUTH.search(text):
-            return _finding(
-                envelope,
-                kind="registry_auth",
-                cause="pull-unauthorized",
-                summary=f"{role}: the image could not be pulled (registry login refused)",
-                fix=FIX_REGISTRY_AUTH,
-                **base,
-            )
-        if _NOT_FOUND.search(text):
-            return _finding(
-                envelope,
-                kind="tasks_fail_to_start",
-                cause="image-not-found",
-                summary=f"{role}: the image does not exist",
-                fix=FIX_IMAGE_NOT_FOUND,
-                **base,
-            )
-        return _finding(
-            envelope,
-            kind="network",
-            cause="pull-failed",
-            summary=f"{role}: the image could not be pulled",
-            fix=FIX_NETWORK,
-            **base,
-        )
+    rules = _PULL_RULES if _PULL.search(text) else _STOP_RULES
+    for pattern, kind, cause, what, fix in rules:
+        if pattern.search(text):
+            return _finding(envelope, kind=kind, cause=cause, summary=f"{role}: {what}", fix=fix, **base)
     if "RESOURCE:" in text:
         resource = text.split("RESOURCE:", 1)[1].split()[0].strip(".,)").lower()
         return _finding(
@@ -342,24 +366,6 @@ def _task_stopped(envelope: _Envelope, config: DeploymentConfig) -> Finding | No
             cause=f"placement-{resource}",
             summary=f"{role}: the task could not be placed (RESOURCE:{resource.upper()})",
             fix=FIX_CAPACITY,
-            **base,
-        )
-    if _OOM.search(text):
-        return _finding(
-            envelope,
-            kind="tasks_fail_to_start",
-            cause="out-of-memory",
-            summary=f"{role}: a container ran out of memory",
-            fix=FIX_OOM,
-            **base,
-        )
-    if "health check" in text.lower():
-        return _finding(
-            envelope,
-            kind="tasks_fail_to_start",
-            cause="health-check",
-            summary=f"{role}: the task failed its health checks",
-            fix=FIX_HEALTH,
             **base,
         )
     exit_code = failing.get("exitCode") if failing else None
@@ -385,36 +391,18 @@ def _launch(envelope: _Envelope) -> Finding | Resolution | None:
     group = str(detail.get("AutoScalingGroupName", ""))
     where = f" in {zone}" if zone else ""
     evidence = f"{group}{where}: {message}"
-    common = {"service": GPU_INSTANCES, "kind": "no_gpu_capacity", "evidence": evidence}
-    if re.search(
-        r"vcpu limit|VcpuLimitExceeded|InstanceLimitExceeded|instance limit", message, re.IGNORECASE
-    ):
-        return _finding(
-            envelope,
-            cause="quota",
-            summary="GPU instances cannot launch: vCPU quota reached",
-            fix=FIX_QUOTA,
-            **common,
-        )
-    if re.search(r"sufficient .* capacity|InsufficientInstanceCapacity", message, re.IGNORECASE):
-        return _finding(
-            envelope,
-            cause="insufficient-capacity",
-            summary=f"GPU instances cannot launch: no capacity{where}",
-            fix=FIX_INSUFFICIENT,
-            **common,
-        )
-    if re.search(r"not supported in your requested Availability Zone|Unsupported", message, re.IGNORECASE):
-        return _finding(
-            envelope,
-            cause="type-not-offered",
-            summary=f"GPU instances cannot launch: instance type not offered{where}",
-            fix=FIX_NOT_OFFERED,
-            **common,
-        )
-    return _finding(
-        envelope, cause="launch-failed", summary="GPU instances cannot launch", fix=FIX_LAUNCH, **common
-    )
+    for pattern, cause, what, fix in _LAUNCH_RULES:
+        if pattern.search(message):
+            return _finding(
+                envelope,
+                kind="no_gpu_capacity",
+                service=GPU_INSTANCES,
+                cause=cause,
+                summary=f"GPU instances cannot launch: {what}" + (where if cause != "quota" else ""),
+                evidence=evidence,
+                fix=fix,
+            )
+    raise AssertionError("the last launch rule matches everything")
 
 
 _TOKEN_LIKE = re.compile(r"nvapi-[A-Za-z0-9_\-]{8,}|hf_[A-Za-z0-9]{8,}")
