@@ -184,3 +184,27 @@ def test_redact_masks_keys_tokens_and_passwords() -> None:
     assert "nvapi-" not in masked and "hf_abc" not in masked and "AbCdEf" not in masked
     assert "username" in masked and "$oauthtoken" in masked
     assert redact("loading Qwen/Qwen3-0.6B") == "loading Qwen/Qwen3-0.6B"
+
+
+@pytest.mark.parametrize(
+    ("event_name", "cause"),
+    [
+        ("SERVICE_TASK_CONFIGURATION_FAILURE", "configuration"),
+        ("SERVICE_TASK_START_IMPAIRED", "start-impaired"),
+    ],
+)
+def test_service_actions_that_mean_tasks_fail_to_start(event_name: str, cause: str) -> None:
+    event = sample("placement_failure")
+    event["detail"]["eventName"] = event_name
+    event["detail"]["reason"] = "something ECS said"
+    found = finding_of(event)
+    assert (found.kind, found.cause, found.service) == ("tasks_fail_to_start", cause, "frontend")
+    assert found.evidence == f"{event_name}: something ECS said"
+
+
+def test_a_completed_deployment_resolves_and_other_deployment_events_say_nothing() -> None:
+    event = sample("deployment_failed")
+    event["detail"]["eventName"] = "SERVICE_DEPLOYMENT_COMPLETED"
+    assert isinstance(classify(event, CONFIG), Resolution)
+    event["detail"]["eventName"] = "SERVICE_DEPLOYMENT_IN_PROGRESS"
+    assert classify(event, CONFIG) is None

@@ -182,6 +182,21 @@ _LAUNCH_RULES: list[tuple[re.Pattern[str], str, str, str]] = [
 ]
 
 
+# Service action events that mean tasks fail to start: event name -> (cause, what happened, fix).
+_TASKS_FAIL_ACTIONS = {
+    "SERVICE_TASK_CONFIGURATION_FAILURE": (
+        "configuration",
+        "ECS rejected the task configuration",
+        FIX_CONFIGURATION,
+    ),
+    "SERVICE_TASK_START_IMPAIRED": (
+        "start-impaired",
+        "the service cannot start tasks consistently",
+        FIX_START_IMPAIRED,
+    ),
+}
+
+
 class Finding(BaseModel):
     """One thing that went wrong, classified, with the likely fix."""
 
@@ -285,25 +300,16 @@ def _service_action(envelope: _Envelope, config: DeploymentConfig) -> Finding | 
             evidence=f"{name}: {reason}",
             fix=FIX_CAPACITY,
         )
-    if name == "SERVICE_TASK_CONFIGURATION_FAILURE":
+    if name in _TASKS_FAIL_ACTIONS:
+        cause, what, fix = _TASKS_FAIL_ACTIONS[name]
         return _finding(
             envelope,
             kind="tasks_fail_to_start",
             service=role,
-            cause="configuration",
-            summary=f"{role}: ECS rejected the task configuration",
-            evidence=f"{name}: {reason}",
-            fix=FIX_CONFIGURATION,
-        )
-    if name == "SERVICE_TASK_START_IMPAIRED":
-        return _finding(
-            envelope,
-            kind="tasks_fail_to_start",
-            service=role,
-            cause="start-impaired",
-            summary=f"{role}: the service cannot start tasks consistently",
+            cause=cause,
+            summary=f"{role}: {what}",
             evidence=f"{name}: {reason}".rstrip(": "),
-            fix=FIX_START_IMPAIRED,
+            fix=fix,
         )
     return None
 
