@@ -14,17 +14,19 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from botocore.exceptions import BotoCoreError, ClientError
-from rich.console import Console
-from rich.table import Table
 
-from dynamo_ecs.state import StateStore
-from dynamo_ecs_cli import __version__, decision_log, doctor, status
-from dynamo_ecs_cli.replay import cli as replay_cli
-from dynamo_ecs_cli.stack import Aws, AwsUnavailableError, aws_error_text, find_stack, require_stack
+from dynamo_ecs_cli import __version__
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from dynamo_ecs_cli.stack import Aws
+
+# Each subcommand imports what it needs when it runs (boto3, pydantic, rich, matplotlib), so
+# `dynamo-ecs --help` and a usage error answer at once.
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AWS = 0, 1, 2, 3
 PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
@@ -54,10 +56,16 @@ def aws_options[F: Callable[..., Any]](command: F) -> F:
 
 
 def console() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False)
 
 
 def fail_on_aws(run: Callable[[], int]) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from dynamo_ecs_cli.stack import AwsUnavailableError, aws_error_text
+
     try:
         return run()
     except AwsUnavailableError as exc:
@@ -111,6 +119,9 @@ def doctor_command(
     given = _parameter_pairs(overrides)
 
     def run() -> int:
+        from dynamo_ecs_cli import doctor
+        from dynamo_ecs_cli.stack import Aws, find_stack
+
         aws = Aws(profile, region)
         stack = find_stack(aws, stack_name)
         inputs = doctor.Inputs({**(stack.parameters if stack else {}), **given})
@@ -146,6 +157,10 @@ def doctor_command(
 
 
 def _print_status(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from dynamo_ecs_cli import decision_log
+
     out = console()
     out.print(f"stack {report['stack']!r} ({report['stack_status']}), deployment {report['deployment']!r}")
     tasks = report["infra"]["tasks"]
@@ -201,7 +216,7 @@ def _print_status(report: dict[str, Any]) -> None:
 @click.option(
     "--decisions",
     "decision_count",
-    default=status.DECISIONS_SHOWN,
+    default=5,
     show_default=True,
     type=click.IntRange(0, 100),
     help="last N decision-log entries",
@@ -215,6 +230,9 @@ def status_command(
     """
 
     def run() -> int:
+        from dynamo_ecs_cli import status
+        from dynamo_ecs_cli.stack import Aws, require_stack
+
         aws = Aws(profile, region)
         report = status.gather(aws, require_stack(aws, stack_name), decision_count)
         ok = status.healthy(report)
@@ -257,6 +275,10 @@ def decisions_command(
     """The decision log, newest first: scale decisions, rollouts, redeploys and diagnoses, each with why."""
 
     def run() -> int:
+        from dynamo_ecs.state import StateStore
+        from dynamo_ecs_cli import decision_log
+        from dynamo_ecs_cli.stack import Aws, require_stack
+
         aws = Aws(profile, region)
         if table:
             name, owner = table, deployment or "dynamo"
@@ -278,6 +300,8 @@ def decisions_command(
 @click.pass_context
 def replay_command(ctx: click.Context) -> None:
     """Replay a load trace through the scaling policy and its baselines (offline; --help for options)."""
+    from dynamo_ecs_cli.replay import cli as replay_cli
+
     ctx.exit(replay_cli.main(list(ctx.args)))
 
 
@@ -362,6 +386,8 @@ def redeploy_command(
             raise click.BadParameter(f"{spec_file}: not JSON ({exc})", param_hint="--spec") from None
 
     def run() -> int:
+        from dynamo_ecs_cli.stack import Aws, require_stack
+
         aws = Aws(profile, region)
         function = require_stack(aws, stack_name).output("RedeployFunctionName")
         preview = _invoke(aws, function, {**payload, "dry_run": True})
