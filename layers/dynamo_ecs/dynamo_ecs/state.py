@@ -191,6 +191,24 @@ class StateStore:
             raise StaleRecordError(f"record {name!r} changed since version {expected_version}") from exc
         return Record(data, new_version)
 
+    def records(self, prefix: str) -> dict[str, Record]:
+        """Every record whose name starts with ``prefix`` (one consistent query, all pages)."""
+        found: dict[str, Record] = {}
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": self.pk}, ":prefix": {"S": f"record#{prefix}"}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.client.query(**kwargs)
+            for item in page.get("Items", []):
+                name = item["sk"]["S"].removeprefix("record#")
+                found[name] = Record(json.loads(item["data"]["S"]), int(item["version"]["N"]))
+            if "LastEvaluatedKey" not in page:
+                return found
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     # -- decision log ----------------------------------------------------------------------
 
     def append_decision(self, kind: str, entry: dict[str, Any], ttl_days: int = 14) -> str:
