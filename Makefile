@@ -11,14 +11,14 @@ TOOLS := .tools
 # Offline AWS settings for the template checks: dummy credentials, a region, no metadata calls.
 OFFLINE_AWS := AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \
 	AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true SAM_CLI_TELEMETRY=0
-# The layer's package and the dev tools import from the source tree (as pytest's pythonpath does).
-export PYTHONPATH := $(CURDIR)/layers/dynamo_ecs:$(CURDIR)
+# The layer's package, the CLI package and the dev tools import from the source tree (as pytest's pythonpath does).
+export PYTHONPATH := $(CURDIR)/layers/dynamo_ecs:$(CURDIR)/cli:$(CURDIR)
 PYTEST_ARGS ?=
 REPLAY_ARGS ?=
 DECISIONS_ARGS ?=
 
 .PHONY: help setup test test-unit test-integration test-template test-e2e lint format typecheck \
-	bench build validate checkov demo replay decisions lock clean
+	bench build validate checkov demo replay decisions install-check lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -47,7 +47,7 @@ test-e2e: setup ## The demo's scenarios as tests
 lint: setup ## ruff (format check and lint) and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy layers/dynamo_ecs functions devtools bench tests
+	$(BIN)/mypy layers/dynamo_ecs cli functions devtools bench tests
 
 format: setup ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff format .
@@ -71,10 +71,13 @@ demo: setup ## Local end-to-end run of the operator (moto server, nats-server, e
 	$(OFFLINE_AWS) $(PY) -m devtools.demo
 
 replay: setup ## Replay load traces through the scaling policy and baselines (table + PNG in out/replay)
-	$(PY) -m devtools.replay $(REPLAY_ARGS)
+	$(PY) -m dynamo_ecs_cli replay $(REPLAY_ARGS)
 
 decisions: setup ## A deployed stack's decision log, newest first (DECISIONS_ARGS="--table NAME ...")
-	$(PY) -m devtools.decision_log $(DECISIONS_ARGS)
+	$(PY) -m dynamo_ecs_cli decisions $(DECISIONS_ARGS)
+
+install-check: ## pip install . into a fresh venv and run the installed dynamo-ecs (needs the package index)
+	PYTHON_VERSION=$(PYTHON_VERSION) bash scripts/install_check.sh
 
 lock: ## Re-resolve requirements-dev.in into requirements-dev.txt
 	PYTHON_VERSION=$(PYTHON_VERSION) bash scripts/lock.sh

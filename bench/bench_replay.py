@@ -8,10 +8,10 @@ lines show the whole table and whether each goal was met.
 
 from __future__ import annotations
 
-from devtools.replay.model import ModelParams
-from devtools.replay.simulate import replay_all
-from devtools.replay.traces import bursty
 from dynamo_ecs.config import DeploymentConfig
+from dynamo_ecs_cli.replay.model import ModelParams
+from dynamo_ecs_cli.replay.simulate import replay_all
+from dynamo_ecs_cli.replay.traces import bursty
 
 
 def run() -> None:

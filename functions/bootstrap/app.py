@@ -11,22 +11,25 @@ from __future__ import annotations
 from typing import Any
 
 from dynamo_ecs.config import load_config
-from dynamo_ecs.endpoints.cfn_response import CloudFormationAnswer, drain_budget_s
+from dynamo_ecs.endpoints.cfn_response import CloudFormationAnswer, answerable, drain_budget_s, parse_request
 from dynamo_ecs.endpoints.gpu_services import NOT_CREATED_SUFFIX, handle
 from dynamo_ecs.endpoints.runtime import reconciler
 from dynamo_ecs.errors import ConfigError
 from dynamo_ecs.observability import logger
 
 
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    logical_id = str(event.get("LogicalResourceId") or "GpuServices")
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    if not answerable(event):
+        reason = "not a CloudFormation custom resource request: no ResponseURL to answer"
+        logger.warning("event ignored", extra={"reason": reason})
+        return {"status": "ignored", "reason": reason}
+    logical_id = event.get("LogicalResourceId")
+    logical_id = logical_id if isinstance(logical_id, str) and 0 < len(logical_id) <= 200 else "GpuServices"
     answer = CloudFormationAnswer(event, physical_id=f"{logical_id}{NOT_CREATED_SUFFIX}")
     timer = answer.answer_before_timeout(context)
     try:
-        request_type = event.get("RequestType")
-        if request_type not in ("Create", "Update", "Delete"):
-            raise ValueError(f"RequestType {request_type!r}: expected Create, Update or Delete")
-        if request_type == "Delete" and answer.physical_id.endswith(NOT_CREATED_SUFFIX):
+        request = parse_request(event)
+        if request.request_type == "Delete" and answer.physical_id.endswith(NOT_CREATED_SUFFIX):
             # The Create failed before anything was made (the rollback's Delete): nothing to undo,
             # and a configuration that failed the Create must not fail the rollback too.
             answer.send("SUCCESS", data={"Deleted": "", "Deregistered": "0", "Drained": "true"})
@@ -35,11 +38,11 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             config = load_config()
         except ConfigError as exc:
             raise ConfigError(f"{exc} (stack parameters: see docs/template.md, 'Parameter rules')") from None
-        if request_type == "Create":
+        if request.request_type == "Create":
             answer.physical_id = f"{config.deployment}-gpu-services"
         data = handle(
-            request_type,
-            dict(event.get("ResourceProperties") or {}),
+            request.request_type,
+            request.resource_properties,
             reconciler(config, context),
             deadline_s=drain_budget_s(context),
         )

@@ -7,27 +7,25 @@ this handler fail; only an unusable configuration (at cold start) or a failing A
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from dynamo_ecs.config import load_config
+from dynamo_ecs.config import format_validation_error, load_config
+from dynamo_ecs.inputs import AwsEnvelope, EventTime, ShortText
 from dynamo_ecs.observability import logger
 from dynamo_ecs.signals.collector import default_collector
 
 CONFIG = load_config()
 
 
-class ScheduleEvent(BaseModel):
-    """An EventBridge ``Scheduled Event`` (unknown fields allowed, as AWS may add some)."""
+class ScheduleEvent(AwsEnvelope):
+    """An EventBridge ``Scheduled Event`` (strict types; unknown fields allowed, as AWS may add some)."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-    id: str
-    source: str = Field(pattern=r"^aws\.events$")
-    detail_type: str = Field(alias="detail-type", pattern=r"^Scheduled Event$")
-    time: datetime
+    id: ShortText
+    source: Literal["aws.events"]
+    detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")
+    time: EventTime
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
@@ -35,8 +33,9 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         schedule = ScheduleEvent.model_validate(event)
     except ValidationError as exc:
         # Never retried: an event of another shape cannot become a schedule event.
-        logger.warning("not a schedule event: ignored", extra={"errors": exc.errors(include_url=False)})
-        return {"ignored": "not an EventBridge Scheduled Event"}
+        reason = f"not an EventBridge Scheduled Event: {format_validation_error(exc, None)}"
+        logger.warning("event ignored", extra={"reason": reason})
+        return {"status": "ignored", "reason": reason}
     logger.append_keys(schedule_id=schedule.id, scheduled_at=schedule.time.isoformat())
     summary = default_collector(CONFIG).run().as_dict()
     logger.info("collection done", extra=summary)

@@ -22,7 +22,7 @@ CONFIG = load_config()
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     try:
-        trigger = parse_trigger(event, CONFIG.deployment)
+        trigger = parse_trigger(event, CONFIG)
     except InvalidInputError as exc:
         logger.info("event ignored", extra={"reason": str(exc)})
         return {"status": "ignored", "reason": str(exc)}

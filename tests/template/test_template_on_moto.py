@@ -193,6 +193,7 @@ def test_every_function_gets_a_valid_config_with_the_stack_parameters(created: C
         "BootstrapFunction",
         "MetricsCollectorFunction",
         "ScalerFunction",
+        "DiagnosticsFunction",
     }
     for logical_id, function in created.functions.items():
         env = {k: str(v) for k, v in function["Environment"]["Variables"].items()}  # AWS sends strings
@@ -325,7 +326,15 @@ def test_event_rules_trigger_the_operator(created: CreatedStack) -> None:
     assert sorted(r["ScheduleExpression"] for r in schedules) == ["rate(1 minute)", "rate(1 minute)"]
     patterns = [json.loads(r["EventPattern"]) for r in rules if r.get("EventPattern")]
     sources = sorted(p["source"][0] for p in patterns)
-    assert sources == ["aws.cloudwatch", "aws.ecs", "dynamo-ecs.collector"]
+    assert sources == [
+        "aws.autoscaling",
+        "aws.cloudwatch",
+        "aws.ecs",
+        "aws.ecs",
+        "aws.ecs",
+        "aws.ecs",
+        "dynamo-ecs.collector",
+    ]
     [alarm_pattern] = [p for p in patterns if p["source"] == ["aws.cloudwatch"]]
     assert alarm_pattern["detail"]["alarmName"] == [{"prefix": "dynamo-scale-"}]
     assert metric_names.TTFT_P90  # the alarms' metric names come from the contract module

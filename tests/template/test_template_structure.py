@@ -29,6 +29,7 @@ FUNCTIONS = (
     "BootstrapFunction",
     "MetricsCollectorFunction",
     "ScalerFunction",
+    "DiagnosticsFunction",
 )
 # Write actions allowed on Resource "*": AWS offers no resource-level permission for them
 # (the template says so in a comment next to each).
@@ -139,7 +140,9 @@ def test_every_event_source_has_a_dead_letter_target_and_bounded_retries() -> No
 
 def test_transformed_template_wires_every_rule_target_to_the_dead_letter_queue() -> None:
     rules = {k: v for k, v in transformed_template()["Resources"].items() if v["Type"] == "AWS::Events::Rule"}
-    assert len(rules) == 5  # infra task changes, breach events, alarm state changes, two schedules
+    # infra task changes, breach events, alarm state changes, two schedules, and the diagnostics'
+    # four (GPU service actions, GPU deployments, stopped GPU tasks, GPU instance launches)
+    assert len(rules) == 9
     for name, rule in rules.items():
         for target in rule["Properties"]["Targets"]:
             assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["OperatorDeadLetterQueue", "Arn"]}, (
@@ -519,7 +522,7 @@ def test_every_alert_publisher_may_use_the_topic_key_through_sns_only() -> None:
         assert key["Condition"]["StringEquals"]["kms:ViaService"] == {
             "Fn::Sub": "sns.${AWS::Region}.amazonaws.com"
         }
-    assert publishers == 2  # the endpoint reconcile policy and the scaler
+    assert publishers == 3  # the endpoint reconcile policy, the scaler and the diagnostics
 
 
 def test_the_dead_letter_alarm_can_publish_to_the_encrypted_alert_topic() -> None:
@@ -582,7 +585,7 @@ def test_the_scaler_reads_each_alarm_name_as_its_role_and_signal() -> None:
     for name in ALARMS:
         sample["detail"]["alarmName"] = f"{deployment}-scale-{name}"
         # When the scaler parses it, Then it names the alarm's service and signal
-        trigger = parse_trigger(sample, deployment)
+        trigger = parse_trigger(sample, DeploymentConfig(deployment=deployment))
         assert (trigger.kind, f"{trigger.role}-{trigger.signal}") == ("alarm", name)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dynamo_ecs.config import InfraConfig
+from dynamo_ecs.config import DeploymentConfig, InfraConfig
 from dynamo_ecs.endpoints.events import parse_infra_event
 from dynamo_ecs.endpoints.redeploy import parse_payload
 
@@ -30,5 +30,5 @@ def test_redeploy_samples_are_valid_payloads(path: Path) -> None:
 def test_scaler_samples_are_triggers_of_the_default_deployment(path: Path) -> None:
     from dynamo_ecs.scaling.triggers import parse_trigger
 
-    trigger = parse_trigger(json.loads(path.read_text()), "dynamo")
+    trigger = parse_trigger(json.loads(path.read_text()), DeploymentConfig())
     assert trigger.kind in {"alarm", "schedule", "breach", "manual"}

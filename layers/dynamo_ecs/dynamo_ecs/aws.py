@@ -21,10 +21,10 @@ _LOCK = threading.Lock()
 DEFAULT_MAX_ATTEMPTS = 4  # total attempts, first try included (AWS_MAX_ATTEMPTS overrides)
 
 
-def retry_config() -> Config:
+def retry_config(max_attempts: int | None = None) -> Config:
     from botocore.config import Config
 
-    attempts = int(os.environ.get("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS))
+    attempts = max_attempts or int(os.environ.get("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS))
     return Config(
         retries={"mode": "standard", "total_max_attempts": attempts},
         connect_timeout=3,
@@ -41,14 +41,26 @@ def _session() -> Any:
 
 
 @cache
-def _client(service: str, region: str | None, endpoint: str | None) -> Any:
+def _client(service: str, region: str | None, endpoint: str | None, max_attempts: int | None) -> Any:
     with _LOCK:
-        return _session().client(service, region_name=region, config=retry_config())
+        return _session().client(service, region_name=region, config=retry_config(max_attempts))
 
 
-def client(service: str) -> Any:
-    """A cached client for ``service`` in the current region and endpoint."""
-    return _client(service, os.environ.get("AWS_REGION"), os.environ.get("AWS_ENDPOINT_URL"))
+def client(service: str, max_attempts: int | None = None) -> Any:
+    """A cached client for ``service`` in the current region and endpoint.
+
+    ``max_attempts=1``: no automatic retries, for calls that are not idempotent
+    (RegisterTaskDefinition), whose caller checks what happened before it tries again.
+    """
+    return _client(service, os.environ.get("AWS_REGION"), os.environ.get("AWS_ENDPOINT_URL"), max_attempts)
+
+
+def events() -> Any:
+    """The session's event emitter: hooks registered here reach every client made afterwards.
+
+    For recording and fault-injection layers (tests, benchmarks); call `reset_clients` first.
+    """
+    return _session().events
 
 
 def reset_clients() -> None:

@@ -102,6 +102,15 @@ class StateStore:
             if not _is_conditional_failure(exc):
                 raise
 
+    def lease_holder(self) -> str | None:
+        """Who holds the lease now (None: free, or expired so anyone may take it)."""
+        item = self.client.get_item(
+            TableName=self.table, Key={"pk": {"S": self.pk}, "sk": {"S": "lease"}}, ConsistentRead=True
+        ).get("Item")
+        if not item or int(item["lease_until"]["N"]) < int(self._clock()):
+            return None
+        return str(item["holder"]["S"])
+
     @contextlib.contextmanager
     def lease(self, ttl_s: int, wait_s: float = 0.0, holder: str | None = None) -> Iterator[str]:
         """Hold the deployment lease for the block, waiting up to ``wait_s`` for it.
@@ -181,6 +190,24 @@ class StateStore:
                 return Record(data, new_version)
             raise StaleRecordError(f"record {name!r} changed since version {expected_version}") from exc
         return Record(data, new_version)
+
+    def records(self, prefix: str) -> dict[str, Record]:
+        """Every record whose name starts with ``prefix`` (one consistent query, all pages)."""
+        found: dict[str, Record] = {}
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": self.pk}, ":prefix": {"S": f"record#{prefix}"}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.client.query(**kwargs)
+            for item in page.get("Items", []):
+                name = item["sk"]["S"].removeprefix("record#")
+                found[name] = Record(json.loads(item["data"]["S"]), int(item["version"]["N"]))
+            if "LastEvaluatedKey" not in page:
+                return found
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # -- decision log ----------------------------------------------------------------------
 

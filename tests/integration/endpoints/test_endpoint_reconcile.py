@@ -17,6 +17,8 @@ from devtools.handlers import load_handler_module
 from devtools.services import MotoServer
 from dynamo_ecs import aws
 from dynamo_ecs.config import DeploymentConfig
+from dynamo_ecs.endpoints.reconcile import REGISTER_ATTEMPTS
+from dynamo_ecs.endpoints.render import RENDERING_TAG
 from dynamo_ecs.state import StateStore
 
 REGION = "us-east-1"
@@ -193,9 +195,9 @@ def test_another_services_event_is_not_ours(deployment: Deployment, watcher: Any
 
 
 def test_a_throttled_write_converges_when_the_platform_retries(deployment: Deployment, watcher: Any) -> None:
-    # Given RegisterTaskDefinition fails throttled on the first invocation
-    ecs = aws.client("ecs")
-    failures = {"left": 1}
+    # Given RegisterTaskDefinition fails throttled on every attempt of the first invocation
+    ecs = aws.client("ecs", max_attempts=1)  # the client the reconciler registers through
+    failures = {"left": REGISTER_ATTEMPTS}
 
     def throttle(**_: Any) -> None:
         if failures["left"] > 0:
@@ -215,6 +217,36 @@ def test_a_throttled_write_converges_when_the_platform_retries(deployment: Deplo
     # Then it converges: the new address, one revision per family
     assert result["status"] == "applied"
     assert len(revisions("Dynamo-frontend")) == 2
+
+
+def test_a_lost_register_answer_reuses_the_revision_it_made(deployment: Deployment, watcher: Any) -> None:
+    # Given RegisterTaskDefinition succeeds on ECS but its answer is lost (a timeout, a 503 after the work)
+    ecs = aws.client("ecs", max_attempts=1)
+    lost = {"left": 1}
+
+    def lose_answer(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+        if lost["left"] > 0 and http_response.status_code == 200:
+            lost["left"] -= 1
+            answer: Any = {
+                "Error": {"Code": "ServerException", "Message": "lost"},
+                "ResponseMetadata": {"HTTPStatusCode": 500},
+            }
+            raise ClientError(answer, "RegisterTaskDefinition")
+
+    ecs.meta.events.register("after-call.ecs.RegisterTaskDefinition", lose_answer)
+    try:
+        # When the watcher reconciles
+        result = watcher.lambda_handler(event_for(deployment.second, 2, "e-lost"), LambdaContext())
+    finally:
+        ecs.meta.events.unregister("after-call.ecs.RegisterTaskDefinition", lose_answer)
+    # Then the revision ECS made is found by its digest tag and rolled: no twin
+    assert result["status"] == "applied" and lost["left"] == 0
+    assert len(revisions("Dynamo-frontend")) == 2
+    assert len(revisions("Dynamo-backend")) == 2
+    tags = aws.client("ecs").describe_task_definition(taskDefinition="Dynamo-frontend", include=["TAGS"])[
+        "tags"
+    ]
+    assert RENDERING_TAG in {t["key"] for t in tags}
 
 
 def test_redeploy_dry_run_shows_the_diff_and_writes_nothing(deployment: Deployment, redeploy: Any) -> None:
@@ -247,6 +279,71 @@ def test_redeploy_new_image_is_kept_by_the_next_infra_change(
     assert env_of(frontend_def)["ETCD_ENDPOINTS"] == f"http://{task_private_ip(third)}:2379"
 
 
+@pytest.mark.parametrize(
+    "break_spec",
+    [
+        lambda c: c.pop("image"),
+        lambda c: c.update(cpu="lots"),
+        lambda c: c["resourceRequirements"][0].update(value="two"),
+        lambda c: c.update(unknownField=1),
+    ],
+    ids=["no image", "cpu lots", "gpu two", "unknown field"],
+)
+def test_a_bad_redeploy_is_never_stored_and_the_good_spec_keeps_serving(
+    deployment: Deployment, redeploy: Any, watcher: Any, break_spec: Any
+) -> None:
+    # Given a good redeploy of a new image
+    image = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0"
+    assert redeploy.lambda_handler({"image": image}, LambdaContext())["status"] == "applied"
+    store = StateStore(CONFIG.state_table, CONFIG.deployment)
+    stored = store.get_record("spec#frontend")
+    # When a whole spec with one bad field is redeployed
+    spec = deployment.world.gpu_spec("frontend")
+    break_spec(spec["containerDefinitions"][0])
+    result = redeploy.lambda_handler({"spec": {"frontend": spec}}, LambdaContext())
+    # Then it is refused naming the field, and the stored spec is the good one still
+    assert result["status"] == "refused" and "spec.frontend.containerDefinitions[0]" in result["error"]
+    assert store.get_record("spec#frontend") == stored
+    # And the next infra replacement rolls the good spec onto the new address
+    third = deployment.world.replace_infra_task(deployment.second["taskArn"])
+    assert watcher.lambda_handler(event_for(third, 3, "e-3"), LambdaContext())["status"] == "applied"
+    frontend = running_definition("frontend")
+    assert frontend["containerDefinitions"][0]["image"] == image
+    assert env_of(frontend)["ETCD_ENDPOINTS"] == f"http://{task_private_ip(third)}:2379"
+
+
+def test_a_spec_ecs_refuses_is_put_back_and_no_service_rolls(
+    deployment: Deployment, redeploy: Any, watcher: Any
+) -> None:
+    # Given ECS refuses the prefill rendering of a new image (something the checks cannot know)
+    ecs = aws.client("ecs", max_attempts=1)
+    before = {role: running_definition(role)["revision"] for role in ("frontend", "prefill")}
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        if params.get("family") == CONFIG.prefill.family:
+            raise ClientError(
+                {"Error": {"Code": "ClientException", "Message": "refused"}}, "RegisterTaskDefinition"
+            )
+
+    ecs.meta.events.register("before-parameter-build.ecs.RegisterTaskDefinition", refuse)
+    try:
+        # When the image is redeployed
+        result = redeploy.lambda_handler(
+            {"image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.0"}, LambdaContext()
+        )
+    finally:
+        ecs.meta.events.unregister("before-parameter-build.ecs.RegisterTaskDefinition", refuse)
+    # Then it is refused with ECS's reason, neither service rolled, and the stored specs are the old ones
+    assert result["status"] == "refused" and "ECS refused" in result["error"], result
+    assert {role: running_definition(role)["revision"] for role in ("frontend", "prefill")} == before
+    store = StateStore(CONFIG.state_table, CONFIG.deployment)
+    assert [store.get_record(f"spec#{r}").data.get("spec") for r in ("frontend", "prefill")] == [None, None]
+    # And the next infra replacement rolls the old image onto the new address
+    third = deployment.world.replace_infra_task(deployment.second["taskArn"])
+    assert watcher.lambda_handler(event_for(third, 3, "e-3"), LambdaContext())["status"] == "applied"
+    assert running_definition("frontend")["containerDefinitions"][0]["image"].endswith(":1.6.1")
+
+
 def test_redeploy_force_rolls_even_when_nothing_changed(deployment: Deployment, redeploy: Any) -> None:
     redeploy.lambda_handler({}, LambdaContext())
     assert redeploy.lambda_handler({}, LambdaContext())["status"] == "unchanged"
@@ -263,6 +360,12 @@ def test_redeploy_force_rolls_even_when_nothing_changed(deployment: Deployment, 
         ({"image": "Not A Valid Image!"}, "image"),
         ({"imgae": "x"}, "imgae"),
         ({"force": "maybe"}, "force"),
+        ({"force": "yes"}, "force"),
+        ({"force": 1}, "force"),
+        ({"dry_run": "no"}, "dry_run"),
+        ({"model": "Qwen/Qwen3;reboot"}, "model"),
+        ({"model": "$(touch /tmp/x)"}, "model"),
+        ({"spec": {"frontend": {"containerDefinitions": [1]}}}, "spec.frontend.containerDefinitions[0]"),
         ({"spec": {"frontend": {"family": "x"}}}, "spec"),
     ],
 )

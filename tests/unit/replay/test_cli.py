@@ -1,4 +1,4 @@
-"""``python -m devtools.replay`` end to end: the table, the PNG, and input errors that stop it."""
+"""``python -m dynamo_ecs_cli.replay`` end to end: the table, the PNG, and input errors that stop it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.replay.cli import UsageError, config_with_overrides, export_window, main
+from dynamo_ecs_cli.replay.cli import UsageError, config_with_overrides, export_window, main
 
 ROOT = Path(__file__).resolve().parents[3]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -21,9 +21,24 @@ def test_the_module_writes_the_table_and_the_chart(tmp_path: Path) -> None:
     # When the entry point runs in a fresh interpreter, as `make replay` runs it
     out = tmp_path / "replay"
     done = subprocess.run(
-        [sys.executable, "-m", "devtools.replay", "--trace", "step", "--hours", "2", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "dynamo_ecs_cli",
+            "replay",
+            "--trace",
+            "step",
+            "--hours",
+            "2",
+            "--out",
+            str(out),
+        ],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'dynamo_ecs'}:{ROOT}", "COLUMNS": "120"},
+        env={
+            **os.environ,
+            "PYTHONPATH": f"{ROOT / 'layers' / 'dynamo_ecs'}:{ROOT / 'cli'}:{ROOT}",
+            "COLUMNS": "120",
+        },
         capture_output=True,
         text=True,
         timeout=120,

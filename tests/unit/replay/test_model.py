@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from devtools.replay.model import GpuServices, ModelParams, ServicePool
 from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import DeploymentConfig
 from dynamo_ecs.scaling.decide import ServiceState
+from dynamo_ecs_cli.replay.model import GpuServices, ModelParams, ServicePool
 
 NOW = 1_000_000.0
 

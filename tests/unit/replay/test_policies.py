@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 import dynamo_ecs.scaling.decide as production
-from devtools.replay import policies
-from devtools.replay.model import ModelParams
-from devtools.replay.policies import (
+from dynamo_ecs.config import DeploymentConfig, ServiceRole
+from dynamo_ecs.scaling.decide import Observation, ServiceState
+from dynamo_ecs_cli.replay import policies
+from dynamo_ecs_cli.replay.model import ModelParams
+from dynamo_ecs_cli.replay.policies import (
     POLICIES,
     HpaDefaults,
     Ours,
@@ -18,10 +20,8 @@ from devtools.replay.policies import (
     TargetTracking,
     hpa_policy,
 )
-from devtools.replay.simulate import replay, replay_all
-from devtools.replay.traces import Trace, TracePoint, constant
-from dynamo_ecs.config import DeploymentConfig, ServiceRole
-from dynamo_ecs.scaling.decide import Observation, ServiceState
+from dynamo_ecs_cli.replay.simulate import replay, replay_all
+from dynamo_ecs_cli.replay.traces import Trace, TracePoint, constant
 
 START = 1_000_020.0 - 1_000_020.0 % 60
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from devtools.replay import traces
-from devtools.replay.traces import TraceError, load_cloudwatch, load_csv, load_trace_file, resolve_trace
 from dynamo_ecs.config import DeploymentConfig
+from dynamo_ecs_cli.replay import traces
+from dynamo_ecs_cli.replay.traces import TraceError, load_cloudwatch, load_csv, load_trace_file, resolve_trace
 
 
 def write(tmp_path: Path, text: str, name: str = "week.csv") -> Path:

@@ -15,25 +15,27 @@ from dynamo_ecs.signals.breach_events import breach_event, breaches
 
 
 def test_our_alarm_names_role_and_signal() -> None:
-    trigger = parse_trigger(alarm_state_change_event("dynamo-scale-prefill-lag", "ALARM", 0.0), "dynamo")
+    trigger = parse_trigger(
+        alarm_state_change_event("dynamo-scale-prefill-lag", "ALARM", 0.0), DeploymentConfig()
+    )
     assert (trigger.kind, trigger.role, trigger.signal, trigger.state) == ("alarm", "prefill", "lag", "ALARM")
 
 
 @pytest.mark.parametrize("name", ["other-scale-frontend-ttft", "dynamo-scale-decode-ttft", "dynamo-cpu-high"])
 def test_alarms_that_are_not_ours_are_refused(name: str) -> None:
     with pytest.raises(InvalidInputError, match=name):
-        parse_trigger(alarm_state_change_event(name, "ALARM", 0.0), "dynamo")
+        parse_trigger(alarm_state_change_event(name, "ALARM", 0.0), DeploymentConfig())
 
 
 def test_schedule_and_manual_requests() -> None:
-    assert parse_trigger(schedule_event(0.0), "dynamo").kind == "schedule"
-    assert parse_trigger({}, "dynamo").kind == "manual"
-    assert parse_trigger({"dry_run": True}, "dynamo").dry_run
+    assert parse_trigger(schedule_event(0.0), DeploymentConfig()).kind == "schedule"
+    assert parse_trigger({}, DeploymentConfig()).kind == "manual"
+    assert parse_trigger({"dry_run": True}, DeploymentConfig()).dry_run
 
 
 def test_a_manual_request_with_an_unknown_field_names_it() -> None:
     with pytest.raises(InvalidInputError, match="dryrun"):
-        parse_trigger({"dryrun": True}, "dynamo")
+        parse_trigger({"dryrun": True}, DeploymentConfig())
 
 
 def test_a_breach_event_of_another_deployment_is_refused() -> None:
@@ -45,8 +47,8 @@ def test_a_breach_event_of_another_deployment_is_refused() -> None:
         "detail": json.loads(entry["Detail"]),
     }
     with pytest.raises(InvalidInputError, match="other"):
-        parse_trigger(event, "dynamo")
-    assert parse_trigger(event, "other").kind == "breach"
+        parse_trigger(event, DeploymentConfig())
+    assert parse_trigger(event, DeploymentConfig(deployment="other")).kind == "breach"
 
 
 def test_breaches_compare_each_published_value_with_its_target() -> None:
@@ -58,3 +60,44 @@ def test_breaches_compare_each_published_value_with_its_target() -> None:
     ]
     found = {(b["role"], b["signal"]) for b in breaches(config, data)}
     assert found == {("frontend", "ttft"), ("prefill", "ttft"), ("prefill", "lag")}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "dynamo-scale-frontend-bogus",  # shaped like ours, but no such signal
+        "dynamo-scale-prefill-itl",  # a signal of the frontend only
+        "dynamo-scale-frontend-ttft" + "x" * 1_000_000,  # far beyond CloudWatch's 255
+    ],
+)
+def test_only_the_alarms_this_stack_creates_are_ours(name: str) -> None:
+    with pytest.raises(InvalidInputError, match="alarm"):
+        parse_trigger(alarm_state_change_event(name, "ALARM", 0.0), DeploymentConfig())
+
+
+def test_an_alarm_whose_signal_is_off_is_not_ours() -> None:
+    off = DeploymentConfig.model_validate({"frontend": {"targets": {"ttft_p90_ms": None}}})
+    event = alarm_state_change_event("dynamo-scale-frontend-ttft", "ALARM", 0.0)
+    with pytest.raises(InvalidInputError, match="not a scaling alarm"):
+        parse_trigger(event, off)
+    assert parse_trigger(event, DeploymentConfig()).signal == "ttft"
+
+
+@pytest.mark.parametrize(
+    "breaches", [None, 3, "frontend-ttft", [], [1], [{"role": "decode", "signal": "ttft"}]]
+)
+def test_a_malformed_breach_list_is_ignored_with_a_reason(breaches: object) -> None:
+    event = {
+        "id": "1",
+        "source": "dynamo-ecs.collector",
+        "detail-type": "Dynamo Signals Breached",
+        "detail": {"deployment": "dynamo", "at": 0.0, "breaches": breaches},
+    }
+    with pytest.raises(InvalidInputError, match="breaches"):
+        parse_trigger(event, DeploymentConfig())
+
+
+@pytest.mark.parametrize("dry_run", ["no", "yes", 1, 0, None])
+def test_dry_run_is_a_boolean_not_something_like_one(dry_run: object) -> None:
+    with pytest.raises(InvalidInputError, match="dry_run"):
+        parse_trigger({"dry_run": dry_run}, DeploymentConfig())

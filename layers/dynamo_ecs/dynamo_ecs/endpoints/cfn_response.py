@@ -9,19 +9,57 @@ the Lambda deadline if the work is still running.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import urllib.request
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import Field, StringConstraints, ValidationError
+
+from dynamo_ecs.config import format_validation_error
+from dynamo_ecs.errors import InvalidInputError
+from dynamo_ecs.inputs import AwsEnvelope, ShortText
 from dynamo_ecs.observability import logger
 
 SAFETY_MARGIN_S = 5.0
+_RESPONSE_URL = re.compile(r"^https?://\S+$")
+MAX_URL = 8192
+
+
+class CustomResourceRequest(AwsEnvelope):
+    """What CloudFormation sends a custom resource (strict; unknown fields allowed)."""
+
+    request_type: Literal["Create", "Update", "Delete"] = Field(alias="RequestType")
+    response_url: Annotated[str, StringConstraints(pattern=_RESPONSE_URL.pattern, max_length=MAX_URL)] = (
+        Field(alias="ResponseURL")
+    )
+    stack_id: Annotated[str, StringConstraints(min_length=1, max_length=2048)] = Field(alias="StackId")
+    request_id: ShortText = Field(alias="RequestId")
+    logical_resource_id: ShortText = Field(alias="LogicalResourceId")
+    physical_resource_id: ShortText | None = Field(None, alias="PhysicalResourceId")
+    resource_properties: dict[str, Any] = Field(default_factory=dict, alias="ResourceProperties")
+
+
+def answerable(event: Any) -> bool:
+    """Whether ``event`` carries a URL to answer: without one, nobody waits for an answer."""
+    url = event.get("ResponseURL") if isinstance(event, dict) else None
+    return isinstance(url, str) and len(url) <= MAX_URL and bool(_RESPONSE_URL.match(url))
+
+
+def parse_request(event: dict[str, Any]) -> CustomResourceRequest:
+    try:
+        return CustomResourceRequest.model_validate(event)
+    except ValidationError as exc:
+        raise InvalidInputError(
+            f"invalid custom resource request: {format_validation_error(exc, None)}"
+        ) from exc
 
 
 class CloudFormationAnswer:
     def __init__(self, event: dict[str, Any], physical_id: str) -> None:
         self.event = event
-        self.physical_id = event.get("PhysicalResourceId") or physical_id
+        given = event.get("PhysicalResourceId")
+        self.physical_id = given if isinstance(given, str) and 0 < len(given) <= 256 else physical_id
         self._lock = threading.Lock()
         self.sent: str | None = None
 

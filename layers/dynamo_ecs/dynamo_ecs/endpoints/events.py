@@ -1,35 +1,33 @@
 """The EventBridge ``ECS Task State Change`` event, as far as the infra watcher reads it.
 
 The event is a hint to look again, never the source of the address; it is checked only to
-ignore what is not ours. Unknown fields are allowed: AWS adds fields at any time.
+ignore what is not ours. Types are strict and strings bounded; unknown fields are allowed:
+AWS adds fields at any time.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, StringConstraints, ValidationError
 
 from dynamo_ecs.config import InfraConfig
 from dynamo_ecs.errors import InvalidInputError
+from dynamo_ecs.inputs import ArnText, AwsEnvelope, ShortText
 
 
-class TaskDetail(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    cluster_arn: str = Field(alias="clusterArn")
-    task_arn: str = Field(alias="taskArn")
-    group: str = ""
-    last_status: str = Field(alias="lastStatus")
-    version: int = 0
+class TaskDetail(AwsEnvelope):
+    cluster_arn: ArnText = Field(alias="clusterArn")
+    task_arn: ArnText = Field(alias="taskArn")
+    group: Annotated[str, StringConstraints(max_length=512)] = ""
+    last_status: Annotated[str, StringConstraints(pattern=r"^[A-Z_]{1,32}$")] = Field(alias="lastStatus")
+    version: int = Field(0, ge=0)
 
 
-class TaskStateChange(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-    id: str
-    source: str
-    detail_type: str = Field(alias="detail-type")
+class TaskStateChange(AwsEnvelope):
+    id: ShortText
+    source: ShortText
+    detail_type: ShortText = Field(alias="detail-type")
     detail: TaskDetail
 
 
@@ -41,8 +39,10 @@ def parse_infra_event(event: Any, infra: InfraConfig) -> TaskStateChange:
         fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors(include_url=False))
         raise InvalidInputError(f"not an ECS Task State Change event (bad or missing: {fields})") from exc
     if parsed.source != "aws.ecs" or parsed.detail_type != "ECS Task State Change":
-        raise InvalidInputError(f"not ours: {parsed.source} / {parsed.detail_type}")
+        raise InvalidInputError(f"not ours: {parsed.source[:80]} / {parsed.detail_type[:80]}")
     cluster = parsed.detail.cluster_arn.rsplit("/", 1)[-1]
     if cluster != infra.cluster or parsed.detail.group != f"service:{infra.service}":
-        raise InvalidInputError(f"not the infra service: cluster {cluster}, group {parsed.detail.group!r}")
+        raise InvalidInputError(
+            f"not the infra service: cluster {cluster[:80]}, group {parsed.detail.group[:80]!r}"
+        )
     return parsed

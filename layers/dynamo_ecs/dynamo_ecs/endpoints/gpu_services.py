@@ -17,15 +17,17 @@ Every step is safe to repeat: CloudFormation may send the same request twice.
 from __future__ import annotations
 
 import copy
+import re
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
 from dynamo_ecs import aws, capacity
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
 from dynamo_ecs.endpoints.reconcile import APPLIED_RECORD, EndpointReconciler, digest
 from dynamo_ecs.endpoints.render import RenderContext, render_task_definition
+from dynamo_ecs.endpoints.spec_validation import IMAGE_PATTERN, ModelId, validate_spec
 from dynamo_ecs.endpoints.specs_store import read_spec, spec_record_name, with_image, with_model
 from dynamo_ecs.endpoints.teardown import Deadline, clear_scale_in_protection, deregister_revisions
 from dynamo_ecs.errors import InfraNotReadyError, InvalidInputError
@@ -34,23 +36,46 @@ from dynamo_ecs.observability import logger
 from dynamo_ecs.specs import load_default_spec
 
 
+def _cfn_count(value: Any) -> Any:
+    """CloudFormation sends numbers as text: ``"2"`` is 2; ``"two"``, ``"2.0"`` or ``true`` are errors."""
+    if isinstance(value, str) and re.fullmatch(r"\d{1,4}", value):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError('must be a whole number of tasks, e.g. "1"')
+
+
+CfnCount = Annotated[int, BeforeValidator(_cfn_count), Field(ge=0, le=1000)]
+ArnText = Annotated[str, StringConstraints(max_length=2048)]
+
+
 class GpuServicesProperties(BaseModel):
     """The custom resource's properties. CloudFormation sends every value as a string."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
 
-    image: str = Field(alias="Image", min_length=1)
-    model: str = Field(alias="Model", pattern=r"^\S+$")
-    execution_role_arn: str = Field(alias="ExecutionRoleArn", pattern=r"^arn:aws[\w-]*:iam::\d{12}:role/.+")
-    task_role_arn: str = Field(alias="TaskRoleArn", pattern=r"^arn:aws[\w-]*:iam::\d{12}:role/.+")
-    ngc_secret_arn: str | None = Field(None, alias="NgcSecretArn")
-    frontend_log_group: str = Field(alias="FrontendLogGroup", min_length=1)
-    prefill_log_group: str = Field(alias="PrefillLogGroup", min_length=1)
-    capacity_provider: str | None = Field(None, alias="CapacityProvider")
-    frontend_target_group_arn: str | None = Field(None, alias="FrontendTargetGroupArn")
-    frontend_initial_count: int = Field(1, alias="FrontendInitialCount", ge=0)
-    prefill_initial_count: int = Field(1, alias="PrefillInitialCount", ge=0)
-    auto_scaling_group: str | None = Field(None, alias="AutoScalingGroup")  # read by the Delete only
+    image: str = Field(alias="Image", pattern=IMAGE_PATTERN, max_length=512)
+    model: ModelId = Field(alias="Model")
+    execution_role_arn: ArnText = Field(
+        alias="ExecutionRoleArn", pattern=r"^arn:aws[\w-]*:iam::\d{12}:role/.+"
+    )
+    task_role_arn: ArnText = Field(alias="TaskRoleArn", pattern=r"^arn:aws[\w-]*:iam::\d{12}:role/.+")
+    ngc_secret_arn: ArnText | None = Field(
+        None, alias="NgcSecretArn", pattern=r"^arn:aws[\w-]*:secretsmanager:"
+    )
+    frontend_log_group: str = Field(alias="FrontendLogGroup", pattern=r"^[A-Za-z0-9_#./-]+$", max_length=512)
+    prefill_log_group: str = Field(alias="PrefillLogGroup", pattern=r"^[A-Za-z0-9_#./-]+$", max_length=512)
+    capacity_provider: str | None = Field(
+        None, alias="CapacityProvider", pattern=r"^[A-Za-z0-9_-]+$", max_length=255
+    )
+    frontend_target_group_arn: ArnText | None = Field(
+        None, alias="FrontendTargetGroupArn", pattern=r"^arn:aws[\w-]*:elasticloadbalancing:"
+    )
+    frontend_initial_count: CfnCount = Field(1, alias="FrontendInitialCount")
+    prefill_initial_count: CfnCount = Field(1, alias="PrefillInitialCount")
+    auto_scaling_group: str | None = Field(
+        None, alias="AutoScalingGroup", pattern=r"^[\w .:/@+=,-]+$", max_length=255
+    )  # read by the Delete only
     instance_type: capacity.InstanceTypeName | None = Field(None, alias="InstanceType")
 
     def log_group(self, role: ServiceRole) -> str:
@@ -142,17 +167,17 @@ def create(reconciler: EndpointReconciler, props: GpuServicesProperties) -> dict
     if selection.endpoint is None:
         raise InfraNotReadyError(f"cannot create the GPU services yet: {selection.reason}")
     context = RenderContext(selection.endpoint, reconciler.account_id, reconciler.region)
+    specs = checked_specs(props, config)
     existing = _active_services(reconciler)
     record = reconciler.store.get_record(APPLIED_RECORD)
     applied = dict(record.data)
-    for role in SERVICE_ROLES:
-        spec = spec_from_properties(role, props, config)
+    for role, spec in specs.items():
         store_spec(reconciler, role, spec)
         name = config.service(role).service
         if name in existing:
             continue
         rendered = render_task_definition(spec, context)
-        revision = ecs.register_task_definition(**rendered)["taskDefinition"]["taskDefinitionArn"]
+        revision = reconciler.revision_for(rendered, digest(rendered))
         ecs.create_service(**_service_definition(config, role, props, revision))
         applied[role] = {"revision": revision, "digest": digest(rendered), "attempts": 0}
         logger.info("GPU service created", extra={"service": name, "revision": revision})
@@ -196,9 +221,19 @@ def _service_definition(
     return definition
 
 
+def checked_specs(
+    props: GpuServicesProperties, config: DeploymentConfig
+) -> dict[ServiceRole, dict[str, Any]]:
+    """Both services' specs from the properties, each checked whole before either is stored."""
+    return {
+        role: validate_spec(spec_from_properties(role, props, config), f"{role} spec")
+        for role in SERVICE_ROLES
+    }
+
+
 def update(reconciler: EndpointReconciler, props: GpuServicesProperties) -> dict[str, Any]:
-    for role in SERVICE_ROLES:
-        store_spec(reconciler, role, spec_from_properties(role, props, reconciler.config))
+    for role, spec in checked_specs(props, reconciler.config).items():
+        store_spec(reconciler, role, spec)
     result = reconciler.reconcile({"custom_resource": "Update"})
     return {"Endpoint": result.endpoint or "", "Status": result.status}
 

@@ -21,12 +21,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
-from dynamo_ecs.endpoints.render import RenderContext, endpoint_of, render_task_definition, strip_read_only
+from dynamo_ecs.endpoints.render import (
+    RENDERING_TAG,
+    RenderContext,
+    endpoint_of,
+    render_task_definition,
+    strip_read_only,
+)
 from dynamo_ecs.endpoints.specs_store import read_spec, spec_record_name
 from dynamo_ecs.infra import InfraEndpoint, find_infra_endpoint
 from dynamo_ecs.observability import logger
@@ -34,6 +41,17 @@ from dynamo_ecs.state import StateStore
 
 APPLIED_RECORD = "endpoints#applied"
 LEASE_WAIT_S = 30.0
+REUSE_LOOKBACK = 10  # newest ACTIVE revisions of a family checked for one identical to the rendering
+REGISTER_ATTEMPTS = 3
+_TRANSIENT_CODES = {
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ServerException",
+    "ServiceUnavailable",
+    "InternalFailure",
+}
 Status = Literal["no_endpoint", "unchanged", "applied", "dry_run"]
 
 
@@ -123,11 +141,20 @@ def _change(
 
 class EndpointReconciler:
     def __init__(
-        self, config: DeploymentConfig, store: StateStore, ecs: Any, account_id: str, region: str
+        self,
+        config: DeploymentConfig,
+        store: StateStore,
+        ecs: Any,
+        account_id: str,
+        region: str,
+        register_ecs: Any = None,
     ) -> None:
+        """``register_ecs``: an ECS client without automatic retries for RegisterTaskDefinition
+        (`revision_for` retries it itself, looking first); defaults to ``ecs``."""
         self.config = config
         self.store = store
         self.ecs = ecs
+        self.register_ecs = register_ecs or ecs
         self.account_id = account_id
         self.region = region
         self.given_up: list[str] = []
@@ -253,10 +280,50 @@ class EndpointReconciler:
         answer = self.ecs.describe_task_definition(
             taskDefinition=plan.service["taskDefinition"], include=["TAGS"]
         )
-        current = strip_read_only(answer["taskDefinition"])
-        if answer.get("tags"):
-            current["tags"] = answer["tags"]
+        current = strip_read_only(answer["taskDefinition"] | {"tags": answer.get("tags") or []})
         return current
+
+    def revision_for(self, rendered: dict[str, Any], rendering_digest: str) -> str:
+        """An ACTIVE revision identical to ``rendered``: found, or registered exactly once.
+
+        RegisterTaskDefinition is not idempotent, so it is never retried blindly: before each
+        attempt the family's newest revisions are checked for this rendering (its digest tag,
+        or the same canonical form). A crash, timeout or lost answer after an earlier call
+        therefore reuses that revision instead of registering a twin.
+        """
+        family = rendered["family"]
+        for attempt in range(1, REGISTER_ATTEMPTS + 1):
+            found = self._find_revision(family, rendering_digest)
+            if found:
+                logger.info("reusing a revision identical to the rendering", extra={"revision": found})
+                return found
+            tags = [*(rendered.get("tags") or []), {"key": RENDERING_TAG, "value": rendering_digest}]
+            try:
+                answer = self.register_ecs.register_task_definition(**(rendered | {"tags": tags}))
+            except Exception as exc:
+                if attempt == REGISTER_ATTEMPTS or not _transient(exc):
+                    raise
+                logger.warning("RegisterTaskDefinition failed; looking again", extra={"error": repr(exc)})
+                time.sleep(0.2 * 2**attempt)
+                continue
+            arn: str = answer["taskDefinition"]["taskDefinitionArn"]
+            return arn
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _find_revision(self, family: str, rendering_digest: str) -> str | None:
+        listed = self.ecs.list_task_definitions(
+            familyPrefix=family, status="ACTIVE", sort="DESC", maxResults=REUSE_LOOKBACK
+        )["taskDefinitionArns"]
+        ours = [arn for arn in listed if arn.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family]
+        ours.sort(key=lambda arn: int(arn.rsplit(":", 1)[-1]), reverse=True)
+        for arn in ours[:REUSE_LOOKBACK]:
+            answer = self.ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
+            tags = answer.get("tags") or []
+            if {"key": RENDERING_TAG, "value": rendering_digest} in tags or (
+                digest(strip_read_only(answer["taskDefinition"] | {"tags": tags})) == rendering_digest
+            ):
+                return str(arn)
+        return None
 
     def _preview(self, plan: _Plan) -> ServiceChange:
         current = self._current(plan)
@@ -282,9 +349,10 @@ class EndpointReconciler:
             )
 
     def _apply(self, plans: list[_Plan], force: bool) -> list[ServiceChange]:
+        """Every revision first, then every roll: a rendering ECS refuses leaves every service as it was."""
         record = self.store.get_record(APPLIED_RECORD)
         applied = dict(record.data)
-        changes = []
+        rolls = []
         for plan in plans:
             current = self._current(plan)
             revision = plan.service["taskDefinition"]
@@ -296,8 +364,10 @@ class EndpointReconciler:
             if previous.get("digest") == plan.digest and previous.get("revision"):
                 revision = previous["revision"]  # rolled back from it before: retry it, register nothing
             elif digest(current) != plan.digest:
-                registered = self.ecs.register_task_definition(**plan.rendered)["taskDefinition"]
-                revision = registered["taskDefinitionArn"]
+                revision = self.revision_for(plan.rendered, plan.digest)
+            rolls.append((plan, current, revision, attempts))
+        changes = []
+        for plan, current, revision, attempts in rolls:
             self.ecs.update_service(
                 cluster=self.config.gpu_cluster,
                 service=plan.service["serviceName"],
@@ -314,3 +384,13 @@ class EndpointReconciler:
             changes.append(_change(plan, current, revision))
         self.store.put_record(APPLIED_RECORD, applied, record.version)
         return changes
+
+
+def _transient(exc: Exception) -> bool:
+    """Throttling, a 5xx, a timeout or a lost connection: the call may or may not have happened."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(exc, ClientError):
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return exc.response.get("Error", {}).get("Code") in _TRANSIENT_CODES or status >= 500
+    return isinstance(exc, BotoCoreError)

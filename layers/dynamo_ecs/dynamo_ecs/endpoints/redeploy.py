@@ -9,42 +9,34 @@ returns, per service, the diff between the running and the would-be task definit
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
 from dynamo_ecs.endpoints.reconcile import EndpointReconciler, ReconcileResult
+from dynamo_ecs.endpoints.spec_validation import IMAGE_PATTERN, ModelId, validate_spec
 from dynamo_ecs.endpoints.specs_store import read_spec, spec_record_name, with_command, with_image, with_model
 from dynamo_ecs.errors import InvalidInputError
 
-# registry[:port]/path[:tag][@sha256:digest], lower-case path components as OCI references have.
-IMAGE_PATTERN = (
-    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
-)
+MAX_COMMAND_PARTS = 64
+MAX_COMMAND_PART = 8192
 
 
 class RedeployPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Strict: ``"yes"`` is not true and ``"1"`` is not a number; unknown fields are errors."""
 
-    services: list[ServiceRole] | None = Field(None, min_length=1)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    services: list[ServiceRole] | None = Field(None, min_length=1, max_length=len(SERVICE_ROLES))
     image: str | None = Field(None, pattern=IMAGE_PATTERN, max_length=512)
-    model: str | None = Field(None, pattern=r"^\S+$", max_length=256)
-    command: list[str] | None = Field(None, min_length=1)
+    model: ModelId | None = None
+    command: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_COMMAND_PART)]] | None = (
+        Field(None, min_length=1, max_length=MAX_COMMAND_PARTS)
+    )
     force: bool = False
     dry_run: bool = False
     spec: dict[ServiceRole, dict[str, Any]] | None = None
-
-    @field_validator("spec")
-    @classmethod
-    def _spec_is_a_task_definition(cls, value: dict[str, dict[str, Any]] | None) -> Any:
-        for role, spec in (value or {}).items():
-            if not isinstance(spec.get("containerDefinitions"), list) or not spec["containerDefinitions"]:
-                raise ValueError(f"spec.{role}.containerDefinitions: a non-empty list is required")
-            if not isinstance(spec.get("family"), str):
-                raise ValueError(f"spec.{role}.family: a string is required")
-        return value
 
     @property
     def roles(self) -> tuple[ServiceRole, ...]:
@@ -65,7 +57,10 @@ def parse_payload(event: Any) -> RedeployPayload:
 
 
 def new_specs(payload: RedeployPayload, reconciler: EndpointReconciler) -> dict[ServiceRole, dict[str, Any]]:
-    """Each selected service's spec after the payload's changes (nothing stored yet)."""
+    """Each selected service's spec after the payload's changes, each checked whole (nothing stored yet).
+
+    Raises `InvalidSpecError` naming every problem of every spec before anything is written.
+    """
     specs: dict[ServiceRole, dict[str, Any]] = {}
     for role in payload.roles:
         base = (payload.spec or {}).get(role) or read_spec(reconciler.store, reconciler.config, role)[0]
@@ -77,17 +72,21 @@ def new_specs(payload: RedeployPayload, reconciler: EndpointReconciler) -> dict[
             with_model(spec, payload.model)
         if payload.command:
             with_command(spec, payload.command)
-        specs[role] = spec
+        specs[role] = validate_spec(spec, f"spec.{role}")
     return specs
 
 
 def store_specs(
     config: DeploymentConfig, reconciler: EndpointReconciler, specs: dict[ServiceRole, dict[str, Any]]
-) -> None:
+) -> dict[ServiceRole, tuple[dict[str, Any], int]]:
+    """Store each spec that changed; returns, per role written, what was there and the new version."""
+    replaced: dict[ServiceRole, tuple[dict[str, Any], int]] = {}
     for role, spec in specs.items():
         _, record = read_spec(reconciler.store, config, role)
         if record.data.get("spec") != spec:
-            reconciler.store.put_record(spec_record_name(role), {"spec": spec}, record.version)
+            written = reconciler.store.put_record(spec_record_name(role), {"spec": spec}, record.version)
+            replaced[role] = (record.data, written.version)
+    return replaced
 
 
 def redeploy(payload: RedeployPayload, reconciler: EndpointReconciler) -> ReconcileResult:
@@ -95,7 +94,30 @@ def redeploy(payload: RedeployPayload, reconciler: EndpointReconciler) -> Reconc
     specs = new_specs(payload, reconciler) if payload.changes_spec else None
     if payload.dry_run:
         return reconciler.reconcile(trigger, payload.roles, payload.force, dry_run=True, specs=specs)
+    replaced: dict[ServiceRole, tuple[dict[str, Any], int]] = {}
     if specs:
-        store_specs(reconciler.config, reconciler, specs)
+        replaced = store_specs(reconciler.config, reconciler, specs)
         reconciler.store.append_decision("redeploy", {"trigger": trigger, "services": list(specs)})
-    return reconciler.reconcile(trigger, payload.roles, payload.force)
+    try:
+        return reconciler.reconcile(trigger, payload.roles, payload.force)
+    except Exception as exc:
+        if not replaced or not _refused_by_ecs(exc):
+            raise
+        # ECS refused a rendering the checks let through: put the last good specs back, so the
+        # automatic path keeps serving them. Every revision is registered before any roll, so
+        # no service runs the refused spec.
+        for role, (previous, version) in replaced.items():
+            reconciler.store.put_record(spec_record_name(role), previous, version)
+        reconciler.store.append_decision("redeploy_refused", {"trigger": trigger, "error": str(exc)[:1000]})
+        raise InvalidInputError(f"ECS refused the new spec, the previous one is kept: {exc}") from exc
+
+
+def _refused_by_ecs(exc: Exception) -> bool:
+    """RegisterTaskDefinition said no (ClientException, InvalidParameterException): retrying cannot help."""
+    from botocore.exceptions import ClientError
+
+    return (
+        isinstance(exc, ClientError)
+        and exc.operation_name == "RegisterTaskDefinition"
+        and exc.response.get("Error", {}).get("Code") in ("ClientException", "InvalidParameterException")
+    )

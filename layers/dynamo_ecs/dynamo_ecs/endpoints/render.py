@@ -41,6 +41,9 @@ READ_ONLY_FIELDS = (
     "deregisteredAt",
 )
 ENDPOINT_VARIABLES = ("ETCD_ENDPOINTS", "NATS_SERVER")
+# The tag the operator puts on each revision it registers: the digest of the rendering, so a
+# retry after a crash or a lost answer finds that revision instead of registering a twin.
+RENDERING_TAG = "dynamo-ecs:rendering-sha256"
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,12 @@ class RenderContext:
 
 
 def strip_read_only(task_definition: dict[str, Any]) -> dict[str, Any]:
-    """A described revision made fit for RegisterTaskDefinition again."""
-    return {k: v for k, v in task_definition.items() if k not in READ_ONLY_FIELDS}
+    """A described revision made fit for RegisterTaskDefinition again (our rendering tag dropped too)."""
+    stripped = {k: v for k, v in task_definition.items() if k not in READ_ONLY_FIELDS}
+    tags = stripped.get("tags")
+    if isinstance(tags, list):
+        stripped["tags"] = [t for t in tags if not (isinstance(t, dict) and t.get("key") == RENDERING_TAG)]
+    return stripped
 
 
 def _substitute_values(node: Any, context: RenderContext, key: str | None = None) -> Any:
@@ -71,8 +78,9 @@ def _substitute_values(node: Any, context: RenderContext, key: str | None = None
 
 def _rewrite_endpoint_variables(container: dict[str, Any], endpoint: InfraEndpoint) -> None:
     urls = {"ETCD_ENDPOINTS": endpoint.etcd_url, "NATS_SERVER": endpoint.nats_url}
-    for variable in container.get("environment") or []:
-        if variable.get("name") in urls:
+    environment = container.get("environment")
+    for variable in environment if isinstance(environment, list) else []:
+        if isinstance(variable, dict) and variable.get("name") in urls:
             variable["value"] = urls[variable["name"]]
 
 
@@ -90,8 +98,10 @@ def find_placeholders(node: Any, path: str = "$") -> list[str]:
 def render_task_definition(spec: dict[str, Any], context: RenderContext) -> dict[str, Any]:
     """The RegisterTaskDefinition input for ``spec`` at ``context``'s endpoint."""
     rendered: dict[str, Any] = _substitute_values(strip_read_only(copy.deepcopy(spec)), context)
-    for container in rendered.get("containerDefinitions") or []:
-        _rewrite_endpoint_variables(container, context.endpoint)
+    containers = rendered.get("containerDefinitions")
+    for container in containers if isinstance(containers, list) else []:
+        if isinstance(container, dict):
+            _rewrite_endpoint_variables(container, context.endpoint)
     left = find_placeholders(rendered)
     if left:
         raise PlaceholderError(

@@ -28,4 +28,5 @@ def reconciler(config: DeploymentConfig, context: Any) -> EndpointReconciler:
         aws.client("ecs"),
         account_id=account_of(context),
         region=os.environ.get("AWS_REGION", "us-east-1"),
+        register_ecs=aws.client("ecs", max_attempts=1),
     )

@@ -7,6 +7,7 @@ Dynamo example's task definition) with the family the config names.
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Any
 
 from dynamo_ecs.config import DeploymentConfig, ServiceRole
@@ -14,7 +15,8 @@ from dynamo_ecs.errors import InvalidInputError
 from dynamo_ecs.specs import load_default_spec
 from dynamo_ecs.state import Record, StateStore
 
-_MODEL_FLAG = re.compile(r"(--model\s+)(\S+)")
+# The value after --model: one shell word, quoted parts included (what shlex.quote writes).
+_MODEL_FLAG = re.compile(r"""(--model\s+)((?:'[^']*'|"[^"]*"|[^\s'"])+)""")
 
 
 def spec_record_name(role: ServiceRole) -> str:
@@ -38,19 +40,27 @@ def read_spec(
 
 def with_image(spec: dict[str, Any], image: str) -> dict[str, Any]:
     """Every container of the spec runs ``image``."""
-    for container in spec.get("containerDefinitions") or []:
+    for container in _containers(spec):
         container["image"] = image
     return spec
 
 
 def with_model(spec: dict[str, Any], model: str) -> dict[str, Any]:
-    """Replace the value of ``--model`` in every command string; refuse a spec without one."""
+    """Replace the value of ``--model`` in every command string; refuse a spec without one.
+
+    The commands run under ``sh -c``: the model goes in shell-quoted, so even a value that
+    slipped past validation is one literal argument (a checked id needs no quotes and
+    stays as it is).
+    """
+    quoted = shlex.quote(model)
     replaced = False
-    for container in spec.get("containerDefinitions") or []:
-        command = container.get("command") or []
+    for container in _containers(spec):
+        command = container.get("command")
+        if not isinstance(command, list):
+            continue
         for index, part in enumerate(command):
             if isinstance(part, str) and _MODEL_FLAG.search(part):
-                command[index] = _MODEL_FLAG.sub(lambda m: m.group(1) + model, part)
+                command[index] = _MODEL_FLAG.sub(lambda m: m.group(1) + quoted, part)
                 replaced = True
     if not replaced:
         raise InvalidInputError(
@@ -62,8 +72,14 @@ def with_model(spec: dict[str, Any], model: str) -> dict[str, Any]:
 
 def with_command(spec: dict[str, Any], command: list[str]) -> dict[str, Any]:
     """The first container (the Dynamo worker) runs ``command``."""
-    containers = spec.get("containerDefinitions") or []
+    containers = _containers(spec)
     if not containers:
         raise InvalidInputError("spec.containerDefinitions: empty; a spec needs one container")
     containers[0]["command"] = list(command)
     return spec
+
+
+def _containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The spec's container objects (anything else is left for validation to name)."""
+    containers = spec.get("containerDefinitions")
+    return [c for c in containers if isinstance(c, dict)] if isinstance(containers, list) else []

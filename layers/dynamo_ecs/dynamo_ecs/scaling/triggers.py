@@ -7,13 +7,14 @@ duplicates and late or out-of-order alarm events only cause one more look.
 
 from __future__ import annotations
 
-import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from dynamo_ecs.config import format_validation_error
+from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
 from dynamo_ecs.errors import InvalidInputError
+from dynamo_ecs.inputs import AwsEnvelope, ShortText, StrictPayload
+from dynamo_ecs.scaling.signals import SignalName, alarm_name, signal_specs
 from dynamo_ecs.signals.breach_events import EVENT_DETAIL_TYPE, EVENT_SOURCE
 
 TriggerKind = Literal["schedule", "alarm", "breach", "manual"]
@@ -31,34 +32,50 @@ class Trigger(BaseModel):
     dry_run: bool = False
 
 
-class _AlarmState(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    value: str
+class _AlarmState(AwsEnvelope):
+    value: Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
 
 
-class _AlarmDetail(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-    alarm_name: str = Field(alias="alarmName")
+class _AlarmDetail(AwsEnvelope):
+    alarm_name: Annotated[str, StringConstraints(min_length=1, max_length=255)] = Field(alias="alarmName")
     state: _AlarmState
 
 
-class _Event(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-    id: str
-    source: str
-    detail_type: str = Field(alias="detail-type")
+class _Breach(AwsEnvelope):
+    role: ServiceRole
+    signal: SignalName
+
+
+class _BreachDetail(AwsEnvelope):
+    deployment: ShortText
+    breaches: list[_Breach] = Field(min_length=1, max_length=16)
+
+
+class _Event(AwsEnvelope):
+    id: ShortText
+    source: ShortText
+    detail_type: ShortText = Field(alias="detail-type")
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
-class ManualRequest(BaseModel):
+class ManualRequest(StrictPayload):
     """A manual invoke (`sam remote invoke ScalerFunction`): ``{"dry_run": true}`` or ``{}``."""
 
-    model_config = ConfigDict(extra="forbid")
     dry_run: bool = False
 
 
-def parse_trigger(event: Any, deployment: str) -> Trigger:
+def our_alarms(config: DeploymentConfig) -> dict[str, tuple[ServiceRole, SignalName]]:
+    """The scale-out alarms this stack creates: one per signal that is on (its target is set)."""
+    return {
+        alarm_name(config.deployment, role, spec.name): (role, spec.name)
+        for role in SERVICE_ROLES
+        for spec in signal_specs(config, role)
+    }
+
+
+def parse_trigger(event: Any, config: DeploymentConfig) -> Trigger:
     """The trigger, or `InvalidInputError` (not ours or malformed: nothing to retry)."""
+    deployment = config.deployment
     if isinstance(event, dict) and "detail-type" not in event:
         try:
             manual = ManualRequest.model_validate(event)
@@ -76,21 +93,30 @@ def parse_trigger(event: Any, deployment: str) -> Trigger:
             detail = _AlarmDetail.model_validate(parsed.detail)
         except ValidationError as exc:
             raise InvalidInputError(f"alarm event: {format_validation_error(exc, None)}") from exc
-        match = re.fullmatch(rf"{re.escape(deployment)}-scale-(frontend|prefill)-([a-z]+)", detail.alarm_name)
-        if match is None:
-            raise InvalidInputError(f"alarm {detail.alarm_name!r} is not a scaling alarm of {deployment!r}")
+        known = our_alarms(config)
+        if detail.alarm_name not in known:
+            raise InvalidInputError(
+                f"alarm {detail.alarm_name[:80]!r} is not a scaling alarm of {deployment!r} "
+                f"(ours: {', '.join(sorted(known)) or 'none, every signal is off'})"
+            )
+        role, signal = known[detail.alarm_name]
         return Trigger(
             kind="alarm",
             event_id=parsed.id,
             alarm=detail.alarm_name,
-            role=match.group(1),
-            signal=match.group(2),
+            role=role,
+            signal=signal,
             state=detail.state.value,
         )
     if parsed.source == EVENT_SOURCE and parsed.detail_type == EVENT_DETAIL_TYPE:
-        owner = parsed.detail.get("deployment")
-        if owner != deployment:
-            raise InvalidInputError(f"breach event of deployment {owner!r}, not {deployment!r}")
-        signals = sorted({f"{b.get('role')}-{b.get('signal')}" for b in parsed.detail.get("breaches", [])})
-        return Trigger(kind="breach", event_id=parsed.id, signal=",".join(signals) or None)
-    raise InvalidInputError(f"not a scaler trigger: {parsed.source} / {parsed.detail_type}")
+        try:
+            breach = _BreachDetail.model_validate(parsed.detail)
+        except ValidationError as exc:
+            raise InvalidInputError(f"breach event: {format_validation_error(exc, None)}") from exc
+        if breach.deployment != deployment:
+            raise InvalidInputError(
+                f"breach event of deployment {breach.deployment[:80]!r}, not {deployment!r}"
+            )
+        signals = sorted({f"{b.role}-{b.signal}" for b in breach.breaches})
+        return Trigger(kind="breach", event_id=parsed.id, signal=",".join(signals))
+    raise InvalidInputError(f"not a scaler trigger: {parsed.source[:80]} / {parsed.detail_type[:80]}")

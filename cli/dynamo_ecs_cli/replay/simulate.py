@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from devtools.replay.model import GpuServices, ModelParams
-from devtools.replay.policies import POLICIES, Policy, all_specs
-from devtools.replay.traces import Trace
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 from dynamo_ecs.scaling.decide import Observation
+from dynamo_ecs_cli.replay.model import GpuServices, ModelParams
+from dynamo_ecs_cli.replay.policies import POLICIES, Policy, all_specs
+from dynamo_ecs_cli.replay.traces import Trace
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from devtools.replay.model import ModelParams
-from devtools.replay.simulate import RunResult, SlaTargets
-from devtools.replay.traces import Trace
+from dynamo_ecs_cli.replay.model import ModelParams
+from dynamo_ecs_cli.replay.simulate import RunResult, SlaTargets
+from dynamo_ecs_cli.replay.traces import Trace
 
 # (colour, line style, width): ours drawn last and thickest would hide HPA where they agree,
 # so HPA is dashed on top of it.

@@ -1,12 +1,12 @@
-"""``python -m devtools.replay``: replay a load trace through our policy and the baselines.
+"""``dynamo-ecs replay``: replay a load trace through our policy and the baselines.
 
 Examples::
 
-    python -m devtools.replay                                  # built-in bursty trace
-    python -m devtools.replay --trace diurnal --seed 3
-    python -m devtools.replay --trace week.csv --set frontend.targets.ttft_p90_ms=400
-    python -m devtools.replay --model model_load_s=420 --set scaling.metric_period_s=10
-    python -m devtools.replay --export-command --start 2026-11-20T00:00:00Z --end 2026-11-27T00:00:00Z
+    dynamo-ecs replay                                # built-in bursty trace
+    dynamo-ecs replay --trace diurnal --seed 3
+    dynamo-ecs replay --trace week.csv --set frontend.targets.ttft_p90_ms=400
+    dynamo-ecs replay --model model_load_s=420 --set scaling.metric_period_s=10
+    dynamo-ecs replay --export-command --start 2026-11-20T00:00:00Z --end 2026-11-27T00:00:00Z
 
 The config is the stack's (``DYNAMO_ECS_*`` variables, `dynamo_ecs.config.load_config`);
 each ``--set key.path=value`` overrides one field as its variable would, validated the same way.
@@ -26,13 +26,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from devtools.replay.model import ModelParams
-from devtools.replay.policies import POLICIES
-from devtools.replay.report import print_table, results_table, write_chart
-from devtools.replay.simulate import SlaTargets, replay_all
-from devtools.replay.traces import SYNTHETIC, TraceError, export_command, resolve_trace
 from dynamo_ecs.config import ENV_PREFIX, DeploymentConfig, format_validation_error, load_config
 from dynamo_ecs.errors import ConfigError
+from dynamo_ecs_cli.replay.model import ModelParams
+from dynamo_ecs_cli.replay.policies import POLICIES
+from dynamo_ecs_cli.replay.report import print_table, results_table, write_chart
+from dynamo_ecs_cli.replay.simulate import SlaTargets, replay_all
+from dynamo_ecs_cli.replay.traces import SYNTHETIC, TraceError, export_command, resolve_trace
 
 DEFAULT_OUT = Path("out/replay")
 _KEY_PATH = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
@@ -93,7 +93,7 @@ def export_window(start: str | None, end: str | None, now: datetime | None = Non
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m devtools.replay",
+        prog="dynamo-ecs replay",
         description="Replay a load trace through the production scaling decision and baselines.",
     )
     p.add_argument(

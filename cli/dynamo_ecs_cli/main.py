@@ -1,0 +1,425 @@
+"""The ``dynamo-ecs`` command group: one subcommand per operator task.
+
+Exit codes (the same for every subcommand, docs/cli.md):
+
+- 0: done, every check passed (warnings allowed), nothing open;
+- 1: a check failed, the deployment has an open diagnosis, or the redeploy was refused;
+- 2: usage error (a bad option or value); nothing was read or changed;
+- 3: AWS could not answer (no credentials or region, no such stack, access denied).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from dynamo_ecs_cli import __version__
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from dynamo_ecs_cli.stack import Aws
+
+# Each subcommand imports what it needs when it runs (boto3, pydantic, rich, matplotlib), so
+# `dynamo-ecs --help` and a usage error answer at once.
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AWS = 0, 1, 2, 3
+PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+MARKS = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[red]fail[/]"}
+
+
+def aws_options[F: Callable[..., Any]](command: F) -> F:
+    """--stack, --region, --profile, --json: taken as the AWS CLI and sam take them."""
+    options = [
+        click.option(
+            "--stack",
+            "stack_name",
+            envvar="DYNAMO_ECS_STACK",
+            default="dynamo",
+            show_default=True,
+            help="CloudFormation stack name (env DYNAMO_ECS_STACK)",
+        ),
+        click.option(
+            "--region", envvar="AWS_REGION", help="AWS region (default: the profile's or AWS_REGION)"
+        ),
+        click.option("--profile", envvar="AWS_PROFILE", help="named profile of ~/.aws/config"),
+        click.option("--json", "as_json", is_flag=True, help="print JSON for scripts instead of tables"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def fail_on_aws(run: Callable[[], int]) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from dynamo_ecs_cli.stack import AwsUnavailableError, aws_error_text
+
+    try:
+        return run()
+    except AwsUnavailableError as exc:
+        click.echo(f"dynamo-ecs: {exc}", err=True)
+        return EXIT_AWS
+    except (ClientError, BotoCoreError) as exc:
+        click.echo(f"dynamo-ecs: AWS: {aws_error_text(exc)}", err=True)
+        return EXIT_AWS
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="dynamo-ecs")
+def cli() -> None:
+    """Operate a dynamo-ecs-operator deployment: preflight, status, decisions, replay, redeploy.
+
+    Exit codes: 0 ok, 1 a check failed or a diagnosis is open, 2 usage error, 3 AWS could not answer.
+    """
+
+
+# --- doctor -----------------------------------------------------------------------------------
+
+
+def _parameter_pairs(values: Sequence[str]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        for item in value.split():
+            key, sep, text = item.partition("=")
+            if not sep or not key:
+                raise click.BadParameter(f"{item!r}: expected Key=Value (e.g. GpuBudget=4)")
+            pairs[key] = text
+    return pairs
+
+
+@cli.command("doctor")
+@aws_options
+@click.option(
+    "--parameter-overrides",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE ...",
+    help="stack parameters to check with, as sam deploy takes them (repeatable)",
+)
+def doctor_command(
+    stack_name: str, region: str | None, profile: str | None, as_json: bool, overrides: tuple[str, ...]
+) -> None:
+    """Check GPU quota, zones, routes, the NGC secret, the AMI and the build tools, before or after a deploy.
+
+    With a deployed stack its parameters are checked; before the first deploy, template.yaml's
+    defaults and --parameter-overrides (TaskSubnetIds and NgcSecretArn at least).
+    """
+    given = _parameter_pairs(overrides)
+
+    def run() -> int:
+        from dynamo_ecs_cli import doctor
+        from dynamo_ecs_cli.stack import Aws, find_stack
+
+        aws = Aws(profile, region)
+        stack = find_stack(aws, stack_name)
+        inputs = doctor.Inputs({**(stack.parameters if stack else {}), **given})
+        checks = doctor.run_checks(aws, inputs, deployed=stack is not None)
+        failed = any(c.status == "fail" for c in checks)
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "stack": stack_name,
+                        "deployed": stack is not None,
+                        "checks": [c.as_dict() for c in checks],
+                    },
+                    indent=2,
+                )
+            )
+        else:
+            out = console()
+            where = f"stack {stack_name!r}" if stack else f"before deploy (no stack {stack_name!r} yet)"
+            out.print(f"dynamo-ecs doctor: {where}, region {aws.region_name}")
+            for check in checks:
+                out.print(f"{MARKS[check.status]}  {check.name:22} {check.detail}", soft_wrap=True)
+                if check.fix and check.status != "pass":
+                    out.print(f"      {'':22} fix: {check.fix}", soft_wrap=True)
+            counts = {s: sum(1 for c in checks if c.status == s) for s in ("pass", "warn", "fail")}
+            out.print(f"{counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed")
+        return EXIT_FAILED if failed else EXIT_OK
+
+    sys.exit(fail_on_aws(run))
+
+
+# --- status -----------------------------------------------------------------------------------
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from dynamo_ecs_cli import decision_log
+
+    out = console()
+    out.print(f"stack {report['stack']!r} ({report['stack_status']}), deployment {report['deployment']!r}")
+    tasks = report["infra"]["tasks"]
+    if tasks:
+        for task in tasks:
+            out.print(
+                f"infra {report['infra']['service']}: task {task['task']} {task['status']} "
+                f"at {task['address']}"
+            )
+    else:
+        out.print(
+            f"infra {report['infra']['service']}: [red]no running task[/] "
+            "(the GPU services have no etcd/NATS)"
+        )
+    table = Table(title="GPU services")
+    for column in ("service", "revision", "desired", "running", "pending", "rollout", "ready"):
+        table.add_column(column)
+    for service in report["services"]:
+        if service.get("missing"):
+            table.add_row(service["service"], "[red]missing[/]", "", "", "", "", "")
+            continue
+        table.add_row(
+            service["service"],
+            service["revision"],
+            str(service["desired"]),
+            str(service["running"]),
+            str(service["pending"]),
+            service["rollout"],
+            service["ready"],
+        )
+    out.print(table)
+    if report["open_diagnoses"]:
+        diagnoses = Table(title="open diagnoses")
+        for column in ("kind", "service", "what", "seen", "fix"):
+            diagnoses.add_column(column, overflow="fold")
+        for d in report["open_diagnoses"]:
+            what = f"{d['summary']}\n{d['evidence']}"
+            if d.get("log_lines"):
+                what += "\nlast log lines:\n" + "\n".join(d["log_lines"][-5:])
+            seen = f"{d['count']}x, {d['first_seen']} .. {d['last_seen']}"
+            diagnoses.add_row(d["kind"], d["service"], what, seen, d["fix"])
+        out.print(diagnoses)
+    else:
+        out.print(f"no open diagnosis ({report['resolved_diagnoses']} resolved)")
+    out.print("last decisions:")
+    for entry in report["decisions"]:
+        what, _ = decision_log.describe(entry)
+        out.print(f"  {entry['at']}  {entry['kind']:10} {what}", soft_wrap=True)
+
+
+@cli.command("status")
+@aws_options
+@click.option(
+    "--decisions",
+    "decision_count",
+    default=5,
+    show_default=True,
+    type=click.IntRange(0, 100),
+    help="last N decision-log entries",
+)
+def status_command(
+    stack_name: str, region: str | None, profile: str | None, as_json: bool, decision_count: int
+) -> None:
+    """The infra task and its address, each GPU service's revision and counts, open diagnoses, last decisions.
+
+    Exits 1 while a diagnosis is open, the infra task has no address or a service is short of its count.
+    """
+
+    def run() -> int:
+        from dynamo_ecs_cli import status
+        from dynamo_ecs_cli.stack import Aws, require_stack
+
+        aws = Aws(profile, region)
+        report = status.gather(aws, require_stack(aws, stack_name), decision_count)
+        ok = status.healthy(report)
+        if as_json:
+            click.echo(json.dumps({**report, "healthy": ok}, indent=2, default=str))
+        else:
+            _print_status(report)
+        return EXIT_OK if ok else EXIT_FAILED
+
+    sys.exit(fail_on_aws(run))
+
+
+# --- decisions --------------------------------------------------------------------------------
+
+
+@cli.command("decisions")
+@aws_options
+@click.option("--table", help="the state table (default: the stack's StateTableName output)")
+@click.option("--deployment", help="the DeploymentName (default: the stack's)")
+@click.option(
+    "--kind",
+    type=click.Choice(["scaling", "endpoints", "redeploy", "diagnosis", "signals"]),
+    help="only this kind",
+)
+@click.option("--limit", default=30, show_default=True, type=click.IntRange(min=1), help="newest N entries")
+@click.option("--changes-only", is_flag=True, help="skip scaling entries that changed nothing")
+@click.option("--width", type=click.IntRange(min=40), help="table width in columns (default: the terminal's)")
+def decisions_command(
+    stack_name: str,
+    region: str | None,
+    profile: str | None,
+    as_json: bool,
+    table: str | None,
+    deployment: str | None,
+    kind: str | None,
+    limit: int,
+    changes_only: bool,
+    width: int | None,
+) -> None:
+    """The decision log, newest first: scale decisions, rollouts, redeploys and diagnoses, each with why."""
+
+    def run() -> int:
+        from dynamo_ecs.state import StateStore
+        from dynamo_ecs_cli import decision_log
+        from dynamo_ecs_cli.stack import Aws, require_stack
+
+        aws = Aws(profile, region)
+        if table:
+            name, owner = table, deployment or "dynamo"
+        else:
+            stack = require_stack(aws, stack_name)
+            name, owner = stack.output("StateTableName"), deployment or stack.deployment
+        store = StateStore(name, owner, client=aws.client("dynamodb"))
+        entries = decision_log.entries_to_show(store, kind, limit, changes_only)
+        decision_log.print_entries(entries, owner, width, as_json)
+        return EXIT_OK
+
+    sys.exit(fail_on_aws(run))
+
+
+# --- replay -----------------------------------------------------------------------------------
+
+
+@cli.command("replay", context_settings=PASS_THROUGH, add_help_option=False)
+@click.pass_context
+def replay_command(ctx: click.Context) -> None:
+    """Replay a load trace through the scaling policy and its baselines (offline; --help for options)."""
+    from dynamo_ecs_cli.replay import cli as replay_cli
+
+    ctx.exit(replay_cli.main(list(ctx.args)))
+
+
+# --- redeploy ---------------------------------------------------------------------------------
+
+
+def _print_redeploy(result: dict[str, Any], title: str) -> None:
+    out = console()
+    out.print(f"{title}: {result.get('status')}" + (f" ({result['reason']})" if result.get("reason") else ""))
+    if result.get("error"):
+        out.print(f"  {result['error']}", soft_wrap=True)
+    for change in result.get("changes", []):
+        out.print(
+            f"  {change['service']}: {change['old_revision']} -> {change.get('new_revision') or '(new)'}"
+        )
+        for path, move in (change.get("diff") or {}).items():
+            out.print(f"    {path}: {json.dumps(move, default=str)}", soft_wrap=True)
+
+
+def _invoke(aws: Aws, function: str, payload: dict[str, Any]) -> dict[str, Any]:
+    answer = aws.client("lambda").invoke(
+        FunctionName=function, InvocationType="RequestResponse", Payload=json.dumps(payload).encode()
+    )
+    body = answer["Payload"].read().decode() or "null"
+    result = json.loads(body)
+    if answer.get("FunctionError"):
+        message = result.get("errorMessage", body) if isinstance(result, dict) else body
+        return {"status": "error", "error": f"the Redeploy function failed: {message}"}
+    return result if isinstance(result, dict) else {"status": "error", "error": f"unexpected answer: {body}"}
+
+
+@cli.command("redeploy")
+@aws_options
+@click.option("--image", help="new Dynamo image, e.g. nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0")
+@click.option("--model", help="new model id (--model of the workers), e.g. Qwen/Qwen3-8B")
+@click.option(
+    "--service",
+    "services",
+    multiple=True,
+    type=click.Choice(["frontend", "prefill"]),
+    help="only this service (repeatable; default both)",
+)
+@click.option(
+    "--spec",
+    "spec_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='JSON file {"frontend": {task definition}, "prefill": {...}} (register-task-definition format)',
+)
+@click.option(
+    "--force", is_flag=True, help="re-resolve the etcd/NATS address and roll even if nothing changed"
+)
+@click.option("--dry-run", is_flag=True, help="show what would change, change nothing")
+@click.option("--yes", "-y", is_flag=True, help="apply without asking after the dry run")
+def redeploy_command(
+    stack_name: str,
+    region: str | None,
+    profile: str | None,
+    as_json: bool,
+    image: str | None,
+    model: str | None,
+    services: tuple[str, ...],
+    spec_file: Path | None,
+    force: bool,
+    dry_run: bool,
+    yes: bool,
+) -> None:
+    """Roll a new image, model or spec through the stack's Redeploy function: dry run first, then for real."""
+    payload: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "image": image,
+            "model": model,
+            "services": list(services) or None,
+            "force": force or None,
+        }.items()
+        if v is not None
+    }
+    if spec_file is not None:
+        try:
+            payload["spec"] = json.loads(spec_file.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise click.BadParameter(f"{spec_file}: not JSON ({exc})", param_hint="--spec") from None
+
+    def run() -> int:
+        from dynamo_ecs_cli.stack import Aws, require_stack
+
+        aws = Aws(profile, region)
+        function = require_stack(aws, stack_name).output("RedeployFunctionName")
+        preview = _invoke(aws, function, {**payload, "dry_run": True})
+        results: dict[str, Any] = {"dry_run": preview}
+        if preview.get("status") in ("refused", "error") or dry_run:
+            return _finish(results, as_json)
+        if not as_json:
+            _print_redeploy(preview, "dry run")
+        if not yes:
+            if not sys.stdin.isatty():
+                click.echo("dynamo-ecs: not applied: pass --yes to apply without a terminal", err=True)
+                return EXIT_USAGE
+            if not click.confirm("apply?", default=False):
+                return EXIT_OK
+        results["applied"] = _invoke(aws, function, payload)
+        return _finish(results, as_json, printed_preview=True)
+
+    sys.exit(fail_on_aws(run))
+
+
+def _finish(results: dict[str, Any], as_json: bool, printed_preview: bool = False) -> int:
+    if as_json:
+        click.echo(json.dumps(results, indent=2, default=str))
+    else:
+        if not printed_preview:
+            _print_redeploy(results["dry_run"], "dry run")
+        if "applied" in results:
+            _print_redeploy(results["applied"], "applied")
+    refused = any(r.get("status") in ("refused", "error") for r in results.values())
+    return EXIT_FAILED if refused else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The console script ``dynamo-ecs``."""
+    cli.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="dynamo-ecs")

@@ -1,5 +1,0 @@
-import sys
-
-from devtools.replay.cli import main
-
-sys.exit(main())
