@@ -7,13 +7,17 @@ and nats-server, then Dynamo's own processes from the venv named by ``DYNAMO_PYT
 with its system port (``DYN_SYSTEM_PORT``). Under a bounded burst of concurrent chat
 completions it saves, all as the programs answered:
 
-- ``dynamo_<version>_<plane>_frontend_{idle,loaded,after}.txt``: the frontend's ``/metrics``
-  before any request, while requests are in flight, and after the burst;
+- ``dynamo_<version>_<scenario>_frontend_no_prefill.txt``: the frontend's ``/metrics`` while only
+  the decode worker runs, after `REFUSED` chat requests were refused (503, model not ready);
+- ``..._frontend_{idle,loaded,after}.txt``: the frontend's ``/metrics`` once the prefill worker
+  is up, before any request, while requests are in flight, and after the burst;
 - ``..._worker_{decode,prefill}_{loaded,after}.txt``: each worker's system ``/metrics``;
 - ``..._nats_{jsz,subsz,connz}_loaded.json``: the NATS monitor while requests are in flight.
 
-``plane`` is ``tcp`` (the default request plane) and ``nats`` (``--request-plane nats
---event-plane nats`` on every process). Everything listens on 127.0.0.1.
+``<scenario>`` is one of `SCENARIOS`: ``tcp`` (the default planes, decode the bottleneck),
+``nats`` (``--request-plane nats --event-plane nats`` on every process) and
+``tcp_prefill_bound`` (prefill the bottleneck, the KV router's queue on). Everything listens
+on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from devtools.services import LOOPBACK, ManagedProcess, etcd_server, free_port, http_ok, nats_server
@@ -39,6 +44,41 @@ MODEL = "test-model"
 # Enough concurrent requests to fill the mockers' small batches, few enough for 2 cores.
 CONCURRENT = 48
 MAX_TOKENS = 60
+REFUSED = 5
+
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Extra arguments of each process. Small batches and a slowed clock make requests wait."""
+
+    name: str
+    planes: tuple[str, ...] = ()
+    frontend: tuple[str, ...] = ()
+    decode: tuple[str, ...] = ("--max-num-seqs", "4", "--speedup-ratio", "0.5")
+    prefill: tuple[str, ...] = ("--max-num-seqs", "4", "--speedup-ratio", "0.5")
+    keep: frozenset[str] | None = None  # the files this scenario adds (None: all of them)
+
+
+NATS_PLANES = ("--request-plane", "nats", "--event-plane", "nats")
+SCENARIOS = (
+    # The default planes; decode is the bottleneck.
+    Scenario("tcp"),
+    # Requests over NATS core request/reply (what /subsz and /connz show then).
+    Scenario(
+        "nats",
+        planes=NATS_PLANES,
+        keep=frozenset({"frontend_loaded.txt", "worker_decode_loaded.txt", "nats_subsz_loaded.json", "nats_connz_loaded.json"}),
+    ),
+    # Prefill is the bottleneck, and the KV router's own queue is on (off by default).
+    Scenario(
+        "tcp_prefill_bound",
+        frontend=("--router-queue-threshold", "0"),
+        decode=("--speedup-ratio", "4"),
+        prefill=("--max-num-seqs", "1", "--max-num-batched-tokens", "256", "--speedup-ratio", "0.05"),
+        keep=frozenset({"frontend_loaded.txt", "worker_prefill_loaded.txt"}),
+    ),
+)
 
 _MAKE_MODEL_DIR = r"""
 import json, sys
@@ -123,8 +163,12 @@ def model_serves(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def dynamo(plane: str, workdir: Path) -> Iterator[dict[str, int]]:
-    """etcd, nats-server, frontend, decode and prefill mockers; yields their ports."""
+def dynamo(scenario: Scenario, workdir: Path) -> Iterator[tuple[dict[str, int], str]]:
+    """etcd, nats-server, frontend, decode and prefill mockers.
+
+    Yields their ports and the frontend's ``/metrics`` from before the prefill worker
+    started, after `REFUSED` requests were refused for it.
+    """
     with etcd_server(workdir) as etcd, nats_server(workdir) as nats:
         model_dir = workdir / "model"
         model_dir.mkdir()
@@ -139,28 +183,26 @@ def dynamo(plane: str, workdir: Path) -> Iterator[dict[str, int]]:
             "DYN_TCP_RPC_HOST": LOOPBACK,
             "HF_HUB_OFFLINE": "1",
         }
-        planes = ["--request-plane", "nats", "--event-plane", "nats"] if plane == "nats" else []
+        planes = list(scenario.planes)
         mocker = [DYNAMO_PYTHON, "-m", "dynamo.mocker", "--model-path", str(model_dir), "--model-name", MODEL]
-        # Small batches and a slowed clock, so that requests wait where Dynamo queues them.
-        engine = ["--max-num-seqs", "4", "--speedup-ratio", "0.5"]
         processes = [
             ManagedProcess(
                 "frontend",
-                [DYNAMO_PYTHON, "-m", "dynamo.frontend", "--router-mode", "kv", "--http-port", str(ports["http"]), *planes],
+                [DYNAMO_PYTHON, "-m", "dynamo.frontend", "--router-mode", "kv", "--http-port", str(ports["http"]), *planes, *scenario.frontend],
                 ready=lambda: http_ok(f"http://{LOOPBACK}:{ports['http']}/live"),
                 env=env,
                 log_path=workdir / "frontend.log",
             ),
             ManagedProcess(
                 "decode",
-                [*mocker, "--disaggregation-mode", "decode", *engine, *planes],
+                [*mocker, "--disaggregation-mode", "decode", *scenario.decode, *planes],
                 ready=lambda: http_ok(f"http://{LOOPBACK}:{ports['decode']}/metrics"),  # /live is 503 by default
                 env={**env, "DYN_SYSTEM_PORT": str(ports["decode"])},
                 log_path=workdir / "decode.log",
             ),
             ManagedProcess(
                 "prefill",
-                [*mocker, "--disaggregation-mode", "prefill", *engine, *planes],
+                [*mocker, "--disaggregation-mode", "prefill", *scenario.prefill, *planes],
                 ready=lambda: http_ok(f"http://{LOOPBACK}:{ports['prefill']}/metrics"),
                 env={**env, "DYN_SYSTEM_PORT": str(ports["prefill"])},
                 log_path=workdir / "prefill.log",
@@ -168,30 +210,40 @@ def dynamo(plane: str, workdir: Path) -> Iterator[dict[str, int]]:
         ]
         started: list[ManagedProcess] = []
         try:
-            for process in processes:
+            for process in processes[:2]:
                 process.start(timeout=90)
                 started.append(process)
+            # Disaggregated without a prefill worker: the model is not ready, requests are refused.
+            time.sleep(3)
+            refused = [chat(ports["http"], i) for i in range(REFUSED)]
+            if set(refused) != {503}:
+                raise RuntimeError(f"expected 503 without a prefill worker, got {refused}")
+            without_prefill = get_text(f"http://{LOOPBACK}:{ports['http']}/metrics")
+            processes[2].start(timeout=90)
+            started.append(processes[2])
             deadline = time.monotonic() + 90
             while not model_serves(ports["http"]):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"model never ready; see the logs in {workdir}")
                 time.sleep(0.5)
-            yield ports
+            yield ports, without_prefill
         finally:
             for process in reversed(started):
                 process.stop()
 
 
-def capture(plane: str, version: str) -> None:
-    prefix = f"dynamo_{version.replace('.', '_')}_{plane}"
+def capture(scenario: Scenario, version: str) -> None:
+    prefix = f"dynamo_{version.replace('.', '_')}_{scenario.name}"
 
     def save(name: str, text: str) -> None:
-        (OUT / f"{prefix}_{name}").write_text(text)
+        if scenario.keep is None or name in scenario.keep:
+            (OUT / f"{prefix}_{name}").write_text(text)
 
-    with tempfile.TemporaryDirectory(prefix="dynamo-capture-") as tmp, dynamo(plane, Path(tmp)) as ports:
+    with tempfile.TemporaryDirectory(prefix="dynamo-capture-") as tmp, dynamo(scenario, Path(tmp)) as (ports, without_prefill):
         frontend = f"http://{LOOPBACK}:{ports['http']}/metrics"
         workers = {role: f"http://{LOOPBACK}:{ports[role]}/metrics" for role in ("decode", "prefill")}
         monitor = f"http://{LOOPBACK}:{ports['nats_monitor']}"
+        save("frontend_no_prefill.txt", without_prefill)
         save("frontend_idle.txt", get_text(frontend))
 
         statuses: list[int] = []
@@ -209,13 +261,13 @@ def capture(plane: str, version: str) -> None:
         save("frontend_after.txt", get_text(frontend))
         for role, url in workers.items():
             save(f"worker_{role}_after.txt", get_text(url))
-        print(f"{plane}: {len(statuses)} requests, statuses {sorted(set(statuses))}", file=sys.stderr)
+        print(f"{scenario.name}: {len(statuses)} requests, statuses {sorted(set(statuses))}", file=sys.stderr)
 
 
 def main() -> None:
     version = dynamo_version()
-    for plane in ("tcp", "nats"):
-        capture(plane, version)
+    for scenario in SCENARIOS:
+        capture(scenario, version)
 
 
 if __name__ == "__main__":
