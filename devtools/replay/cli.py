@@ -4,7 +4,7 @@ Examples::
 
     python -m devtools.replay                                  # built-in bursty trace
     python -m devtools.replay --trace diurnal --seed 3
-    python -m devtools.replay --trace week.csv --set frontend.targets.ttft_p90_ms=400
+    python -m devtools.replay --trace week.csv --set frontend.targets.ttft_ms=400
     python -m devtools.replay --model model_load_s=420 --set scaling.metric_period_s=10
     python -m devtools.replay --export-command --start 2026-11-20T00:00:00Z --end 2026-11-27T00:00:00Z
 

@@ -15,7 +15,15 @@ import os
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dynamo_ecs.errors import ConfigError
 
@@ -40,24 +48,67 @@ class InfraConfig(StrictModel):
     nats_monitor_port: int = Field(8222, ge=1, le=65535)
 
 
-class FrontendTargets(StrictModel):
-    """Scaling targets of the frontend service (each task also runs one decode worker).
+LatencyStatistic = Literal["mean", "p90"]
 
-    Latency defaults are Dynamo planner's (TTFT 500 ms, ITL 50 ms). A target set to null
-    switches that signal off.
+
+class LatencyTargets(StrictModel):
+    """Latency targets and the statistic each is set on.
+
+    Defaults are Dynamo planner's SLA defaults, which are **means** over its interval
+    (TTFT 500 ms, ITL 50 ms; FACTS.md §5): ``mean`` reads ``TimeToFirstTokenMean`` /
+    ``InterTokenLatencyMean``, ``p90`` the p90 metrics. The older fields ``ttft_p90_ms`` /
+    ``itl_p90_ms`` are still read: a p90 target of that value.
     """
 
-    ttft_p90_ms: float | None = Field(500.0, gt=0)
-    itl_p90_ms: float | None = Field(50.0, gt=0)
-    queued_requests_per_replica: float | None = Field(8.0, gt=0)
+    ttft_ms: float | None = Field(500.0, gt=0)
+    ttft_statistic: LatencyStatistic = "mean"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_p90_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            for signal in ("ttft", "itl"):
+                if f"{signal}_p90_ms" in data:
+                    value = data.pop(f"{signal}_p90_ms")
+                    if f"{signal}_ms" in data:
+                        raise ValueError(f"set {signal}_ms or {signal}_p90_ms, not both")
+                    data[f"{signal}_ms"] = value
+                    data.setdefault(f"{signal}_statistic", "p90")
+        return data
+
+
+class FrontendTargets(LatencyTargets):
+    """Scaling targets of the frontend service (each task also runs one decode worker).
+
+    A target set to null switches that signal off. Queue targets are requests per task:
+    ``queue_depth_per_replica`` on Dynamo's queue depth outside the prefill phase (read as
+    well under its older name ``queued_requests_per_replica``); the KV router's queue and
+    the decode workers' own queue are off by default (parts of the same backlog).
+    """
+
+    itl_ms: float | None = Field(50.0, gt=0)
+    itl_statistic: LatencyStatistic = "mean"
+    queue_depth_per_replica: float | None = Field(
+        8.0, gt=0, validation_alias=AliasChoices("queue_depth_per_replica", "queued_requests_per_replica")
+    )
+    router_queue_per_replica: float | None = Field(None, gt=0)
+    worker_queue_per_replica: float | None = Field(None, gt=0)
     gpu_utilization_pct: float | None = Field(80.0, gt=0, le=100)
 
 
-class PrefillTargets(StrictModel):
-    """Scaling targets of the prefill service. Lag per replica defaults to KEDA's 10."""
+class PrefillTargets(LatencyTargets):
+    """Scaling targets of the prefill service.
 
-    jetstream_lag_per_replica: float | None = Field(10.0, gt=0)
-    ttft_p90_ms: float | None = Field(500.0, gt=0)
+    Sized by Dynamo's prefill-side queue depth (``stage_requests{phase="prefill"}``). JetStream
+    lag counts only for streams named in ``signals.jetstream_streams`` and is off by default:
+    current Dynamo keeps no work in JetStream (FACTS.md §2); KEDA's default threshold is 10.
+    """
+
+    queue_depth_per_replica: float | None = Field(8.0, gt=0)
+    router_queue_per_replica: float | None = Field(None, gt=0)
+    worker_queue_per_replica: float | None = Field(None, gt=0)
+    jetstream_lag_per_replica: float | None = Field(None, gt=0)
     gpu_utilization_pct: float | None = Field(80.0, gt=0, le=100)
 
 
@@ -70,6 +121,9 @@ class GpuServiceConfig(StrictModel):
     max: int = Field(4, ge=0)
     gpus_per_task: int = Field(1, ge=1)
     metrics_port: int = Field(8000, ge=1, le=65535)
+    # The workers' system port (DYN_SYSTEM_PORT) whose /metrics the collector reads; None:
+    # not read. Dynamo 1.6.1 parses DYN_SYSTEM_PORT as a signed 16-bit integer: at most 32767.
+    system_port: int | None = Field(None, ge=1, le=32767)
 
 
 class FrontendConfig(GpuServiceConfig):
@@ -106,6 +160,10 @@ class ScalingPolicy(StrictModel):
         return value
 
     prefill_scale_to_zero: bool = False
+    # Prefill is active (floor one replica, woken from zero) while its queue depth is above
+    # this, while JetStream lag (when that signal is on) is above prefill_activation_lag, or
+    # while the frontend refuses requests for lack of a worker.
+    prefill_activation_queue: float = Field(0.0, ge=0)
     prefill_activation_lag: float = Field(0.0, ge=0)
     decision_log_ttl_days: int = Field(14, ge=1)
 

@@ -52,9 +52,11 @@ def test_a_breach_event_of_another_deployment_is_refused() -> None:
 def test_breaches_compare_each_published_value_with_its_target() -> None:
     config = DeploymentConfig()
     data = [
-        Datum("TimeToFirstTokenP90", "frontend", 900.0),  # above 500 x 1.1: both services read it
-        Datum("InterTokenLatencyP90", "frontend", 54.0),  # within the 10 % tolerance of 50
-        Datum("JetStreamLag", "prefill", 30.0),  # above one replica's share of 10
+        Datum("TimeToFirstTokenMean", "frontend", 900.0),  # above 500 x 1.1: both services read it
+        Datum("TimeToFirstTokenP90", "frontend", 5000.0),  # the default targets are means
+        Datum("InterTokenLatencyMean", "frontend", 54.0),  # within the 10 % tolerance of 50
+        Datum("QueueDepth", "prefill", 30.0),  # above one replica's share of 8
+        Datum("JetStreamLag", "prefill", 30.0),  # no JetStream target by default
     ]
     found = {(b["role"], b["signal"]) for b in breaches(config, data)}
-    assert found == {("frontend", "ttft"), ("prefill", "ttft"), ("prefill", "lag")}
+    assert found == {("frontend", "ttft"), ("prefill", "ttft"), ("prefill", "queue")}
