@@ -249,12 +249,14 @@ def default_collector(config: DeploymentConfig) -> Collector:
     from dynamo_ecs.signals.gpu import GpuUtilizationSource
     from dynamo_ecs.signals.jetstream import JetStreamSource
     from dynamo_ecs.signals.prometheus_scrape import FrontendSource
+    from dynamo_ecs.signals.workers import WorkerSource
 
     sources: list[SignalSource] = [
         JetStreamSource(config),
         FrontendSource(config),
         GpuUtilizationSource(config),
     ]
+    sources.extend(WorkerSource(config, role) for role in SERVICE_ROLES if config.service(role).system_port)
     return Collector(
         config,
         StateStore(config.state_table, config.deployment),
