@@ -178,7 +178,17 @@ class SignalsConfig(StrictModel):
 
     namespace: str = Field("DynamoEcs", min_length=1)
     scrape_timeout_s: float = Field(2.0, gt=0, le=30)
+    # The JetStream streams whose depth counts (STREAM or STREAM/CONSUMER); empty: none is read.
     jetstream_streams: list[Annotated[str, Field(pattern=_JETSTREAM_SELECTOR)]] = Field(default_factory=list)
+    # A consumer without its own inactive_threshold is inactive after this long without a
+    # delivery or acknowledgement while nobody waits on it: reported, not counted.
+    jetstream_inactive_after_s: float = Field(300.0, ge=1, le=86400)
+    # The request plane is NATS (--request-plane nats): read NATS core's view of the
+    # workers' request subscriptions (/connz). Their subjects start with these prefixes.
+    nats_request_plane: bool = False
+    nats_request_subjects: dict[ServiceRole, str] = Field(
+        default_factory=lambda: {"frontend": "dynamo_backend.generate-", "prefill": "dynamo_prefill.generate-"}
+    )
     samples_per_invocation: int = Field(1, ge=1, le=6)
     # After publishing, send the scaler an EventBridge event when a value is above its scaling
     # target (signals/breach_events.py): scale-out without waiting for alarm evaluation.

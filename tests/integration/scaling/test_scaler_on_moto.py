@@ -54,14 +54,14 @@ def scaler() -> Any:
 
 def breach_ttft(at: float) -> str:
     cloudwatch = aws.client("cloudwatch")
-    put_datapoint(cloudwatch, CONFIG, names.TTFT_P90, "frontend", 1500.0, at)
-    name = create_scaling_alarm(cloudwatch, CONFIG, "frontend", "ttft", names.TTFT_P90, 500.0)
-    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test: TTFT p90 above target")
+    put_datapoint(cloudwatch, CONFIG, names.TTFT_MEAN, "frontend", 1500.0, at)
+    name = create_scaling_alarm(cloudwatch, CONFIG, "frontend", "ttft", names.TTFT_MEAN, 500.0)
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test: TTFT mean above target")
     return name
 
 
 def test_an_alarm_event_scales_the_frontend_out(services: None, scaler: Any) -> None:
-    # Given TTFT p90 at 3x its target with 2 tasks running, and the alarm in ALARM
+    # Given the TTFT mean at 3x its target with 2 tasks running, and the alarm in ALARM
     now = time.time()
     name = breach_ttft(now - 5)
     # When EventBridge delivers the alarm's state change
@@ -130,7 +130,7 @@ def test_a_bad_manual_request_names_the_field(services: None, scaler: Any) -> No
 
 def test_every_schedule_tick_logs_a_decision_even_without_change(services: None, scaler: Any) -> None:
     now = time.time()
-    put_datapoint(aws.client("cloudwatch"), CONFIG, names.TTFT_P90, "frontend", 480.0, now - 5)
+    put_datapoint(aws.client("cloudwatch"), CONFIG, names.TTFT_MEAN, "frontend", 480.0, now - 5)
     result = scaler.lambda_handler(schedule_event(now), None)
     assert result["status"] == "unchanged"
     [entry] = scaling_decisions()
@@ -147,11 +147,11 @@ def test_load_falls_then_scale_in_waits_for_the_stabilization_window(services: N
     seen = []
     for _minute in range(8):
         for metric, service, value in (
-            (names.TTFT_P90, "frontend", 100.0),
-            (names.ITL_P90, "frontend", 10.0),
-            (names.QUEUED_REQUESTS, "frontend", 0.0),
+            (names.TTFT_MEAN, "frontend", 100.0),
+            (names.ITL_MEAN, "frontend", 10.0),
+            (names.QUEUE_DEPTH, "frontend", 0.0),
             (names.GPU_UTILIZATION, "frontend", 10.0),
-            (names.JETSTREAM_LAG, "prefill", 0.0),
+            (names.QUEUE_DEPTH, "prefill", 0.0),
             (names.GPU_UTILIZATION, "prefill", 10.0),
         ):
             put_datapoint(cloudwatch, CONFIG, metric, service, value, clock.now - 2)  # type: ignore[arg-type]

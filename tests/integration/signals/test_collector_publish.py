@@ -140,7 +140,9 @@ def test_published_metrics_read_back_with_dimensions_and_units(
         )
     server = metrics_server("ok")
     server.metrics.observe(ttft=[0.1] * 5, requests=5)
-    server.metrics.set_load(active=4, queued_by_stage={("route", "decode"): 2})
+    server.metrics.set_load(
+        active=4, queued_by_stage={("route", "decode"): 2, ("dispatch", "decode"): 1, ("route", "prefill"): 3}
+    )
     first = collector(config, [server], nats, clock, world).run()
     assert first.rounds[0].status == "published"
 
@@ -154,7 +156,9 @@ def test_published_metrics_read_back_with_dimensions_and_units(
     at = clock.now
     assert read_back(names.REQUEST_RATE, "frontend", "Count/Second", at) == [pytest.approx(0.5)]
     assert read_back(names.ACTIVE_REQUESTS, "frontend", "Count", at) == [4.0, 4.0]  # gauges: both rounds
-    assert read_back(names.QUEUED_REQUESTS, "frontend", "Count", at) == [2.0, 2.0]
+    assert read_back(names.QUEUE_DEPTH, "frontend", "Count", at) == [3.0, 3.0]
+    assert read_back(names.QUEUE_DEPTH, "prefill", "Count", at) == [3.0, 3.0]
+    assert read_back(names.QUEUE_DEPTH_TOTAL, "frontend", "Count", at) == [6.0, 6.0]
     [ttft_p90] = read_back(names.TTFT_P90, "frontend", "Milliseconds", at)
     assert 220 <= ttft_p90 <= 470
     assert read_back(names.TTFT_MEAN, "frontend", "Milliseconds", at) == [pytest.approx(300.0)]
@@ -260,7 +264,7 @@ def test_handler_on_the_schedule_event_never_raises_on_bad_targets(
     # Then the run completes and says what could not be read
     round_ = summary["rounds"][0]
     assert round_["status"] == "published"
-    assert round_["scrape_errors"] == {"prefill": 1, "frontend": 1}
+    assert round_["scrape_errors"] == {"frontend": 1}  # no JetStream stream named: NATS is not read
     now = datetime.now(UTC).timestamp()
     assert read_back(names.SCRAPE_ERRORS, "frontend", "Count", now) == [1.0]
     # And an event that is not a schedule event is ignored, not retried

@@ -251,11 +251,13 @@ def default_collector(config: DeploymentConfig) -> Collector:
     from dynamo_ecs.signals.prometheus_scrape import FrontendSource
     from dynamo_ecs.signals.workers import WorkerSource
 
-    sources: list[SignalSource] = [
-        JetStreamSource(config),
-        FrontendSource(config),
-        GpuUtilizationSource(config),
-    ]
+    from dynamo_ecs.signals.nats_core import NatsCoreSource
+
+    sources: list[SignalSource] = [FrontendSource(config), GpuUtilizationSource(config)]
+    if config.signals.jetstream_streams:  # only the streams the user names count
+        sources.append(JetStreamSource(config))
+    if config.signals.nats_request_plane:
+        sources.append(NatsCoreSource(config))
     sources.extend(WorkerSource(config, role) for role in SERVICE_ROLES if config.service(role).system_port)
     return Collector(
         config,
