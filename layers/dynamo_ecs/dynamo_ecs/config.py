@@ -253,6 +253,23 @@ class DeploymentConfig(StrictModel):
                 f"{env_name('scaling', 'prefill_scale_to_zero')}=true or "
                 f"{env_name('prefill', 'min')}=1"
             )
+        # A target whose metric is never published would block every scale-in (missing data).
+        if self.prefill.targets.jetstream_lag_per_replica is not None and not self.signals.jetstream_streams:
+            problems.append(
+                "prefill.targets.jetstream_lag_per_replica needs the streams to count: set "
+                f"{env_name('signals', 'jetstream_streams')} or "
+                f"{env_name('prefill', 'targets', 'jetstream_lag_per_replica')}=null"
+            )
+        worker_targets = {
+            "frontend": self.frontend.targets.worker_queue_per_replica,
+            "prefill": self.prefill.targets.worker_queue_per_replica,
+        }
+        for role, worker_target in worker_targets.items():
+            if worker_target is not None and self.service(role).system_port is None:  # type: ignore[arg-type]
+                problems.append(
+                    f"{role}.targets.worker_queue_per_replica needs the workers' system port: set "
+                    f"{env_name(role, 'system_port')} or {env_name(role, 'targets', 'worker_queue_per_replica')}=null"
+                )
         min_gpus = sum(self.service(r).min * self.service(r).gpus_per_task for r in SERVICE_ROLES)
         if self.gpu_budget < min_gpus:
             problems.append(
