@@ -105,3 +105,16 @@ def test_several_problems_are_all_reported_at_once() -> None:
 def test_env_name_maps_fields_to_variables() -> None:
     assert env_name("frontend", "targets", "itl_p90_ms") == "DYNAMO_ECS_FRONTEND__TARGETS__ITL_P90_MS"
     assert DeploymentConfig().service("prefill").service == "dynamo-prefill"
+
+
+def test_a_target_whose_metric_would_never_be_published_is_refused() -> None:
+    # Missing data blocks every scale-in: a lag target without streams, a worker queue target
+    # without the workers' system port would hold the counts up for good
+    with pytest.raises(ConfigError, match="DYNAMO_ECS_SIGNALS__JETSTREAM_STREAMS"):
+        load_config({"DYNAMO_ECS_PREFILL__TARGETS__JETSTREAM_LAG_PER_REPLICA": "10"})
+    with pytest.raises(ConfigError, match="DYNAMO_ECS_PREFILL__SYSTEM_PORT"):
+        load_config({"DYNAMO_ECS_PREFILL__TARGETS__WORKER_QUEUE_PER_REPLICA": "4"})
+    config = load_config(
+        {"DYNAMO_ECS_PREFILL__TARGETS__WORKER_QUEUE_PER_REPLICA": "4", "DYNAMO_ECS_PREFILL__SYSTEM_PORT": "9090"}
+    )
+    assert (config.prefill.system_port, config.prefill.targets.worker_queue_per_replica) == (9090, 4)

@@ -41,7 +41,10 @@ def configs(
         "prefill_activation_lag": draw(st.sampled_from([0.0, 2.0])),
     }
     tree["frontend"]["targets"] = {"ttft_statistic": draw(st.sampled_from(["mean", "p90"]))}
-    tree["prefill"]["targets"] = {"jetstream_lag_per_replica": draw(st.sampled_from([None, 10.0]))}
+    lag = draw(st.sampled_from([None, 10.0]))
+    tree["prefill"]["targets"] = {"jetstream_lag_per_replica": lag}
+    if lag is not None:
+        tree["signals"] = {"jetstream_streams": ["work"]}
     return DeploymentConfig.model_validate(tree)
 
 

@@ -52,7 +52,7 @@ def test_latency_targets_are_means_by_default_and_p90_when_asked() -> None:
 def test_jetstream_lag_drives_prefill_only_when_its_target_is_set() -> None:
     busy_stream = fresh(prefill_lag=500.0)
     assert decide(config(), states(1, 1), busy_stream, History(), NOW).services["prefill"].desired == 1
-    cfg = config(prefill={"targets": {"jetstream_lag_per_replica": 10}})
+    cfg = config(prefill={"targets": {"jetstream_lag_per_replica": 10}}, signals={"jetstream_streams": ["work"]})
     assert decide(cfg, states(1, 1), busy_stream, History(), NOW).services["prefill"].desired == 4
 
 
