@@ -47,7 +47,6 @@ MAX_TOKENS = 60
 REFUSED = 5
 
 
-
 @dataclass(frozen=True)
 class Scenario:
     """Extra arguments of each process. Small batches and a slowed clock make requests wait."""
@@ -68,7 +67,14 @@ SCENARIOS = (
     Scenario(
         "nats",
         planes=NATS_PLANES,
-        keep=frozenset({"frontend_loaded.txt", "worker_decode_loaded.txt", "nats_subsz_loaded.json", "nats_connz_loaded.json"}),
+        keep=frozenset(
+            {
+                "frontend_loaded.txt",
+                "worker_decode_loaded.txt",
+                "nats_subsz_loaded.json",
+                "nats_connz_loaded.json",
+            }
+        ),
     ),
     # Prefill is the bottleneck, and the KV router's own queue is on (off by default).
     Scenario(
@@ -85,7 +91,8 @@ import json, sys
 from pathlib import Path
 from tokenizers import Tokenizer, models, pre_tokenizers
 out = Path(sys.argv[1])
-words = ["<unk>", "<s>", "</s>"] + [f"w{i}" for i in range(500)] + "hello world user assistant system the a of".split()
+words = ["<unk>", "<s>", "</s>"] + [f"w{i}" for i in range(500)]
+words += "hello world user assistant system the a of".split()
 tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
 tok.pre_tokenizer = pre_tokenizers.Whitespace()
 tok.save(str(out / "tokenizer.json"))
@@ -159,7 +166,10 @@ def model_serves(port: int) -> bool:
         metrics = get_text(f"http://{LOOPBACK}:{port}/metrics", timeout=1.0)
     except OSError:
         return False
-    return any(line.startswith("dynamo_frontend_model_ready{") and line.endswith(" 1") for line in metrics.splitlines())
+    return any(
+        line.startswith("dynamo_frontend_model_ready{") and line.endswith(" 1")
+        for line in metrics.splitlines()
+    )
 
 
 @contextlib.contextmanager
@@ -188,7 +198,17 @@ def dynamo(scenario: Scenario, workdir: Path) -> Iterator[tuple[dict[str, int], 
         processes = [
             ManagedProcess(
                 "frontend",
-                [DYNAMO_PYTHON, "-m", "dynamo.frontend", "--router-mode", "kv", "--http-port", str(ports["http"]), *planes, *scenario.frontend],
+                [
+                    DYNAMO_PYTHON,
+                    "-m",
+                    "dynamo.frontend",
+                    "--router-mode",
+                    "kv",
+                    "--http-port",
+                    str(ports["http"]),
+                    *planes,
+                    *scenario.frontend,
+                ],
                 ready=lambda: http_ok(f"http://{LOOPBACK}:{ports['http']}/live"),
                 env=env,
                 log_path=workdir / "frontend.log",
@@ -196,7 +216,9 @@ def dynamo(scenario: Scenario, workdir: Path) -> Iterator[tuple[dict[str, int], 
             ManagedProcess(
                 "decode",
                 [*mocker, "--disaggregation-mode", "decode", *scenario.decode, *planes],
-                ready=lambda: http_ok(f"http://{LOOPBACK}:{ports['decode']}/metrics"),  # /live is 503 by default
+                ready=lambda: http_ok(
+                    f"http://{LOOPBACK}:{ports['decode']}/metrics"
+                ),  # /live is 503 by default
                 env={**env, "DYN_SYSTEM_PORT": str(ports["decode"])},
                 log_path=workdir / "decode.log",
             ),
@@ -239,7 +261,10 @@ def capture(scenario: Scenario, version: str) -> None:
         if scenario.keep is None or name in scenario.keep:
             (OUT / f"{prefix}_{name}").write_text(text)
 
-    with tempfile.TemporaryDirectory(prefix="dynamo-capture-") as tmp, dynamo(scenario, Path(tmp)) as (ports, without_prefill):
+    with (
+        tempfile.TemporaryDirectory(prefix="dynamo-capture-") as tmp,
+        dynamo(scenario, Path(tmp)) as (ports, without_prefill),
+    ):
         frontend = f"http://{LOOPBACK}:{ports['http']}/metrics"
         workers = {role: f"http://{LOOPBACK}:{ports[role]}/metrics" for role in ("decode", "prefill")}
         monitor = f"http://{LOOPBACK}:{ports['nats_monitor']}"
@@ -247,7 +272,10 @@ def capture(scenario: Scenario, version: str) -> None:
         save("frontend_idle.txt", get_text(frontend))
 
         statuses: list[int] = []
-        threads = [threading.Thread(target=lambda i=i: statuses.append(chat(ports["http"], i))) for i in range(CONCURRENT)]
+        threads = [
+            threading.Thread(target=lambda i=i: statuses.append(chat(ports["http"], i)))
+            for i in range(CONCURRENT)
+        ]
         for thread in threads:
             thread.start()
         time.sleep(1.5)  # the burst is queued and in flight
@@ -255,7 +283,10 @@ def capture(scenario: Scenario, version: str) -> None:
         for role, url in workers.items():
             save(f"worker_{role}_loaded.txt", get_text(url))
         for page in ("jsz?consumers=true", "subsz?subs=1", "connz?subs=detail"):
-            save(f"nats_{page.partition('?')[0]}_loaded.json", json.dumps(json.loads(get_text(f"{monitor}/{page}")), indent=1) + "\n")
+            save(
+                f"nats_{page.partition('?')[0]}_loaded.json",
+                json.dumps(json.loads(get_text(f"{monitor}/{page}")), indent=1) + "\n",
+            )
         for thread in threads:
             thread.join(timeout=180)
         save("frontend_after.txt", get_text(frontend))

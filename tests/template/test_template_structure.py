@@ -50,11 +50,20 @@ BOUND_VARIABLES = {
 TARGET_VARIABLES = {
     "FrontendTtftMs": ("DYNAMO_ECS_FRONTEND__TARGETS__TTFT_MS", "FrontendTtftOn"),
     "FrontendItlMs": ("DYNAMO_ECS_FRONTEND__TARGETS__ITL_MS", "FrontendItlOn"),
-    "FrontendQueueDepthPerReplica": ("DYNAMO_ECS_FRONTEND__TARGETS__QUEUE_DEPTH_PER_REPLICA", "FrontendQueueOn"),
-    "FrontendRouterQueuePerReplica": ("DYNAMO_ECS_FRONTEND__TARGETS__ROUTER_QUEUE_PER_REPLICA", "FrontendRouterOn"),
+    "FrontendQueueDepthPerReplica": (
+        "DYNAMO_ECS_FRONTEND__TARGETS__QUEUE_DEPTH_PER_REPLICA",
+        "FrontendQueueOn",
+    ),
+    "FrontendRouterQueuePerReplica": (
+        "DYNAMO_ECS_FRONTEND__TARGETS__ROUTER_QUEUE_PER_REPLICA",
+        "FrontendRouterOn",
+    ),
     "FrontendGpuUtilizationPct": ("DYNAMO_ECS_FRONTEND__TARGETS__GPU_UTILIZATION_PCT", "FrontendGpuOn"),
     "PrefillQueueDepthPerReplica": ("DYNAMO_ECS_PREFILL__TARGETS__QUEUE_DEPTH_PER_REPLICA", "PrefillQueueOn"),
-    "PrefillRouterQueuePerReplica": ("DYNAMO_ECS_PREFILL__TARGETS__ROUTER_QUEUE_PER_REPLICA", "PrefillRouterOn"),
+    "PrefillRouterQueuePerReplica": (
+        "DYNAMO_ECS_PREFILL__TARGETS__ROUTER_QUEUE_PER_REPLICA",
+        "PrefillRouterOn",
+    ),
     "PrefillJetStreamLagPerReplica": (
         "DYNAMO_ECS_PREFILL__TARGETS__JETSTREAM_LAG_PER_REPLICA",
         "PrefillLagOn",
@@ -78,7 +87,12 @@ ALARMS = {
 # Latency alarms read the metric of the LatencyStatistic parameter.
 P90_OF = {metric_names.TTFT_MEAN: metric_names.TTFT_P90, metric_names.ITL_MEAN: metric_names.ITL_P90}
 # The activation alarm that wakes prefill from zero: threshold 0, only with PrefillMin 0.
-ACTIVATION_ALARM = ("prefill-refused", metric_names.UNAVAILABLE_REQUEST_RATE, "frontend", "PrefillScalesToZero")
+ACTIVATION_ALARM = (
+    "prefill-refused",
+    metric_names.UNAVAILABLE_REQUEST_RATE,
+    "frontend",
+    "PrefillScalesToZero",
+)
 
 
 def ref(value: Any) -> str | None:
@@ -412,12 +426,17 @@ def test_latency_statistic_and_jetstream_streams_reach_the_config() -> None:
 
     # The default: Dynamo planner's targets are means
     default = load_config(default_environment())
-    assert (default.frontend.targets.ttft_statistic, default.prefill.targets.ttft_statistic) == ("mean", "mean")
+    assert (default.frontend.targets.ttft_statistic, default.prefill.targets.ttft_statistic) == (
+        "mean",
+        "mean",
+    )
     assert default.signals.jetstream_streams == []
     # p90 and named streams with a lag target
     config = load_config(
         default_environment(
-            LatencyStatistic="p90", JetStreamStreams="work,events/listener", PrefillJetStreamLagPerReplica="10"
+            LatencyStatistic="p90",
+            JetStreamStreams="work,events/listener",
+            PrefillJetStreamLagPerReplica="10",
         )
     )
     assert (config.frontend.targets.ttft_statistic, config.frontend.targets.itl_statistic) == ("p90", "p90")
@@ -546,7 +565,10 @@ def test_scale_out_alarms_follow_the_naming_and_metric_contract() -> None:
     name, metric, service, condition = ACTIVATION_ALARM
     wake = alarms.pop(name)
     assert wake["Condition"] == condition and wake["Properties"]["Threshold"] == 0
-    assert (wake["Properties"]["MetricName"], wake["Properties"]["Dimensions"][1]["Value"]) == (metric, service)
+    assert (wake["Properties"]["MetricName"], wake["Properties"]["Dimensions"][1]["Value"]) == (
+        metric,
+        service,
+    )
     conditions = {a["Properties"]["Threshold"]["Ref"]: a["Condition"] for a in alarms.values()}
     assert conditions == {parameter: condition for parameter, (_, condition) in TARGET_VARIABLES.items()}
     assert set(alarms) == set(ALARMS)
@@ -584,7 +606,7 @@ def test_there_is_one_alarm_per_scaling_signal_of_the_scaler() -> None:
     )
     specs = [spec for role in SERVICE_ROLES for spec in signal_specs(config, role)]
     expected = {
-        alarm_name("D", spec.role, spec.name).removeprefix("D-scale-"): (spec.metric, spec.source_service)  # type: ignore[arg-type]
+        alarm_name("D", spec.role, spec.name).removeprefix("D-scale-"): (spec.metric, spec.source_service)
         for spec in specs
     }
     assert expected == {name: (metric, service) for name, (metric, service, _) in ALARMS.items()}

@@ -115,6 +115,9 @@ def test_a_target_whose_metric_would_never_be_published_is_refused() -> None:
     with pytest.raises(ConfigError, match="DYNAMO_ECS_PREFILL__SYSTEM_PORT"):
         load_config({"DYNAMO_ECS_PREFILL__TARGETS__WORKER_QUEUE_PER_REPLICA": "4"})
     config = load_config(
-        {"DYNAMO_ECS_PREFILL__TARGETS__WORKER_QUEUE_PER_REPLICA": "4", "DYNAMO_ECS_PREFILL__SYSTEM_PORT": "9090"}
+        {
+            "DYNAMO_ECS_PREFILL__TARGETS__WORKER_QUEUE_PER_REPLICA": "4",
+            "DYNAMO_ECS_PREFILL__SYSTEM_PORT": "9090",
+        }
     )
     assert (config.prefill.system_port, config.prefill.targets.worker_queue_per_replica) == (9090, 4)

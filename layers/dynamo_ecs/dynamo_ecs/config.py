@@ -15,15 +15,7 @@ import os
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dynamo_ecs.errors import ConfigError
 
@@ -89,12 +81,20 @@ class FrontendTargets(LatencyTargets):
 
     itl_ms: float | None = Field(50.0, gt=0)
     itl_statistic: LatencyStatistic = "mean"
-    queue_depth_per_replica: float | None = Field(
-        8.0, gt=0, validation_alias=AliasChoices("queue_depth_per_replica", "queued_requests_per_replica")
-    )
+    queue_depth_per_replica: float | None = Field(8.0, gt=0)
     router_queue_per_replica: float | None = Field(None, gt=0)
     worker_queue_per_replica: float | None = Field(None, gt=0)
     gpu_utilization_pct: float | None = Field(80.0, gt=0, le=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_queued_requests_field(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "queued_requests_per_replica" in data:
+            data = dict(data)
+            if "queue_depth_per_replica" in data:
+                raise ValueError("set queue_depth_per_replica or queued_requests_per_replica, not both")
+            data["queue_depth_per_replica"] = data.pop("queued_requests_per_replica")
+        return data
 
 
 class PrefillTargets(LatencyTargets):
@@ -173,6 +173,18 @@ class ScalingPolicy(StrictModel):
 _JETSTREAM_SELECTOR = r"^[^\s.*>/\\]+(/[^\s.*>/\\]+)?$"
 
 
+# The workers' request subjects on a NATS request plane, measured on 1.6.1 (component
+# "backend" for decode, "prefill" for prefill; namespace "dynamo").
+_REQUEST_SUBJECTS: dict[ServiceRole, str] = {
+    "frontend": "dynamo_backend.generate-",
+    "prefill": "dynamo_prefill.generate-",
+}
+
+
+def _request_subjects() -> dict[ServiceRole, str]:
+    return dict(_REQUEST_SUBJECTS)
+
+
 class SignalsConfig(StrictModel):
     """What the metrics collector reads and where it publishes (semantics in docs/signals.md)."""
 
@@ -186,9 +198,7 @@ class SignalsConfig(StrictModel):
     # The request plane is NATS (--request-plane nats): read NATS core's view of the
     # workers' request subscriptions (/connz). Their subjects start with these prefixes.
     nats_request_plane: bool = False
-    nats_request_subjects: dict[ServiceRole, str] = Field(
-        default_factory=lambda: {"frontend": "dynamo_backend.generate-", "prefill": "dynamo_prefill.generate-"}
-    )
+    nats_request_subjects: dict[ServiceRole, str] = Field(default_factory=_request_subjects)
     samples_per_invocation: int = Field(1, ge=1, le=6)
     # After publishing, send the scaler an EventBridge event when a value is above its scaling
     # target (signals/breach_events.py): scale-out without waiting for alarm evaluation.
@@ -260,15 +270,16 @@ class DeploymentConfig(StrictModel):
                 f"{env_name('signals', 'jetstream_streams')} or "
                 f"{env_name('prefill', 'targets', 'jetstream_lag_per_replica')}=null"
             )
-        worker_targets = {
+        worker_targets: dict[ServiceRole, float | None] = {
             "frontend": self.frontend.targets.worker_queue_per_replica,
             "prefill": self.prefill.targets.worker_queue_per_replica,
         }
         for role, worker_target in worker_targets.items():
-            if worker_target is not None and self.service(role).system_port is None:  # type: ignore[arg-type]
+            if worker_target is not None and self.service(role).system_port is None:
+                target_variable = env_name(role, "targets", "worker_queue_per_replica")
                 problems.append(
                     f"{role}.targets.worker_queue_per_replica needs the workers' system port: set "
-                    f"{env_name(role, 'system_port')} or {env_name(role, 'targets', 'worker_queue_per_replica')}=null"
+                    f"{env_name(role, 'system_port')} or {target_variable}=null"
                 )
         min_gpus = sum(self.service(r).min * self.service(r).gpus_per_task for r in SERVICE_ROLES)
         if self.gpu_budget < min_gpus:

@@ -52,7 +52,9 @@ def test_latency_targets_are_means_by_default_and_p90_when_asked() -> None:
 def test_jetstream_lag_drives_prefill_only_when_its_target_is_set() -> None:
     busy_stream = fresh(prefill_lag=500.0)
     assert decide(config(), states(1, 1), busy_stream, History(), NOW).services["prefill"].desired == 1
-    cfg = config(prefill={"targets": {"jetstream_lag_per_replica": 10}}, signals={"jetstream_streams": ["work"]})
+    cfg = config(
+        prefill={"targets": {"jetstream_lag_per_replica": 10}}, signals={"jetstream_streams": ["work"]}
+    )
     assert decide(cfg, states(1, 1), busy_stream, History(), NOW).services["prefill"].desired == 4
 
 
@@ -96,7 +98,7 @@ def test_prefill_wakes_from_zero_only_above_the_activation_threshold() -> None:
 def test_refused_requests_wake_prefill_from_zero_where_its_queue_cannot() -> None:
     # Given prefill at zero: the 1.6.1 frontend refuses requests (503) and queues none of them
     cfg = config(prefill={"min": 0}, scaling={"prefill_scale_to_zero": True})
-    at_zero = {"frontend": ServiceState(1, 1), "prefill": ServiceState(0, 0)}
+    at_zero: dict[ServiceRole, ServiceState] = {"frontend": ServiceState(1, 1), "prefill": ServiceState(0, 0)}
     empty = fresh(prefill_queue=0.0, prefill_refused=0.0)
     refusing = fresh(prefill_queue=0.0, prefill_refused=0.5)
     # Then only the refusals wake it

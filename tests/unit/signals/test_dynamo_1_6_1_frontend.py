@@ -7,6 +7,7 @@ numbers asserted here are the ones the frontend printed in those files.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def fixture(name: str) -> str:
     return (FIXTURES / f"dynamo_1_6_1_{name}.txt").read_text()
+
+
+def bucket_around(value: float, bounds: tuple[float, ...]) -> tuple[float, float]:
+    return next((lo, hi) for lo, hi in itertools.pairwise(bounds) if lo < value <= hi)
 
 
 def published(window_data: list[Datum]) -> dict[tuple[str, str], float]:
@@ -109,5 +114,5 @@ def test_real_bucket_layout_is_coarse_around_the_planner_targets() -> None:
     assert (ttft.bounds[1], ttft.bounds[-2], len(ttft.bounds) - 1) == (0.0022, 480.0, 18)
     assert (itl.bounds[1], itl.bounds[-2], len(itl.bounds) - 1) == (0.0018, 80.0, 20)
     # A p90 near 500 ms TTFT / 50 ms ITL is interpolated inside one wide bucket; a mean is exact
-    assert (0.47, 1.0) == next((lo, hi) for lo, hi in zip(ttft.bounds, ttft.bounds[1:]) if lo < 0.5 <= hi)
-    assert (0.035, 0.064) == next((lo, hi) for lo, hi in zip(itl.bounds, itl.bounds[1:]) if lo < 0.05 <= hi)
+    assert bucket_around(0.5, ttft.bounds) == (0.47, 1.0)
+    assert bucket_around(0.05, itl.bounds) == (0.035, 0.064)

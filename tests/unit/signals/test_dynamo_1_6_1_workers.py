@@ -37,7 +37,10 @@ def test_worker_data_sums_the_service_s_workers() -> None:
     busy = parse_worker_metrics(fixture("tcp_worker_decode_loaded"))
     done = parse_worker_metrics(fixture("tcp_worker_decode_after"))
     data = {(d.metric, d.service): d.value for d in worker_data("frontend", [busy, done])}
-    assert data == {(names.WORKER_QUEUE_DEPTH, "frontend"): 40, (names.WORKER_ACTIVE_REQUESTS, "frontend"): 44}
+    assert data == {
+        (names.WORKER_QUEUE_DEPTH, "frontend"): 40,
+        (names.WORKER_ACTIVE_REQUESTS, "frontend"): 44,
+    }
     assert worker_data("prefill", []) == []  # no worker read: no value, not zero
 
 
@@ -52,7 +55,7 @@ def test_the_worker_source_is_built_only_for_a_configured_system_port() -> None:
     config = DeploymentConfig.model_validate({"prefill": {"system_port": 9090}})
     names_of = [s.name for s in default_collector(config).sources]
     assert "workers_prefill" in names_of and "workers_frontend" not in names_of
-    with pytest.raises(ValueError, match="frontend.system_port"):
+    with pytest.raises(ValueError, match=r"frontend\.system_port"):
         WorkerSource(config, "frontend")
     reading = WorkerSource(config, "prefill").read(RoundContext(now=0.0, cluster=None), None)
     assert (reading.targets, reading.errors, reading.data) == (1, 1, [])  # no cluster: one error

@@ -76,9 +76,7 @@ def test_cluster_counts_each_consumer_once_from_its_leader() -> None:
 
 def test_cluster_view_order_does_not_matter() -> None:
     views = cluster()
-    assert (
-        jetstream_depth(views[::-1], BOTH).lag == jetstream_depth(views, BOTH).lag
-    )
+    assert jetstream_depth(views[::-1], BOTH).lag == jetstream_depth(views, BOTH).lag
 
 
 def test_without_the_leader_the_freshest_follower_is_used_and_reported() -> None:

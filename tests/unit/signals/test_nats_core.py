@@ -18,7 +18,9 @@ PREFIXES = DeploymentConfig().signals.nats_request_subjects
 
 
 def connz(scenario: str) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads((FIXTURES / f"dynamo_1_6_1_{scenario}_nats_connz_loaded.json").read_text())
+    document: dict[str, Any] = json.loads(
+        (FIXTURES / f"dynamo_1_6_1_{scenario}_nats_connz_loaded.json").read_text()
+    )
     return document
 
 

@@ -86,5 +86,5 @@ def activation_specs(config: DeploymentConfig) -> list[SignalSpec]:
     return [SignalSpec("prefill", "refused", names.UNAVAILABLE_REQUEST_RATE, "frontend", "total", 0.0)]
 
 
-def alarm_name(deployment: str, role: ServiceRole, signal: SignalName) -> str:
+def alarm_name(deployment: str, role: ServiceRole, signal: SignalName | ActivationName) -> str:
     return f"{deployment}-scale-{role}-{signal}"

@@ -248,10 +248,9 @@ def default_collector(config: DeploymentConfig) -> Collector:
     from dynamo_ecs.signals.discovery import read_cluster
     from dynamo_ecs.signals.gpu import GpuUtilizationSource
     from dynamo_ecs.signals.jetstream import JetStreamSource
+    from dynamo_ecs.signals.nats_core import NatsCoreSource
     from dynamo_ecs.signals.prometheus_scrape import FrontendSource
     from dynamo_ecs.signals.workers import WorkerSource
-
-    from dynamo_ecs.signals.nats_core import NatsCoreSource
 
     sources: list[SignalSource] = [FrontendSource(config), GpuUtilizationSource(config)]
     if config.signals.jetstream_streams:  # only the streams the user names count
