@@ -25,7 +25,7 @@ from devtools.scaling_inputs import REGION, alarm_state_change_event, schedule_e
 from dynamo_ecs import aws
 from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import SERVICE_ROLES, ServiceRole
-from dynamo_ecs.scaling.signals import alarm_name, signal_specs
+from dynamo_ecs.scaling.signals import TTFT_METRIC, alarm_name, signal_specs
 
 Narrate = Callable[[str], None]
 NEW_IMAGE = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0"
@@ -185,7 +185,8 @@ class Scenario:
         stack.clock.now += 1
         self._scale("schedule", schedule_event(stack.clock.now, rule="dynamo-scaler-schedule"))
         stack.clock.now -= 2
-        ttft = published.get((names.TTFT_P90, "frontend"))
+        # The TTFT statistic the frontend's target is set on (the mean by default)
+        ttft = published.get((TTFT_METRIC[stack.config.frontend.targets.ttft_statistic], "frontend"))
         self.result.samples.append(
             Sample(
                 stack.clock.minute,
