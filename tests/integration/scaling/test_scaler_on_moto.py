@@ -222,11 +222,15 @@ def test_refused_requests_wake_prefill_from_zero(state_table: str, monkeypatch: 
     # Given prefill scaled to zero: the frontend refuses requests (no queue gauge counts them)
     monkeypatch.setenv("DYNAMO_ECS_PREFILL__MIN", "0")
     monkeypatch.setenv("DYNAMO_ECS_SCALING__PREFILL_SCALE_TO_ZERO", "true")
-    config = DeploymentConfig.model_validate({"prefill": {"min": 0}, "scaling": {"prefill_scale_to_zero": True}})
+    config = DeploymentConfig.model_validate(
+        {"prefill": {"min": 0}, "scaling": {"prefill_scale_to_zero": True}}
+    )
     world = build_world(config, region=REGION)
     world.run_infra_task()
     world.create_settled_gpu_services(desired=1)
-    aws.client("ecs").update_service(cluster=config.gpu_cluster, service=config.prefill.service, desiredCount=0)
+    aws.client("ecs").update_service(
+        cluster=config.gpu_cluster, service=config.prefill.service, desiredCount=0
+    )
     scaler = load_handler_module("scaler", fresh=True)
     now = time.time()
     cloudwatch = aws.client("cloudwatch")
