@@ -13,7 +13,7 @@ from typing import Any
 import nats as nats_client
 import pytest
 
-from devtools.dynamo_frontend import Behaviour, MetricsServer
+from devtools.dynamo_frontend import Behaviour, FrontendMetrics, MetricsServer
 from devtools.ecs_world import EcsWorld, build_world
 from devtools.handlers import load_handler_module
 from devtools.services import MotoServer, NatsServer
@@ -26,12 +26,17 @@ from dynamo_ecs.signals.collector import STATE_RECORD, Collector
 from dynamo_ecs.signals.discovery import ScrapeTarget, read_cluster
 from dynamo_ecs.signals.gpu import GpuUtilizationSource
 from dynamo_ecs.signals.jetstream import JetStreamSource
+from dynamo_ecs.signals.nats_core import NatsCoreSource
 from dynamo_ecs.signals.prometheus_scrape import FrontendSource
+from dynamo_ecs.signals.workers import WorkerSource
 from dynamo_ecs.state import StateStore
 
 ROOT = Path(__file__).resolve().parents[3]
 StartServer = Callable[[Behaviour], MetricsServer]
 NOW = datetime.now(UTC).replace(microsecond=0).timestamp()
+
+
+FIXTURES = Path(__file__).resolve().parents[2] / "unit" / "signals" / "fixtures"
 
 
 def make_config(stream: str = "prefill_queue", **overrides: Any) -> DeploymentConfig:
@@ -271,3 +276,59 @@ def test_handler_on_the_schedule_event_never_raises_on_bad_targets(
     assert handler.lambda_handler({"detail-type": "Object Created"}, None) == {
         "ignored": "not an EventBridge Scheduled Event"
     }
+
+
+class CapturedText(FrontendMetrics):
+    """Serves what a real Dynamo 1.6.1 process answered (tests/unit/signals/fixtures)."""
+
+    def __init__(self, fixture: str) -> None:
+        super().__init__()
+        self.body = (FIXTURES / f"dynamo_1_6_1_{fixture}.txt").read_bytes()
+
+    def text(self) -> bytes:
+        return self.body
+
+
+def test_real_dynamo_queues_publish_by_service(
+    state_table: str, aws_env: MotoServer, nats: NatsServer
+) -> None:
+    # Given a frontend and two workers serving what real 1.6.1 processes served under load
+    # (prefill the bottleneck, router queueing on; the decode worker of the decode-bound run),
+    # and a NATS server no worker uses for requests (the default TCP request plane)
+    config = make_config(signals={"nats_request_plane": True})
+    servers = {
+        name: MetricsServer(CapturedText(fixture)).start()
+        for name, fixture in (
+            ("frontend", "tcp_prefill_bound_frontend_loaded"),
+            ("decode", "tcp_worker_decode_loaded"),
+            ("prefill", "tcp_prefill_bound_worker_prefill_loaded"),
+        )
+    }
+    try:
+        clock = SimClock(NOW)
+        sources = [
+            FrontendSource(config, targets=[ScrapeTarget("fe", servers["frontend"].url)]),
+            WorkerSource(config, "frontend", targets=[ScrapeTarget("decode", servers["decode"].url)]),
+            WorkerSource(config, "prefill", targets=[ScrapeTarget("prefill", servers["prefill"].url)]),
+            NatsCoreSource(config, monitor_urls=[nats.monitor_url]),
+        ]
+        store = StateStore(config.state_table, config.deployment)
+        # When the collector publishes one round
+        summary = Collector(config, store, sources, clock=clock, sleep=clock.sleep).run()
+    finally:
+        for server in servers.values():
+            server.stop()
+    assert summary.rounds[0].status == "published"
+    # Then each queue reads back under the service it sizes
+    at = clock.now
+    assert read_back(names.QUEUE_DEPTH, "prefill", "Count", at) == [45.0]
+    assert read_back(names.QUEUE_DEPTH, "frontend", "Count", at) == [0.0]
+    assert read_back(names.QUEUE_DEPTH_TOTAL, "frontend", "Count", at) == [45.0]
+    assert read_back(names.ROUTER_QUEUED_REQUESTS, "prefill", "Count", at) == [44.0]
+    assert read_back(names.WORKER_QUEUE_DEPTH, "frontend", "Count", at) == [40.0]
+    assert read_back(names.WORKER_QUEUE_DEPTH, "prefill", "Count", at) == [0.0]
+    assert read_back(names.NATS_WORKER_SUBSCRIPTIONS, "prefill", "Count", at) == [0.0]
+    assert read_back(names.NATS_WORKER_PENDING_BYTES, "frontend", "Bytes", at) == [0.0]
+    # and the workers' system ports count as the services' scrape targets
+    assert read_back(names.SCRAPE_TARGETS, "prefill", "Count", at) == [1.0]
+    assert read_back(names.SCRAPE_ERRORS, "frontend", "Count", at) == [0.0]
