@@ -36,7 +36,7 @@ from typing import Any
 from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import DeploymentConfig, ServiceRole
 from dynamo_ecs.signals.base import Datum, RoundContext, SourceReading
-from dynamo_ecs.signals.discovery import ScrapeTarget, scrape_target
+from dynamo_ecs.signals.discovery import ScrapeTarget, service_targets
 from dynamo_ecs.signals.histogram import Histogram, mean, merge, quantile, window_delta
 from dynamo_ecs.signals.http_fetch import fetch_all
 
@@ -360,6 +360,27 @@ def parse_many(bodies: Iterable[tuple[str, str]]) -> tuple[dict[str, TargetSampl
 # -- the source --------------------------------------------------------------------------------
 
 
+def scrape_bodies(
+    reading: SourceReading, targets: list[ScrapeTarget], problems: list[str], timeout_s: float
+) -> list[tuple[str, str]]:
+    """GET every target's ``/metrics``; (key, text) of those that answered.
+
+    Counts into ``reading`` the targets (found, and those without an address: ``problems``)
+    and the errors (no address, timeout, refused, non-200), with a note for each.
+    """
+    reading.targets += len(targets) + len(problems)
+    reading.errors += len(problems)
+    reading.notes.extend(problems)
+    bodies: list[tuple[str, str]] = []
+    for target, result in zip(targets, fetch_all([t.url for t in targets], timeout_s), strict=True):
+        if result.body is None:
+            reading.errors += 1
+            reading.notes.append(str(result.error))
+            continue
+        bodies.append((target.key, result.body.decode("utf-8", errors="replace")))
+    return bodies
+
+
 class FrontendSource:
     """Scrapes every RUNNING frontend task concurrently and computes the window's figures.
 
@@ -379,32 +400,12 @@ class FrontendSource:
     def targets(self, context: RoundContext) -> tuple[list[ScrapeTarget], list[str]]:
         if self._targets is not None:
             return list(self._targets), []
-        if context.cluster is None:
-            return [], ["GPU cluster not read: no frontend target"]
-        found: list[ScrapeTarget] = []
-        problems: list[str] = []
-        for task in context.cluster.tasks.get("frontend", []):
-            target, problem = scrape_target(task, self.metrics_port)
-            if target is not None:
-                found.append(target)
-            elif problem:
-                problems.append(problem)
-        return found, problems
+        return service_targets(context.cluster, "frontend", self.metrics_port, "frontend")
 
     def read(self, context: RoundContext, previous_state: dict[str, Any] | None) -> SourceReading:
         reading = SourceReading(self.name)
         targets, problems = self.targets(context)
-        reading.targets = len(targets) + len(problems)
-        reading.errors = len(problems)
-        reading.notes.extend(problems)
-
-        bodies: list[tuple[str, str]] = []
-        for target, result in zip(targets, fetch_all([t.url for t in targets], self.timeout_s), strict=True):
-            if result.body is None:
-                reading.errors += 1
-                reading.notes.append(str(result.error))
-                continue
-            bodies.append((target.key, result.body.decode("utf-8", errors="replace")))
+        bodies = scrape_bodies(reading, targets, problems, self.timeout_s)
         samples, refused = parse_many(bodies)
         for key, why in refused.items():
             reading.errors += 1

@@ -26,9 +26,8 @@ from typing import Any
 from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import DeploymentConfig, ServiceRole
 from dynamo_ecs.signals.base import Datum, RoundContext, SourceReading
-from dynamo_ecs.signals.discovery import ScrapeTarget, scrape_target
-from dynamo_ecs.signals.http_fetch import fetch_all
-from dynamo_ecs.signals.prometheus_scrape import NotPrometheusTextError
+from dynamo_ecs.signals.discovery import ScrapeTarget, service_targets
+from dynamo_ecs.signals.prometheus_scrape import NotPrometheusTextError, scrape_bodies
 
 ENGINE_WAITING = "vllm:num_requests_waiting"
 HANDLER_QUEUE = "dynamo_work_handler_queue_depth"
@@ -105,35 +104,18 @@ class WorkerSource:
     def targets(self, context: RoundContext) -> tuple[list[ScrapeTarget], list[str]]:
         if self._targets is not None:
             return list(self._targets), []
-        if context.cluster is None:
-            return [], [f"GPU cluster not read: no {self.role} worker target"]
         assert self.port is not None
-        found: list[ScrapeTarget] = []
-        problems: list[str] = []
-        for task in context.cluster.tasks.get(self.role, []):
-            target, problem = scrape_target(task, self.port)
-            if target is not None:
-                found.append(target)
-            elif problem:
-                problems.append(problem)
-        return found, problems
+        return service_targets(context.cluster, self.role, self.port, f"{self.role} worker")
 
     def read(self, context: RoundContext, previous_state: dict[str, Any] | None) -> SourceReading:
         reading = SourceReading(self.name)
         targets, problems = self.targets(context)
-        reading.targets = len(targets) + len(problems)
-        reading.errors = len(problems)
-        reading.notes.extend(problems)
         samples: list[WorkerSample] = []
-        for target, result in zip(targets, fetch_all([t.url for t in targets], self.timeout_s), strict=True):
-            if result.body is None:
-                reading.errors += 1
-                reading.notes.append(str(result.error))
-                continue
+        for key, body in scrape_bodies(reading, targets, problems, self.timeout_s):
             try:
-                samples.append(parse_worker_metrics(result.body.decode("utf-8", errors="replace")))
+                samples.append(parse_worker_metrics(body))
             except NotPrometheusTextError as exc:
                 reading.errors += 1
-                reading.notes.append(f"{target.key}: {exc}")
+                reading.notes.append(f"{key}: {exc}")
         reading.data.extend(worker_data(self.role, samples))
         return reading
