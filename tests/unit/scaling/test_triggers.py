@@ -60,3 +60,13 @@ def test_breaches_compare_each_published_value_with_its_target() -> None:
     ]
     found = {(b["role"], b["signal"]) for b in breaches(config, data)}
     assert found == {("frontend", "ttft"), ("prefill", "ttft"), ("prefill", "queue")}
+
+
+def test_refused_requests_are_a_breach_only_where_prefill_can_sit_at_zero() -> None:
+    refused = [Datum("UnavailableRequestRate", "frontend", 0.2)]
+    assert breaches(DeploymentConfig(), refused) == []
+    to_zero = DeploymentConfig.model_validate(
+        {"prefill": {"min": 0}, "scaling": {"prefill_scale_to_zero": True}}
+    )
+    assert {(b["role"], b["signal"]) for b in breaches(to_zero, refused)} == {("prefill", "refused")}
+    assert breaches(to_zero, [Datum("UnavailableRequestRate", "frontend", 0.0)]) == []
