@@ -172,8 +172,9 @@ class Scenario:
         running = {r: len(stack.agent.running(r)) for r in SERVICE_ROLES}
         shape = frontend_load(load, running["frontend"])
         self.last_ttft = shape.ttft_ms
-        feed_frontends([t.server for t in stack.agent.running("frontend") if t.server], shape, self.rng)
         lag = asyncio.run(self._prefill_minute(prefill_messages(load), running["prefill"] * PREFILL_PER_TASK))
+        servers = [t.server for t in stack.agent.running("frontend") if t.server]
+        feed_frontends(servers, shape, self.rng, prefill_backlog=lag)
         self._publish_gpu_metrics(shape, running)
 
         stack.invoke("metrics_collector", schedule_event(stack.clock.now, rule="dynamo-collector"))
