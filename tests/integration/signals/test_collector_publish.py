@@ -21,7 +21,7 @@ from devtools.sim_clock import SimClock
 from dynamo_ecs import aws
 from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import DeploymentConfig, ServiceRole
-from dynamo_ecs.signals.base import RoundContext, SourceReading
+from dynamo_ecs.signals.base import RoundContext, SignalSource, SourceReading
 from dynamo_ecs.signals.collector import STATE_RECORD, Collector
 from dynamo_ecs.signals.discovery import ScrapeTarget, read_cluster
 from dynamo_ecs.signals.gpu import GpuUtilizationSource
@@ -306,7 +306,7 @@ def test_real_dynamo_queues_publish_by_service(
     }
     try:
         clock = SimClock(NOW)
-        sources = [
+        sources: list[SignalSource] = [
             FrontendSource(config, targets=[ScrapeTarget("fe", servers["frontend"].url)]),
             WorkerSource(config, "frontend", targets=[ScrapeTarget("decode", servers["decode"].url)]),
             WorkerSource(config, "prefill", targets=[ScrapeTarget("prefill", servers["prefill"].url)]),
