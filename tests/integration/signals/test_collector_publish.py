@@ -319,6 +319,7 @@ def test_real_dynamo_queues_publish_by_service(
         for server in servers.values():
             server.stop()
     assert summary.rounds[0].status == "published"
+    assert summary.rounds[0].targets == {"frontend": 2, "prefill": 1}  # the frontend and its decode worker
     # Then each queue reads back under the service it sizes
     at = clock.now
     assert read_back(names.QUEUE_DEPTH, "prefill", "Count", at) == [45.0]
