@@ -2,7 +2,8 @@
 
 The scaler is the real code (`CapacityReconciler`, the production `decide`, GetMetricData,
 UpdateService, the state table) against moto server; only time is simulated. At ``step``
-the frontend's TTFT p90 jumps from 300 ms to 1500 ms (target 500 ms) and stays there. The
+the frontend's TTFT (the statistic its target is set on) jumps from 300 ms to 1500 ms
+(target 500 ms) and stays there. The
 timeline, with every assumption a named constant:
 
 - the metrics collector publishes the window that just ended at every period boundary,
@@ -33,9 +34,9 @@ from devtools.services import aws_test_environment, moto_server
 from devtools.sim_clock import SimClock, past_minute_boundary
 from devtools.template import create_state_table
 from dynamo_ecs import aws
-from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import DeploymentConfig
 from dynamo_ecs.scaling.reconcile import CapacityReconciler
+from dynamo_ecs.scaling.signals import TTFT_METRIC
 from dynamo_ecs.scaling.triggers import Trigger
 from dynamo_ecs.signals.base import Datum
 from dynamo_ecs.signals.breach_events import breaches
@@ -49,7 +50,7 @@ HORIZON_S = 900.0
 
 
 def ttft_over(window_start: float, window_end: float, step: float) -> float:
-    """The window's TTFT p90: the load step breaches it once the window starts at or after the step."""
+    """The window's TTFT: the load step breaches it once the window starts at or after the step."""
     return TTFT_AFTER_MS if window_start >= step else TTFT_BEFORE_MS
 
 
@@ -62,6 +63,7 @@ def _our_reaction(period: int, breach_events: bool, alarm_phase: float | None, e
             "signals": {"samples_per_invocation": 60 // period, "breach_events": breach_events},
         }
     )
+    ttft_metric = TTFT_METRIC[config.frontend.targets.ttft_statistic]  # the statistic the target is on
     build_world(config, region="us-east-1").create_settled_gpu_services(desired=2)
     create_state_table(config.state_table)
     clock = SimClock(epoch)
@@ -104,8 +106,8 @@ def _our_reaction(period: int, breach_events: bool, alarm_phase: float | None, e
         if what.startswith("publish:"):
             start = float(what.split(":", 1)[1])
             latest = ttft_over(start, start + period, step)
-            put_datapoint(aws.client("cloudwatch"), config, names.TTFT_P90, "frontend", latest, when)
-            data = [Datum(names.TTFT_P90, "frontend", latest)]
+            put_datapoint(aws.client("cloudwatch"), config, ttft_metric, "frontend", latest, when)
+            data = [Datum(ttft_metric, "frontend", latest)]
             if config.signals.breach_events and breaches(config, data):
                 at(when + DELIVERY_S, "breach")
         elif what == "alarm_eval":

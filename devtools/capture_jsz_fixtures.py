@@ -2,8 +2,11 @@
 
 Run ``python -m devtools.capture_jsz_fixtures`` (with ``layers/dynamo_ecs`` on PYTHONPATH):
 a standalone nats-server and a three-server cluster get the same streams, consumers and
-partly acknowledged messages; every server's document is saved as it answered.
-Truth, by construction: workers 4 pending + 2 ack pending, audit 6 + 1, listener 0 + 2.
+partly acknowledged messages; every server's document (``/jsz?consumers=true&config=true``)
+is saved as it answered.
+Truth, by construction: workers 4 pending + 2 ack pending, audit 6 + 1, listener 0 + 2, and
+abandoned 5 + 2, whose last activity is `ABANDONED_S` seconds older than the others'
+(a consumer whose client went away: its backlog is nobody's work).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from devtools.nats_cluster import nats_cluster
 from devtools.services import nats_server
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "unit" / "signals" / "fixtures"
+ABANDONED_S = 3.0
 
 
 async def load(url: str, replicas: int) -> None:
@@ -38,6 +42,11 @@ async def load(url: str, replicas: int) -> None:
         await js.publish("prefill_queue.work", b"req")
     for _ in range(4):
         await js.publish("events.x", b"e")
+    gone = await js.pull_subscribe(
+        "prefill_queue.*", durable="abandoned", config=ConsumerConfig(num_replicas=replicas)
+    )
+    await gone.fetch(2, timeout=3)  # delivered, never acknowledged; then nothing more
+    await asyncio.sleep(ABANDONED_S)
     a = await js.pull_subscribe(
         "prefill_queue.*", durable="workers", config=ConsumerConfig(num_replicas=replicas)
     )
@@ -55,7 +64,7 @@ async def load(url: str, replicas: int) -> None:
 
 
 def jsz(monitor: str) -> Any:
-    with urllib.request.urlopen(f"{monitor}/jsz?consumers=true", timeout=5) as r:
+    with urllib.request.urlopen(f"{monitor}/jsz?consumers=true&config=true", timeout=5) as r:
         return json.load(r)
 
 

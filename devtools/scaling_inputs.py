@@ -12,7 +12,7 @@ from typing import Any
 
 from dynamo_ecs.config import DeploymentConfig, ServiceRole
 from dynamo_ecs.metric_names import DIMENSION_DEPLOYMENT, DIMENSION_SERVICE, METRIC_UNITS
-from dynamo_ecs.scaling.signals import SignalName, alarm_name
+from dynamo_ecs.scaling.signals import ActivationName, SignalName, alarm_name
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -47,7 +47,7 @@ def create_scaling_alarm(
     cloudwatch: Any,
     config: DeploymentConfig,
     role: ServiceRole,
-    signal: SignalName,
+    signal: SignalName | ActivationName,
     metric: str,
     threshold: float,
 ) -> str:

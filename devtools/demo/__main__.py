@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             scenario = Scenario(stack, narrate=console.print)
             result = scenario.run_all()
             summary(console, scenario, result, time.perf_counter() - started)
-            chart = write_chart(result, args.chart, stack.config.frontend.targets.ttft_p90_ms or 0.0)
+            chart = write_chart(result, args.chart, stack.config.frontend.targets.ttft_ms or 0.0)
         console.print(f"timeline chart: {chart}")
         console.print("all local processes stopped")
     except KeyboardInterrupt:

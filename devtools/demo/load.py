@@ -43,15 +43,23 @@ def frontend_load(rate: float, running: int) -> FrontendLoad:
     return FrontendLoad(u, TTFT_BASE_MS / (1 - capped), ITL_BASE_MS * (1 + capped), queued)
 
 
-def feed_frontends(servers: list[MetricsServer], load: FrontendLoad, rng: random.Random) -> None:
-    """One minute of traffic on every running frontend's /metrics."""
+def feed_frontends(
+    servers: list[MetricsServer], load: FrontendLoad, rng: random.Random, prefill_backlog: int = 0
+) -> None:
+    """One minute of traffic on every running frontend's /metrics.
+
+    ``prefill_backlog`` (the prefill work not yet done) waits on the prefill side of Dynamo's
+    queue (``stage_requests{phase="prefill"}``), shared by the frontends.
+    """
     for server in servers:
         ttft = [rng.lognormvariate(0, 0.3) * load.ttft_ms / 1000 for _ in range(SAMPLES_PER_FRONTEND)]
         itl = [rng.lognormvariate(0, 0.2) * load.itl_ms / 1000 for _ in range(SAMPLES_PER_FRONTEND)]
         server.metrics.observe(ttft=ttft, itl=itl, duration=[t + 2.0 for t in ttft], requests=len(ttft))
         queued = round(load.queued_per_task)
+        waiting_for_prefill = round(prefill_backlog / max(len(servers), 1))
         server.metrics.set_load(
-            active=min(load.utilization, 1.0) * 8, queued_by_stage={("preprocess", "waiting"): queued}
+            active=min(load.utilization, 1.0) * 8,
+            queued_by_stage={("preprocess", ""): queued, ("route", "prefill"): waiting_for_prefill},
         )
 
 

@@ -48,8 +48,9 @@ PARAMETERS = {
     "AlarmEmail": "ops@example.com",
     "FrontendMax": "6",
     "PrefillMin": "2",
-    "FrontendTtftP90Ms": "400",
+    "FrontendTtftMs": "400",
     "PrefillJetStreamLagPerReplica": "12",
+    "JetStreamStreams": "work,events/listener",
     "FrontendGpuUtilizationPct": "off",
 }
 

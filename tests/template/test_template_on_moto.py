@@ -211,8 +211,9 @@ def test_every_function_gets_a_valid_config_with_the_stack_parameters(created: C
         assert (config.frontend.min, config.frontend.max) == (1, 6)
         assert (config.prefill.min, config.prefill.max) == (2, 4)
         assert config.scaling.prefill_scale_to_zero is False  # follows PrefillMin
-        assert config.frontend.targets.ttft_p90_ms == 400
+        assert (config.frontend.targets.ttft_ms, config.frontend.targets.ttft_statistic) == (400, "mean")
         assert config.prefill.targets.jetstream_lag_per_replica == 12
+        assert config.signals.jetstream_streams == ["work", "events/listener"]
         assert config.frontend.targets.gpu_utilization_pct is None  # "off"
         assert config.prefill.targets.gpu_utilization_pct == 80
         assert config.gpu_budget == 8

@@ -50,30 +50,51 @@ BOUND_VARIABLES = {
 }
 # Scaling targets: stack parameter -> (the config variable it sets, the condition "not off").
 TARGET_VARIABLES = {
-    "FrontendTtftP90Ms": ("DYNAMO_ECS_FRONTEND__TARGETS__TTFT_P90_MS", "FrontendTtftOn"),
-    "FrontendItlP90Ms": ("DYNAMO_ECS_FRONTEND__TARGETS__ITL_P90_MS", "FrontendItlOn"),
-    "FrontendQueuedRequestsPerReplica": (
-        "DYNAMO_ECS_FRONTEND__TARGETS__QUEUED_REQUESTS_PER_REPLICA",
+    "FrontendTtftMs": ("DYNAMO_ECS_FRONTEND__TARGETS__TTFT_MS", "FrontendTtftOn"),
+    "FrontendItlMs": ("DYNAMO_ECS_FRONTEND__TARGETS__ITL_MS", "FrontendItlOn"),
+    "FrontendQueueDepthPerReplica": (
+        "DYNAMO_ECS_FRONTEND__TARGETS__QUEUE_DEPTH_PER_REPLICA",
         "FrontendQueueOn",
     ),
+    "FrontendRouterQueuePerReplica": (
+        "DYNAMO_ECS_FRONTEND__TARGETS__ROUTER_QUEUE_PER_REPLICA",
+        "FrontendRouterOn",
+    ),
     "FrontendGpuUtilizationPct": ("DYNAMO_ECS_FRONTEND__TARGETS__GPU_UTILIZATION_PCT", "FrontendGpuOn"),
+    "PrefillQueueDepthPerReplica": ("DYNAMO_ECS_PREFILL__TARGETS__QUEUE_DEPTH_PER_REPLICA", "PrefillQueueOn"),
+    "PrefillRouterQueuePerReplica": (
+        "DYNAMO_ECS_PREFILL__TARGETS__ROUTER_QUEUE_PER_REPLICA",
+        "PrefillRouterOn",
+    ),
     "PrefillJetStreamLagPerReplica": (
         "DYNAMO_ECS_PREFILL__TARGETS__JETSTREAM_LAG_PER_REPLICA",
         "PrefillLagOn",
     ),
-    "PrefillTtftP90Ms": ("DYNAMO_ECS_PREFILL__TARGETS__TTFT_P90_MS", "PrefillTtftOn"),
+    "PrefillTtftMs": ("DYNAMO_ECS_PREFILL__TARGETS__TTFT_MS", "PrefillTtftOn"),
     "PrefillGpuUtilizationPct": ("DYNAMO_ECS_PREFILL__TARGETS__GPU_UTILIZATION_PCT", "PrefillGpuOn"),
 }
-# role-signal -> (metric, Service dimension, threshold parameter)
+# role-signal -> (metric with the default LatencyStatistic, Service dimension, threshold parameter)
 ALARMS = {
-    "frontend-ttft": (metric_names.TTFT_P90, "frontend", "FrontendTtftP90Ms"),
-    "frontend-itl": (metric_names.ITL_P90, "frontend", "FrontendItlP90Ms"),
-    "frontend-queue": (metric_names.QUEUED_REQUESTS, "frontend", "FrontendQueuedRequestsPerReplica"),
+    "frontend-ttft": (metric_names.TTFT_MEAN, "frontend", "FrontendTtftMs"),
+    "frontend-itl": (metric_names.ITL_MEAN, "frontend", "FrontendItlMs"),
+    "frontend-queue": (metric_names.QUEUE_DEPTH, "frontend", "FrontendQueueDepthPerReplica"),
+    "frontend-router": (metric_names.ROUTER_QUEUED_REQUESTS, "frontend", "FrontendRouterQueuePerReplica"),
     "frontend-gpu": (metric_names.GPU_UTILIZATION, "frontend", "FrontendGpuUtilizationPct"),
+    "prefill-queue": (metric_names.QUEUE_DEPTH, "prefill", "PrefillQueueDepthPerReplica"),
+    "prefill-router": (metric_names.ROUTER_QUEUED_REQUESTS, "prefill", "PrefillRouterQueuePerReplica"),
     "prefill-lag": (metric_names.JETSTREAM_LAG, "prefill", "PrefillJetStreamLagPerReplica"),
-    "prefill-ttft": (metric_names.TTFT_P90, "frontend", "PrefillTtftP90Ms"),
+    "prefill-ttft": (metric_names.TTFT_MEAN, "frontend", "PrefillTtftMs"),
     "prefill-gpu": (metric_names.GPU_UTILIZATION, "prefill", "PrefillGpuUtilizationPct"),
 }
+# Latency alarms read the metric of the LatencyStatistic parameter.
+P90_OF = {metric_names.TTFT_MEAN: metric_names.TTFT_P90, metric_names.ITL_MEAN: metric_names.ITL_P90}
+# The activation alarm that wakes prefill from zero: threshold 0, only with PrefillMin 0.
+ACTIVATION_ALARM = (
+    "prefill-refused",
+    metric_names.UNAVAILABLE_REQUEST_RATE,
+    "frontend",
+    "PrefillScalesToZero",
+)
 
 
 def ref(value: Any) -> str | None:
@@ -97,7 +118,17 @@ def default_environment(**overrides: str) -> dict[str, str]:
         if "Fn::If" in value:
             condition, when_true, when_false = value["Fn::If"]
             return resolve(when_true if holds(template["Conditions"][condition]) else when_false)
+        if "Fn::Join" in value:
+            separator, items = value["Fn::Join"]
+            parts = pieces(items) if isinstance(items, dict) else [p for item in items for p in pieces(item)]
+            return str(separator).join(parts)
         raise AssertionError(f"unexpected intrinsic in the environment: {value}")
+
+    def pieces(value: Any) -> list[str]:
+        if isinstance(value, dict) and "Fn::Split" in value:
+            separator, text = value["Fn::Split"]
+            return resolve(text).split(separator)
+        return [resolve(value)]
 
     def holds(condition: dict[str, Any]) -> bool:
         if "Fn::Not" in condition:
@@ -422,14 +453,39 @@ def test_a_target_set_to_off_switches_its_signal_off() -> None:
     from dynamo_ecs.config import load_config
 
     config = load_config(
-        default_environment(FrontendGpuUtilizationPct="off", PrefillJetStreamLagPerReplica="off")
+        default_environment(FrontendGpuUtilizationPct="off", PrefillQueueDepthPerReplica="off")
     )
     assert config.frontend.targets.gpu_utilization_pct is None
-    assert config.prefill.targets.jetstream_lag_per_replica is None
-    assert config.frontend.targets.ttft_p90_ms == 500
+    assert config.prefill.targets.queue_depth_per_replica is None
+    assert config.frontend.targets.ttft_ms == 500
     alarms = resources_of_type("AWS::CloudWatch::Alarm")
     assert alarms["ScaleFrontendGpuAlarm"]["Condition"] == "FrontendGpuOn"
     assert alarms["ScalePrefillLagAlarm"]["Condition"] == "PrefillLagOn"
+
+
+def test_latency_statistic_and_jetstream_streams_reach_the_config() -> None:
+    from dynamo_ecs.config import load_config
+
+    # The default: Dynamo planner's targets are means
+    default = load_config(default_environment())
+    assert (default.frontend.targets.ttft_statistic, default.prefill.targets.ttft_statistic) == (
+        "mean",
+        "mean",
+    )
+    assert default.signals.jetstream_streams == []
+    # p90 and named streams with a lag target
+    config = load_config(
+        default_environment(
+            LatencyStatistic="p90",
+            JetStreamStreams="work,events/listener",
+            PrefillJetStreamLagPerReplica="10",
+        )
+    )
+    assert (config.frontend.targets.ttft_statistic, config.frontend.targets.itl_statistic) == ("p90", "p90")
+    assert config.signals.jetstream_streams == ["work", "events/listener"]
+    assert config.prefill.targets.jetstream_lag_per_replica == 10
+    pattern = load_template()["Parameters"]["JetStreamStreams"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "") and re.fullmatch(pattern, "a,b/c") and not re.fullmatch(pattern, "a b")
 
 
 @pytest.mark.parametrize(
@@ -437,7 +493,7 @@ def test_a_target_set_to_off_switches_its_signal_off() -> None:
     [("500", True), ("0.5", True), ("off", True), ("0", False), ("-1", False), ("", False), ("null", False)],
 )
 def test_target_parameters_accept_positive_numbers_and_off(value: str, valid: bool) -> None:
-    pattern = load_template()["Parameters"]["FrontendTtftP90Ms"]["AllowedPattern"]
+    pattern = load_template()["Parameters"]["FrontendTtftMs"]["AllowedPattern"]
     assert bool(re.fullmatch(pattern, value)) is valid
     percent = load_template()["Parameters"]["FrontendGpuUtilizationPct"]["AllowedPattern"]
     assert re.fullmatch(percent, "100") and re.fullmatch(percent, "off") and not re.fullmatch(percent, "101")
@@ -545,15 +601,26 @@ def test_scale_out_alarms_follow_the_naming_and_metric_contract() -> None:
         if "-scale-" in json.dumps(a["Properties"])
     ]
     alarms = {
-        a["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("${DeploymentName}-scale-"): a["Properties"]
+        a["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("${DeploymentName}-scale-"): a
         for a in scale_alarms
     }
-    conditions = {a["Properties"]["Threshold"]["Ref"]: a["Condition"] for a in scale_alarms}
+    name, metric, service, condition = ACTIVATION_ALARM
+    wake = alarms.pop(name)
+    assert wake["Condition"] == condition and wake["Properties"]["Threshold"] == 0
+    assert (wake["Properties"]["MetricName"], wake["Properties"]["Dimensions"][1]["Value"]) == (
+        metric,
+        service,
+    )
+    conditions = {a["Properties"]["Threshold"]["Ref"]: a["Condition"] for a in alarms.values()}
     assert conditions == {parameter: condition for parameter, (_, condition) in TARGET_VARIABLES.items()}
     assert set(alarms) == set(ALARMS)
     for name, (metric, service, threshold) in ALARMS.items():
-        alarm = alarms[name]
-        assert (alarm["Namespace"], alarm["MetricName"]) == ("DynamoEcs", metric), name
+        alarm = alarms[name]["Properties"]
+        if metric in P90_OF:
+            assert alarm["MetricName"] == {"Fn::If": ["LatencyOnMean", metric, P90_OF[metric]]}, name
+        else:
+            assert alarm["MetricName"] == metric, name
+        assert alarm["Namespace"] == "DynamoEcs", name
         assert alarm["Dimensions"] == [
             {"Name": metric_names.DIMENSION_DEPLOYMENT, "Value": {"Ref": "DeploymentName"}},
             {"Name": metric_names.DIMENSION_SERVICE, "Value": service},
@@ -565,24 +632,35 @@ def test_scale_out_alarms_follow_the_naming_and_metric_contract() -> None:
 
 
 def test_there_is_one_alarm_per_scaling_signal_of_the_scaler() -> None:
-    # The scaler's own list of signals (all enabled by default) is the source of truth.
+    # The scaler's own list of signals, every target the stack can set switched on, is the
+    # source of truth (the workers' queue needs their system port, which the stack does not set).
     from dynamo_ecs.config import SERVICE_ROLES
-    from dynamo_ecs.scaling.signals import alarm_name, signal_specs
+    from dynamo_ecs.scaling.signals import activation_specs, alarm_name, signal_specs
 
-    config = DeploymentConfig()
+    on = {"router_queue_per_replica": 4}
+    config = DeploymentConfig.model_validate(
+        {
+            "frontend": {"targets": on},
+            "prefill": {"min": 0, "targets": {**on, "jetstream_lag_per_replica": 10}},
+            "scaling": {"prefill_scale_to_zero": True},
+            "signals": {"jetstream_streams": ["work"]},
+        }
+    )
     specs = [spec for role in SERVICE_ROLES for spec in signal_specs(config, role)]
     expected = {
         alarm_name("D", spec.role, spec.name).removeprefix("D-scale-"): (spec.metric, spec.source_service)
         for spec in specs
     }
     assert expected == {name: (metric, service) for name, (metric, service, _) in ALARMS.items()}
+    [wake] = activation_specs(config)
+    assert (f"{wake.role}-{wake.name}", wake.metric, wake.source_service) == ACTIVATION_ALARM[:3]
 
 
 def test_the_scaler_reads_each_alarm_name_as_its_role_and_signal() -> None:
     # Given the sample alarm event with each of the stack's alarm names (default deployment)
     deployment = load_template()["Parameters"]["DeploymentName"]["Default"]
     sample = json.loads((EVENTS / "scaler_alarm.json").read_text())
-    for name in ALARMS:
+    for name in [*ALARMS, ACTIVATION_ALARM[0]]:
         sample["detail"]["alarmName"] = f"{deployment}-scale-{name}"
         # When the scaler parses it, Then it names the alarm's service and signal
         trigger = parse_trigger(sample, DeploymentConfig(deployment=deployment))
@@ -610,10 +688,19 @@ def test_dashboard_shows_counts_gpu_latency_queues_and_scale_decisions() -> None
         "DesiredTaskCount",
         "RunningTaskCount",
         metric_names.GPU_UTILIZATION,
+        metric_names.TTFT_MEAN,
         metric_names.TTFT_P90,
+        metric_names.ITL_MEAN,
         metric_names.ITL_P90,
-        metric_names.QUEUED_REQUESTS,
+        metric_names.QUEUE_DEPTH,
+        metric_names.QUEUE_DEPTH_TOTAL,
+        metric_names.ROUTER_QUEUED_REQUESTS,
+        metric_names.WORKER_QUEUE_DEPTH,
+        metric_names.REQUEST_RATE,
+        metric_names.UNAVAILABLE_REQUEST_RATE,
         metric_names.JETSTREAM_LAG,
+        metric_names.JETSTREAM_INACTIVE_CONSUMERS,
+        metric_names.NATS_WORKER_PENDING_BYTES,
         "ScaleActions",
     ):
         assert needed in text, needed

@@ -13,9 +13,32 @@ def test_defaults_describe_the_dynamo_ecs_example() -> None:
     assert config.infra.cluster == "dynamo-fargate"
     assert config.frontend.family == "Dynamo-frontend"
     assert config.prefill.family == "Dynamo-backend"
-    assert config.frontend.targets.ttft_p90_ms == 500
-    assert config.frontend.targets.itl_p90_ms == 50
+    # Dynamo planner's SLA defaults, which are means
+    assert (config.frontend.targets.ttft_ms, config.frontend.targets.ttft_statistic) == (500, "mean")
+    assert (config.frontend.targets.itl_ms, config.frontend.targets.itl_statistic) == (50, "mean")
+    assert config.prefill.targets.jetstream_lag_per_replica is None  # no work in JetStream on 1.x
     assert config.gpu_budget == 8
+
+
+def test_older_target_names_are_still_read() -> None:
+    config = load_config(
+        {
+            "DYNAMO_ECS_FRONTEND__TARGETS__TTFT_P90_MS": "400",
+            "DYNAMO_ECS_FRONTEND__TARGETS__ITL_P90_MS": "null",
+            "DYNAMO_ECS_FRONTEND__TARGETS__QUEUED_REQUESTS_PER_REPLICA": "5",
+        }
+    )
+    targets = config.frontend.targets
+    assert (targets.ttft_ms, targets.ttft_statistic) == (400, "p90")
+    assert targets.itl_ms is None
+    assert targets.queue_depth_per_replica == 5
+    with pytest.raises(ConfigError, match="not both"):
+        load_config(
+            {
+                "DYNAMO_ECS_FRONTEND__TARGETS__TTFT_P90_MS": "400",
+                "DYNAMO_ECS_FRONTEND__TARGETS__TTFT_MS": "400",
+            }
+        )
 
 
 def test_nested_variables_and_json_values_are_read() -> None:
@@ -44,9 +67,9 @@ def test_max_below_min_names_both_fields_and_the_fix() -> None:
 
 def test_non_positive_target_names_the_variable() -> None:
     with pytest.raises(ConfigError) as err:
-        load_config({"DYNAMO_ECS_FRONTEND__TARGETS__TTFT_P90_MS": "0"})
-    assert "frontend.targets.ttft_p90_ms" in str(err.value)
-    assert "DYNAMO_ECS_FRONTEND__TARGETS__TTFT_P90_MS" in str(err.value)
+        load_config({"DYNAMO_ECS_FRONTEND__TARGETS__TTFT_MS": "0"})
+    assert "frontend.targets.ttft_ms" in str(err.value)
+    assert "DYNAMO_ECS_FRONTEND__TARGETS__TTFT_MS" in str(err.value)
 
 
 def test_gpu_budget_below_minimums_is_refused() -> None:
@@ -82,3 +105,19 @@ def test_several_problems_are_all_reported_at_once() -> None:
 def test_env_name_maps_fields_to_variables() -> None:
     assert env_name("frontend", "targets", "itl_p90_ms") == "DYNAMO_ECS_FRONTEND__TARGETS__ITL_P90_MS"
     assert DeploymentConfig().service("prefill").service == "dynamo-prefill"
+
+
+def test_a_target_whose_metric_would_never_be_published_is_refused() -> None:
+    # Missing data blocks every scale-in: a lag target without streams, a worker queue target
+    # without the workers' system port would hold the counts up for good
+    with pytest.raises(ConfigError, match="DYNAMO_ECS_SIGNALS__JETSTREAM_STREAMS"):
+        load_config({"DYNAMO_ECS_PREFILL__TARGETS__JETSTREAM_LAG_PER_REPLICA": "10"})
+    with pytest.raises(ConfigError, match="DYNAMO_ECS_PREFILL__SYSTEM_PORT"):
+        load_config({"DYNAMO_ECS_PREFILL__TARGETS__WORKER_QUEUE_PER_REPLICA": "4"})
+    config = load_config(
+        {
+            "DYNAMO_ECS_PREFILL__TARGETS__WORKER_QUEUE_PER_REPLICA": "4",
+            "DYNAMO_ECS_PREFILL__SYSTEM_PORT": "9090",
+        }
+    )
+    assert (config.prefill.system_port, config.prefill.targets.worker_queue_per_replica) == (9090, 4)

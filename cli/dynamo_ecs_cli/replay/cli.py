@@ -4,7 +4,7 @@ Examples::
 
     dynamo-ecs replay                                # built-in bursty trace
     dynamo-ecs replay --trace diurnal --seed 3
-    dynamo-ecs replay --trace week.csv --set frontend.targets.ttft_p90_ms=400
+    dynamo-ecs replay --trace week.csv --set frontend.targets.ttft_ms=400
     dynamo-ecs replay --model model_load_s=420 --set scaling.metric_period_s=10
     dynamo-ecs replay --export-command --start 2026-11-20T00:00:00Z --end 2026-11-27T00:00:00Z
 

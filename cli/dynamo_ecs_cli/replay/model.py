@@ -4,10 +4,11 @@ Every tick (``tick_s``, 10 s by default) the requests of the trace arrive at the
 
 1. the frontend's decode workers admit as many as their throughput allows
    (``decode_tokens_per_s`` per replica / output length); the rest wait in the frontend's
-   queue (``QueuedRequests``) and are carried over to the next tick;
+   queue (``QueueDepth``, Service=frontend) and are carried over to the next tick;
 2. admitted requests go to the prefill work queue (JetStream); the prefill workers serve
    ``prefill_tokens_per_s`` per replica / input length; the rest is the lag
-   (``JetStreamLag`` counts the waiting plus those in service, as num_pending + num_ack_pending);
+   (the prefill-side ``QueueDepth`` counts the waiting plus those in service, as Dynamo's
+   dispatch stage does; ``JetStreamLag`` of a JetStream pipeline would count the same);
 3. TTFT p90 = prefill time, inflated as prefill utilization rises (an M/M/1-like
    ``1 + k * rho / (1 - rho)``), plus the time the backlog ahead takes to drain, for both
    queues; ITL p90 rises the same way with decode utilization (bigger batches);
@@ -121,10 +122,16 @@ class TickMetrics:
 
     def signals(self) -> dict[tuple[str, ServiceRole], float | None]:
         """Values keyed by (metric name, Service dimension), as the collector publishes them."""
+        # The model has one latency per tick: it stands for the mean and the p90 alike.
         return {
             (names.TTFT_P90, "frontend"): self.ttft_p90_ms,
+            (names.TTFT_MEAN, "frontend"): self.ttft_p90_ms,
             (names.ITL_P90, "frontend"): self.itl_p90_ms,
-            (names.QUEUED_REQUESTS, "frontend"): self.frontend_queue,
+            (names.ITL_MEAN, "frontend"): self.itl_p90_ms,
+            (names.QUEUE_DEPTH, "frontend"): self.frontend_queue,
+            # Dynamo's prefill-side queue depth holds a request until its first response:
+            # the waiting and those in prefill, the same count as the JetStream lag model.
+            (names.QUEUE_DEPTH, "prefill"): self.jetstream_lag,
             (names.JETSTREAM_LAG, "prefill"): self.jetstream_lag,
             (names.GPU_UTILIZATION, "frontend"): self.gpu_utilization_pct["frontend"],
             (names.GPU_UTILIZATION, "prefill"): self.gpu_utilization_pct["prefill"],

@@ -31,7 +31,7 @@ class SlaTargets:
     @classmethod
     def from_config(cls, config: DeploymentConfig) -> SlaTargets:
         """The frontend's latency targets are the SLA the replay scores against."""
-        return cls(config.frontend.targets.ttft_p90_ms, config.frontend.targets.itl_p90_ms)
+        return cls(config.frontend.targets.ttft_ms, config.frontend.targets.itl_ms)
 
     def violated(self, ttft: float | None, itl: float | None) -> bool:
         return bool(

@@ -41,24 +41,75 @@ class InfraConfig(StrictModel):
     nats_monitor_port: int = Field(8222, ge=1, le=65535)
 
 
-class FrontendTargets(StrictModel):
-    """Scaling targets of the frontend service (each task also runs one decode worker).
+LatencyStatistic = Literal["mean", "p90"]
 
-    Latency defaults are Dynamo planner's (TTFT 500 ms, ITL 50 ms). A target set to null
-    switches that signal off.
+
+class LatencyTargets(StrictModel):
+    """Latency targets and the statistic each is set on.
+
+    Defaults are Dynamo planner's SLA defaults, which are **means** over its interval
+    (TTFT 500 ms, ITL 50 ms; FACTS.md §5): ``mean`` reads ``TimeToFirstTokenMean`` /
+    ``InterTokenLatencyMean``, ``p90`` the p90 metrics. The older fields ``ttft_p90_ms`` /
+    ``itl_p90_ms`` are still read: a p90 target of that value.
     """
 
-    ttft_p90_ms: float | None = Field(500.0, gt=0)
-    itl_p90_ms: float | None = Field(50.0, gt=0)
-    queued_requests_per_replica: float | None = Field(8.0, gt=0)
+    ttft_ms: float | None = Field(500.0, gt=0)
+    ttft_statistic: LatencyStatistic = "mean"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_p90_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            for signal in ("ttft", "itl"):
+                if f"{signal}_p90_ms" in data:
+                    value = data.pop(f"{signal}_p90_ms")
+                    if f"{signal}_ms" in data:
+                        raise ValueError(f"set {signal}_ms or {signal}_p90_ms, not both")
+                    data[f"{signal}_ms"] = value
+                    data.setdefault(f"{signal}_statistic", "p90")
+        return data
+
+
+class FrontendTargets(LatencyTargets):
+    """Scaling targets of the frontend service (each task also runs one decode worker).
+
+    A target set to null switches that signal off. Queue targets are requests per task:
+    ``queue_depth_per_replica`` on Dynamo's queue depth outside the prefill phase (read as
+    well under its older name ``queued_requests_per_replica``); the KV router's queue and
+    the decode workers' own queue are off by default (parts of the same backlog).
+    """
+
+    itl_ms: float | None = Field(50.0, gt=0)
+    itl_statistic: LatencyStatistic = "mean"
+    queue_depth_per_replica: float | None = Field(8.0, gt=0)
+    router_queue_per_replica: float | None = Field(None, gt=0)
+    worker_queue_per_replica: float | None = Field(None, gt=0)
     gpu_utilization_pct: float | None = Field(80.0, gt=0, le=100)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_queued_requests_field(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "queued_requests_per_replica" in data:
+            data = dict(data)
+            if "queue_depth_per_replica" in data:
+                raise ValueError("set queue_depth_per_replica or queued_requests_per_replica, not both")
+            data["queue_depth_per_replica"] = data.pop("queued_requests_per_replica")
+        return data
 
-class PrefillTargets(StrictModel):
-    """Scaling targets of the prefill service. Lag per replica defaults to KEDA's 10."""
 
-    jetstream_lag_per_replica: float | None = Field(10.0, gt=0)
-    ttft_p90_ms: float | None = Field(500.0, gt=0)
+class PrefillTargets(LatencyTargets):
+    """Scaling targets of the prefill service.
+
+    Sized by Dynamo's prefill-side queue depth (``stage_requests{phase="prefill"}``). JetStream
+    lag counts only for streams named in ``signals.jetstream_streams`` and is off by default:
+    current Dynamo keeps no work in JetStream (FACTS.md §2); KEDA's default threshold is 10.
+    """
+
+    queue_depth_per_replica: float | None = Field(8.0, gt=0)
+    router_queue_per_replica: float | None = Field(None, gt=0)
+    worker_queue_per_replica: float | None = Field(None, gt=0)
+    jetstream_lag_per_replica: float | None = Field(None, gt=0)
     gpu_utilization_pct: float | None = Field(80.0, gt=0, le=100)
 
 
@@ -71,6 +122,9 @@ class GpuServiceConfig(StrictModel):
     max: int = Field(4, ge=0)
     gpus_per_task: int = Field(1, ge=1)
     metrics_port: int = Field(8000, ge=1, le=65535)
+    # The workers' system port (DYN_SYSTEM_PORT) whose /metrics the collector reads; None:
+    # not read. Dynamo 1.6.1 parses DYN_SYSTEM_PORT as a signed 16-bit integer: at most 32767.
+    system_port: int | None = Field(None, ge=1, le=32767)
 
 
 class FrontendConfig(GpuServiceConfig):
@@ -107,6 +161,10 @@ class ScalingPolicy(StrictModel):
         return value
 
     prefill_scale_to_zero: bool = False
+    # Prefill is active (floor one replica, woken from zero) while its queue depth is above
+    # this, while JetStream lag (when that signal is on) is above prefill_activation_lag, or
+    # while the frontend refuses requests for lack of a worker.
+    prefill_activation_queue: float = Field(0.0, ge=0)
     prefill_activation_lag: float = Field(0.0, ge=0)
     decision_log_ttl_days: int = Field(14, ge=1)
 
@@ -116,12 +174,32 @@ class ScalingPolicy(StrictModel):
 _JETSTREAM_SELECTOR = r"^[^\s.*>/\\]+(/[^\s.*>/\\]+)?$"
 
 
+# The workers' request subjects on a NATS request plane, measured on 1.6.1 (component
+# "backend" for decode, "prefill" for prefill; namespace "dynamo").
+_REQUEST_SUBJECTS: dict[ServiceRole, str] = {
+    "frontend": "dynamo_backend.generate-",
+    "prefill": "dynamo_prefill.generate-",
+}
+
+
+def _request_subjects() -> dict[ServiceRole, str]:
+    return dict(_REQUEST_SUBJECTS)
+
+
 class SignalsConfig(StrictModel):
     """What the metrics collector reads and where it publishes (semantics in docs/signals.md)."""
 
     namespace: str = Field("DynamoEcs", min_length=1)
     scrape_timeout_s: float = Field(2.0, gt=0, le=30)
+    # The JetStream streams whose depth counts (STREAM or STREAM/CONSUMER); empty: none is read.
     jetstream_streams: list[Annotated[str, Field(pattern=_JETSTREAM_SELECTOR)]] = Field(default_factory=list)
+    # A consumer without its own inactive_threshold is inactive after this long without a
+    # delivery or acknowledgement while nobody waits on it: reported, not counted.
+    jetstream_inactive_after_s: float = Field(300.0, ge=1, le=86400)
+    # The request plane is NATS (--request-plane nats): read NATS core's view of the
+    # workers' request subscriptions (/connz). Their subjects start with these prefixes.
+    nats_request_plane: bool = False
+    nats_request_subjects: dict[ServiceRole, str] = Field(default_factory=_request_subjects)
     samples_per_invocation: int = Field(1, ge=1, le=6)
     # After publishing, send the scaler an EventBridge event when a value is above its scaling
     # target (signals/breach_events.py): scale-out without waiting for alarm evaluation.
@@ -198,6 +276,24 @@ class DeploymentConfig(StrictModel):
                 f"{env_name('scaling', 'prefill_scale_to_zero')}=true or "
                 f"{env_name('prefill', 'min')}=1"
             )
+        # A target whose metric is never published would block every scale-in (missing data).
+        if self.prefill.targets.jetstream_lag_per_replica is not None and not self.signals.jetstream_streams:
+            problems.append(
+                "prefill.targets.jetstream_lag_per_replica needs the streams to count: set "
+                f"{env_name('signals', 'jetstream_streams')} or "
+                f"{env_name('prefill', 'targets', 'jetstream_lag_per_replica')}=null"
+            )
+        worker_targets: dict[ServiceRole, float | None] = {
+            "frontend": self.frontend.targets.worker_queue_per_replica,
+            "prefill": self.prefill.targets.worker_queue_per_replica,
+        }
+        for role, worker_target in worker_targets.items():
+            if worker_target is not None and self.service(role).system_port is None:
+                target_variable = env_name(role, "targets", "worker_queue_per_replica")
+                problems.append(
+                    f"{role}.targets.worker_queue_per_replica needs the workers' system port: set "
+                    f"{env_name(role, 'system_port')} or {target_variable}=null"
+                )
         if self.gpu_instance_type is not None:
             instance = capacity.instance_type(self.gpu_instance_type)
             for role in SERVICE_ROLES:

@@ -27,15 +27,29 @@ REQUEST_DURATION_P99: Final = "RequestDurationP99"
 REQUEST_DURATION_MEAN: Final = "RequestDurationMean"
 LATENCY_UNIT: Final = "Milliseconds"
 
-# Load (frontend gauges summed over the service's tasks; rate over the window).
-REQUEST_RATE: Final = "RequestRate"  # Count/Second
-QUEUED_REQUESTS: Final = "QueuedRequests"  # Count
+# Load (frontend gauges summed over the service's tasks; rates over the window).
+REQUEST_RATE: Final = "RequestRate"  # Count/Second: requests started (accepted by the frontend)
+UNAVAILABLE_REQUEST_RATE: Final = "UnavailableRequestRate"  # Count/Second: refused, no worker to serve
 ACTIVE_REQUESTS: Final = "ActiveRequests"  # Count
+# Queue depth as Dynamo defines it: requests in the frontend's preprocess, route and dispatch
+# stages (dispatch lasts until the worker's first response). Service=prefill: the prefill
+# phase; Service=frontend: the rest (preprocess, decode, aggregated). The total is both.
+QUEUE_DEPTH: Final = "QueueDepth"  # Count
+QUEUE_DEPTH_TOTAL: Final = "QueueDepthTotal"  # Count, Service=frontend
+# The KV router's own queue (router_queue_pending_requests), by worker type.
+ROUTER_QUEUED_REQUESTS: Final = "RouterQueuedRequests"  # Count
+# The workers' own queues (system port /metrics), summed over the service's workers.
+WORKER_QUEUE_DEPTH: Final = "WorkerQueueDepth"  # Count: engine waiting + work-handler queue
+WORKER_ACTIVE_REQUESTS: Final = "WorkerActiveRequests"  # Count: inflight on the generate endpoint
 
-# NATS JetStream (prefill work queue), summed over the selected streams and consumers.
+# NATS JetStream, over the streams the user names, counting only live consumers.
 JETSTREAM_LAG: Final = "JetStreamLag"  # Count: num_pending + num_ack_pending
 JETSTREAM_WAITING: Final = "JetStreamWaiting"  # Count: num_waiting
 JETSTREAM_REDELIVERED: Final = "JetStreamRedelivered"  # Count: num_redelivered
+JETSTREAM_INACTIVE_CONSUMERS: Final = "JetStreamInactiveConsumers"  # Count: reported, not counted
+# NATS core, when the request plane is NATS: the workers' request subscriptions.
+NATS_WORKER_PENDING_BYTES: Final = "NatsWorkerPendingBytes"  # Bytes the server holds for them
+NATS_WORKER_SUBSCRIPTIONS: Final = "NatsWorkerSubscriptions"  # Count
 
 # GPU utilization, per-service average over the service's instances.
 GPU_UTILIZATION: Final = "GpuUtilization"  # Percent
@@ -48,6 +62,7 @@ SCRAPE_TARGETS: Final = "ScrapeTargets"  # Count
 COUNT_PER_SECOND: Final = "Count/Second"
 COUNT: Final = "Count"
 PERCENT: Final = "Percent"
+BYTES: Final = "Bytes"
 METRIC_UNITS: Final[dict[str, str]] = {
     **{
         name: LATENCY_UNIT
@@ -67,11 +82,19 @@ METRIC_UNITS: Final[dict[str, str]] = {
         )
     },
     REQUEST_RATE: COUNT_PER_SECOND,
-    QUEUED_REQUESTS: COUNT,
+    UNAVAILABLE_REQUEST_RATE: COUNT_PER_SECOND,
     ACTIVE_REQUESTS: COUNT,
+    QUEUE_DEPTH: COUNT,
+    QUEUE_DEPTH_TOTAL: COUNT,
+    ROUTER_QUEUED_REQUESTS: COUNT,
+    WORKER_QUEUE_DEPTH: COUNT,
+    WORKER_ACTIVE_REQUESTS: COUNT,
     JETSTREAM_LAG: COUNT,
     JETSTREAM_WAITING: COUNT,
     JETSTREAM_REDELIVERED: COUNT,
+    JETSTREAM_INACTIVE_CONSUMERS: COUNT,
+    NATS_WORKER_PENDING_BYTES: BYTES,
+    NATS_WORKER_SUBSCRIPTIONS: COUNT,
     GPU_UTILIZATION: PERCENT,
     SCRAPE_ERRORS: COUNT,
     SCRAPE_TARGETS: COUNT,

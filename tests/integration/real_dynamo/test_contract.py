@@ -98,7 +98,7 @@ def test_the_collectors_parser_reads_the_real_frontend(served: LocalDeployment) 
     _, body = get(f"{served.frontend_url()}/metrics")
     sample = parse_metrics_text(body)
     assert sample.requests_total is not None and sample.requests_total >= 6
-    assert sample.active is not None and sample.queued is not None
+    assert sample.active is not None and sample.queue is not None
     ttft = sample.histograms["dynamo_frontend_time_to_first_token_seconds"]
     assert ttft.count >= 6
 

@@ -54,14 +54,14 @@ def scaler() -> Any:
 
 def breach_ttft(at: float) -> str:
     cloudwatch = aws.client("cloudwatch")
-    put_datapoint(cloudwatch, CONFIG, names.TTFT_P90, "frontend", 1500.0, at)
-    name = create_scaling_alarm(cloudwatch, CONFIG, "frontend", "ttft", names.TTFT_P90, 500.0)
-    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test: TTFT p90 above target")
+    put_datapoint(cloudwatch, CONFIG, names.TTFT_MEAN, "frontend", 1500.0, at)
+    name = create_scaling_alarm(cloudwatch, CONFIG, "frontend", "ttft", names.TTFT_MEAN, 500.0)
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test: TTFT mean above target")
     return name
 
 
 def test_an_alarm_event_scales_the_frontend_out(services: None, scaler: Any) -> None:
-    # Given TTFT p90 at 3x its target with 2 tasks running, and the alarm in ALARM
+    # Given the TTFT mean at 3x its target with 2 tasks running, and the alarm in ALARM
     now = time.time()
     name = breach_ttft(now - 5)
     # When EventBridge delivers the alarm's state change
@@ -130,7 +130,7 @@ def test_a_bad_manual_request_names_the_field(services: None, scaler: Any) -> No
 
 def test_every_schedule_tick_logs_a_decision_even_without_change(services: None, scaler: Any) -> None:
     now = time.time()
-    put_datapoint(aws.client("cloudwatch"), CONFIG, names.TTFT_P90, "frontend", 480.0, now - 5)
+    put_datapoint(aws.client("cloudwatch"), CONFIG, names.TTFT_MEAN, "frontend", 480.0, now - 5)
     result = scaler.lambda_handler(schedule_event(now), None)
     assert result["status"] == "unchanged"
     [entry] = scaling_decisions()
@@ -147,11 +147,11 @@ def test_load_falls_then_scale_in_waits_for_the_stabilization_window(services: N
     seen = []
     for _minute in range(8):
         for metric, service, value in (
-            (names.TTFT_P90, "frontend", 100.0),
-            (names.ITL_P90, "frontend", 10.0),
-            (names.QUEUED_REQUESTS, "frontend", 0.0),
+            (names.TTFT_MEAN, "frontend", 100.0),
+            (names.ITL_MEAN, "frontend", 10.0),
+            (names.QUEUE_DEPTH, "frontend", 0.0),
             (names.GPU_UTILIZATION, "frontend", 10.0),
-            (names.JETSTREAM_LAG, "prefill", 0.0),
+            (names.QUEUE_DEPTH, "prefill", 0.0),
             (names.GPU_UTILIZATION, "prefill", 10.0),
         ):
             put_datapoint(cloudwatch, CONFIG, metric, service, value, clock.now - 2)  # type: ignore[arg-type]
@@ -199,3 +199,52 @@ def test_late_and_out_of_order_alarm_events_cause_no_extra_action(services: None
     # Then nothing more happens: each is a look at the same data
     assert [r["status"] for r in results] == ["unchanged"] * 3
     assert (desired("frontend"), desired("prefill")) == (4, 4)
+
+
+def test_prefill_is_sized_by_its_queue_depth(services: None, scaler: Any) -> None:
+    # Given 40 requests on the prefill side of Dynamo's queue (8 per task is the target), alarm in ALARM
+    now = time.time()
+    cloudwatch = aws.client("cloudwatch")
+    put_datapoint(cloudwatch, CONFIG, names.QUEUE_DEPTH, "prefill", 40.0, now - 5)
+    name = create_scaling_alarm(cloudwatch, CONFIG, "prefill", "queue", names.QUEUE_DEPTH, 8.0)
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test: prefill queue")
+    # When the alarm's state change arrives
+    result = scaler.lambda_handler(alarm_state_change_event(name, "ALARM", now), None)
+    # Then prefill goes to min(ceil(40 / 8), max 4) and the frontend, without a breach, stays
+    assert result["status"] == "applied"
+    assert (desired("frontend"), desired("prefill")) == (2, 4)
+    [entry] = scaling_decisions()
+    queue = next(m for m in entry["services"]["prefill"]["metrics"] if m["signal"] == "queue")
+    assert (queue["metric"], queue["value"], queue["proposes"]) == (names.QUEUE_DEPTH, 40.0, 5)
+
+
+def test_refused_requests_wake_prefill_from_zero(state_table: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given prefill scaled to zero: the frontend refuses requests (no queue gauge counts them)
+    monkeypatch.setenv("DYNAMO_ECS_PREFILL__MIN", "0")
+    monkeypatch.setenv("DYNAMO_ECS_SCALING__PREFILL_SCALE_TO_ZERO", "true")
+    config = DeploymentConfig.model_validate(
+        {"prefill": {"min": 0}, "scaling": {"prefill_scale_to_zero": True}}
+    )
+    world = build_world(config, region=REGION)
+    world.run_infra_task()
+    world.create_settled_gpu_services(desired=1)
+    aws.client("ecs").update_service(
+        cluster=config.gpu_cluster, service=config.prefill.service, desiredCount=0
+    )
+    scaler = load_handler_module("scaler", fresh=True)
+    now = time.time()
+    cloudwatch = aws.client("cloudwatch")
+    put_datapoint(cloudwatch, config, names.QUEUE_DEPTH, "prefill", 0.0, now - 5)
+    # When nothing is refused, a tick leaves prefill at zero
+    put_datapoint(cloudwatch, config, names.UNAVAILABLE_REQUEST_RATE, "frontend", 0.0, now - 65)
+    assert scaler.lambda_handler(schedule_event(now - 60), None)["status"] == "unchanged"
+    assert desired("prefill") == 0
+    # When the frontend refuses 0.5 requests/s and the wake alarm goes to ALARM
+    put_datapoint(cloudwatch, config, names.UNAVAILABLE_REQUEST_RATE, "frontend", 0.5, now - 5)
+    name = create_scaling_alarm(cloudwatch, config, "prefill", "refused", names.UNAVAILABLE_REQUEST_RATE, 0.0)
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test: refused requests")
+    result = scaler.lambda_handler(alarm_state_change_event(name, "ALARM", now), None)
+    # Then prefill wakes to one task, and the decision log says why
+    assert result["status"] == "applied"
+    assert desired("prefill") == 1
+    assert "refuses" in scaling_decisions(config)[0]["services"]["prefill"]["reason"]

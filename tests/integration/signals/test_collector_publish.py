@@ -13,7 +13,7 @@ from typing import Any
 import nats as nats_client
 import pytest
 
-from devtools.dynamo_frontend import Behaviour, MetricsServer
+from devtools.dynamo_frontend import Behaviour, FrontendMetrics, MetricsServer
 from devtools.ecs_world import EcsWorld, build_world
 from devtools.handlers import load_handler_module
 from devtools.services import MotoServer, NatsServer
@@ -21,17 +21,22 @@ from devtools.sim_clock import SimClock
 from dynamo_ecs import aws
 from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import DeploymentConfig, ServiceRole
-from dynamo_ecs.signals.base import RoundContext, SourceReading
+from dynamo_ecs.signals.base import RoundContext, SignalSource, SourceReading
 from dynamo_ecs.signals.collector import STATE_RECORD, Collector
 from dynamo_ecs.signals.discovery import ScrapeTarget, read_cluster
 from dynamo_ecs.signals.gpu import GpuUtilizationSource
 from dynamo_ecs.signals.jetstream import JetStreamSource
+from dynamo_ecs.signals.nats_core import NatsCoreSource
 from dynamo_ecs.signals.prometheus_scrape import FrontendSource
+from dynamo_ecs.signals.workers import WorkerSource
 from dynamo_ecs.state import StateStore
 
 ROOT = Path(__file__).resolve().parents[3]
 StartServer = Callable[[Behaviour], MetricsServer]
 NOW = datetime.now(UTC).replace(microsecond=0).timestamp()
+
+
+FIXTURES = Path(__file__).resolve().parents[2] / "unit" / "signals" / "fixtures"
 
 
 def make_config(stream: str = "prefill_queue", **overrides: Any) -> DeploymentConfig:
@@ -140,7 +145,9 @@ def test_published_metrics_read_back_with_dimensions_and_units(
         )
     server = metrics_server("ok")
     server.metrics.observe(ttft=[0.1] * 5, requests=5)
-    server.metrics.set_load(active=4, queued_by_stage={("route", "decode"): 2})
+    server.metrics.set_load(
+        active=4, queued_by_stage={("route", "decode"): 2, ("dispatch", "decode"): 1, ("route", "prefill"): 3}
+    )
     first = collector(config, [server], nats, clock, world).run()
     assert first.rounds[0].status == "published"
 
@@ -154,7 +161,9 @@ def test_published_metrics_read_back_with_dimensions_and_units(
     at = clock.now
     assert read_back(names.REQUEST_RATE, "frontend", "Count/Second", at) == [pytest.approx(0.5)]
     assert read_back(names.ACTIVE_REQUESTS, "frontend", "Count", at) == [4.0, 4.0]  # gauges: both rounds
-    assert read_back(names.QUEUED_REQUESTS, "frontend", "Count", at) == [2.0, 2.0]
+    assert read_back(names.QUEUE_DEPTH, "frontend", "Count", at) == [3.0, 3.0]
+    assert read_back(names.QUEUE_DEPTH, "prefill", "Count", at) == [3.0, 3.0]
+    assert read_back(names.QUEUE_DEPTH_TOTAL, "frontend", "Count", at) == [6.0, 6.0]
     [ttft_p90] = read_back(names.TTFT_P90, "frontend", "Milliseconds", at)
     assert 220 <= ttft_p90 <= 470
     assert read_back(names.TTFT_MEAN, "frontend", "Milliseconds", at) == [pytest.approx(300.0)]
@@ -260,9 +269,66 @@ def test_handler_on_the_schedule_event_never_raises_on_bad_targets(
     # Then the run completes and says what could not be read
     round_ = summary["rounds"][0]
     assert round_["status"] == "published"
-    assert round_["scrape_errors"] == {"prefill": 1, "frontend": 1}
+    assert round_["scrape_errors"] == {"frontend": 1}  # no JetStream stream named: NATS is not read
     now = datetime.now(UTC).timestamp()
     assert read_back(names.SCRAPE_ERRORS, "frontend", "Count", now) == [1.0]
     # And an event that is not a schedule event is ignored, not retried
     ignored = handler.lambda_handler({"detail-type": "Object Created"}, None)
     assert ignored["status"] == "ignored" and "detail-type" in ignored["reason"]
+
+
+class CapturedText(FrontendMetrics):
+    """Serves what a real Dynamo 1.6.1 process answered (tests/unit/signals/fixtures)."""
+
+    def __init__(self, fixture: str) -> None:
+        super().__init__()
+        self.body = (FIXTURES / f"dynamo_1_6_1_{fixture}.txt").read_bytes()
+
+    def text(self) -> bytes:
+        return self.body
+
+
+def test_real_dynamo_queues_publish_by_service(
+    state_table: str, aws_env: MotoServer, nats: NatsServer
+) -> None:
+    # Given a frontend and two workers serving what real 1.6.1 processes served under load
+    # (prefill the bottleneck, router queueing on; the decode worker of the decode-bound run),
+    # and a NATS server no worker uses for requests (the default TCP request plane)
+    config = make_config(signals={"nats_request_plane": True})
+    servers = {
+        name: MetricsServer(CapturedText(fixture)).start()
+        for name, fixture in (
+            ("frontend", "tcp_prefill_bound_frontend_loaded"),
+            ("decode", "tcp_worker_decode_loaded"),
+            ("prefill", "tcp_prefill_bound_worker_prefill_loaded"),
+        )
+    }
+    try:
+        clock = SimClock(NOW)
+        sources: list[SignalSource] = [
+            FrontendSource(config, targets=[ScrapeTarget("fe", servers["frontend"].url)]),
+            WorkerSource(config, "frontend", targets=[ScrapeTarget("decode", servers["decode"].url)]),
+            WorkerSource(config, "prefill", targets=[ScrapeTarget("prefill", servers["prefill"].url)]),
+            NatsCoreSource(config, monitor_urls=[nats.monitor_url]),
+        ]
+        store = StateStore(config.state_table, config.deployment)
+        # When the collector publishes one round
+        summary = Collector(config, store, sources, clock=clock, sleep=clock.sleep).run()
+    finally:
+        for server in servers.values():
+            server.stop()
+    assert summary.rounds[0].status == "published"
+    assert summary.rounds[0].targets == {"frontend": 2, "prefill": 1}  # the frontend and its decode worker
+    # Then each queue reads back under the service it sizes
+    at = clock.now
+    assert read_back(names.QUEUE_DEPTH, "prefill", "Count", at) == [45.0]
+    assert read_back(names.QUEUE_DEPTH, "frontend", "Count", at) == [0.0]
+    assert read_back(names.QUEUE_DEPTH_TOTAL, "frontend", "Count", at) == [45.0]
+    assert read_back(names.ROUTER_QUEUED_REQUESTS, "prefill", "Count", at) == [44.0]
+    assert read_back(names.WORKER_QUEUE_DEPTH, "frontend", "Count", at) == [40.0]
+    assert read_back(names.WORKER_QUEUE_DEPTH, "prefill", "Count", at) == [0.0]
+    assert read_back(names.NATS_WORKER_SUBSCRIPTIONS, "prefill", "Count", at) == [0.0]
+    assert read_back(names.NATS_WORKER_PENDING_BYTES, "frontend", "Bytes", at) == [0.0]
+    # and the workers' system ports count as the services' scrape targets
+    assert read_back(names.SCRAPE_TARGETS, "prefill", "Count", at) == [1.0]
+    assert read_back(names.SCRAPE_ERRORS, "frontend", "Count", at) == [0.0]

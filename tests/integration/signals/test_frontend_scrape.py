@@ -82,7 +82,8 @@ def test_bad_targets_are_skipped_and_counted(metrics_server: StartServer) -> Non
     # Then the healthy one counts, the four others are scrape errors, and nothing raised
     assert (reading.targets, reading.errors) == (5, 4)
     assert values(reading)[names.ACTIVE_REQUESTS] == 3
-    assert values(reading)[names.QUEUED_REQUESTS] == 2
+    prefill = {d.metric: d.value for d in reading.data if d.service == "prefill"}
+    assert (values(reading)[names.QUEUE_DEPTH], prefill[names.QUEUE_DEPTH]) == (0, 2)
     notes = " ".join(reading.notes)
     assert "no complete answer" in notes and "HTTP 500" in notes and "not Prometheus text" in notes
     assert "refused" in notes

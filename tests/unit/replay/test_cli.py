@@ -68,8 +68,8 @@ def test_a_bad_csv_row_stops_the_replay_and_names_the_line(
 
 
 def test_set_overrides_are_validated_like_the_stack_config() -> None:
-    config = config_with_overrides(["frontend.max=6", "frontend.targets.ttft_p90_ms=400"], environ={})
-    assert config.frontend.max == 6 and config.frontend.targets.ttft_p90_ms == 400
+    config = config_with_overrides(["frontend.max=6", "frontend.targets.ttft_ms=400"], environ={})
+    assert config.frontend.max == 6 and config.frontend.targets.ttft_ms == 400
     with pytest.raises(UsageError, match=r"frontend.max \(0\) < frontend.min \(1\)"):
         config_with_overrides(["frontend.max=0"], environ={})
     with pytest.raises(UsageError, match=r"expected key\.path=value"):

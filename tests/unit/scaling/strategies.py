@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 from dynamo_ecs.scaling.decide import Observation, ServiceState
-from dynamo_ecs.scaling.signals import signal_specs
+from dynamo_ecs.scaling.signals import activation_specs, signal_specs
 
 NOW = 1_000_000.0
 
@@ -37,8 +37,14 @@ def configs(
         "scale_down_max_step": draw(st.integers(1, 3)),
         "rate_limit_period_s": draw(st.sampled_from([30, 60, 120])),
         "prefill_scale_to_zero": to_zero,
+        "prefill_activation_queue": draw(st.sampled_from([0.0, 2.0])),
         "prefill_activation_lag": draw(st.sampled_from([0.0, 2.0])),
     }
+    tree["frontend"]["targets"] = {"ttft_statistic": draw(st.sampled_from(["mean", "p90"]))}
+    lag = draw(st.sampled_from([None, 10.0]))
+    tree["prefill"]["targets"] = {"jetstream_lag_per_replica": lag}
+    if lag is not None:
+        tree["signals"] = {"jetstream_streams": ["work"]}
     return DeploymentConfig.model_validate(tree)
 
 
@@ -61,13 +67,13 @@ def observations(
     draw: st.DrawFn, config: DeploymentConfig, fresh_only: bool = False
 ) -> dict[str, Observation]:
     out = {}
-    for role in SERVICE_ROLES:
-        for spec in signal_specs(config, role):
-            present = True if fresh_only else draw(st.booleans())
-            if not present:
-                continue
-            age = draw(st.floats(0, 120)) if fresh_only else draw(st.floats(0, 400))
-            out[spec.key] = Observation(draw(values), NOW - age)
+    specs = [spec for role in SERVICE_ROLES for spec in signal_specs(config, role)] + activation_specs(config)
+    for spec in specs:
+        present = True if fresh_only else draw(st.booleans())
+        if not present:
+            continue
+        age = draw(st.floats(0, 120)) if fresh_only else draw(st.floats(0, 400))
+        out[spec.key] = Observation(draw(values), NOW - age)
     return out
 
 

@@ -32,8 +32,30 @@ def test_latency_at_twice_its_target_doubles_the_running_count() -> None:
 
 
 def test_a_backlog_needs_one_replica_per_target_share() -> None:
-    decision = decide(config(prefill={"max": 10}), states(1, 1), fresh(prefill_lag=41.0), History(), NOW)
+    cfg = config(prefill={"max": 10, "targets": {"queue_depth_per_replica": 10}})
+    decision = decide(cfg, states(1, 1), fresh(prefill_queue=41.0), History(), NOW)
     assert decision.services["prefill"].desired == 5  # ceil(41 / 10), within the step of 4
+
+
+def test_latency_targets_are_means_by_default_and_p90_when_asked() -> None:
+    # Given a mean TTFT on target and a p90 at 3x (one slow request in ten)
+    observed = {"frontend_ttft": Observation(500.0, NOW - 5)}
+    default = decide(config(frontend={"max": 10}), states(2, 1), observed, History(), NOW)
+    assert default.services["frontend"].proposals[0].metric == "TimeToFirstTokenMean"
+    # The older p90 field still reads as a p90 target on the p90 metric
+    legacy = config(frontend={"max": 10, "targets": {"ttft_p90_ms": 500}})
+    p90 = decide(legacy, states(2, 1), {"frontend_ttft": Observation(1500.0, NOW - 5)}, History(), NOW)
+    assert p90.services["frontend"].proposals[0].metric == "TimeToFirstTokenP90"
+    assert p90.services["frontend"].desired == 6
+
+
+def test_jetstream_lag_drives_prefill_only_when_its_target_is_set() -> None:
+    busy_stream = fresh(prefill_lag=500.0)
+    assert decide(config(), states(1, 1), busy_stream, History(), NOW).services["prefill"].desired == 1
+    cfg = config(
+        prefill={"targets": {"jetstream_lag_per_replica": 10}}, signals={"jetstream_streams": ["work"]}
+    )
+    assert decide(cfg, states(1, 1), busy_stream, History(), NOW).services["prefill"].desired == 4
 
 
 def test_tasks_still_starting_count_as_capacity_on_the_way() -> None:
@@ -50,7 +72,7 @@ def test_tasks_still_starting_count_as_capacity_on_the_way() -> None:
 def test_when_the_budget_binds_the_service_under_more_pressure_gets_the_gpus() -> None:
     cfg = config(gpu_budget=6, frontend={"max": 6}, prefill={"max": 6})
     # TTFT at 3x target is a signal of both (pressure 3 each): the tie goes to the frontend
-    decision = decide(cfg, states(2, 2), fresh(frontend_ttft=1500.0, prefill_lag=50.0), History(), NOW)
+    decision = decide(cfg, states(2, 2), fresh(frontend_ttft=1500.0, prefill_queue=40.0), History(), NOW)
     assert decision.services["frontend"].desired == 4
     assert decision.services["prefill"].desired == 2
     assert "GPU budget 6 binds" in decision.services["frontend"].reason + decision.services["prefill"].reason
@@ -66,11 +88,24 @@ def test_a_lowered_budget_takes_gpus_from_the_quieter_service_first() -> None:
 
 
 def test_prefill_wakes_from_zero_only_above_the_activation_threshold() -> None:
-    cfg = config(prefill={"min": 0}, scaling={"prefill_scale_to_zero": True, "prefill_activation_lag": 5})
-    quiet = decide(cfg, states(1, 0), fresh(prefill_lag=5.0), History(), NOW)
-    busy = decide(cfg, states(1, 0), fresh(prefill_lag=6.0), History(), NOW)
+    cfg = config(prefill={"min": 0}, scaling={"prefill_scale_to_zero": True, "prefill_activation_queue": 5})
+    quiet = decide(cfg, states(1, 0), fresh(prefill_queue=5.0), History(), NOW)
+    busy = decide(cfg, states(1, 0), fresh(prefill_queue=6.0), History(), NOW)
     assert quiet.services["prefill"].desired == 0
     assert busy.services["prefill"].desired == 1
+
+
+def test_refused_requests_wake_prefill_from_zero_where_its_queue_cannot() -> None:
+    # Given prefill at zero: the 1.6.1 frontend refuses requests (503) and queues none of them
+    cfg = config(prefill={"min": 0}, scaling={"prefill_scale_to_zero": True})
+    at_zero: dict[ServiceRole, ServiceState] = {"frontend": ServiceState(1, 1), "prefill": ServiceState(0, 0)}
+    empty = fresh(prefill_queue=0.0, prefill_refused=0.0)
+    refusing = fresh(prefill_queue=0.0, prefill_refused=0.5)
+    # Then only the refusals wake it
+    assert decide(cfg, at_zero, empty, History(), NOW).services["prefill"].desired == 0
+    woken = decide(cfg, at_zero, refusing, History(), NOW).services["prefill"]
+    assert woken.desired == 1
+    assert "refuses" in woken.reason
 
 
 def test_idle_prefill_goes_to_zero_after_the_down_window_despite_missing_latency() -> None:
@@ -79,7 +114,7 @@ def test_idle_prefill_goes_to_zero_after_the_down_window_despite_missing_latency
     counts: list[int] = []
     for minute in range(7):
         now = NOW + 60 * minute
-        obs = {"prefill_lag": Observation(0.0, now - 5)}
+        obs = {"prefill_queue": Observation(0.0, now - 5)}
         decision = decide(cfg, states(1, 1 if not counts else counts[-1]), obs, history, now)
         history = decision.history
         counts.append(decision.services["prefill"].desired)
@@ -90,7 +125,8 @@ def test_idle_prefill_goes_to_zero_after_the_down_window_despite_missing_latency
     ("env", "field"),
     [
         ({"DYNAMO_ECS_FRONTEND__MIN": "3", "DYNAMO_ECS_FRONTEND__MAX": "2"}, "DYNAMO_ECS_FRONTEND__MAX"),
-        ({"DYNAMO_ECS_FRONTEND__TARGETS__TTFT_P90_MS": "0"}, "DYNAMO_ECS_FRONTEND__TARGETS__TTFT_P90_MS"),
+        ({"DYNAMO_ECS_FRONTEND__TARGETS__TTFT_MS": "0"}, "DYNAMO_ECS_FRONTEND__TARGETS__TTFT_MS"),
+        ({"DYNAMO_ECS_FRONTEND__TARGETS__TTFT_STATISTIC": "p99"}, "TTFT_STATISTIC"),
         ({"DYNAMO_ECS_PREFILL__TARGETS__JETSTREAM_LAG_PER_REPLICA": "-1"}, "JETSTREAM_LAG_PER_REPLICA"),
         ({"DYNAMO_ECS_GPU_BUDGET": "1"}, "DYNAMO_ECS_GPU_BUDGET"),
         ({"DYNAMO_ECS_SCALING__METRIC_PERIOD_S": "45"}, "DYNAMO_ECS_SCALING__METRIC_PERIOD_S"),

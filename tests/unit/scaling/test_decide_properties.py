@@ -149,7 +149,7 @@ def _reversals(series: list[int]) -> int:
 
 def _without_shared_ttft(config: DeploymentConfig) -> DeploymentConfig:
     tree = config.model_dump()
-    tree["prefill"]["targets"]["ttft_p90_ms"] = None
+    tree["prefill"]["targets"]["ttft_ms"] = None
     return DeploymentConfig.model_validate(tree)
 
 

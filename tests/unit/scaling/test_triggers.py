@@ -54,12 +54,14 @@ def test_a_breach_event_of_another_deployment_is_refused() -> None:
 def test_breaches_compare_each_published_value_with_its_target() -> None:
     config = DeploymentConfig()
     data = [
-        Datum("TimeToFirstTokenP90", "frontend", 900.0),  # above 500 x 1.1: both services read it
-        Datum("InterTokenLatencyP90", "frontend", 54.0),  # within the 10 % tolerance of 50
-        Datum("JetStreamLag", "prefill", 30.0),  # above one replica's share of 10
+        Datum("TimeToFirstTokenMean", "frontend", 900.0),  # above 500 x 1.1: both services read it
+        Datum("TimeToFirstTokenP90", "frontend", 5000.0),  # the default targets are means
+        Datum("InterTokenLatencyMean", "frontend", 54.0),  # within the 10 % tolerance of 50
+        Datum("QueueDepth", "prefill", 30.0),  # above one replica's share of 8
+        Datum("JetStreamLag", "prefill", 30.0),  # no JetStream target by default
     ]
     found = {(b["role"], b["signal"]) for b in breaches(config, data)}
-    assert found == {("frontend", "ttft"), ("prefill", "ttft"), ("prefill", "lag")}
+    assert found == {("frontend", "ttft"), ("prefill", "ttft"), ("prefill", "queue")}
 
 
 @pytest.mark.parametrize(
@@ -76,7 +78,7 @@ def test_only_the_alarms_this_stack_creates_are_ours(name: str) -> None:
 
 
 def test_an_alarm_whose_signal_is_off_is_not_ours() -> None:
-    off = DeploymentConfig.model_validate({"frontend": {"targets": {"ttft_p90_ms": None}}})
+    off = DeploymentConfig.model_validate({"frontend": {"targets": {"ttft_ms": None}}})
     event = alarm_state_change_event("dynamo-scale-frontend-ttft", "ALARM", 0.0)
     with pytest.raises(InvalidInputError, match="not a scaling alarm"):
         parse_trigger(event, off)
@@ -101,3 +103,13 @@ def test_a_malformed_breach_list_is_ignored_with_a_reason(breaches: object) -> N
 def test_dry_run_is_a_boolean_not_something_like_one(dry_run: object) -> None:
     with pytest.raises(InvalidInputError, match="dry_run"):
         parse_trigger({"dry_run": dry_run}, DeploymentConfig())
+
+
+def test_refused_requests_are_a_breach_only_where_prefill_can_sit_at_zero() -> None:
+    refused = [Datum("UnavailableRequestRate", "frontend", 0.2)]
+    assert breaches(DeploymentConfig(), refused) == []
+    to_zero = DeploymentConfig.model_validate(
+        {"prefill": {"min": 0}, "scaling": {"prefill_scale_to_zero": True}}
+    )
+    assert {(b["role"], b["signal"]) for b in breaches(to_zero, refused)} == {("prefill", "refused")}
+    assert breaches(to_zero, [Datum("UnavailableRequestRate", "frontend", 0.0)]) == []

@@ -21,7 +21,7 @@ def text(metrics: FrontendMetrics) -> str:
     return metrics.text().decode()
 
 
-def test_newer_names_queued_counts_preprocess_and_route_not_dispatch() -> None:
+def test_newer_names_queue_depth_counts_every_queue_stage_split_by_phase() -> None:
     metrics = FrontendMetrics(newer_names=True)
     metrics.set_load(
         active=7,
@@ -33,7 +33,8 @@ def test_newer_names_queued_counts_preprocess_and_route_not_dispatch() -> None:
         },
     )
     sample = parse_metrics_text(text(metrics))
-    assert sample.queued == 6
+    assert sample.queue is not None
+    assert (sample.queue.frontend, sample.queue.prefill, sample.queue.total) == (8, 3, 11)
     assert sample.active == 7
 
 
@@ -41,7 +42,11 @@ def test_older_names_are_read_too() -> None:
     metrics = FrontendMetrics(newer_names=False)
     metrics.set_load(active=4, queued_by_stage={("", ""): 9})
     sample = parse_metrics_text(text(metrics))
-    assert (sample.active, sample.queued) == (4, 9)
+    assert sample.queue is not None
+    assert (sample.active, sample.queue.frontend, sample.queue.prefill) == (4, 9, None)
+    published = {(d.metric, d.service) for d in compute_window({"a": sample}, {}, 0.0, 300).data()}
+    assert (names.QUEUE_DEPTH, "frontend") in published
+    assert (names.QUEUE_DEPTH, "prefill") not in published  # no phase split: unknown, not zero
 
 
 def test_histograms_sum_label_sets_and_keep_dynamo_buckets() -> None:

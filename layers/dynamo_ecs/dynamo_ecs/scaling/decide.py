@@ -11,7 +11,9 @@ explained with its origin in docs/scaling.md):
    A metric with no datapoint younger than ``metric_max_age_s`` proposes nothing;
 2. the largest proposal wins; when any metric is missing, the result is never below the
    current count (missing data never scales in);
-3. prefill scale-to-zero (optional): activation above ``prefill_activation_lag``;
+3. prefill scale-to-zero (optional): active while its queue depth is above
+   ``prefill_activation_queue``, JetStream lag (when on) above ``prefill_activation_lag``,
+   or the frontend refuses requests for lack of a worker;
 4. the recommendation, clamped to [min, max], is remembered; stabilization windows per
    direction pick the highest (down) or lowest (up) recommendation of the window;
 5. rate limits per direction over ``rate_limit_period_s``; no scale-in during a rollout;
@@ -251,15 +253,14 @@ def _recommend(
         raw = best.replicas or 0
         work.steps.append(f"largest proposal: {best.signal} -> {raw}")
 
-    lag = next((p for p in fresh if p.signal == "lag"), None)
     scale_to_zero = role == "prefill" and policy.prefill_scale_to_zero and bounds.min == 0
-    idle = scale_to_zero and lag is not None and (lag.value or 0.0) <= policy.prefill_activation_lag
-    active = lag is not None and not idle
-    if scale_to_zero and active:
+    activation = _activation(fresh, observations, policy, now) if scale_to_zero else None
+    idle = activation is not None and not activation[1]
+    if activation is not None and activation[1]:
         # KEDA: above the activation threshold the floor is one replica, at zero or not;
         # scaling to zero only while inactive keeps 0 <-> 1 from flapping.
         raw = max(raw, 1)
-        work.steps.append(f"active: lag {lag.value if lag else 0:g} > {policy.prefill_activation_lag:g}")
+        work.steps.append(f"active: {', '.join(activation[1])}")
     elif scale_to_zero and state.desired == 0:
         raw = 0
         work.steps.append("at zero and not activated")
@@ -273,6 +274,31 @@ def _recommend(
     if work.recommendation != raw:
         work.steps.append(f"bounds [{bounds.min}, {bounds.max}] -> {work.recommendation}")
     return work
+
+
+def _activation(
+    fresh: list[Proposal], observations: Mapping[str, Observation], policy: ScalingPolicy, now: float
+) -> tuple[list[str], list[str]] | None:
+    """Prefill's activation inputs that are fresh, and those above their threshold.
+
+    None when no input is fresh (nothing says whether prefill is needed). The inputs: the
+    prefill queue depth, JetStream lag (when on), and the frontend's refused requests.
+    """
+    thresholds = {"queue": policy.prefill_activation_queue, "lag": policy.prefill_activation_lag}
+    seen: list[str] = []
+    above: list[str] = []
+    for proposal in fresh:
+        if proposal.signal in thresholds:
+            seen.append(proposal.signal)
+            value, threshold = proposal.value or 0.0, thresholds[proposal.signal]
+            if value > threshold:
+                above.append(f"{proposal.signal} {value:g} > {threshold:g}")
+    refused = observations.get("prefill_refused")
+    if refused is not None and now - refused.at <= policy.metric_max_age_s:
+        seen.append("refused")
+        if refused.value > 0:
+            above.append(f"frontend refuses {refused.value:g} requests/s for lack of a worker")
+    return (seen, above) if seen else None
 
 
 def _stabilize(work: _Working, history: History, policy: ScalingPolicy, now: float) -> int:

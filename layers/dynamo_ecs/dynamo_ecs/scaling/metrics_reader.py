@@ -14,11 +14,12 @@ from typing import Any
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig
 from dynamo_ecs.metric_names import DIMENSION_DEPLOYMENT, DIMENSION_SERVICE
 from dynamo_ecs.scaling.decide import Observation
-from dynamo_ecs.scaling.signals import SignalSpec, signal_specs
+from dynamo_ecs.scaling.signals import SignalSpec, activation_specs, signal_specs
 
 
 def all_signal_specs(config: DeploymentConfig) -> list[SignalSpec]:
-    return [spec for role in SERVICE_ROLES for spec in signal_specs(config, role)]
+    """Every scaling signal of both services, then the activation-only inputs."""
+    return [spec for role in SERVICE_ROLES for spec in signal_specs(config, role)] + activation_specs(config)
 
 
 def metric_queries(

@@ -2,10 +2,10 @@
 
 Two kinds of signal (FACTS.md §5, docs/scaling.md):
 
-- ``ratio`` (latency percentiles, GPU utilization): the value per replica falls as replicas
+- ``ratio`` (latency means or p90s, GPU utilization): the value per replica falls as replicas
   are added, so HPA's ``ceil(current * value / target)`` applies;
-- ``total`` (queued requests, JetStream lag): a backlog shared by all replicas, so KEDA's
-  ``ceil(total / per_replica_target)`` applies.
+- ``total`` (queue depth, router and worker queues, JetStream lag): a backlog shared by all
+  replicas, so KEDA's ``ceil(total / per_replica_target)`` applies.
 
 Alarm names follow ``<deployment>-scale-<role>-<signal>`` with the signal names below; the
 template creates exactly these alarms.
@@ -20,13 +20,18 @@ from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import DeploymentConfig, ServiceRole
 
 SignalKind = Literal["ratio", "total"]
-SignalName = Literal["ttft", "itl", "queue", "gpu", "lag"]
+SignalName = Literal["ttft", "itl", "queue", "router", "worker", "gpu", "lag"]
+# Inputs that only wake prefill from zero (KEDA's activation), never propose a count.
+ActivationName = Literal["refused"]
+
+TTFT_METRIC = {"mean": names.TTFT_MEAN, "p90": names.TTFT_P90}
+ITL_METRIC = {"mean": names.ITL_MEAN, "p90": names.ITL_P90}
 
 
 @dataclass(frozen=True)
 class SignalSpec:
     role: ServiceRole
-    name: SignalName
+    name: SignalName | ActivationName
     metric: str
     # The Service dimension the metric is published under (TTFT is measured on the frontend).
     source_service: ServiceRole
@@ -45,16 +50,21 @@ def signal_specs(config: DeploymentConfig, role: ServiceRole) -> list[SignalSpec
     if role == "frontend":
         t = config.frontend.targets
         candidates = [
-            ("ttft", names.TTFT_P90, "frontend", "ratio", t.ttft_p90_ms),
-            ("itl", names.ITL_P90, "frontend", "ratio", t.itl_p90_ms),
-            ("queue", names.QUEUED_REQUESTS, "frontend", "total", t.queued_requests_per_replica),
+            ("ttft", TTFT_METRIC[t.ttft_statistic], "frontend", "ratio", t.ttft_ms),
+            ("itl", ITL_METRIC[t.itl_statistic], "frontend", "ratio", t.itl_ms),
+            ("queue", names.QUEUE_DEPTH, "frontend", "total", t.queue_depth_per_replica),
+            ("router", names.ROUTER_QUEUED_REQUESTS, "frontend", "total", t.router_queue_per_replica),
+            ("worker", names.WORKER_QUEUE_DEPTH, "frontend", "total", t.worker_queue_per_replica),
             ("gpu", names.GPU_UTILIZATION, "frontend", "ratio", t.gpu_utilization_pct),
         ]
     else:
         p = config.prefill.targets
         candidates = [
+            ("queue", names.QUEUE_DEPTH, "prefill", "total", p.queue_depth_per_replica),
+            ("router", names.ROUTER_QUEUED_REQUESTS, "prefill", "total", p.router_queue_per_replica),
+            ("worker", names.WORKER_QUEUE_DEPTH, "prefill", "total", p.worker_queue_per_replica),
             ("lag", names.JETSTREAM_LAG, "prefill", "total", p.jetstream_lag_per_replica),
-            ("ttft", names.TTFT_P90, "frontend", "ratio", p.ttft_p90_ms),
+            ("ttft", TTFT_METRIC[p.ttft_statistic], "frontend", "ratio", p.ttft_ms),
             ("gpu", names.GPU_UTILIZATION, "prefill", "ratio", p.gpu_utilization_pct),
         ]
     return [
@@ -64,5 +74,17 @@ def signal_specs(config: DeploymentConfig, role: ServiceRole) -> list[SignalSpec
     ]
 
 
-def alarm_name(deployment: str, role: ServiceRole, signal: SignalName) -> str:
+def activation_specs(config: DeploymentConfig) -> list[SignalSpec]:
+    """What else wakes prefill from zero: requests the frontend refuses for lack of a worker.
+
+    A disaggregated Dynamo 1.6.1 frontend with no prefill worker answers 503 at once (model
+    not ready): those requests never reach a queue gauge, so at zero the prefill queue stays
+    empty and only this rate shows the demand. Read only with prefill scale-to-zero on.
+    """
+    if not (config.scaling.prefill_scale_to_zero and config.prefill.min == 0):
+        return []
+    return [SignalSpec("prefill", "refused", names.UNAVAILABLE_REQUEST_RATE, "frontend", "total", 0.0)]
+
+
+def alarm_name(deployment: str, role: ServiceRole, signal: SignalName | ActivationName) -> str:
     return f"{deployment}-scale-{role}-{signal}"

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
 from dynamo_ecs.errors import InvalidInputError
 from dynamo_ecs.inputs import AwsEnvelope, ShortText, StrictPayload
-from dynamo_ecs.scaling.signals import SignalName, alarm_name, signal_specs
+from dynamo_ecs.scaling.signals import ActivationName, SignalName, alarm_name, signal_specs
 from dynamo_ecs.signals.breach_events import EVENT_DETAIL_TYPE, EVENT_SOURCE
 
 TriggerKind = Literal["schedule", "alarm", "breach", "manual"]
@@ -43,7 +43,7 @@ class _AlarmDetail(AwsEnvelope):
 
 class _Breach(AwsEnvelope):
     role: ServiceRole
-    signal: SignalName
+    signal: SignalName | ActivationName
 
 
 class _BreachDetail(AwsEnvelope):
@@ -64,7 +64,7 @@ class ManualRequest(StrictPayload):
     dry_run: bool = False
 
 
-def our_alarms(config: DeploymentConfig) -> dict[str, tuple[ServiceRole, SignalName]]:
+def our_alarms(config: DeploymentConfig) -> dict[str, tuple[ServiceRole, SignalName | ActivationName]]:
     """The scale-out alarms this stack creates: one per signal that is on (its target is set)."""
     return {
         alarm_name(config.deployment, role, spec.name): (role, spec.name)

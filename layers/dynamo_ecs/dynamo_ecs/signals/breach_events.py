@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig
-from dynamo_ecs.scaling.signals import signal_specs
+from dynamo_ecs.scaling.signals import activation_specs, signal_specs
 from dynamo_ecs.signals.base import Datum
 
 EVENT_SOURCE = "dynamo-ecs.collector"
@@ -37,6 +37,10 @@ def breaches(config: DeploymentConfig, data: Sequence[Datum]) -> list[dict[str, 
             value = values.get((spec.metric, spec.source_service))
             if value is not None and value > spec.target * threshold:
                 out.append({"role": role, "signal": spec.name, "value": value, "target": spec.target})
+    for spec in activation_specs(config):  # wake prefill from zero at once
+        value = values.get((spec.metric, spec.source_service))
+        if value is not None and value > spec.target:
+            out.append({"role": spec.role, "signal": spec.name, "value": value, "target": spec.target})
     return out
 
 

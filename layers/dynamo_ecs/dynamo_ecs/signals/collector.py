@@ -7,9 +7,10 @@ A collection is ``signals.samples_per_invocation`` rounds spread evenly over the
    each source's state, e.g. the frontends' last cumulative histograms);
 2. skips the round as a duplicate if the last published round is younger than half a
    sampling interval (EventBridge and Lambda may deliver the schedule twice);
-3. runs the sources concurrently (JetStream, frontend scrapes, GPU utilization); a bad
-   target is counted in ``ScrapeErrors`` and never fails the round; a source that raises is
-   logged and contributes nothing;
+3. runs the sources concurrently (frontend scrapes, GPU utilization, and when configured the
+   workers' system ports, JetStream, NATS core); a bad target is counted in
+   ``ScrapeErrors`` and never fails the round; a source that raises is logged and
+   contributes nothing;
 4. writes the new record compare-and-set on the version it read. Only the invocation whose
    write succeeds publishes: of two overlapping invocations exactly one publishes a round,
    and the other's window is never double counted;
@@ -191,9 +192,10 @@ class Collector:
             summary.data.extend(reading.data)
             if reading.failed:
                 summary.failed_sources.append(source.name)
-            if source.scrape_service:
-                summary.targets[source.scrape_service] = reading.targets
-                summary.scrape_errors[source.scrape_service] = reading.errors
+            if source.scrape_service:  # several sources can scrape for one service
+                role = source.scrape_service
+                summary.targets[role] = summary.targets.get(role, 0) + reading.targets
+                summary.scrape_errors[role] = summary.scrape_errors.get(role, 0) + reading.errors
             if reading.notes:
                 logger.info("signal source notes", extra={"source": source.name, "notes": reading.notes[:20]})
         summary.data.extend(scrape_health(readings))
@@ -248,13 +250,16 @@ def default_collector(config: DeploymentConfig) -> Collector:
     from dynamo_ecs.signals.discovery import read_cluster
     from dynamo_ecs.signals.gpu import GpuUtilizationSource
     from dynamo_ecs.signals.jetstream import JetStreamSource
+    from dynamo_ecs.signals.nats_core import NatsCoreSource
     from dynamo_ecs.signals.prometheus_scrape import FrontendSource
+    from dynamo_ecs.signals.workers import WorkerSource
 
-    sources: list[SignalSource] = [
-        JetStreamSource(config),
-        FrontendSource(config),
-        GpuUtilizationSource(config),
-    ]
+    sources: list[SignalSource] = [FrontendSource(config), GpuUtilizationSource(config)]
+    if config.signals.jetstream_streams:  # only the streams the user names count
+        sources.append(JetStreamSource(config))
+    if config.signals.nats_request_plane:
+        sources.append(NatsCoreSource(config))
+    sources.extend(WorkerSource(config, role) for role in SERVICE_ROLES if config.service(role).system_port)
     return Collector(
         config,
         StateStore(config.state_table, config.deployment),

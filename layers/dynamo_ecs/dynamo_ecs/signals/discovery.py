@@ -82,6 +82,23 @@ def scrape_target(task: ServiceTask, metrics_port: int) -> tuple[ScrapeTarget | 
     return ScrapeTarget(task.task_arn, f"http://{task.instance_ip}:{metrics_port}/metrics"), None
 
 
+def service_targets(
+    cluster: ClusterView | None, role: ServiceRole, port: int, what: str
+) -> tuple[list[ScrapeTarget], list[str]]:
+    """The ``/metrics`` URL on ``port`` of every RUNNING task of ``role``, and why some have none."""
+    if cluster is None:
+        return [], [f"GPU cluster not read: no {what} target"]
+    found: list[ScrapeTarget] = []
+    problems: list[str] = []
+    for task in cluster.tasks.get(role, []):
+        target, problem = scrape_target(task, port)
+        if target is not None:
+            found.append(target)
+        elif problem:
+            problems.append(problem)
+    return found, problems
+
+
 def _chunks(items: list[str], size: int = 100) -> Iterable[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -5,15 +5,25 @@ needed, to keep it off the cold-start path). Samples are matched by their sample
 (``<name>_bucket`` / ``_count`` / ``_sum``, ``<name>_total``), so a body without ``# TYPE``
 lines parses the same. Label sets (model, status, request type ...) are summed per target.
 
-Gauges, older and newer Dynamo names (FACTS.md §2):
+Gauges and counters, older and newer Dynamo names (FACTS.md §2, §3; measured on a real 1.6.1
+frontend, tests/unit/signals/fixtures):
 
+- queue depth as Dynamo defines it: ``dynamo_frontend_stage_requests{stage,phase}`` summed over
+  `QUEUE_STAGES` (preprocess, route, dispatch). ``dispatch`` holds a request until the
+  worker's first response, so it includes the engine's own queue and the prefill itself.
+  ``phase="prefill"`` is the prefill side (published with Service=prefill); everything else
+  (preprocess has ``phase=""``; decode, aggregated) is the frontend's side. Older releases
+  without the stage gauge: ``dynamo_frontend_queued_requests`` (until the first token, not
+  split by phase) is the frontend's side;
+- the KV router's queue: ``dynamo_frontend_router_queue_pending_requests{worker_type}``, a
+  part of the ``route`` stage (0 unless router queueing is on, ``--router-queue-threshold``);
 - active: ``dynamo_frontend_active_requests`` (newer) else ``dynamo_frontend_inflight_requests``;
-- queued: ``dynamo_frontend_stage_requests`` (newer) with ``stage`` in `QUEUED_STAGES`, any
-  ``phase``, else ``dynamo_frontend_queued_requests``. A request in ``preprocess``
-  (tokenizing, templating) or ``route`` (waiting for the router to pick a worker, where the
-  KV router holds requests when every worker is busy) has not reached a GPU yet: it is
-  queued. ``dispatch`` means a worker has it: it is work in progress, counted by the active
-  gauge, not queued. ``phase`` (prefill / decode / aggregated) does not change that.
+- request rate: ``dynamo_frontend_requests_started_total`` (arrivals), else (older)
+  ``dynamo_frontend_requests_total`` (completions);
+- refused for lack of a worker: ``dynamo_frontend_failures_total{class="Unavailable"}``. A
+  disaggregated 1.6.1 frontend with no prefill worker answers 503 at once (``model_ready``
+  0): such requests never reach a stage gauge, so this rate is what wakes prefill from zero.
+  The series appears with the first failure: absent counts as zero.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from typing import Any
 from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import DeploymentConfig, ServiceRole
 from dynamo_ecs.signals.base import Datum, RoundContext, SourceReading
-from dynamo_ecs.signals.discovery import ScrapeTarget, scrape_target
+from dynamo_ecs.signals.discovery import ScrapeTarget, service_targets
 from dynamo_ecs.signals.histogram import Histogram, mean, merge, quantile, window_delta
 from dynamo_ecs.signals.http_fetch import fetch_all
 
@@ -34,9 +44,16 @@ TTFT = "dynamo_frontend_time_to_first_token_seconds"
 ITL = "dynamo_frontend_inter_token_latency_seconds"
 REQUEST_DURATION = "dynamo_frontend_request_duration_seconds"
 REQUESTS_TOTAL = "dynamo_frontend_requests_total"
+REQUESTS_STARTED = "dynamo_frontend_requests_started_total"
+FAILURES_TOTAL = "dynamo_frontend_failures_total"
+UNAVAILABLE_CLASS = "Unavailable"
 ACTIVE_NEW, ACTIVE_OLD = "dynamo_frontend_active_requests", "dynamo_frontend_inflight_requests"
 STAGE_REQUESTS, QUEUED_OLD = "dynamo_frontend_stage_requests", "dynamo_frontend_queued_requests"
-QUEUED_STAGES = frozenset({"preprocess", "route"})
+ROUTER_QUEUE_PENDING = "dynamo_frontend_router_queue_pending_requests"
+QUEUE_STAGES = frozenset({"preprocess", "route", "dispatch"})
+PREFILL_PHASE = "prefill"
+# The router's worker_type -> the service whose workers it is.
+WORKER_TYPE_SERVICE: dict[str, ServiceRole] = {"decode": "frontend", "prefill": "prefill"}
 
 # Histogram -> (p50, p90, p99, mean) metric names of the contract.
 LATENCY_METRICS: dict[str, tuple[str, str, str, str]] = {
@@ -57,13 +74,33 @@ class NotPrometheusTextError(ValueError):
 
 
 @dataclass(frozen=True)
+class QueueDepth:
+    """Requests in the queue stages of one or more frontends, by the service they wait for."""
+
+    frontend: float
+    prefill: float | None  # None: no phase split (older Dynamo)
+
+    @property
+    def total(self) -> float:
+        return self.frontend + (self.prefill or 0.0)
+
+
+@dataclass(frozen=True)
 class TargetSample:
     """What one scrape of one frontend says, label sets summed."""
 
     histograms: dict[str, Histogram]
     requests_total: float | None
     active: float | None
-    queued: float | None
+    queue: QueueDepth | None
+    requests_started: float | None = None
+    unavailable_total: float = 0.0
+    router_queued: dict[ServiceRole, float] = field(default_factory=dict)
+
+    @property
+    def arrivals(self) -> float | None:
+        """The counter the request rate comes from: starts (newer), else completions."""
+        return self.requests_started if self.requests_started is not None else self.requests_total
 
 
 def parse_metrics_text(text: str) -> TargetSample:
@@ -74,8 +111,10 @@ def parse_metrics_text(text: str) -> TargetSample:
     counts: dict[str, float] = {}
     sums: dict[str, float] = {}
     plain: dict[str, float] = {}
-    queued_by_stage = 0.0
+    queued_by_side = {"frontend": 0.0, "prefill": 0.0}
     saw_stage_gauge = False
+    unavailable = 0.0
+    router_queued: dict[ServiceRole, float] = {}
     samples = families = 0
     try:
         for family in text_string_to_metric_families(text):
@@ -97,9 +136,17 @@ def parse_metrics_text(text: str) -> TargetSample:
                         sums[base] = sums.get(base, 0.0) + value
                 elif name == STAGE_REQUESTS:
                     saw_stage_gauge = True
-                    if labels.get("stage") in QUEUED_STAGES:
-                        queued_by_stage += value
-                elif name in (REQUESTS_TOTAL, ACTIVE_NEW, ACTIVE_OLD, QUEUED_OLD):
+                    if labels.get("stage") in QUEUE_STAGES:
+                        side = "prefill" if labels.get("phase") == PREFILL_PHASE else "frontend"
+                        queued_by_side[side] += value
+                elif name == ROUTER_QUEUE_PENDING:
+                    role = WORKER_TYPE_SERVICE.get(labels.get("worker_type", ""))
+                    if role is not None:
+                        router_queued[role] = router_queued.get(role, 0.0) + value
+                elif name == FAILURES_TOTAL:
+                    if labels.get("class") == UNAVAILABLE_CLASS:
+                        unavailable += value
+                elif name in (REQUESTS_TOTAL, REQUESTS_STARTED, ACTIVE_NEW, ACTIVE_OLD, QUEUED_OLD):
                     plain[name] = plain.get(name, 0.0) + value
     except (ValueError, TypeError, IndexError, KeyError) as exc:
         raise NotPrometheusTextError(f"not Prometheus text: {exc}") from exc
@@ -119,8 +166,20 @@ def parse_metrics_text(text: str) -> TargetSample:
             sums.get(base, 0.0),
         )
     active = plain.get(ACTIVE_NEW, plain.get(ACTIVE_OLD))
-    queued = queued_by_stage if saw_stage_gauge else plain.get(QUEUED_OLD)
-    return TargetSample(histograms, plain.get(REQUESTS_TOTAL), active, queued)
+    queue: QueueDepth | None = None
+    if saw_stage_gauge:
+        queue = QueueDepth(queued_by_side["frontend"], queued_by_side["prefill"])
+    elif QUEUED_OLD in plain:
+        queue = QueueDepth(plain[QUEUED_OLD], None)
+    return TargetSample(
+        histograms,
+        plain.get(REQUESTS_TOTAL),
+        active,
+        queue,
+        requests_started=plain.get(REQUESTS_STARTED),
+        unavailable_total=unavailable,
+        router_queued=router_queued,
+    )
 
 
 # -- state kept between scrapes (JSON in the state table) ------------------------------------
@@ -131,7 +190,13 @@ def sample_to_state(sample: TargetSample, at: float) -> dict[str, Any]:
         "at": at,
         "h": {name: h.to_json() for name, h in sample.histograms.items()},
         "r": sample.requests_total,
+        "s": sample.requests_started,
+        "u": sample.unavailable_total,
     }
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -139,14 +204,31 @@ class PreviousScrape:
     at: float
     histograms: dict[str, Histogram]
     requests_total: float | None
+    requests_started: float | None = None
+    unavailable_total: float | None = None
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> PreviousScrape:
         return cls(
             float(data["at"]),
             {name: Histogram.from_json(h) for name, h in data.get("h", {}).items()},
-            None if data.get("r") is None else float(data["r"]),
+            _optional_float(data.get("r")),
+            _optional_float(data.get("s")),
+            _optional_float(data.get("u")),  # absent in records written before it was kept
         )
+
+    def earlier_arrivals(self, sample: TargetSample) -> tuple[bool, float | None]:
+        """The previous value of the counter ``sample`` counts arrivals with.
+
+        Returns (usable, value); value None means the counter did not exist yet (Dynamo
+        creates a series with its first increment: it counts from zero). Not usable: a
+        record written before starts were kept, holding completions only.
+        """
+        if sample.requests_started is None:
+            return True, self.requests_total
+        if self.requests_started is None and self.requests_total is not None:
+            return False, None
+        return True, self.requests_started
 
 
 # -- the window ----------------------------------------------------------------------------------
@@ -158,14 +240,17 @@ class FrontendWindow:
 
     latency: dict[str, Histogram] = field(default_factory=dict)
     request_rate: float | None = None
+    unavailable_rate: float | None = None
     active: float | None = None
-    queued: float | None = None
+    queue_frontend: float | None = None
+    queue_prefill: float | None = None
+    router_queued: dict[ServiceRole, float] = field(default_factory=dict)
     windowed_targets: int = 0
     baseline_targets: list[str] = field(default_factory=list)
     reset_targets: list[str] = field(default_factory=list)
 
     def data(self) -> list[Datum]:
-        """The contract's metrics (Service=frontend); latencies in milliseconds."""
+        """The contract's metrics; latencies in milliseconds."""
         out: list[Datum] = []
         for base, metrics in LATENCY_METRICS.items():
             histogram = self.latency.get(base)
@@ -177,11 +262,29 @@ class FrontendWindow:
                     out.append(Datum(metric, "frontend", round(value * 1000.0, 3)))
         if self.request_rate is not None:
             out.append(Datum(names.REQUEST_RATE, "frontend", round(self.request_rate, 6)))
-        if self.queued is not None:
-            out.append(Datum(names.QUEUED_REQUESTS, "frontend", self.queued))
+        if self.unavailable_rate is not None:
+            out.append(Datum(names.UNAVAILABLE_REQUEST_RATE, "frontend", round(self.unavailable_rate, 6)))
+        if self.queue_frontend is not None:
+            out.append(Datum(names.QUEUE_DEPTH, "frontend", self.queue_frontend))
+            out.append(
+                Datum(names.QUEUE_DEPTH_TOTAL, "frontend", self.queue_frontend + (self.queue_prefill or 0.0))
+            )
+        if self.queue_prefill is not None:
+            out.append(Datum(names.QUEUE_DEPTH, "prefill", self.queue_prefill))
+        for role, value in sorted(self.router_queued.items()):
+            out.append(Datum(names.ROUTER_QUEUED_REQUESTS, role, value))
         if self.active is not None:
             out.append(Datum(names.ACTIVE_REQUESTS, "frontend", self.active))
         return out
+
+
+def _increase(current: float, earlier: float | None) -> tuple[float, bool]:
+    """A counter's increase since ``earlier`` and whether it was reset (went down)."""
+    if earlier is None:
+        return current, False
+    if current < earlier:
+        return current, True
+    return current - earlier, False
 
 
 def compute_window(
@@ -193,41 +296,48 @@ def compute_window(
     """Combine this round's samples (by target key) with each target's previous scrape.
 
     A target without a usable previous scrape (new, or older than ``max_window_s``) is a
-    baseline: its gauges count now, its counters from the next round on. The request rate
-    is the sum of each target's own rate over its own window.
+    baseline: its gauges count now, its counters from the next round on. Rates are the sum
+    of each target's own rate over its own window.
     """
     window = FrontendWindow()
     deltas: dict[str, list[Histogram]] = {base: [] for base in LATENCY_METRICS}
-    rate = 0.0
+    rate = unavailable_rate = 0.0
     for key in sorted(samples):
         sample = samples[key]
         if sample.active is not None:
             window.active = (window.active or 0.0) + sample.active
-        if sample.queued is not None:
-            window.queued = (window.queued or 0.0) + sample.queued
+        if sample.queue is not None:
+            window.queue_frontend = (window.queue_frontend or 0.0) + sample.queue.frontend
+            if sample.queue.prefill is not None:
+                window.queue_prefill = (window.queue_prefill or 0.0) + sample.queue.prefill
+        for role, value in sample.router_queued.items():
+            window.router_queued[role] = window.router_queued.get(role, 0.0) + value
         before = previous.get(key)
         if before is None or not 0 < now - before.at <= max_window_s:
             window.baseline_targets.append(key)
             continue
         window.windowed_targets += 1
+        elapsed = now - before.at
         reset = False
         for base, current in sample.histograms.items():
             earlier = before.histograms.get(base)
             delta = window_delta(earlier, current)
             reset = reset or (earlier is not None and delta is current)
             deltas[base].append(delta)
-        if sample.requests_total is not None:
-            earlier_total = before.requests_total
-            if earlier_total is None or sample.requests_total < earlier_total:
-                reset = reset or earlier_total is not None
-                increase = sample.requests_total
-            else:
-                increase = sample.requests_total - earlier_total
-            rate += increase / (now - before.at)
+        usable, earlier_arrivals = before.earlier_arrivals(sample)
+        if sample.arrivals is not None and usable:
+            increase, went_down = _increase(sample.arrivals, earlier_arrivals)
+            rate += increase / elapsed
+            reset = reset or went_down
+        if before.unavailable_total is not None:
+            increase, went_down = _increase(sample.unavailable_total, before.unavailable_total)
+            unavailable_rate += increase / elapsed
+            reset = reset or went_down
         if reset:
             window.reset_targets.append(key)
     if window.windowed_targets:
         window.request_rate = rate
+        window.unavailable_rate = unavailable_rate
     for base, items in deltas.items():
         merged = merge(items)
         if merged is not None:
@@ -250,6 +360,27 @@ def parse_many(bodies: Iterable[tuple[str, str]]) -> tuple[dict[str, TargetSampl
 # -- the source --------------------------------------------------------------------------------
 
 
+def scrape_bodies(
+    reading: SourceReading, targets: list[ScrapeTarget], problems: list[str], timeout_s: float
+) -> list[tuple[str, str]]:
+    """GET every target's ``/metrics``; (key, text) of those that answered.
+
+    Counts into ``reading`` the targets (found, and those without an address: ``problems``)
+    and the errors (no address, timeout, refused, non-200), with a note for each.
+    """
+    reading.targets += len(targets) + len(problems)
+    reading.errors += len(problems)
+    reading.notes.extend(problems)
+    bodies: list[tuple[str, str]] = []
+    for target, result in zip(targets, fetch_all([t.url for t in targets], timeout_s), strict=True):
+        if result.body is None:
+            reading.errors += 1
+            reading.notes.append(str(result.error))
+            continue
+        bodies.append((target.key, result.body.decode("utf-8", errors="replace")))
+    return bodies
+
+
 class FrontendSource:
     """Scrapes every RUNNING frontend task concurrently and computes the window's figures.
 
@@ -269,32 +400,12 @@ class FrontendSource:
     def targets(self, context: RoundContext) -> tuple[list[ScrapeTarget], list[str]]:
         if self._targets is not None:
             return list(self._targets), []
-        if context.cluster is None:
-            return [], ["GPU cluster not read: no frontend target"]
-        found: list[ScrapeTarget] = []
-        problems: list[str] = []
-        for task in context.cluster.tasks.get("frontend", []):
-            target, problem = scrape_target(task, self.metrics_port)
-            if target is not None:
-                found.append(target)
-            elif problem:
-                problems.append(problem)
-        return found, problems
+        return service_targets(context.cluster, "frontend", self.metrics_port, "frontend")
 
     def read(self, context: RoundContext, previous_state: dict[str, Any] | None) -> SourceReading:
         reading = SourceReading(self.name)
         targets, problems = self.targets(context)
-        reading.targets = len(targets) + len(problems)
-        reading.errors = len(problems)
-        reading.notes.extend(problems)
-
-        bodies: list[tuple[str, str]] = []
-        for target, result in zip(targets, fetch_all([t.url for t in targets], self.timeout_s), strict=True):
-            if result.body is None:
-                reading.errors += 1
-                reading.notes.append(str(result.error))
-                continue
-            bodies.append((target.key, result.body.decode("utf-8", errors="replace")))
+        bodies = scrape_bodies(reading, targets, problems, self.timeout_s)
         samples, refused = parse_many(bodies)
         for key, why in refused.items():
             reading.errors += 1
