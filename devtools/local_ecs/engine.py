@@ -19,15 +19,13 @@ engine's arguments:
 
 from __future__ import annotations
 
-import json
 import shlex
-from dataclasses import dataclass
 
-from dynamo_ecs.dynamo_release import ReleaseLine
+from dynamo_ecs.dynamo_release import ReleaseLine, worker_flag_problems
+from dynamo_ecs.shell_words import ShellSyntaxError, shell_words, simple_commands
 
 ENGINE_MODULE, MOCK_MODULE = "dynamo.vllm", "dynamo.mocker"
 PYTHONS = ("python", "python3")
-_OPERATORS = ("&&", "||", ";;", "&", ";", "|", "\n", "(", ")")
 # vLLM flags the mocker has no use for: (flag, takes a value)
 DROPPED_FLAGS = {
     "--enforce-eager": False,
@@ -56,113 +54,37 @@ class EngineMappingError(ValueError):
     """A command the real image would refuse, or one this mapping cannot vouch for."""
 
 
-@dataclass(frozen=True)
-class Word:
-    text: str  # as written, quotes included
-    value: str  # after the shell's quote removal
-    start: int
-    end: int
-
-
-def shell_words(script: str) -> list[Word]:
-    """Split a POSIX shell script into words and operators, keeping each one's span.
-
-    Enough of the shell grammar for task-definition commands: quotes, backslashes, the
-    list and pipe operators. Expansions stay in the text as written.
-    """
-    words: list[Word] = []
-    i, n = 0, len(script)
-    while i < n:
-        ch = script[i]
-        if ch in " \t":
-            i += 1
-            continue
-        operator = next((op for op in _OPERATORS if script.startswith(op, i)), None)
-        if operator:
-            words.append(Word(operator, operator, i, i + len(operator)))
-            i += len(operator)
-            continue
-        start, value = i, []
-        while i < n and script[i] not in " \t\n" and not any(script.startswith(op, i) for op in _OPERATORS):
-            ch = script[i]
-            if ch == "'":
-                close = script.find("'", i + 1)
-                if close < 0:
-                    raise EngineMappingError(f"unterminated ' in command: {script!r}")
-                value.append(script[i + 1 : close])
-                i = close + 1
-            elif ch == '"':
-                j, inner = i + 1, []
-                while j < n and script[j] != '"':
-                    if script[j] == "\\" and j + 1 < n:
-                        j += 1
-                    inner.append(script[j])
-                    j += 1
-                if j >= n:
-                    raise EngineMappingError(f'unterminated " in command: {script!r}')
-                value.append("".join(inner))
-                i = j + 1
-            elif ch == "\\" and i + 1 < n:
-                value.append(script[i + 1])
-                i += 2
-            else:
-                value.append(ch)
-                i += 1
-        words.append(Word(script[start:i], "".join(value), start, i))
-    return words
-
-
-def _simple_commands(words: list[Word]) -> list[list[Word]]:
-    commands: list[list[Word]] = [[]]
-    for word in words:
-        if word.text in _OPERATORS:
-            commands.append([])
-        else:
-            commands[-1].append(word)
-    return [c for c in commands if c]
-
-
 def is_engine_command(values: list[str]) -> bool:
     return len(values) >= 3 and values[0] in PYTHONS and values[1] == "-m" and values[2] == ENGINE_MODULE
 
 
 def engine_arguments(args: list[str], release: ReleaseLine, model_dir: str) -> list[str]:
     """The mocker's arguments for a ``dynamo.vllm`` worker's, or `EngineMappingError`."""
+    problems = worker_flag_problems(args, release)
+    if problems:
+        raise EngineMappingError(problems[0])
     out: list[str] = []
     model: str | None = None
-    disaggregated, has_kv_config = False, False
     i = 0
     while i < len(args):
         flag, _, inline = args[i].partition("=")
         takes_value = {**DROPPED_FLAGS, **KEPT_FLAGS, **MOCK_ONLY_FLAGS}.get(flag)
         if flag in ("--model", "--disaggregation-mode", "--kv-transfer-config"):
             takes_value = True
-        value = inline if inline else (args[i + 1] if takes_value and i + 1 < len(args) else "")
-        step = 1 if inline or not takes_value else 2
         if takes_value and not inline and i + 1 >= len(args):
             raise EngineMappingError(f"{flag} needs a value")
-        if flag in ("--disaggregation-mode", "--is-prefill-worker") and flag not in release.prefill_flags:
-            raise EngineMappingError(_flag_refused(flag, release))
+        value = inline if inline else (args[i + 1] if takes_value else "")
+        step = 1 if inline or not takes_value else 2
         if flag == "--model":
             model = value
-        elif flag == "--disaggregation-mode":
-            if value not in ("agg", "prefill", "decode"):
-                raise EngineMappingError(f"--disaggregation-mode {value!r}: use agg, prefill or decode")
-            disaggregated = value != "agg"
-            out += [flag, value]
-        elif flag == "--is-prefill-worker":
-            disaggregated = True
-            out.append(flag)
-        elif flag == "--kv-transfer-config":
-            try:
-                json.loads(value)
-            except ValueError as error:
-                raise EngineMappingError(f"--kv-transfer-config is not JSON ({error}): {value!r}") from None
-            has_kv_config = True
-        elif flag in DROPPED_FLAGS:
-            pass
-        elif flag in KEPT_FLAGS or flag in MOCK_ONLY_FLAGS:
+        elif (
+            flag in ("--disaggregation-mode", "--is-prefill-worker")
+            or flag in KEPT_FLAGS
+            or flag in MOCK_ONLY_FLAGS
+        ):
             out += args[i : i + step]
+        elif flag in DROPPED_FLAGS or flag == "--kv-transfer-config":
+            pass  # vLLM's own (checked above); NIXL transfers need GPUs
         else:
             raise EngineMappingError(
                 f"{flag}: not a flag the local mapping knows for {ENGINE_MODULE} "
@@ -171,30 +93,20 @@ def engine_arguments(args: list[str], release: ReleaseLine, model_dir: str) -> l
         i += step
     if model is None:
         raise EngineMappingError(f"{ENGINE_MODULE} without --model: the worker would serve nothing")
-    if disaggregated and release.needs_kv_transfer_config and not has_kv_config:
-        raise EngineMappingError(
-            f"a disaggregated {ENGINE_MODULE} worker on Dynamo {release.name} needs --kv-transfer-config "
-            """'{"kv_connector":"NixlConnector","kv_role":"kv_both"}'"""
-        )
     return ["--model-path", model_dir, "--model-name", model, *out]
-
-
-def _flag_refused(flag: str, release: ReleaseLine) -> str:
-    if flag == "--is-prefill-worker":
-        return (
-            f"--is-prefill-worker does not exist on Dynamo {release.name}: use --disaggregation-mode prefill"
-        )
-    return f"--disaggregation-mode does not exist on Dynamo {release.name}: use --is-prefill-worker"
 
 
 def local_script(
     script: str, release: ReleaseLine, model_dir: str, extra_engine_args: tuple[str, ...] = ()
 ) -> str:
     """``script`` with every ``dynamo.vllm`` command swapped for the mocker; the rest verbatim."""
-    words = shell_words(script)
+    try:
+        words = shell_words(script)
+    except ShellSyntaxError as error:
+        raise EngineMappingError(str(error)) from None
     pieces: list[str] = []
     cursor = 0
-    for command in _simple_commands(words):
+    for command in simple_commands(words):
         values = [w.value for w in command]
         if not is_engine_command(values):
             continue

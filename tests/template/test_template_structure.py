@@ -819,3 +819,25 @@ def test_schedules_run_the_collector_and_the_scaler_every_minute() -> None:
         schedule = resource(name)["Properties"]["Events"]["EveryMinute"]
         assert schedule["Type"] == "Schedule"
         assert schedule["Properties"]["Schedule"] == "rate(1 minute)"
+
+
+def test_no_infra_image_is_pulled_anonymously_from_docker_hub() -> None:
+    # Tasks behind one NAT share Docker Hub's anonymous pull limit: a few infra task restarts
+    # and the task cannot start. Every infra image names a registry host of its own.
+    parameters = load_template()["Parameters"]
+    containers = resource("InfraTaskDefinition")["Properties"]["ContainerDefinitions"]
+    for container in containers:
+        image = container["Image"]
+        default = parameters[image["Ref"]]["Default"] if isinstance(image, dict) else image
+        registry = default.split("/", 1)[0]
+        assert "." in registry and registry not in ("docker.io", "registry-1.docker.io"), default
+
+
+def test_the_nats_container_reads_dynamos_settings_from_a_config_file_written_before_it() -> None:
+    containers = {c["Name"]: c for c in resource("InfraTaskDefinition")["Properties"]["ContainerDefinitions"]}
+    nats, writer = containers["nats"], containers["nats-config"]
+    assert "--max_payload" not in json.dumps(nats)  # no such flag: the server exits
+    assert nats["DependsOn"] == [{"ContainerName": "nats-config", "Condition": "SUCCESS"}]
+    script = writer["Command"][0]
+    for setting in ("max_payload: 15728640", "http_port: 8222", "jetstream {}"):
+        assert setting in script

@@ -1,14 +1,18 @@
 """Dynamo release lines and what each one's image accepts. Pure.
 
-One table, read by the local task runner (to fail locally where the real image would fail)
-and by the operator (to refuse an image/command pair that cannot run). The facts come from
-Dynamo's release notes and from running the PyPI releases (docs/dynamo-versions.md).
+One table, read by the operator (spec validation refuses an image/command pair that cannot
+run, `command_problems`) and by the local task runner (which fails where the real image
+would). The facts: FACTS.md §1-2 and the PyPI releases run here (docs/real-dynamo.md).
 """
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 from dataclasses import dataclass
+
+from dynamo_ecs.shell_words import ShellSyntaxError, shell_words, simple_commands
 
 _TAG_RE = re.compile(r"^(?P<major>\d+)\.(?P<minor>\d+)(?:\.(?P<patch>\d+))?(?:[-.+].*)?$")
 
@@ -79,3 +83,81 @@ def release_of_image(image: str) -> ReleaseLine:
         return NEWEST  # newer than the table: judged by the newest line known
     known = ", ".join(r.name for r in RELEASE_LINES)
     raise UnknownReleaseError(f"image {image!r}: release line {line[0]}.{line[1]} is not one of {known}")
+
+
+ENGINE_MODULES = ("dynamo.vllm",)
+PYTHONS = ("python", "python3")
+SHELLS = ("sh", "bash", "/bin/sh", "/bin/bash")
+KV_TRANSFER_CONFIG_EXAMPLE = """'{"kv_connector":"NixlConnector","kv_role":"kv_both"}'"""
+
+
+def is_dynamo_runtime_image(image: str) -> bool:
+    """NVIDIA's Dynamo runtime images (``.../ai-dynamo/vllm-runtime:TAG`` and the like)."""
+    path = image.split("@", 1)[0].rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+    return "/ai-dynamo/" in f"/{path}" and path.rsplit("/", 1)[-1].endswith("-runtime")
+
+
+def worker_flag_problems(args: list[str], release: ReleaseLine) -> list[str]:
+    """What ``release``'s ``dynamo.vllm`` would refuse in ``args``, each with the fix."""
+    problems: list[str] = []
+    flags = {a.partition("=")[0] for a in args}
+    for flag in ("--is-prefill-worker", "--disaggregation-mode"):
+        if flag in flags and flag not in release.prefill_flags:
+            other = (
+                "--disaggregation-mode prefill" if flag == "--is-prefill-worker" else "--is-prefill-worker"
+            )
+            problems.append(f"{flag} does not exist on Dynamo {release.name}: use {other}")
+    mode = _value_of(args, "--disaggregation-mode")
+    if mode is not None and mode not in ("agg", "prefill", "decode"):
+        problems.append(f"--disaggregation-mode {mode!r}: use agg, prefill or decode")
+    disaggregated = "--is-prefill-worker" in flags or mode in ("prefill", "decode")
+    kv_config = _value_of(args, "--kv-transfer-config")
+    if kv_config is not None:
+        try:
+            json.loads(kv_config)
+        except ValueError as error:
+            problems.append(f"--kv-transfer-config is not JSON ({error}): {kv_config!r}")
+    elif disaggregated and release.needs_kv_transfer_config:
+        problems.append(
+            f"a disaggregated dynamo.vllm worker on Dynamo {release.name} needs --kv-transfer-config "
+            f"{KV_TRANSFER_CONFIG_EXAMPLE}"
+        )
+    return problems
+
+
+def command_problems(argv: list[str], release: ReleaseLine) -> list[str]:
+    """What the ``release`` image would fail on in a container's entryPoint + command."""
+    scripts = [argv[2]] if len(argv) >= 3 and argv[0] in SHELLS and argv[1] == "-c" else [shlex.join(argv)]
+    problems: list[str] = []
+    for script in scripts:
+        try:
+            commands = simple_commands(shell_words(script))
+        except ShellSyntaxError as error:
+            return [str(error)]
+        for words in commands:
+            values = [w.value for w in words]
+            if len(values) >= 2 and values[0] == "cd" and "backends/" in values[1]:
+                directory = values[1].rstrip("/")
+                if not directory.endswith(release.example_dir):
+                    problems.append(
+                        f"cd {directory}: the Dynamo {release.name} image has no such directory (its vLLM "
+                        f"example is in {release.example_dir}); change the cd or the image"
+                    )
+            if (
+                len(values) >= 3
+                and values[0] in PYTHONS
+                and values[1] == "-m"
+                and values[2] in ENGINE_MODULES
+            ):
+                problems += worker_flag_problems(values[3:], release)
+    return problems
+
+
+def _value_of(args: list[str], flag: str) -> str | None:
+    for index, arg in enumerate(args):
+        name, equals, inline = arg.partition("=")
+        if name == flag:
+            if equals:
+                return inline
+            return args[index + 1] if index + 1 < len(args) else ""
+    return None

@@ -1,8 +1,8 @@
 """The real-Dynamo tier: real etcd, nats-server and Dynamo processes from the task definitions.
 
 Every test here starts processes on 127.x addresses derived from moto's task and instance
-addresses, with fixed ports (2379, 4222, 8000, ...) as on ECS; they share one xdist group so
-that two such deployments never run at once.
+addresses, with fixed ports (2379, 4222, 8000, ...) as on ECS; every module is in the xdist
+group ``real_dynamo`` (as tests/e2e is) so that two such deployments never run at once.
 """
 
 from __future__ import annotations
@@ -10,12 +10,6 @@ from __future__ import annotations
 import pytest
 
 from devtools.local_ecs.programs import Toolbox
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "real_dynamo" in item.nodeid:
-            item.add_marker(pytest.mark.xdist_group("real_dynamo"))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -24,6 +24,8 @@ from devtools.services import MotoServer
 from dynamo_ecs.signals.prometheus_scrape import parse_metrics_text
 from dynamo_ecs.specs import load_default_spec
 
+pytestmark = pytest.mark.xdist_group("real_dynamo")  # one real deployment at a time
+
 SYSTEM_PORT = 9090
 
 

@@ -10,10 +10,14 @@ import copy
 import time
 from pathlib import Path
 
+import pytest
+
 from devtools.local_ecs.client import chat, first_success, get
 from devtools.local_ecs.deployment import MODEL, local_deployment
 from devtools.services import MotoServer
 from dynamo_ecs.specs import load_default_spec
+
+pytestmark = pytest.mark.xdist_group("real_dynamo")  # one real deployment at a time
 
 SERVE_TIMEOUT_S = 60.0
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from devtools.handlers import load_handler_module
 from devtools.local_ecs.client import first_success
 from devtools.local_ecs.deployment import MODEL, local_deployment
 from devtools.local_ecs.outage import replace_infra_and_measure
 from devtools.services import MotoServer
+
+pytestmark = pytest.mark.xdist_group("real_dynamo")  # one real deployment at a time
 
 # Long enough for the workers to lose their lease (~10 s TTL) and exit, ECS to start
 # replacements, and those to fail too; short enough for the suite.

@@ -18,6 +18,8 @@ from devtools.services import MotoServer, http_post_json
 from dynamo_ecs import aws
 from dynamo_ecs.specs import load_default_spec
 
+pytestmark = pytest.mark.xdist_group("real_dynamo")  # one real deployment at a time
+
 PARAMETERS = {
     "DeploymentName": "dynamo",
     "NgcSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ngc-login-AbCdEf",
@@ -68,7 +70,10 @@ def test_the_templates_infra_task_serves_etcd_and_nats_with_dynamos_settings(
         assert get(f"{infra.monitor_url}/healthz?js-enabled-only=true")[0] == 200
         # and the config writer ran and exited 0, as the nats container's dependsOn requires
         assert infra.task.containers["nats-config"].exit_code() == 0
-        # and etcd answers on 2379 at the task's address
+        # and etcd answers on 2379 at the task's address, while it advertises a loopback URL
+        # nobody can reach: Dynamo's client never uses it (the GPU tests serve through this etcd)
+        members = json.loads(http_post_json(f"{infra.etcd_url}/v3/cluster/member/list", {}))
+        assert members["members"][0]["clientURLs"] == ["http://127.0.0.1:2379"]
         http_post_json(f"{infra.etcd_url}/v3/kv/put", {"key": _b64("k"), "value": _b64("v")})
         answer = json.loads(http_post_json(f"{infra.etcd_url}/v3/kv/range", {"key": _b64("k")}))
         assert base64.b64decode(answer["kvs"][0]["value"]) == b"v"

@@ -129,19 +129,57 @@ def test_containers_need_memory_when_the_task_has_none() -> None:
 
 
 def test_further_checks_plug_in() -> None:
-    def no_prefill_flag(rendered: dict[str, Any]) -> Any:
+    def needs_stop_timeout(rendered: dict[str, Any]) -> Any:
         for i, c in enumerate(rendered["containerDefinitions"]):
-            if any("--is-prefill-worker" in part for part in c.get("command", [])):
-                yield f"$.containerDefinitions[{i}].command: --is-prefill-worker is gone; use another"
+            if "stopTimeout" not in c:
+                yield f"$.containerDefinitions[{i}].stopTimeout: missing; set it"
 
+    assert spec_problems(spec("prefill")) == []
+    from dynamo_ecs.endpoints.spec_validation import DEFAULT_CHECKS
+
+    [problem] = spec_problems(spec("prefill"), (*DEFAULT_CHECKS, needs_stop_timeout))
+    assert problem.startswith("$.containerDefinitions[0].stopTimeout")
+
+
+def test_a_flag_the_images_release_removed_is_refused_with_the_fix() -> None:
     old = spec("prefill")
     command = container(old)["command"]
     command[0] = command[0].replace("--disaggregation-mode prefill", "--is-prefill-worker")
-    assert spec_problems(old) == []
-    from dynamo_ecs.endpoints.spec_validation import DEFAULT_CHECKS
+    assert spec_problems(old) == [
+        "$.containerDefinitions[0].command: --is-prefill-worker does not exist on Dynamo 1.6: "
+        "use --disaggregation-mode prefill"
+    ]
 
-    [problem] = spec_problems(old, (*DEFAULT_CHECKS, no_prefill_flag))
-    assert problem.startswith("$.containerDefinitions[0].command")
+
+def test_a_placeholder_tag_is_refused() -> None:
+    s = spec("frontend")
+    container(s)["image"] = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:my-tag"
+    [problem] = spec_problems(s)
+    assert (
+        problem.startswith("$.containerDefinitions[0].image:")
+        and "'my-tag' is not a Dynamo release" in problem
+    )
+
+
+def test_an_old_image_with_a_new_path_and_flags_is_refused() -> None:
+    # the pairing that never served: the 0.6.1 image, `cd examples/backends/vllm`, 1.x flags
+    s = spec("frontend")
+    container(s)["image"] = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.6.1"
+    container(s)["command"] = [
+        "cd examples/backends/vllm && python -m dynamo.frontend & python3 -m dynamo.vllm --model m "
+        "--disaggregation-mode decode"
+    ]
+    problems = spec_problems(s)
+    assert any("cd examples/backends/vllm: the Dynamo 0.6 image has no such directory" in p for p in problems)
+    assert any("--disaggregation-mode does not exist on Dynamo 0.6" in p for p in problems)
+
+
+def test_a_disaggregated_worker_without_kv_transfer_config_is_refused_on_1_x() -> None:
+    s = spec("prefill")
+    command = container(s)["command"]
+    command[0] = command[0].split(" --kv-transfer-config")[0] + " & wait -n"
+    [problem] = spec_problems(s)
+    assert "needs --kv-transfer-config" in problem
 
 
 def test_a_spec_that_is_not_an_object_or_too_big() -> None:

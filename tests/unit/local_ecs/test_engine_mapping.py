@@ -7,8 +7,9 @@ import subprocess
 
 import pytest
 
-from devtools.local_ecs.engine import EngineMappingError, local_argv, local_script, shell_words
+from devtools.local_ecs.engine import EngineMappingError, local_argv, local_script
 from dynamo_ecs.dynamo_release import release_of_image
+from dynamo_ecs.shell_words import ShellSyntaxError, shell_words
 from dynamo_ecs.specs import load_default_spec
 
 V16 = release_of_image("nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1")
@@ -108,5 +109,7 @@ def test_shell_words_keep_operators_and_quoted_text() -> None:
 
 
 def test_an_unterminated_quote_is_an_error() -> None:
-    with pytest.raises(EngineMappingError, match="unterminated"):
+    with pytest.raises(ShellSyntaxError, match="unterminated"):
         shell_words("python3 -m dynamo.vllm --model 'm")
+    with pytest.raises(EngineMappingError, match="unterminated"):
+        local_script("python3 -m dynamo.vllm --model 'm", V16, "/m")

@@ -16,9 +16,14 @@ from dynamo_ecs.signals.breach_events import breach_event, breaches
 
 def test_our_alarm_names_role_and_signal() -> None:
     trigger = parse_trigger(
-        alarm_state_change_event("dynamo-scale-prefill-lag", "ALARM", 0.0), DeploymentConfig()
+        alarm_state_change_event("dynamo-scale-prefill-queue", "ALARM", 0.0), DeploymentConfig()
     )
-    assert (trigger.kind, trigger.role, trigger.signal, trigger.state) == ("alarm", "prefill", "lag", "ALARM")
+    assert (trigger.kind, trigger.role, trigger.signal, trigger.state) == (
+        "alarm",
+        "prefill",
+        "queue",
+        "ALARM",
+    )
 
 
 @pytest.mark.parametrize("name", ["other-scale-frontend-ttft", "dynamo-scale-decode-ttft", "dynamo-cpu-high"])

@@ -16,9 +16,11 @@ of the field and the fix:
    container, unique container names, container memory within the task's, and the
    ``ETCD_ENDPOINTS`` variable the operator fills.
 
-Further checks (for example a table of Dynamo release lines that refuses image and command
-pairs) plug in as one more `SpecCheck` through ``validate_spec(..., checks=...)`` or by
-extending `DEFAULT_CHECKS`.
+4. **the Dynamo release line** of the image (`release_check.check_dynamo_release`): the
+   flags, paths and KV transfer config that release's image accepts.
+
+Further checks plug in as one more `SpecCheck` through ``validate_spec(..., checks=...)`` or
+by extending `DEFAULT_CHECKS`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, StringConstraints
 
+from dynamo_ecs.endpoints.release_check import check_dynamo_release
 from dynamo_ecs.errors import InvalidInputError, PlaceholderError
 from dynamo_ecs.infra import InfraEndpoint
 
@@ -370,8 +373,7 @@ def check_tags(spec: dict[str, Any]) -> Iterator[str]:
 
 
 ECS_RULES: tuple[SpecCheck, ...] = (check_task_size, check_containers, check_endpoint_variables, check_tags)
-# The Dynamo release-line table (image/command pairs a release refuses) belongs here as one more check.
-DEFAULT_CHECKS: tuple[SpecCheck, ...] = ECS_RULES
+DEFAULT_CHECKS: tuple[SpecCheck, ...] = (*ECS_RULES, check_dynamo_release)
 
 
 # -- the whole check -------------------------------------------------------------------------
