@@ -92,6 +92,14 @@ def dashboard_queries() -> set[Query]:
     return queries
 
 
+def either_branch(value: Any) -> list[str]:
+    """Every value an ``Fn::If`` can take (a parameter chooses the metric), or the value itself."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        _, when_true, when_false = value["Fn::If"]
+        return either_branch(when_true) + either_branch(when_false)
+    return [value]
+
+
 def alarm_queries() -> dict[str, Query]:
     queries: dict[str, Query] = {}
     for logical_id, alarm in resources_of_type("AWS::CloudWatch::Alarm").items():
@@ -102,7 +110,8 @@ def alarm_queries() -> dict[str, Query]:
             d["Name"]: (DEPLOYMENT if d["Value"] == {"Ref": "DeploymentName"} else d["Value"])
             for d in props["Dimensions"]
         }
-        queries[logical_id] = (props["MetricName"], frozenset(dims.items()))
+        for name in either_branch(props["MetricName"]):
+            queries[f"{logical_id} ({name})"] = (name, frozenset(dims.items()))
     return queries
 
 
