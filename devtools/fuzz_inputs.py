@@ -403,7 +403,7 @@ def infra_event_cases(draw: st.DrawFn) -> Case:
 # -- bootstrap ---------------------------------------------------------------------------------
 
 GOOD_PROPERTIES = {
-    "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.6.1",
+    "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1",
     "Model": "Qwen/Qwen3-0.6B",
     "ExecutionRoleArn": "arn:aws:iam::123456789012:role/dynamo-gpu-task",
     "TaskRoleArn": "arn:aws:iam::123456789012:role/dynamo-gpu-task",

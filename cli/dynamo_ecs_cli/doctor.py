@@ -27,7 +27,7 @@ Status = Literal["pass", "warn", "fail"]
 # template.yaml's defaults for what the checks read (a test keeps them equal to the template's).
 TEMPLATE_DEFAULTS = {
     "GpuInstanceType": "g6e.2xlarge",
-    "GpuAmiId": "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id",
+    "GpuAmiId": "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id",
     "GpuBudget": "8",
     "FrontendMin": "1",
     "FrontendMax": "4",

@@ -335,7 +335,7 @@ def _invoke(aws: Aws, function: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 @cli.command("redeploy")
 @aws_options
-@click.option("--image", help="new Dynamo image, e.g. nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0")
+@click.option("--image", help="new Dynamo image, e.g. nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.0")
 @click.option("--model", help="new model id (--model of the workers), e.g. Qwen/Qwen3-8B")
 @click.option(
     "--service",

@@ -147,7 +147,7 @@ def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_s
             # Given the scaler has since set the prefill count
             boto3.client("ecs").update_service(cluster=gpu_cluster, service="dynamo-prefill", desiredCount=3)
             # When a deploy changes the image parameter (an Update of the custom resource)
-            new = {**properties, "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0"}
+            new = {**properties, "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.0"}
             bootstrap.lambda_handler(request("Update", cloudformation.url, new, old=properties), context)
             # Then the new image rolls out at the same address and the scaled count stays
             assert cloudformation.answers[-1]["Status"] == "SUCCESS", cloudformation.answers[-1]
@@ -155,7 +155,7 @@ def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_s
             assert updated["dynamo-prefill"]["desiredCount"] == 3
             for service in updated.values():
                 rolled = container(service)
-                assert rolled["image"].endswith(":0.7.0")
+                assert rolled["image"].endswith(":1.6.0")
                 assert {"name": "ETCD_ENDPOINTS", "value": f"http://{ip}:2379"} in rolled["environment"]
 
             # Given managed scaling has launched two GPU instances, protected from scale-in as the

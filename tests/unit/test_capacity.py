@@ -98,7 +98,7 @@ def test_the_services_pack_an_instances_gpus_before_starting_another() -> None:
 
     props = parse_properties(
         {
-            "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.6.1",
+            "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1",
             "Model": "Qwen/Qwen3-0.6B",
             "ExecutionRoleArn": "arn:aws:iam::123456789012:role/x",
             "TaskRoleArn": "arn:aws:iam::123456789012:role/x",

@@ -78,9 +78,9 @@ def test_before_deploy_a_short_quota_and_a_missing_secret_fail_with_their_fixes(
     assert "--quota-code L-DB2E81BA --desired-value 64" in checks["gpu-quota"]
     assert checks["ngc-secret"].startswith("fail") and "no such secret" in checks["ngc-secret"]
     assert "aws secretsmanager create-secret --name ngc-login" in checks["ngc-secret"]
-    # And the other checks pass (the AMI warns: the template's default is the AL2 GPU AMI)
+    # And the other checks pass (the default AMI is the AL2023 GPU AMI, whose driver runs Dynamo 1.x)
     assert checks["instance-type-offered"].startswith("pass") and checks["route-out"].startswith("pass")
-    assert checks["gpu-ami"].startswith("warn") and "driver 550" in checks["gpu-ami"]
+    assert checks["gpu-ami"].startswith("pass") and "amazon-linux-2023" in checks["gpu-ami"]
     assert checks["sam-build-tools"].startswith("pass")
     assert "before deploy (no stack 'not-yet' yet)" in done.stdout and "2 failed" in done.stdout
 

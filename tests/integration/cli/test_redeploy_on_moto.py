@@ -17,7 +17,7 @@ from devtools.handlers import load_handler_module
 from dynamo_ecs import aws
 from tests.integration.cli.conftest import CONFIG, REDEPLOY_FUNCTION, Deployed, as_json, run_cli
 
-NEW_IMAGE = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0"
+NEW_IMAGE = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.0"
 
 
 @pytest.fixture

@@ -148,7 +148,7 @@ def test_an_exited_container_brings_its_last_log_lines_with_secrets_masked(
         containerDefinitions=[
             {
                 "name": "dynamo-prefill",
-                "image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.6.1",
+                "image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1",
                 "memory": 40960,
                 "logConfiguration": {
                     "logDriver": "awslogs",

@@ -38,7 +38,7 @@ def properties(**overrides: str) -> dict[str, str]:
     base = {
         "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:dynamo-bootstrap",
         "Deployment": "dynamo",
-        "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.6.1",
+        "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1",
         "Model": "Qwen/Qwen3-0.6B",
         "ExecutionRoleArn": ROLE,
         "TaskRoleArn": ROLE,
@@ -100,12 +100,12 @@ def test_create_update_delete_round_trip(world: EcsWorld, cloudformation: CloudF
     # Given the scaler changed a desired count
     aws.client("ecs").update_service(cluster=CONFIG.gpu_cluster, service="dynamo-prefill", desiredCount=3)
     # Update with a new image: rolls out at the current address, counts untouched
-    new = properties(Image="nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0")
+    new = properties(Image="nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.0")
     bootstrap.lambda_handler(request("Update", cloudformation.url, new, old=properties()), LambdaContext())
     assert cloudformation.answers[-1]["Status"] == "SUCCESS"
     updated = services()
     assert updated["dynamo-prefill"]["desiredCount"] == 3
-    assert container_of(updated["dynamo-frontend"])["image"].endswith(":0.7.0")
+    assert container_of(updated["dynamo-frontend"])["image"].endswith(":1.6.0")
     assert {"name": "ETCD_ENDPOINTS", "value": f"http://{ip}:2379"} in container_of(
         updated["dynamo-prefill"]
     )["environment"]

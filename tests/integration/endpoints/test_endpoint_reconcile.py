@@ -250,7 +250,7 @@ def test_a_lost_register_answer_reuses_the_revision_it_made(deployment: Deployme
 
 
 def test_redeploy_dry_run_shows_the_diff_and_writes_nothing(deployment: Deployment, redeploy: Any) -> None:
-    image = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0"
+    image = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.0"
     result = redeploy.lambda_handler(
         {"image": image, "dry_run": True, "services": ["frontend"]}, LambdaContext()
     )
@@ -265,7 +265,7 @@ def test_redeploy_dry_run_shows_the_diff_and_writes_nothing(deployment: Deployme
 def test_redeploy_new_image_is_kept_by_the_next_infra_change(
     deployment: Deployment, redeploy: Any, watcher: Any
 ) -> None:
-    image = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0"
+    image = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.0"
     result = redeploy.lambda_handler({"image": image, "model": "Qwen/Qwen3-8B"}, LambdaContext())
     assert result["status"] == "applied"
     frontend = running_definition("frontend")["containerDefinitions"][0]
@@ -293,7 +293,7 @@ def test_a_bad_redeploy_is_never_stored_and_the_good_spec_keeps_serving(
     deployment: Deployment, redeploy: Any, watcher: Any, break_spec: Any
 ) -> None:
     # Given a good redeploy of a new image
-    image = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0"
+    image = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.0"
     assert redeploy.lambda_handler({"image": image}, LambdaContext())["status"] == "applied"
     store = StateStore(CONFIG.state_table, CONFIG.deployment)
     stored = store.get_record("spec#frontend")

@@ -110,7 +110,7 @@ def test_the_stack_s_frontend_spec_has_a_liveness_check_and_prefill_none() -> No
     role_arn = "arn:aws:iam::123456789012:role/dynamo-gpu-task"
     props = parse_properties(
         {
-            "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.6.1",
+            "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1",
             "Model": "Qwen/Qwen3-0.6B",
             "ExecutionRoleArn": role_arn,
             "TaskRoleArn": role_arn,

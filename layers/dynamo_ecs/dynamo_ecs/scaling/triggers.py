@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
 from dynamo_ecs.errors import InvalidInputError
 from dynamo_ecs.inputs import AwsEnvelope, ShortText, StrictPayload
-from dynamo_ecs.scaling.signals import ActivationName, SignalName, alarm_name, signal_specs
+from dynamo_ecs.scaling.signals import ActivationName, SignalName, activation_specs, alarm_name, signal_specs
 from dynamo_ecs.signals.breach_events import EVENT_DETAIL_TYPE, EVENT_SOURCE
 
 TriggerKind = Literal["schedule", "alarm", "breach", "manual"]
@@ -66,11 +66,9 @@ class ManualRequest(StrictPayload):
 
 def our_alarms(config: DeploymentConfig) -> dict[str, tuple[ServiceRole, SignalName | ActivationName]]:
     """The scale-out alarms this stack creates: one per signal that is on (its target is set)."""
-    return {
-        alarm_name(config.deployment, role, spec.name): (role, spec.name)
-        for role in SERVICE_ROLES
-        for spec in signal_specs(config, role)
-    }
+    specs = [spec for role in SERVICE_ROLES for spec in signal_specs(config, role)]
+    specs += activation_specs(config)  # the wake-from-zero alarm, where prefill can sit at zero
+    return {alarm_name(config.deployment, spec.role, spec.name): (spec.role, spec.name) for spec in specs}
 
 
 def parse_trigger(event: Any, config: DeploymentConfig) -> Trigger:
