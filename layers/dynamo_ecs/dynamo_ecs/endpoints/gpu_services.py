@@ -65,9 +65,7 @@ class GpuServicesProperties(BaseModel):
     )
     frontend_log_group: str = Field(alias="FrontendLogGroup", pattern=r"^[A-Za-z0-9_#./-]+$", max_length=512)
     prefill_log_group: str = Field(alias="PrefillLogGroup", pattern=r"^[A-Za-z0-9_#./-]+$", max_length=512)
-    capacity_provider: str | None = Field(
-        None, alias="CapacityProvider", pattern=r"^[A-Za-z0-9_-]+$", max_length=255
-    )
+    capacity_provider: str | None = Field(None, alias="CapacityProvider", pattern=r"^\S+$", max_length=255)
     frontend_target_group_arn: ArnText | None = Field(
         None, alias="FrontendTargetGroupArn", pattern=r"^arn:aws[\w-]*:elasticloadbalancing:"
     )
