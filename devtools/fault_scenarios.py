@@ -86,7 +86,7 @@ class FaultBench:
             )
             return lambda: dict(self.watcher.lambda_handler(event, LambdaContext()))
         self.images += 1
-        payload = {"image": f"nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.{self.images}"}
+        payload = {"image": f"nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.{self.images}"}
         return lambda: dict(self.redeploy.lambda_handler(payload, LambdaContext()))
 
     def calls_of_a_clean_run(self, change: Change) -> int:

@@ -288,9 +288,11 @@ def test_infra_service_runs_etcd_and_nats_with_jetstream_and_its_monitor(created
     assert service["desiredCount"] == 1
     task = created.extra["infra_task_definition"]
     containers = {c["name"]: c for c in task["containerDefinitions"]}
-    assert set(containers) == {"etcd", "nats"}
-    command = containers["nats"]["command"]
-    assert "-js" in command and command[command.index("-m") + 1] == "8222"
+    assert set(containers) == {"etcd", "nats", "nats-config"}
+    # nats-server reads Dynamo's config file (JetStream, monitor on 8222), which nats-config writes
+    assert containers["nats"]["command"] == ["--config", "/etc/nats/nats-server.conf"]
+    assert "jetstream {}" in containers["nats-config"]["command"][0]
+    assert "http_port: 8222" in containers["nats-config"]["command"][0]
     assert {p["containerPort"] for p in containers["nats"]["portMappings"]} >= {4222, 8222}
     assert {p["containerPort"] for p in containers["etcd"]["portMappings"]} >= {2379}
 

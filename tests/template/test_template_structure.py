@@ -660,10 +660,23 @@ def test_the_scaler_reads_each_alarm_name_as_its_role_and_signal() -> None:
     # Given the sample alarm event with each of the stack's alarm names (default deployment)
     deployment = load_template()["Parameters"]["DeploymentName"]["Default"]
     sample = json.loads((EVENTS / "scaler_alarm.json").read_text())
+    # (with every signal on, as the stack is with each alarm's parameter set)
+    every_signal_on = DeploymentConfig.model_validate(
+        {
+            "deployment": deployment,
+            "frontend": {"targets": {"router_queue_per_replica": 8}},
+            "prefill": {
+                "min": 0,
+                "targets": {"router_queue_per_replica": 8, "jetstream_lag_per_replica": 10},
+            },
+            "signals": {"jetstream_streams": ["work"]},
+            "scaling": {"prefill_scale_to_zero": True},
+        }
+    )
     for name in [*ALARMS, ACTIVATION_ALARM[0]]:
         sample["detail"]["alarmName"] = f"{deployment}-scale-{name}"
         # When the scaler parses it, Then it names the alarm's service and signal
-        trigger = parse_trigger(sample, DeploymentConfig(deployment=deployment))
+        trigger = parse_trigger(sample, every_signal_on)
         assert (trigger.kind, f"{trigger.role}-{trigger.signal}") == ("alarm", name)
 
 
