@@ -35,13 +35,13 @@ from dynamo_ecs.scaling.signals import alarm_name, signal_specs
 Narrate = Callable[[str], None]
 NEW_MODEL = "Qwen/Qwen3-8B"
 TICK_S = 10.0
-SCHEDULE_EVERY_TICKS = 3  # the scaler's schedule: every 30 s here (one minute in the stack)
+SCHEDULE_EVERY_TICKS = 2  # the scaler's schedule: every 20 s here (one minute in the stack)
 SERVE_TIMEOUT_S = 90.0
 OUTAGE_BOUND_S = 60.0  # how long the demo lets the deployment run without the operator
 # A prompt of 1000 tokens of the tiny model's vocabulary: prefill work the mocker models.
 PROMPT = " ".join(f"w{i % 400}" for i in range(1000))
-HIGH_LOAD_PER_S, LOW_LOAD_PER_S = 8.0, 2.0
-HIGH_LOAD_S, LOW_LOAD_S = 50.0, 100.0
+HIGH_LOAD_PER_S, LOW_LOAD_PER_S = 6.0, 1.5
+HIGH_LOAD_S, LOW_LOAD_S = 50.0, 110.0
 
 
 @dataclass
@@ -79,6 +79,7 @@ class Scenario:
         self.alarm_events: list[dict[str, Any]] = []
         self.breach_start: float | None = None
         self.ticks = 0
+        self.previous_published: dict[tuple[str, str], float | None] = {}
 
     @property
     def config(self) -> Any:
@@ -248,7 +249,9 @@ class Scenario:
         for event in stack.drain_breach_events():
             self._scale("breach", event)
         now = time.time()
-        self._evaluate_alarms(published, now)
+        # CloudWatch evaluates a period once it has closed: the alarms see the previous tick's data.
+        self._evaluate_alarms(self.previous_published, now)
+        self.previous_published = published
         self.ticks += 1
         if self.ticks % SCHEDULE_EVERY_TICKS == 0:
             self._scale("schedule", schedule_event(now, rule="dynamo-scaler-schedule"))
@@ -285,7 +288,7 @@ class Scenario:
         for role in SERVICE_ROLES:
             for spec in signal_specs(self.config, role):
                 name = alarm_name(self.config.deployment, role, spec.name)
-                latest = published[(spec.metric, spec.source_service)]
+                latest = published.get((spec.metric, spec.source_service))
                 state = "ALARM" if latest is not None and latest > spec.target else "OK"
                 previous = self.alarm_states.get(name, "OK")
                 if state == previous:
