@@ -41,7 +41,7 @@ OUTAGE_BOUND_S = 60.0  # how long the demo lets the deployment run without the o
 # A prompt of 1000 tokens of the tiny model's vocabulary: prefill work the mocker models.
 PROMPT = " ".join(f"w{i % 400}" for i in range(1000))
 HIGH_LOAD_PER_S, LOW_LOAD_PER_S = 6.0, 1.5
-HIGH_LOAD_S, LOW_LOAD_S = 50.0, 110.0
+HIGH_LOAD_S, LOW_LOAD_S = 50.0, 150.0
 
 
 @dataclass
@@ -343,7 +343,7 @@ class Scenario:
         return {"before": before, "after": after, "ttft_ms": ttfts}
 
     def load_phases(self) -> None:
-        load = LoadRun(self.stack.deployment.frontend_urls, MODEL, 0.0, PROMPT).start(
+        load = LoadRun(self.stack.deployment.frontend_urls, MODEL, 0.0, PROMPT, timeout_s=15.0).start(
             HIGH_LOAD_S + LOW_LOAD_S + 60
         )
         collector = CollectorSchedule(self.stack).start()
