@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import shlex
 
-from dynamo_ecs.dynamo_release import ReleaseLine, worker_flag_problems
+from dynamo_ecs.dynamo_release import ENGINE_MODULES, ReleaseLine, is_engine_command, worker_flag_problems
 from dynamo_ecs.shell_words import ShellSyntaxError, shell_words, simple_commands
 
-ENGINE_MODULE, MOCK_MODULE = "dynamo.vllm", "dynamo.mocker"
-PYTHONS = ("python", "python3")
+ENGINE_MODULE, MOCK_MODULE = ENGINE_MODULES[0], "dynamo.mocker"
 # vLLM flags the mocker has no use for: (flag, takes a value)
 DROPPED_FLAGS = {
     "--enforce-eager": False,
@@ -52,10 +51,6 @@ MOCK_ONLY_FLAGS = {"--startup-time": True, "--speedup-ratio": True, "--decode-sp
 
 class EngineMappingError(ValueError):
     """A command the real image would refuse, or one this mapping cannot vouch for."""
-
-
-def is_engine_command(values: list[str]) -> bool:
-    return len(values) >= 3 and values[0] in PYTHONS and values[1] == "-m" and values[2] == ENGINE_MODULE
 
 
 def engine_arguments(args: list[str], release: ReleaseLine, model_dir: str) -> list[str]:

@@ -97,6 +97,11 @@ def is_dynamo_runtime_image(image: str) -> bool:
     return "/ai-dynamo/" in f"/{path}" and path.rsplit("/", 1)[-1].endswith("-runtime")
 
 
+def is_engine_command(values: list[str]) -> bool:
+    """``python3 -m dynamo.vllm ...``: a command that starts a Dynamo engine worker."""
+    return len(values) >= 3 and values[0] in PYTHONS and values[1] == "-m" and values[2] in ENGINE_MODULES
+
+
 def worker_flag_problems(args: list[str], release: ReleaseLine) -> list[str]:
     """What ``release``'s ``dynamo.vllm`` would refuse in ``args``, each with the fix."""
     problems: list[str] = []
@@ -143,12 +148,7 @@ def command_problems(argv: list[str], release: ReleaseLine) -> list[str]:
                         f"cd {directory}: the Dynamo {release.name} image has no such directory (its vLLM "
                         f"example is in {release.example_dir}); change the cd or the image"
                     )
-            if (
-                len(values) >= 3
-                and values[0] in PYTHONS
-                and values[1] == "-m"
-                and values[2] in ENGINE_MODULES
-            ):
+            if is_engine_command(values):
                 problems += worker_flag_problems(values[3:], release)
     return problems
 
