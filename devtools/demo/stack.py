@@ -27,7 +27,6 @@ from devtools.cloudformation_stub import CloudFormationStub
 from devtools.ecs_world import EcsWorld
 from devtools.handlers import load_handler_module
 from devtools.local_ecs.deployment import LocalDeployment
-from devtools.local_ecs.infra import start_infra
 from devtools.local_ecs.runner import GpuTaskRunner
 from devtools.moto_stack import (
     DeployedStack,
@@ -105,15 +104,6 @@ class LocalStack:
         for _ in range(GPU_INSTANCES):
             self.world.add_gpu_instance()
         self.capacity_provider = add_capacity_provider(deployed.full, self.config.gpu_cluster)
-        self._runner = GpuTaskRunner(
-            self.world.ecs,
-            self.world.ec2,
-            self.config.gpu_cluster,
-            {role: self.config.service(role).service for role in SERVICE_ROLES},
-            self.world.gpu_instances,
-            workdir,
-            engine_args=ENGINE_ARGS,
-        )
         self.handlers: dict[str, ModuleType] = {}
         self._deployment: LocalDeployment | None = None
         self.breach_queue_url = ""
@@ -183,11 +173,7 @@ class LocalStack:
         events.put_targets(
             Rule=breach, Targets=[{"Id": "scaler-queue", "Arn": arn["Attributes"]["QueueArn"]}]
         )
-        infra_task = self.world.run_infra_task()
-        infra = start_infra(self.world.ecs, self.config.infra.cluster, infra_task["taskArn"], self.workdir)
-        self._deployment = LocalDeployment(
-            self.config, self.world, self.workdir, infra_task, infra, self._runner
-        )
+        self._deployment = LocalDeployment.start(self.config, self.world, self.workdir, ENGINE_ARGS)
         for name in HANDLERS:
             self.handlers[name] = load_handler_module(name, fresh=True)
 
@@ -200,13 +186,11 @@ class LocalStack:
 
     @property
     def runner(self) -> GpuTaskRunner:
-        return self._runner
+        return self.deployment.runner
 
     def stop_processes(self) -> None:
         if self._deployment is not None:
             self._deployment.stop()
-        else:
-            self._runner.stop_all()
 
     # -- calling the operator ------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from devtools.ecs_world import EcsWorld, build_world, task_private_ip
-from devtools.local_ecs import addresses
 from devtools.local_ecs.infra import LocalInfra, start_infra
 from devtools.local_ecs.runner import GpuTaskRunner
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig
@@ -62,6 +61,28 @@ class LocalDeployment:
         self.runner.stop_all()
         self.infra.stop()
 
+    @classmethod
+    def start(
+        cls,
+        config: DeploymentConfig,
+        world: EcsWorld,
+        workdir: Path,
+        engine_args: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> LocalDeployment:
+        """The infra service's task started in ``world`` and for real; a runner for the GPU services."""
+        infra_task = world.run_infra_task()
+        infra = start_infra(world.ecs, config.infra.cluster, infra_task["taskArn"], workdir)
+        runner = GpuTaskRunner(
+            world.ecs,
+            world.ec2,
+            config.gpu_cluster,
+            {role: config.service(role).service for role in SERVICE_ROLES},
+            world.gpu_instances,
+            workdir,
+            engine_args=engine_args or {},
+        )
+        return cls(config, world, workdir, infra_task, infra, runner)
+
 
 @contextlib.contextmanager
 def local_deployment(
@@ -79,25 +100,12 @@ def local_deployment(
     """
     config = config or DeploymentConfig()
     world = build_world(config, region=REGION, gpu_instances=gpu_instances)
-    infra_task = world.run_infra_task()
-    infra = start_infra(world.ecs, config.infra.cluster, infra_task["taskArn"], workdir)
-    runner = GpuTaskRunner(
-        world.ecs,
-        world.ec2,
-        config.gpu_cluster,
-        {role: config.service(role).service for role in SERVICE_ROLES},
-        world.gpu_instances,
-        workdir,
-        engine_args=engine_args or {},
-    )
-    deployment = LocalDeployment(config, world, workdir, infra_task, infra, runner)
+    deployment = LocalDeployment.start(config, world, workdir, engine_args)
     try:
-        world.create_gpu_services(pasted_ip=task_private_ip(infra_task), desired=desired, specs=specs)
-        runner.tick()
+        world.create_gpu_services(
+            pasted_ip=task_private_ip(deployment.infra_task), desired=desired, specs=specs
+        )
+        deployment.runner.tick()
         yield deployment
     finally:
         deployment.stop()
-
-
-def loopback_of(task: dict[str, Any]) -> str:
-    return addresses.to_loopback(task_private_ip(task))
