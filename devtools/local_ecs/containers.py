@@ -22,7 +22,7 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,6 +206,3 @@ def wait_for_exit(container: RunningContainer, timeout_s: float) -> int:
     except subprocess.TimeoutExpired:
         container.stop()
         raise ContainerStartError(f"{container.plan.name} did not exit within {timeout_s:.0f} s") from None
-
-
-Ready = Callable[[], bool]

@@ -47,6 +47,7 @@ KEPT_FLAGS = {
 }
 # Knobs of the mock engine itself, which a test may append (never in a task definition).
 MOCK_ONLY_FLAGS = {"--startup-time": True, "--speedup-ratio": True, "--decode-speedup-ratio": True}
+FLAGS_TAKING_VALUES = {**DROPPED_FLAGS, **KEPT_FLAGS, **MOCK_ONLY_FLAGS}
 
 
 class EngineMappingError(ValueError):
@@ -63,7 +64,7 @@ def engine_arguments(args: list[str], release: ReleaseLine, model_dir: str) -> l
     i = 0
     while i < len(args):
         flag, _, inline = args[i].partition("=")
-        takes_value = {**DROPPED_FLAGS, **KEPT_FLAGS, **MOCK_ONLY_FLAGS}.get(flag)
+        takes_value = FLAGS_TAKING_VALUES.get(flag)
         if flag in ("--model", "--disaggregation-mode", "--kv-transfer-config"):
             takes_value = True
         if takes_value and not inline and i + 1 >= len(args):
