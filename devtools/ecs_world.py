@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from devtools.local_ecs import addresses
 from dynamo_ecs import aws
 from dynamo_ecs.config import DeploymentConfig, ServiceRole
 from dynamo_ecs.infra import eni_private_ip
@@ -68,11 +69,11 @@ class EcsWorld:
     # -- network ---------------------------------------------------------------------------
 
     def create_network(self) -> None:
-        vpc = self.ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        vpc = self.ec2.create_vpc(CidrBlock=addresses.vpc_cidr())["Vpc"]["VpcId"]
         self.ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
         self.vpc_id = vpc
         self.subnet_ids = [
-            self.ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24")["Subnet"]["SubnetId"]
+            self.ec2.create_subnet(VpcId=vpc, CidrBlock=addresses.subnet_cidr(i))["Subnet"]["SubnetId"]
             for i in (1, 2)
         ]
         self.security_group_id = self.ec2.create_security_group(

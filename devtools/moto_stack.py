@@ -21,6 +21,7 @@ import boto3
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
+from devtools.local_ecs import addresses
 from devtools.template import load_template
 from dynamo_ecs.infra import eni_private_ip
 
@@ -83,12 +84,12 @@ def artifact_zip() -> bytes:
 
 def network() -> dict[str, str]:
     ec2 = boto3.client("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    vpc = ec2.create_vpc(CidrBlock=addresses.vpc_cidr())["Vpc"]["VpcId"]
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
     subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{az}")["Subnet"][
-            "SubnetId"
-        ]
+        ec2.create_subnet(VpcId=vpc, CidrBlock=addresses.subnet_cidr(i), AvailabilityZone=f"us-east-1{az}")[
+            "Subnet"
+        ]["SubnetId"]
         for i, az in enumerate("ab")
     ]
     return {

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from devtools import netguard
+from devtools.local_ecs.containers import leftover_containers
 from devtools.services import (
     EtcdServer,
     MotoServer,
@@ -34,6 +35,23 @@ def _loopback_only() -> Iterator[None]:
     netguard.install()
     yield
     netguard.uninstall()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_process_outlives_its_module() -> Iterator[None]:
+    """Every process a module starts (`devtools.local_ecs`) stops with the module.
+
+    One left running keeps its ports (a frontend on an instance's :8000) and would answer the
+    next module's requests; so the module that leaked fails, by name, and its leftovers are
+    stopped before the next module starts.
+    """
+    yield
+    leftovers = leftover_containers()
+    for container in leftovers:
+        container.stop(grace_s=1.0)
+    if leftovers:
+        names = ", ".join(f"{c.plan.name} (pid {c.process.pid}, log {c.log_path})" for c in leftovers)
+        pytest.fail(f"processes this module started were still running after it: {names}")
 
 
 @pytest.fixture(scope="session")

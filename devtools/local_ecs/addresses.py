@@ -8,6 +8,7 @@ as on a VPC. Nothing is ever sent to a 10.x address.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 
 _PRIVATE_10 = re.compile(r"(?<![\d.])10\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?![\d.])")
@@ -24,3 +25,23 @@ def to_loopback(ip: str) -> str:
 def to_loopback_text(text: str) -> str:
     """Every 10.x address inside ``text`` (a URL, a list of URLs) mapped to loopback."""
     return _PRIVATE_10.sub(lambda m: f"127.{m[1]}.{m[2]}.{m[3]}", text)
+
+
+def vpc_octet() -> int:
+    """The second octet of the local VPC (``10.N.0.0/16``): ``LOCAL_ECS_VPC_OCTET``, default 0.
+
+    moto hands every fresh server the same addresses, so two checkouts running real
+    deployments at once would both listen on 127.0.1.4:8000; each gets a VPC of its own.
+    """
+    raw = os.environ.get("LOCAL_ECS_VPC_OCTET", "0")
+    if not raw.isdigit() or not 0 <= int(raw) <= 255:
+        raise ValueError(f"LOCAL_ECS_VPC_OCTET={raw!r}: give a number from 0 to 255")
+    return int(raw)
+
+
+def vpc_cidr() -> str:
+    return f"10.{vpc_octet()}.0.0/16"
+
+
+def subnet_cidr(index: int) -> str:
+    return f"10.{vpc_octet()}.{index}.0/24"

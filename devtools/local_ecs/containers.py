@@ -162,6 +162,15 @@ class RunningContainer:
     def exit_code(self) -> int | None:
         return self.process.poll()
 
+    def group_alive(self) -> bool:
+        """Whether any process of the container (its process group) is still there."""
+        self.process.poll()  # reap the first process, so that a zombie does not count
+        try:
+            os.killpg(self.process.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
     def log_tail(self, lines: int = 20) -> str:
         """The log's first three lines (where a refused flag shows) and its last ``lines``."""
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -184,6 +193,17 @@ class RunningContainer:
             self.process.wait(timeout=5)
 
 
+# Every container this process started, so that one left running by an earlier deployment
+# is found (`leftover_containers`) before its ports confuse the next one.
+_STARTED: list[RunningContainer] = []
+
+
+def leftover_containers() -> list[RunningContainer]:
+    """Containers started here whose processes are still alive (reaped ones are forgotten)."""
+    _STARTED[:] = [c for c in _STARTED if c.group_alive()]
+    return list(_STARTED)
+
+
 def start_container(plan: ContainerPlan, log_dir: Path) -> RunningContainer:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{plan.name}.log"
@@ -196,7 +216,9 @@ def start_container(plan: ContainerPlan, log_dir: Path) -> RunningContainer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return RunningContainer(plan, process, log_path)
+    container = RunningContainer(plan, process, log_path)
+    _STARTED.append(container)
+    return container
 
 
 def wait_for_exit(container: RunningContainer, timeout_s: float) -> int:

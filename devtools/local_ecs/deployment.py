@@ -10,12 +10,14 @@ the infra task's etcd and nats-server run from its task definition
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from devtools.ecs_world import EcsWorld, build_world, task_private_ip
+from devtools.local_ecs import addresses
 from devtools.local_ecs.infra import LocalInfra, start_infra
 from devtools.local_ecs.runner import GpuTaskRunner
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig
@@ -81,7 +83,30 @@ class LocalDeployment:
             workdir,
             engine_args=engine_args or {},
         )
-        return cls(config, world, workdir, infra_task, infra, runner)
+        deployment = cls(config, world, workdir, infra_task, infra, runner)
+        try:
+            deployment.check_instances_unserved()
+        except RuntimeError:
+            deployment.stop()
+            raise
+        return deployment
+
+    def check_instances_unserved(self) -> None:
+        """Refuse to start where something already listens on a GPU instance's frontend port.
+
+        Only this deployment's frontends may answer there; a process left by an earlier run
+        would serve its requests and make every check of this one meaningless.
+        """
+        port = self.config.frontend.metrics_port
+        for index in range(len(self.world.gpu_instances)):
+            address = addresses.to_loopback(self.runner.instance_ip(index))
+            with socket.socket() as probe:
+                probe.settimeout(0.5)
+                if probe.connect_ex((address, port)) == 0:
+                    raise RuntimeError(
+                        f"{address}:{port} (GPU instance {index}) is already served by a process of no "
+                        "task of this deployment, one left running by an earlier run: stop it first"
+                    )
 
 
 @contextlib.contextmanager
