@@ -75,9 +75,23 @@ def test_rising_load_scales_out_on_the_real_ttft(demo: Any) -> None:
     assert result.first_scale_out_trigger == "breach"
 
 
+def scaling_since(decisions: list[dict[str, Any]], began: str, role: str) -> str:
+    """The scaler's decisions for ``role`` since ``began``, oldest first: what a failure shows."""
+    lines = [
+        f"{d['at']} {d['services'][role]['action']}: {d['services'][role]['reason']} "
+        f"{d['services'][role].get('metrics')}"
+        for d in reversed(decisions)
+        if d["kind"] == "scaling" and d["at"] >= began and role in d.get("services", {})
+    ]
+    return "\n".join(lines) or "no scaling decision"
+
+
 def test_falling_load_scales_in_and_ttft_is_back_under_its_target(demo: Any) -> None:
     _, result, decisions = demo
-    assert result.steps["load_falls"]["after"]["frontend"] < result.steps["load_rises"]["after"]["frontend"]
+    falls, rises = result.steps["load_falls"], result.steps["load_rises"]
+    assert falls["after"]["frontend"] < rises["after"]["frontend"], scaling_since(
+        decisions, falls["began"], "frontend"
+    )
     assert result.steps["load_falls"]["ttft_ms"][-1] < 500
     reasons = [
         d["services"]["frontend"]["reason"]
