@@ -22,6 +22,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +192,11 @@ class RunningContainer:
             os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=5)
+        # As `docker stop`, return once the container is gone: processes of the group that
+        # outlived the first one are reaped by init a moment after the SIGKILL.
+        deadline = time.monotonic() + 5
+        while self.group_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 # Every container this process started, so that one left running by an earlier deployment

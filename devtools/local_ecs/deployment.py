@@ -114,14 +114,15 @@ def local_deployment(
     workdir: Path,
     config: DeploymentConfig | None = None,
     gpu_instances: int = 4,
-    desired: int = 1,
+    desired: int | Mapping[str, int] = 1,
     engine_args: Mapping[str, tuple[str, ...]] | None = None,
     specs: Mapping[str, dict[str, Any]] | None = None,
 ) -> Iterator[LocalDeployment]:
     """Today's setup, for real: infra task running, both GPU services at ``desired`` tasks.
 
     The GPU task definitions have the infra task's address pasted in by hand (as users do
-    today); ``specs`` replaces a role's default spec. Everything stops on exit.
+    today); ``specs`` replaces a role's default spec; ``desired`` is both services' task count,
+    or one per role. Everything stops on exit.
     """
     config = config or DeploymentConfig()
     world = build_world(config, region=REGION, gpu_instances=gpu_instances)

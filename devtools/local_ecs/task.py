@@ -56,9 +56,11 @@ class LocalTask:
     layout: LocalTaskLayout
     containers: dict[str, RunningContainer] = field(default_factory=dict)
     stopped_reason: str | None = None
+    definitions: dict[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def start(self, task_definition: Mapping[str, Any]) -> None:
         definitions = start_order(list(task_definition["containerDefinitions"]))
+        self.definitions = {d["name"]: d for d in definitions}
         for definition in definitions:
             for dependency in definition.get("dependsOn") or []:
                 self._wait_for(dependency["containerName"], dependency["condition"])
@@ -73,6 +75,10 @@ class LocalTask:
         if condition == "SUCCESS" and code != 0:
             self.stop(f"Essential container in task exited: {name} exited with {code}")
             raise ContainerStartError(f"{name} exited with {code}: {container.log_tail()}")
+
+    def definition(self, name: str) -> Mapping[str, Any]:
+        """The container definition ``name`` as the task was started with it."""
+        return self.definitions[name]
 
     def check(self) -> str | None:
         """The stopped reason once an essential container has exited (then every container stops)."""
