@@ -183,17 +183,24 @@ class RunningContainer:
     def stop(self, grace_s: float = 10.0) -> None:
         """As ``docker stop``: SIGTERM to the container's first process only, then, after
         ``grace_s`` (the stop timeout) or once it has exited, SIGKILL to whatever is left."""
+        self.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=grace_s)
+        self.kill()
+
+    def terminate(self) -> None:
+        """The start of ``docker stop``: SIGTERM to the first process only."""
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=grace_s)
+
+    def kill(self) -> None:
+        """The end of ``docker stop``: SIGKILL to whatever is left; returns once the container is gone."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=5)
-        # As `docker stop`, return once the container is gone: processes of the group that
-        # outlived the first one are reaped by init a moment after the SIGKILL.
+        # Processes of the group that outlived the first one are reaped by init a moment later.
         deadline = time.monotonic() + 5
         while self.group_alive() and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -36,6 +36,7 @@ class LocalDeployment:
     runner: GpuTaskRunner
 
     def frontend_urls(self) -> list[str]:
+        """The load balancer's targets: running frontend tasks, not those a scale-in is stopping."""
         return [
             f"http://{t.address}:{self.config.frontend.metrics_port}" for t in self.runner.running("frontend")
         ]
@@ -70,6 +71,7 @@ class LocalDeployment:
         world: EcsWorld,
         workdir: Path,
         engine_args: Mapping[str, tuple[str, ...]] | None = None,
+        deregistration_delay_s: float = 0.0,
     ) -> LocalDeployment:
         """The infra service's task started in ``world`` and for real; a runner for the GPU services."""
         infra_task = world.run_infra_task()
@@ -82,6 +84,7 @@ class LocalDeployment:
             world.gpu_instances,
             workdir,
             engine_args=engine_args or {},
+            deregistration_delay_s=deregistration_delay_s,
         )
         deployment = cls(config, world, workdir, infra_task, infra, runner)
         try:
@@ -117,6 +120,7 @@ def local_deployment(
     desired: int | Mapping[str, int] = 1,
     engine_args: Mapping[str, tuple[str, ...]] | None = None,
     specs: Mapping[str, dict[str, Any]] | None = None,
+    deregistration_delay_s: float = 0.0,
 ) -> Iterator[LocalDeployment]:
     """Today's setup, for real: infra task running, both GPU services at ``desired`` tasks.
 
@@ -126,7 +130,7 @@ def local_deployment(
     """
     config = config or DeploymentConfig()
     world = build_world(config, region=REGION, gpu_instances=gpu_instances)
-    deployment = LocalDeployment.start(config, world, workdir, engine_args)
+    deployment = LocalDeployment.start(config, world, workdir, engine_args, deregistration_delay_s)
     try:
         world.create_gpu_services(
             pasted_ip=task_private_ip(deployment.infra_task), desired=desired, specs=specs
