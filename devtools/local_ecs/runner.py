@@ -111,7 +111,6 @@ class GpuTaskRunner:
     def tick(self) -> list[str]:
         """Converge every service one step; what happened, for a narration."""
         notes = [self._reap(task) for task in list(self.tasks) if task.local.check() is not None]
-        notes += self._advance_stopping()
         for role in self.services:
             service = self.service(role)
             desired, definition = int(service["desiredCount"]), service["taskDefinition"]
@@ -142,6 +141,7 @@ class GpuTaskRunner:
             for task in reversed(extra):
                 self._scale_in(task, "Scaling activity initiated by the service")
                 notes.append(f"{role}: one task stopping (scale-in)")
+        notes += self._advance_stopping()  # a SIGTERM due now goes out in this tick
         return [n for n in notes if n]
 
     def _scale_in(self, task: GpuTask, reason: str) -> None:
