@@ -79,9 +79,8 @@ def run() -> None:
             load, stopped_s, killed = _scale_in_under_load(Path(tmp) / "deployment")
         statuses = sorted({o.status for o in load.outcomes if o.status != 200})
         print(f"# {load.completed()} requests completed; failed statuses: {statuses or 'none'}")
-        print(
-            f"# 3 frontend -> 1 and 2 prefill -> 1 stopped within {stopped_s:.1f} s; SIGKILLed: {killed or 'none'}"
-        )
+        print(f"# 3 frontend -> 1 and 2 prefill -> 1: stopped within {stopped_s:.1f} s")
+        print(f"# containers SIGKILLed at their stopTimeout: {killed or 'none'}")
         print(f"figure: scale_in_failed_requests {load.errors()} count")
     finally:
         netguard.mirror_private_to_loopback(False)
