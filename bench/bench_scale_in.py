@@ -21,6 +21,7 @@ from devtools.local_ecs.deployment import MODEL, LocalDeployment, local_deployme
 from devtools.local_ecs.load import LoadRun
 from devtools.services import aws_test_environment, moto_server
 from dynamo_ecs import aws
+from dynamo_ecs.config import ServiceRole
 
 DEREGISTRATION_DELAY_S = 5.0
 ENGINE_ARGS = {"frontend": ("--speedup-ratio", "0.1"), "prefill": ()}
@@ -28,7 +29,7 @@ RATE_PER_S = 8.0
 STOP_BOUND_S = 90.0
 
 
-def _scale(deployment: LocalDeployment, role: str, count: int) -> None:
+def _scale(deployment: LocalDeployment, role: ServiceRole, count: int) -> None:
     deployment.world.ecs.update_service(
         cluster=deployment.config.gpu_cluster,
         service=deployment.config.service(role).service,
