@@ -179,11 +179,19 @@ class RunningContainer:
     def stop(self, grace_s: float = 10.0) -> None:
         """As ``docker stop``: SIGTERM to the container's first process only, then, after
         ``grace_s`` (the stop timeout) or once it has exited, SIGKILL to whatever is left."""
+        self.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=grace_s)
+        self.kill()
+
+    def terminate(self) -> None:
+        """The start of ``docker stop``: SIGTERM to the first process only."""
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=grace_s)
+
+    def kill(self) -> None:
+        """The end of ``docker stop``: SIGKILL to whatever is left; returns once the container is gone."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
