@@ -165,14 +165,23 @@ def _workdir(base: Path | None, name: str) -> Path:
 
 
 @contextlib.contextmanager
-def moto_server(workdir: Path | None = None, extra_env: dict[str, str] | None = None) -> Iterator[MotoServer]:
-    """moto server on a free loopback port; ``extra_env`` sets moto's own knobs (MOTO_ECS_...)."""
+def moto_server(
+    workdir: Path | None = None, extra_env: dict[str, str] | None = None, serial: bool = False
+) -> Iterator[MotoServer]:
+    """moto server on a free loopback port; ``extra_env`` sets moto's own knobs (MOTO_ECS_...).
+
+    ``serial``: one request at a time, so conditional writes are atomic (`devtools.moto_serial`).
+    """
     port = free_port()
     log = _workdir(workdir, "moto") / "moto.log"
     env = {**os.environ, "MOTO_CALL_RESET_API": "true", **(extra_env or {})}
+    if serial:
+        argv = [sys.executable, str(Path(__file__).with_name("moto_serial.py")), LOOPBACK, str(port)]
+    else:
+        argv = [find_binary("moto_server"), "-H", LOOPBACK, "-p", str(port)]
     proc = ManagedProcess(
         "moto_server",
-        [find_binary("moto_server"), "-H", LOOPBACK, "-p", str(port)],
+        argv,
         ready=lambda: http_ok(f"http://{LOOPBACK}:{port}/moto-api/data.json"),
         env=env,
         log_path=log,

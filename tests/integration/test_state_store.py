@@ -4,11 +4,31 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
+from devtools.services import aws_test_environment, moto_server
+from dynamo_ecs import aws
 from dynamo_ecs.errors import LeaseHeldError
 from dynamo_ecs.state import StaleRecordError, StateStore
+
+
+@pytest.fixture
+def atomic_state_table(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The state table on a moto server that serves one request at a time, so that its
+    conditional writes are atomic as DynamoDB's are (`devtools.moto_serial`)."""
+    from devtools.template import create_state_table
+
+    with moto_server(tmp_path_factory.mktemp("moto-serial"), serial=True) as server:
+        for key, value in aws_test_environment(server.url).items():
+            monkeypatch.setenv(key, value)
+        aws.reset_clients()
+        create_state_table("dynamo-ecs-state")
+        yield "dynamo-ecs-state"
+    aws.reset_clients()
 
 
 def test_lease_is_exclusive_until_released(state_table: str) -> None:
@@ -35,8 +55,8 @@ def test_leases_are_per_deployment(state_table: str) -> None:
     assert StateStore(state_table, "two").try_acquire_lease("b", ttl_s=60)
 
 
-def test_ten_concurrent_holders_never_overlap(state_table: str) -> None:
-    store = StateStore(state_table, "dynamo")
+def test_ten_concurrent_holders_never_overlap(atomic_state_table: str) -> None:
+    store = StateStore(atomic_state_table, "dynamo")
     inside, overlaps, done = [0], [0], []
     lock = threading.Lock()
 
