@@ -125,7 +125,7 @@ class LocalTaskLayout:
         return path
 
     def host_address(self, name: str, value: str | None) -> str:
-        """A Dynamo bind address as the task's host would take it (after the 10.x mapping).
+        """A Dynamo bind address, as the task definition gives it, as the task's host would take it.
 
         Unset, it is the host's own address: Dynamo's detected address for the TCP request
         plane and response stream, all interfaces for the HTTP and system servers. Set, an
@@ -134,7 +134,7 @@ class LocalTaskLayout:
         either: every 127.x would bind. The host's loopback has no stand-in (one machine has
         one loopback), so such a task does not start here rather than serve across hosts.
         """
-        if value is None or value == self.address:
+        if value is None or addresses.to_loopback_text(value) == self.address:
             return self.address
         text = value.strip().strip("[]")
         if text.lower() == "localhost":
@@ -178,8 +178,9 @@ class LocalTaskLayout:
             release = release_of_image(image)
             cwd = self.toolbox.image_workdir(release)
             argv = local_argv(argv, release, str(self.model_dir), self.extra_engine_args)
+            given = {v["name"]: v["value"] for v in container.get("environment") or []}
             for name in (*ADVERTISED_HOST_VARIABLES, *LISTEN_HOST_VARIABLES):
-                env[name] = self.host_address(name, env.get(name))
+                env[name] = self.host_address(name, given.get(name))
             env.setdefault("HF_HUB_OFFLINE", "1")
         elif kind == "nats":
             self.toolbox.check_release("nats-server", image)
@@ -206,6 +207,10 @@ class RunningContainer:
         """Whether a process of the container (its process group) still runs; zombies do not count."""
         self.process.poll()  # reap the first process
         return bool(_live_group_members(self.process.pid))
+
+    def pids(self) -> list[int]:
+        """The container's live processes (its process group)."""
+        return _live_group_members(self.process.pid)
 
     def log_tail(self, lines: int = 20) -> str:
         """The log's first three lines (where a refused flag shows) and its last ``lines``."""
