@@ -112,7 +112,7 @@ def test_a_prefill_worker_advertising_an_address_its_host_lacks_never_serves(
     specs = {"prefill": spec_with_env("prefill", DYN_TCP_RPC_HOST=nowhere)}
     with local_deployment(tmp_path, specs=specs) as deployment:
         url = deployment.frontend_url()
-        statuses = []
+        statuses: list[int] = []
         deadline = time.monotonic() + NEVER_SERVES_S
         while time.monotonic() < deadline:
             deployment.runner.tick()
