@@ -32,6 +32,15 @@ def resources_of_type(resource_type: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in load_template()["Resources"].items() if v["Type"] == resource_type}
 
 
+def ingress_rules(group: str) -> list[dict[str, Any]]:
+    """A security group's ingress rules: inline ones and ``AWS::EC2::SecurityGroupIngress`` resources."""
+    rules = list(resource(group)["Properties"].get("SecurityGroupIngress", []))
+    for rule in resources_of_type("AWS::EC2::SecurityGroupIngress").values():
+        if rule["Properties"]["GroupId"] == {"Ref": group}:
+            rules.append(rule["Properties"])
+    return rules
+
+
 def create_state_table(table_name: str) -> None:
     """Create the state table on the current endpoint with the template's key schema and TTL."""
     from dynamo_ecs import aws

@@ -10,7 +10,9 @@ here with these substitutions only, each forced by there being one machine and n
   environment), with the engine swapped for the mocker (`devtools.local_ecs.engine`);
 - **addresses**: every private ``10.a.b.c`` in the environment becomes ``127.a.b.c``
   (`devtools.local_ecs.addresses`); "all interfaces" in a listen setting becomes the task's
-  (or, in host network mode, the instance's) own loopback address;
+  (or, in host network mode, the instance's) own loopback address, and so does the address
+  Dynamo would detect for itself; a Dynamo bind address the host does not have stays one
+  that cannot be bound (`LocalTaskLayout.host_address`);
 - **paths**: a volume's ``containerPath`` becomes a directory of the task, and the process
   runs in a directory of its own, standing in for the image's WORKDIR.
 """
@@ -18,6 +20,7 @@ here with these substitutions only, each forced by there being one machine and n
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import signal
@@ -56,6 +59,12 @@ IMAGE_DEFAULTS = {
 }
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LISTEN_VARIABLES = ("ETCD_LISTEN_CLIENT_URLS", "ETCD_LISTEN_PEER_URLS", "ETCD_LISTEN_METRICS_URLS")
+# Dynamo bind addresses that it also advertises to other hosts; unset, the host's detected address.
+ADVERTISED_HOST_VARIABLES = ("DYN_TCP_RPC_HOST", "DYN_TCP_RESPONSE_STREAM_HOST")
+# Dynamo bind addresses of servers that listen on all interfaces unless told otherwise.
+LISTEN_HOST_VARIABLES = ("DYN_HTTP_HOST", "DYN_SYSTEM_HOST")
+# An address of no host here (TEST-NET-2, RFC 5737): binding it fails as binding another host's does on EC2.
+NOT_THIS_HOST = "198.51.100.1"
 _ALL_INTERFACES = re.compile(r"//(0\.0\.0\.0|localhost|127\.0\.0\.1)(?=[:/]|$)")
 
 
@@ -115,6 +124,37 @@ class LocalTaskLayout:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def host_address(self, name: str, value: str | None) -> str:
+        """A Dynamo bind address, as the task definition gives it, as the task's host would take it.
+
+        Unset, it is the host's own address: Dynamo's detected address for the TCP request
+        plane and response stream, all interfaces for the HTTP and system servers. Set, an
+        address the host does not have cannot be bound on EC2 (``Cannot assign requested
+        address``), so here it becomes `NOT_THIS_HOST`, which this machine does not have
+        either: every 127.x would bind. The host's loopback has no stand-in (one machine has
+        one loopback), so such a task does not start here rather than serve across hosts.
+        """
+        if value is None or addresses.to_loopback_text(value) == self.address:
+            return self.address
+        text = value.strip().strip("[]")
+        if text.lower() == "localhost":
+            text = "127.0.0.1"
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            raise ContainerStartError(
+                f"{name}={value!r}: an interface name or host name has no stand-in here; give an address"
+            ) from None
+        if address.is_unspecified:
+            return self.address if name in LISTEN_HOST_VARIABLES else value  # Dynamo refuses it, as on EC2
+        if address.is_loopback:
+            raise ContainerStartError(
+                f"{name}={value}: the host's own loopback, which no other host reaches; one machine has one "
+                "loopback, so this task would serve across hosts here and not on ECS (remove the variable: "
+                "Dynamo then uses the host's address)"
+            )
+        return NOT_THIS_HOST
+
     def plan(self, container: Mapping[str, Any]) -> ContainerPlan:
         mounts = {
             m["containerPath"]: self.volume_dir(m["sourceVolume"]) for m in container.get("mountPoints") or []
@@ -138,9 +178,9 @@ class LocalTaskLayout:
             release = release_of_image(image)
             cwd = self.toolbox.image_workdir(release)
             argv = local_argv(argv, release, str(self.model_dir), self.extra_engine_args)
-            env.setdefault("DYN_TCP_RPC_HOST", self.address)
-            env.setdefault("DYN_HTTP_HOST", self.address)
-            env.setdefault("DYN_SYSTEM_HOST", self.address)
+            given = {v["name"]: v["value"] for v in container.get("environment") or []}
+            for name in (*ADVERTISED_HOST_VARIABLES, *LISTEN_HOST_VARIABLES):
+                env[name] = self.host_address(name, given.get(name))
             env.setdefault("HF_HUB_OFFLINE", "1")
         elif kind == "nats":
             self.toolbox.check_release("nats-server", image)
@@ -167,6 +207,10 @@ class RunningContainer:
         """Whether a process of the container (its process group) still runs; zombies do not count."""
         self.process.poll()  # reap the first process
         return bool(_live_group_members(self.process.pid))
+
+    def pids(self) -> list[int]:
+        """The container's live processes (its process group)."""
+        return _live_group_members(self.process.pid)
 
     def log_tail(self, lines: int = 20) -> str:
         """The log's first three lines (where a refused flag shows) and its last ``lines``."""

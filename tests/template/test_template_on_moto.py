@@ -276,10 +276,11 @@ def test_gpu_instances_admit_the_load_balancer_each_other_and_the_collector(crea
         for pair in permission["UserIdGroupPairs"]:
             sources.add((pair["GroupId"], permission.get("FromPort"), permission["IpProtocol"]))
     physical = created.physical
+    gpu = physical["GpuInstanceSecurityGroup"]
     assert sources == {
         (physical["LoadBalancerSecurityGroup"], 8000, "tcp"),
         (physical["MetricsCollectorSecurityGroup"], 8000, "tcp"),
-        (physical["GpuInstanceSecurityGroup"], None, "-1"),
+        *((gpu, port, "tcp") for port in (8101, 8102, 8103, 5600, 5601, 47000)),
     }
 
 

@@ -15,10 +15,12 @@ from devtools.moto_stack import CLOUDFORMATION_OWN_PROPERTIES
 from devtools.services import MotoServer
 from devtools.template import load_template, resource, resources_of_type
 from dynamo_ecs import aws, metric_names
-from dynamo_ecs.config import DeploymentConfig
+from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig
+from dynamo_ecs.cross_host import CROSS_HOST_PORTS, pinned_environment, ports_of
 from dynamo_ecs.endpoints.gpu_services import GpuServicesProperties
 from dynamo_ecs.scaling.triggers import parse_trigger
 from dynamo_ecs.signals.breach_events import EVENT_DETAIL_TYPE, EVENT_SOURCE
+from dynamo_ecs.specs import load_default_spec
 from tests.template.stack import as_list, iam_statements, transformed_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -301,12 +303,41 @@ def test_infra_security_group_admits_only_the_two_named_sources() -> None:
 def test_gpu_instances_admit_only_the_load_balancer_each_other_and_the_collector() -> None:
     rules = ingress_rules("GpuInstanceSecurityGroup")
     assert all("CidrIp" not in r and "CidrIpv6" not in r for r in rules)
-    admitted = {(ref(r["SourceSecurityGroupId"]), r.get("FromPort"), r["IpProtocol"]) for r in rules}
+    assert all(r["IpProtocol"] == "tcp" and r.get("Description") for r in rules)  # no all-protocol rule
+    admitted = {(ref(r["SourceSecurityGroupId"]), r["FromPort"], r["ToPort"]) for r in rules}
     assert admitted == {
-        ("LoadBalancerSecurityGroup", 8000, "tcp"),
-        ("GpuInstanceSecurityGroup", None, "-1"),
-        ("MetricsCollectorSecurityGroup", 8000, "tcp"),
+        ("LoadBalancerSecurityGroup", 8000, 8000),
+        ("MetricsCollectorSecurityGroup", 8000, 8000),
+        ("GpuInstanceSecurityGroup", 8101, 8101),  # frontend's response stream
+        ("GpuInstanceSecurityGroup", 8102, 8102),  # decode worker's request plane
+        ("GpuInstanceSecurityGroup", 8103, 8103),  # prefill worker's request plane
+        ("GpuInstanceSecurityGroup", 5600, 5600),  # decode worker's NIXL side channel
+        ("GpuInstanceSecurityGroup", 5601, 5601),  # prefill worker's NIXL side channel
+        ("GpuInstanceSecurityGroup", 47000, 47063),  # UCX's TCP transport
     }
+
+
+def test_the_gpu_to_gpu_rules_are_the_ports_the_default_specs_pin() -> None:
+    """One rule per pinned port, named after the variable that pins it; nothing else between GPU hosts."""
+    rules = [
+        r
+        for r in ingress_rules("GpuInstanceSecurityGroup")
+        if ref(r["SourceSecurityGroupId"]) == "GpuInstanceSecurityGroup"
+    ]
+    opened = {(r["FromPort"], r["ToPort"]): r["Description"] for r in rules}
+    assert len(opened) == len(rules)
+    pinned = {(p.first, p.last): p.variable for p in CROSS_HOST_PORTS}
+    assert set(opened) == set(pinned)
+    for ports, variable in pinned.items():
+        assert variable in opened[ports]
+    for role in SERVICE_ROLES:
+        container = load_default_spec(role)["containerDefinitions"][0]
+        environment = {v["name"]: v["value"] for v in container["environment"]}
+        assert pinned_environment(role).items() <= environment.items()
+        mapped = {(m["containerPort"], m["hostPort"]) for m in container["portMappings"]}
+        for port in ports_of(role):
+            if port.first == port.last:  # single ports are reserved for placement; UCX's range is not
+                assert (port.first, port.first) in mapped
 
 
 def test_load_balancer_admits_only_the_allowed_cidr_and_reaches_only_the_frontends() -> None:

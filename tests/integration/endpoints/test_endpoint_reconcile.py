@@ -86,7 +86,7 @@ def test_replacement_rolls_both_services_onto_the_new_address(deployment: Deploy
     assert result["status"] == "applied"
     for role in ("frontend", "prefill"):
         after = running_definition(role)
-        assert env_of(after) == {
+        assert env_of(after) == env_of(before[role]) | {
             "ETCD_ENDPOINTS": f"http://{new_ip}:2379",
             "NATS_SERVER": f"nats://{new_ip}:4222",
         }

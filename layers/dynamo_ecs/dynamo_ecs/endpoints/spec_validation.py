@@ -17,7 +17,10 @@ of the field and the fix:
    ``ETCD_ENDPOINTS`` variable the operator fills.
 
 4. **the Dynamo release line** of the image (`release_check.check_dynamo_release`): the
-   flags, paths and KV transfer config that release's image accepts.
+   flags, paths and KV transfer config that release's image accepts;
+5. **cross-host networking** (`network_check.check_cross_host_networking`): host network
+   mode, the ports other GPU hosts call pinned to those template.yaml opens, the event plane
+   on NATS, no loopback advertised.
 
 Further checks plug in as one more `SpecCheck` through ``validate_spec(..., checks=...)`` or
 by extending `DEFAULT_CHECKS`.
@@ -34,6 +37,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, StringConstraints
 
+from dynamo_ecs.endpoints.network_check import check_cross_host_networking
 from dynamo_ecs.endpoints.release_check import check_dynamo_release
 from dynamo_ecs.errors import InvalidInputError, PlaceholderError
 from dynamo_ecs.infra import InfraEndpoint
@@ -387,7 +391,7 @@ def check_tags(spec: dict[str, Any]) -> Iterator[str]:
 
 
 ECS_RULES: tuple[SpecCheck, ...] = (check_task_size, check_containers, check_endpoint_variables, check_tags)
-DEFAULT_CHECKS: tuple[SpecCheck, ...] = (*ECS_RULES, check_dynamo_release)
+DEFAULT_CHECKS: tuple[SpecCheck, ...] = (*ECS_RULES, check_dynamo_release, check_cross_host_networking)
 
 
 # -- the whole check -------------------------------------------------------------------------

@@ -1,0 +1,145 @@
+"""Cross-host networking on the real Dynamo 1.6.1: a frontend task and a prefill task on two hosts.
+
+Each GPU instance has its own loopback address (127.32.1.x with ``LOCAL_ECS_VPC_OCTET=32``) and
+the tasks run in host network mode, as on EC2. The default specs serve a disaggregated request
+across the two; a prefill worker told to advertise an address its host does not have never
+serves; and every socket the Dynamo processes listen on is one template.yaml opens to some
+source, so a new listener without a security group rule fails here.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devtools.local_ecs import addresses
+from devtools.local_ecs.client import chat, first_success
+from devtools.local_ecs.deployment import MODEL, LocalDeployment, local_deployment
+from devtools.local_ecs.runner import GpuTask
+from devtools.local_ecs.sockets import Listener, listening_sockets
+from devtools.services import MotoServer
+from devtools.template import ingress_rules
+from dynamo_ecs.cross_host import ports_of
+from dynamo_ecs.specs import load_default_spec
+
+pytestmark = pytest.mark.xdist_group("real_dynamo")  # one real deployment at a time
+
+SERVE_TIMEOUT_S = 60.0
+NEVER_SERVES_S = 20.0  # the default specs serve within 2-6 s of starting
+HOST_LOCAL = "127.0.0.1"  # a listener here is reachable from its own host only, on EC2 as here
+
+
+def opened_ports() -> dict[tuple[int, int], set[str]]:
+    """template.yaml's ingress rules into the GPU instances: port range -> the sources it admits."""
+    opened: dict[tuple[int, int], set[str]] = {}
+    for rule in ingress_rules("GpuInstanceSecurityGroup"):
+        assert rule["IpProtocol"] == "tcp", rule  # an all-protocol rule would open everything
+        source = rule["SourceSecurityGroupId"]["Ref"]
+        opened.setdefault((rule["FromPort"], rule["ToPort"]), set()).add(source)
+    return opened
+
+
+def sources_reaching(port: int, opened: dict[tuple[int, int], set[str]]) -> set[str]:
+    return {s for (first, last), sources in opened.items() if first <= port <= last for s in sources}
+
+
+def task_listeners(task: GpuTask) -> list[Listener]:
+    pids = [pid for container in task.local.containers.values() for pid in container.pids()]
+    return listening_sockets(pids)
+
+
+def spec_with_env(role: str, **environment: str) -> dict[str, Any]:
+    spec = copy.deepcopy(load_default_spec(role))  # type: ignore[arg-type]
+    env = spec["containerDefinitions"][0]["environment"]
+    env[:] = [v for v in env if v["name"] not in environment]
+    env += [{"name": name, "value": value} for name, value in environment.items()]
+    return spec
+
+
+def stopped_logs(deployment: LocalDeployment, role: str) -> str:
+    return "\n".join(log for s in deployment.runner.stopped if s.role == role for log in s.logs.values())
+
+
+def test_the_default_specs_serve_across_two_hosts_on_the_ports_the_template_opens(
+    aws_env: MotoServer, tmp_path: Path
+) -> None:
+    opened = opened_ports()
+    with local_deployment(tmp_path) as deployment:
+        runner = deployment.runner
+        frontend, prefill = runner.running("frontend")[0], runner.running("prefill")[0]
+        assert frontend.address != prefill.address  # two hosts
+        # When a chat completion is sent to the frontend task
+        result = first_success(deployment.frontend_url(), MODEL, SERVE_TIMEOUT_S, on_wait=runner.tick)
+        # Then it succeeds, prefilled on the other host
+        assert result is not None, runner.stopped
+        assert "request received" in prefill.local.containers["dynamo-prefill"].log_tail(400)
+
+        for task in (frontend, prefill):
+            listeners = task_listeners(task)
+            # Each pinned port is listened on at the task's host address (Dynamo took the pin) ...
+            listened = {(listener.address, listener.port) for listener in listeners}
+            for pinned in ports_of(task.role):  # type: ignore[arg-type]
+                if pinned.variable.startswith("DYN_"):  # vLLM's and UCX's do not run here
+                    assert (task.address, pinned.first) in listened, (task.role, pinned, listeners)
+            # ... and every socket a Dynamo process listens on is on the host's address and open
+            # to some source in template.yaml: GPU instances for the workers' and the response
+            # stream's ports, the load balancer for the frontend's HTTP port.
+            for listener in listeners:
+                if listener.address == HOST_LOCAL:
+                    continue
+                assert listener.address == task.address, (task.role, listener)
+                assert sources_reaching(listener.port, opened), (
+                    f"{task.role} listens on {listener.port}, which template.yaml opens to nothing"
+                )
+        frontend_ports = {listener.port for listener in task_listeners(frontend)}
+        prefill_ports = {listener.port for listener in task_listeners(prefill)}
+        assert "LoadBalancerSecurityGroup" in set.union(
+            *(sources_reaching(p, opened) for p in frontend_ports)
+        )
+        for port in prefill_ports:  # only other GPU hosts ever call a prefill worker
+            assert sources_reaching(port, opened) == {"GpuInstanceSecurityGroup"}, port
+
+
+def test_a_prefill_worker_advertising_an_address_its_host_lacks_never_serves(
+    aws_env: MotoServer, tmp_path: Path
+) -> None:
+    # Given a prefill task definition whose request plane advertises an address of no instance
+    nowhere = f"10.{addresses.vpc_octet()}.250.250"
+    specs = {"prefill": spec_with_env("prefill", DYN_TCP_RPC_HOST=nowhere)}
+    with local_deployment(tmp_path, specs=specs) as deployment:
+        url = deployment.frontend_url()
+        statuses: list[int] = []
+        deadline = time.monotonic() + NEVER_SERVES_S
+        while time.monotonic() < deadline:
+            deployment.runner.tick()
+            answer = chat(url, MODEL, timeout_s=5)
+            assert not answer.ok, answer
+            if answer.status or statuses:  # from the frontend's first answer on
+                statuses.append(answer.status)
+            time.sleep(0.5)
+        # Then the frontend refuses every request with 503 (its model is not ready: no prefill
+        # worker ever registers), and the prefill tasks stop, each replaced by another that fails
+        assert len(statuses) > 10 and set(statuses) == {503}
+        assert "Cannot assign requested address" in stopped_logs(deployment, "prefill")
+        reasons = [s.reason for s in deployment.runner.stopped if s.role == "prefill"]
+        # (the worker exits with code 0, as Dynamo does on a lost etcd lease too)
+        assert reasons and set(reasons) == {
+            "Essential container in task exited: dynamo-prefill exited with 0"
+        }
+
+
+def test_a_prefill_worker_advertising_loopback_does_not_start_here(
+    aws_env: MotoServer, tmp_path: Path
+) -> None:
+    # Given a prefill task definition that advertises the host's loopback (unreachable from the
+    # frontend's host on ECS; reachable from every "host" of one machine, so refused here)
+    specs = {"prefill": spec_with_env("prefill", DYN_TCP_RPC_HOST="127.0.0.1")}
+    with local_deployment(tmp_path, specs=specs, desired={"frontend": 0, "prefill": 1}) as deployment:
+        deployment.runner.tick()
+        [stopped, *_] = [s for s in deployment.runner.stopped if s.role == "prefill"]
+        assert stopped.reason.startswith("CannotStartContainerError: DYN_TCP_RPC_HOST=127.0.0.1")
+        assert "loopback" in stopped.reason
