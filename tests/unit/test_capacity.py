@@ -36,18 +36,20 @@ def test_the_examples_40_gib_fit_none_of_the_small_types() -> None:
     assert too_small == {"g5.xlarge", "g5.2xlarge", "g6.xlarge", "g6.2xlarge", "g6e.xlarge"}
 
 
-def test_multi_gpu_types_hold_one_frontend_and_fill_the_rest_with_prefill() -> None:
-    assert capacity.tasks_per_instance("g6e.12xlarge") == {"frontend": 1, "prefill": 4, "together": 4}
+def test_an_instance_holds_one_task_of_each_service_for_their_host_ports() -> None:
+    assert capacity.tasks_per_instance("g6e.12xlarge") == {"frontend": 1, "prefill": 1, "together": 2}
     assert capacity.tasks_per_instance("p5.48xlarge", gpus_per_task=2) == {
         "frontend": 1,
-        "prefill": 4,
-        "together": 4,
+        "prefill": 1,
+        "together": 2,
     }
     assert capacity.tasks_per_instance("g6e.2xlarge") == {"frontend": 1, "prefill": 1, "together": 1}
-    # 4 frontends need 4 instances whatever else runs; 1 frontend and 3 prefill share one
+    # 4 frontends need 4 instances whatever else runs; 1 frontend and 1 prefill share one;
+    # 3 prefill tasks need 3 instances (each reserves the same host ports)
     assert capacity.instances_needed("g6e.12xlarge", 4, 4) == 4
-    assert capacity.instances_needed("g6e.12xlarge", 1, 3) == 1
-    assert capacity.instances_needed("g6e.12xlarge", 1, 4) == 2
+    assert capacity.instances_needed("g6e.12xlarge", 1, 1) == 1
+    assert capacity.instances_needed("g6e.12xlarge", 1, 3) == 3
+    assert capacity.instances_needed("g6e.12xlarge", 1, 1, prefill_gpus=3) == 1
     assert capacity.gpus_paid("g6e.12xlarge", 2, 0) == 8
     # on 1-GPU types the paid GPUs are the tasks' GPUs
     assert capacity.gpus_paid("g6e.2xlarge", 3, 2) == 5
@@ -77,8 +79,8 @@ def test_the_budget_counts_the_instances_gpus_on_multi_gpu_types() -> None:
         {"frontend": 1, "prefill": 1},
         {"frontend": 3.0, "prefill": 1.0},
     )
-    # Then the frontend gets 2 (one per instance) and prefill the 4 GPUs left on those instances
-    assert granted == {"frontend": 2, "prefill": 4}
+    # Then the frontend gets 2 (one per instance) and prefill one task beside each
+    assert granted == {"frontend": 2, "prefill": 2}
     assert config.gpus_used(granted) == 8 and note is not None
     # (counted by the tasks' GPUs alone, 4 + 4 = 8 would have "fit" and needed 4 instances: 16 GPUs)
     assert capacity.gpus_paid("g6e.12xlarge", 4, 4) == 16

@@ -8,11 +8,14 @@ launch template's user data to `ECS_RESERVED_MEMORY_MIB`, for the ECS agent, Doc
 CloudWatch and SSM agents). CPU registers whole: 1,024 units per vCPU.
 
 Each task gets the slice of one instance that its GPUs are of the instance's GPUs, so any
-mix of tasks that fits the GPUs fits CPU and memory too. A frontend task runs in ``host``
-network mode and binds port 8000, so one instance holds at most one frontend; prefill tasks
-(``bridge`` mode, no host ports) fill the other GPUs. The instances a set of tasks needs is
-therefore ``max(frontends, ceil(GPUs asked / GPUs per instance))``, and the GPUs paid for
-are that many instances' GPUs: the figure the GPU budget bounds.
+mix of tasks that fits the GPUs fits CPU and memory too. Both GPU services run in ``host``
+network mode and reserve the ports other hosts call as host-mode port mappings (the
+frontend 8000 and its workers' pinned ports, a prefill task its own, `dynamo_ecs.cross_host`),
+so one instance holds at most one frontend task and one prefill task, which may share it.
+The instances a set of tasks needs is therefore ``max(frontends, prefills, ceil(GPUs asked /
+GPUs per instance))``, and the GPUs paid for are that many instances' GPUs: the figure the
+GPU budget bounds. On a multi-GPU type, give each task more GPUs (``gpus_per_task``) rather
+than more tasks.
 
 Instance figures: Amazon EC2 accelerated computing instance specifications (vCPUs, memory
 GiB, NVIDIA GPUs), https://docs.aws.amazon.com/ec2/latest/instancetypes/ac.html.
@@ -32,8 +35,9 @@ PLATFORM_MEMORY_FRACTION = 0.05
 # ECS_RESERVED_MEMORY in the launch template's user data (template.yaml, GpuLaunchTemplate).
 ECS_RESERVED_MEMORY_MIB = 1024
 MEMORY_STEP_MIB = 128
-# The frontend's host port: one frontend task per instance.
+# The host ports each service reserves: one task of each per instance.
 FRONTEND_TASKS_PER_INSTANCE = 1
+PREFILL_TASKS_PER_INSTANCE = 1
 
 
 @dataclass(frozen=True)
@@ -120,15 +124,17 @@ def task_size(name: str, gpus: int = 1) -> TaskSize:
 def tasks_per_instance(name: str, gpus_per_task: int = 1) -> dict[str, int]:
     """The most tasks of each kind one instance holds (alone; together they share the GPUs)."""
     slots = instance_type(name).gpus // gpus_per_task
-    return {"frontend": min(FRONTEND_TASKS_PER_INSTANCE, slots), "prefill": slots, "together": slots}
+    frontend = min(FRONTEND_TASKS_PER_INSTANCE, slots)
+    prefill = min(PREFILL_TASKS_PER_INSTANCE, slots)
+    return {"frontend": frontend, "prefill": prefill, "together": min(frontend + prefill, slots)}
 
 
 def instances_needed(
     name: str, frontend: int, prefill: int, frontend_gpus: int = 1, prefill_gpus: int = 1
 ) -> int:
-    """Instances that hold ``frontend`` and ``prefill`` tasks: one frontend each, GPUs shared."""
+    """Instances that hold ``frontend`` and ``prefill`` tasks: one of each per instance, GPUs shared."""
     gpus = instance_type(name).gpus
-    return max(frontend, math.ceil((frontend * frontend_gpus + prefill * prefill_gpus) / gpus))
+    return max(frontend, prefill, math.ceil((frontend * frontend_gpus + prefill * prefill_gpus) / gpus))
 
 
 def gpus_paid(name: str, frontend: int, prefill: int, frontend_gpus: int = 1, prefill_gpus: int = 1) -> int:
