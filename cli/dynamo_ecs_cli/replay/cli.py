@@ -28,8 +28,8 @@ from pydantic import ValidationError
 
 from dynamo_ecs.config import ENV_PREFIX, DeploymentConfig, format_validation_error, load_config
 from dynamo_ecs.errors import ConfigError
+from dynamo_ecs_cli.replay.catalog import POLICIES
 from dynamo_ecs_cli.replay.model import ModelParams
-from dynamo_ecs_cli.replay.policies import POLICIES
 from dynamo_ecs_cli.replay.report import print_table, results_table, write_chart
 from dynamo_ecs_cli.replay.simulate import SlaTargets, replay_all
 from dynamo_ecs_cli.replay.traces import SYNTHETIC, TraceError, export_command, resolve_trace

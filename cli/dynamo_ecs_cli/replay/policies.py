@@ -28,6 +28,7 @@ from typing import Protocol
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ScalingPolicy, ServiceRole
 from dynamo_ecs.scaling.decide import History, Observation, ServiceState, decide
 from dynamo_ecs.scaling.signals import SignalSpec, signal_specs
+from dynamo_ecs_cli.replay.model import ModelParams
 
 Counts = dict[ServiceRole, int]
 
@@ -58,7 +59,7 @@ def all_specs(config: DeploymentConfig) -> list[SignalSpec]:
     return [spec for role in SERVICE_ROLES for spec in signal_specs(config, role)]
 
 
-def _minimums(config: DeploymentConfig) -> Counts:
+def minimums(config: DeploymentConfig) -> Counts:
     return {role: config.service(role).min for role in SERVICE_ROLES}
 
 
@@ -84,7 +85,7 @@ class _Decides:
     history: History
 
     def initial_counts(self) -> Counts:
-        return _minimums(self.config)
+        return minimums(self.config)
 
     def _decide(
         self, states: Mapping[ServiceRole, ServiceState], observations: Mapping[str, Observation], now: float
@@ -99,7 +100,7 @@ class Ours(_Decides):
 
     name = "ours"
 
-    def __init__(self, config: DeploymentConfig, start: float) -> None:
+    def __init__(self, config: DeploymentConfig, start: float, params: ModelParams | None = None) -> None:
         self.config = config
         self.schedule = Every(start, SCHEDULE_S)
         self.history = History()
@@ -158,7 +159,7 @@ class HpaDefaults(_Decides):
 
     name = "hpa"
 
-    def __init__(self, config: DeploymentConfig, start: float) -> None:
+    def __init__(self, config: DeploymentConfig, start: float, params: ModelParams | None = None) -> None:
         self.config = config.model_copy(update={"scaling": hpa_policy(config)})
         self.schedule = Every(start, HPA_SYNC_S)
         self.history = History()
@@ -216,7 +217,7 @@ class TargetTracking:
 
     name = "target_tracking"
 
-    def __init__(self, config: DeploymentConfig, start: float) -> None:
+    def __init__(self, config: DeploymentConfig, start: float, params: ModelParams | None = None) -> None:
         self.config = config
         self.schedule = Every(start, TT_PERIOD_S)
         self.trackers = {
@@ -226,7 +227,7 @@ class TargetTracking:
         self.last_in: dict[ServiceRole, float] = {}
 
     def initial_counts(self) -> Counts:
-        return _minimums(self.config)
+        return minimums(self.config)
 
     def step(
         self,
@@ -276,7 +277,7 @@ class Static:
 
     name = "static"
 
-    def __init__(self, config: DeploymentConfig, start: float) -> None:
+    def __init__(self, config: DeploymentConfig, start: float, params: ModelParams | None = None) -> None:
         self.config = config
 
     def initial_counts(self) -> Counts:
@@ -290,11 +291,3 @@ class Static:
         new_datapoints: bool,
     ) -> Counts | None:
         return None
-
-
-POLICIES: dict[str, type[Ours] | type[HpaDefaults] | type[TargetTracking] | type[Static]] = {
-    "ours": Ours,
-    "target_tracking": TargetTracking,
-    "hpa": HpaDefaults,
-    "static": Static,
-}

@@ -13,13 +13,13 @@ plus JetStream backlog, requests).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 from dynamo_ecs.scaling.decide import Observation
+from dynamo_ecs_cli.replay.catalog import POLICIES, PolicyFactory
 from dynamo_ecs_cli.replay.model import GpuServices, ModelParams
-from dynamo_ecs_cli.replay.policies import POLICIES, Policy, all_specs
+from dynamo_ecs_cli.replay.policies import all_specs
 from dynamo_ecs_cli.replay.traces import Trace
 
 
@@ -59,6 +59,7 @@ class RunResult:
     gpu_hours: float = 0.0
     scale_actions: int = 0
     peak_queue: float = 0.0
+    timed_out: float = 0.0
     decisions: int = 0
     series: Series = field(default_factory=Series)
 
@@ -69,11 +70,9 @@ class RunResult:
             "gpu_hours": round(self.gpu_hours, 2),
             "scale_actions": self.scale_actions,
             "peak_queue": round(self.peak_queue, 1),
+            "timed_out": round(self.timed_out, 1),
             "decisions": self.decisions,
         }
-
-
-PolicyFactory = Callable[[DeploymentConfig, float], Policy]
 
 
 def replay(
@@ -85,7 +84,8 @@ def replay(
 ) -> RunResult:
     """One policy over the whole trace; deterministic for a given trace, config and params."""
     sla = sla or SlaTargets.from_config(config)
-    policy = make_policy(config, trace.start)
+    policy = make_policy(config, trace.start, params)
+    observe = getattr(policy, "observe", None)
     services = GpuServices(config, params, policy.initial_counts())
     result = RunResult(policy.name)
     specs = all_specs(config)
@@ -112,10 +112,14 @@ def replay(
         series.queue.append(queue)
         result.gpu_hours += metrics.provisioned_gpus * dt / 3600.0
         result.peak_queue = max(result.peak_queue, queue)
+        result.timed_out += metrics.timed_out
         if sla.violated(metrics.ttft_p90_ms, metrics.itl_p90_ms):
             result.sla_minutes += dt / 60.0
 
-        for source, value in metrics.signals().items():
+        signals = metrics.signals()
+        if observe is not None:
+            observe(end, signals)
+        for source, value in signals.items():
             if value is not None:
                 sums.setdefault(source, []).append(value)
         new_datapoints = (end - trace.start) % period == 0
