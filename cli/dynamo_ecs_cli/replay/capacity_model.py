@@ -5,8 +5,8 @@ docs/replay.md "Start-up"):
 
 1. PROVISIONING until an instance is free for it. When none is, the capacity provider's
    managed scaling notices after ``capacity_reaction_s`` (its once-a-minute
-   ``CapacityProviderReservation`` metric; 0 when the scaler sets the Auto Scaling group's
-   capacity itself) and the group launches one: ``instance_launch_s`` cold, or
+   ``CapacityProviderReservation`` metric), or at once when the policy asks the Auto
+   Scaling group itself (our scaler's scale-ahead), and the group launches one: ``instance_launch_s`` cold, or
    ``warm_launch_s`` from the warm pool, whose instances pulled the image while warming;
 2. PENDING while the instance pulls the image (``image_pull_s``, skipped when the instance
    already has it: warm-pool instances, and any instance that ran a task before);
@@ -77,6 +77,9 @@ class Instance:
 class Task:
     asked_at: float
     gpus: int
+    # When the Auto Scaling group learns that the task needs an instance: after the capacity
+    # provider's reaction, or at once when the scaler asks the group itself (scale-ahead).
+    noticed_at: float = float("-inf")
     instance: Instance | None = None
     running_at: float = float("inf")  # container started (ECS runningCount)
     serving_at: float = float("inf")  # model loaded
@@ -107,11 +110,6 @@ class ServicePool:
 
     def state(self, now: float) -> ServiceState:
         return ServiceState(self.desired, self.running(now))
-
-    def first_serving_at(self, since: float) -> float | None:
-        """When the first task asked for at or after ``since`` started serving (None: none yet)."""
-        times = [t.serving_at for t in self.tasks if t.asked_at >= since and t.serving_at < float("inf")]
-        return min(times) if times else None
 
 
 class Cluster:
@@ -144,7 +142,6 @@ class Cluster:
 
     def advance(self, now: float, waiting: list[Task]) -> None:
         """Refill the warm pool, scale idle instances in, place waiting tasks, launch instances."""
-        s = self.startup
         refilled = [t for t in self.warm_refills if t <= now]
         if refilled:
             self.warm_stock = min(self.warm_stock + len(refilled), self.startup.warm_pool_size)
@@ -159,7 +156,7 @@ class Cluster:
             self._start(task, instance, now)
         unplaced = [t for t in waiting if t.instance is None]
         on_the_way = sum(1 for i in self.instances if i.task is None and i.ready_at > now)
-        noticed = [t for t in unplaced if now - t.asked_at >= s.capacity_reaction_s]
+        noticed = [t for t in unplaced if t.noticed_at <= now]
         for task in noticed[on_the_way:]:
             if len(self.instances) >= self.max_instances:
                 break

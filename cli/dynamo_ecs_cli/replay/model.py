@@ -198,6 +198,7 @@ class GpuServices:
         self.params = params
         self.cluster = Cluster(params.startup, max_instances=config.gpu_budget)
         self.pools = {role: ServicePool() for role in SERVICE_ROLES}
+        self.created: list[Task] = []  # every task asked for during the replay
         for role in SERVICE_ROLES:
             for _ in range(counts[role]):
                 task = Task(float("-inf"), config.service(role).gpus_per_task)
@@ -212,12 +213,16 @@ class GpuServices:
     def states(self, now: float) -> dict[ServiceRole, ServiceState]:
         return {role: pool.state(now) for role, pool in self.pools.items()}
 
-    def set_desired(self, counts: dict[ServiceRole, int], now: float) -> None:
+    def set_desired(self, counts: dict[ServiceRole, int], now: float, scale_ahead: bool = False) -> None:
+        """ECS's desired counts; with ``scale_ahead`` the policy also asks the Auto Scaling group."""
+        noticed = now if scale_ahead else now + self.params.capacity_reaction_s
         for role, count in counts.items():
             pool = self.pools[role]
             gpus = self.config.service(role).gpus_per_task
             while pool.desired < count:
-                pool.tasks.append(Task(now, gpus))
+                task = Task(now, gpus, noticed)
+                pool.tasks.append(task)
+                self.created.append(task)
             if pool.desired > count:
                 # ECS stops the tasks least far along first: not placed, then starting, newest first.
                 order = sorted(pool.tasks, key=lambda t: (t.instance is not None, t.serving_at, t.asked_at))

@@ -29,35 +29,7 @@ from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 from dynamo_ecs.scaling.decide import History, Observation, ServiceState, decide, fit_budget
 from dynamo_ecs.scaling.signals import SignalSpec, signal_specs
 from dynamo_ecs_cli.replay.model import ModelParams
-from dynamo_ecs_cli.replay.policies import Counts, Every, hpa_policy, minimums
-
-Signals = Mapping[tuple[str, ServiceRole], float | None]
-
-
-class Datapoints:
-    """One metric period's CloudWatch datapoints: each signal's average, stamped at the period's end."""
-
-    def __init__(self, start: float, period_s: float) -> None:
-        self.start = start
-        self.period_s = period_s
-        self.sums: dict[tuple[str, ServiceRole], list[float]] = {}
-        self.latest: dict[tuple[str, ServiceRole], Observation] = {}
-
-    def add(self, end: float, signals: Signals) -> bool:
-        """Add one tick's values; True when a period ended with this tick."""
-        for source, value in signals.items():
-            if value is not None:
-                self.sums.setdefault(source, []).append(value)
-        if (end - self.start) % self.period_s != 0:
-            return False
-        for source, values in self.sums.items():
-            self.latest[source] = Observation(sum(values) / len(values), end)
-        self.sums = {}
-        return True
-
-    def value(self, metric: str, service: ServiceRole, now: float, max_age_s: float) -> float | None:
-        obs = self.latest.get((metric, service))
-        return None if obs is None or now - obs.at > max_age_s else obs.value
+from dynamo_ecs_cli.replay.policies import Counts, Datapoints, Every, Signals, hpa_policy, minimums
 
 
 def _bounded(

@@ -14,6 +14,7 @@ plus JetStream backlog, requests).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 from dynamo_ecs.scaling.decide import Observation
@@ -62,6 +63,13 @@ class RunResult:
     timed_out: float = 0.0
     decisions: int = 0
     series: Series = field(default_factory=Series)
+    # (asked for at, serving from) of every task asked for; inf: never served (stopped first).
+    tasks: list[tuple[float, float]] = field(default_factory=list)
+
+    def first_serving_after(self, at: float) -> float | None:
+        """When the first task asked for at or after ``at`` started serving."""
+        times = [serving for asked, serving in self.tasks if asked >= at and serving < float("inf")]
+        return min(times) if times else None
 
     def summary(self) -> dict[str, float | int | str]:
         return {
@@ -136,8 +144,25 @@ def replay(
             continue
         result.decisions += 1
         result.scale_actions += sum(1 for r in SERVICE_ROLES if wanted[r] != before[r].desired)
-        services.set_desired(wanted, end)
+        services.set_desired(wanted, end, getattr(policy, "scale_ahead", False))
+    result.tasks = [(t.asked_at, t.serving_at) for t in services.created]
     return result
+
+
+def with_profiled_capacity(config: DeploymentConfig, params: ModelParams) -> DeploymentConfig:
+    """The config with each service's ``capacity_rps`` taken from the model where it is unset.
+
+    What ``dynamo-ecs profile`` tells a user to set; the TTFT target is the frontend's. An
+    explicit ``--set <role>.capacity_rps=...`` is kept.
+    """
+    ttft = config.frontend.targets.ttft_ms or 500.0
+    update: dict[str, Any] = {}
+    for role in SERVICE_ROLES:
+        service = config.service(role)
+        if service.capacity_rps is None:
+            rps = round(params.capacity_at_ttft(role, ttft), 2)
+            update[role] = service.model_copy(update={"capacity_rps": rps})
+    return config.model_copy(update=update)
 
 
 def replay_all(
@@ -147,5 +172,7 @@ def replay_all(
     policies: list[str] | None = None,
     sla: SlaTargets | None = None,
 ) -> list[RunResult]:
+    """Every chosen policy over the trace, with the profiled capacity filled in (`with_profiled_capacity`)."""
     chosen = policies or list(POLICIES)
+    config = with_profiled_capacity(config, params)
     return [replay(trace, config, params, POLICIES[name], sla) for name in chosen]

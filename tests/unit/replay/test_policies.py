@@ -48,8 +48,8 @@ def test_ours_calls_the_production_decide_with_its_history_carried(monkeypatch: 
     assert vars(policies)["decide"] is production.decide  # the very function the scaler imports
     calls: list[dict[str, Any]] = []
 
-    def spy(config: Any, states: Any, observations: Any, history: Any, now: float) -> Any:
-        decision = production.decide(config, states, observations, history, now)
+    def spy(config: Any, states: Any, observations: Any, history: Any, now: float, demand: Any = ()) -> Any:
+        decision = production.decide(config, states, observations, history, now, demand)
         calls.append({"config": config, "history_in": history, "decision": decision, "now": now})
         return decision
 

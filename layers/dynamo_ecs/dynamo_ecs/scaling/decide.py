@@ -8,8 +8,11 @@ explained with its origin in docs/scaling.md):
 
 1. per metric, a proposal (`propose`): ``ratio`` signals ``ceil(running * value / target)``,
    ``total`` signals ``ceil(total / per_replica_target)``; within the tolerance: no change.
-   A metric with no datapoint younger than ``metric_max_age_s`` proposes nothing;
-2. the largest proposal wins; when any metric is missing, the result is never below the
+   ITL below its target reads only the part above its no-load floor, or (floor unknown)
+   never asks for scale-in. A metric with no datapoint younger than ``metric_max_age_s``
+   proposes nothing;
+2. the largest proposal wins, raised to the predictive floor (`forecast`) when the service
+   has a ``capacity_rps``; when any metric is missing, the result is never below the
    current count (missing data never scales in);
 3. prefill scale-to-zero (optional): active while its queue depth is above
    ``prefill_activation_queue``, JetStream lag (when on) above ``prefill_activation_lag``,
@@ -23,11 +26,12 @@ explained with its origin in docs/scaling.md):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ScalingPolicy, ServiceRole
+from dynamo_ecs.scaling.forecast import Forecast, forecast, predictive_floor
 from dynamo_ecs.scaling.signals import SignalSpec, signal_specs
 
 Action = Literal["scale_out", "scale_in", "none"]
@@ -202,6 +206,21 @@ def propose(
     if abs(ratio - 1.0) <= policy.tolerance + _EPSILON:
         return result(desired, ratio, "within tolerance")
     pending = desired - running
+    if ratio < 1.0 and spec.scale_in == "never":
+        return result(
+            0,
+            ratio,
+            "below target: a latency above its no-load floor never asks for scale-in (floor unknown)",
+        )
+    if ratio < 1.0 and spec.scale_in == "above_floor":
+        above = max(value - spec.floor, 0.0) / (spec.target - spec.floor)
+        wanted = min(_ceil(running * above + pending), desired)
+        return result(
+            wanted,
+            ratio,
+            f"ceil({running} running x {above:.2f} above the {spec.floor:g} floor"
+            f" + {pending} starting) = {wanted}",
+        )
     if ratio > 1.0:
         # Tasks still starting count as capacity on the way (HPA counts them at 0 % for scale-up).
         wanted = max(_ceil(running * ratio), desired)
@@ -236,6 +255,7 @@ def _recommend(
     state: ServiceState,
     observations: Mapping[str, Observation],
     now: float,
+    prediction: Forecast | None = None,
 ) -> _Working:
     policy = config.scaling
     bounds = config.service(role)
@@ -252,6 +272,10 @@ def _recommend(
         best = max(fresh, key=lambda p: p.replicas or 0)
         raw = best.replicas or 0
         work.steps.append(f"largest proposal: {best.signal} -> {raw}")
+    floor = predictive_floor(config, role, prediction)
+    if floor is not None and floor[0] > raw:
+        raw = floor[0]
+        work.steps.append(floor[1])
 
     scale_to_zero = role == "prefill" and policy.prefill_scale_to_zero and bounds.min == 0
     activation = _activation(fresh, observations, policy, now) if scale_to_zero else None
@@ -418,13 +442,16 @@ def decide(
     observations: Mapping[str, Observation],
     history: History,
     now: float,
+    demand: Sequence[Observation] = (),
 ) -> Decision:
-    """Desired counts for both services. ``observations`` is keyed by `SignalSpec.key`."""
+    """Desired counts for both services. ``observations`` is keyed by `SignalSpec.key`;
+    ``demand`` is the frontend's recent ``RequestRate`` datapoints (the predictive floor's input)."""
     policy = config.scaling
     history = history.pruned(now, policy)
+    prediction = forecast(config, demand, now) if demand else None
     work: dict[ServiceRole, _Working] = {}
     for role in SERVICE_ROLES:
-        w = _recommend(role, config, states[role], observations, now)
+        w = _recommend(role, config, states[role], observations, now, prediction)
         target = _stabilize(w, history, policy, now)
         target = _rate_limit(w, target, history, policy, now)
         if target < w.state.desired and w.state.rollout_in_progress:
