@@ -178,6 +178,9 @@ class ScalingPolicy(StrictModel):
     # trend_window_s, projected over startup_s, the time a new task takes to serve.
     startup_s: int = Field(120, ge=0, le=3600)
     trend_window_s: int = Field(300, ge=30, le=3600)
+    # Spare capacity the floor keeps above the projected rate: capacity_rps is where a replica
+    # just meets the SLA, and latency varies around its mean.
+    floor_headroom: float = Field(0.15, ge=0, le=2)
     # Ask the GPU Auto Scaling group for the instances a scale-out needs at once, instead of
     # waiting for the capacity provider's once-a-minute reservation metric (needs
     # gpu_autoscaling_group).

@@ -4,9 +4,9 @@ A task asked for now serves ``scaling.startup_s`` later (instance, image, model:
 "Start-up"), so sizing on today's latency is sizing for the past. The floor looks ahead
 instead: the frontend's ``RequestRate`` datapoints of the last ``scaling.trend_window_s``
 give a rate and a least-squares trend; a rising trend is projected over the start-up time;
-the projected rate divided by what one replica serves within the SLA
-(``<role>.capacity_rps``, measured by ``dynamo-ecs profile`` or on your GPUs) is the
-fewest replicas the service may have. A falling trend is not projected: the floor follows
+the projected rate, plus ``scaling.floor_headroom``, divided by what one replica serves
+within the SLA (``<role>.capacity_rps``, measured by ``dynamo-ecs profile`` or on your
+GPUs) is the fewest replicas the service may have. A falling trend is not projected: the floor follows
 the rate itself down, and the scale-down window still applies.
 """
 
@@ -34,15 +34,16 @@ class Forecast:
     rate: float  # requests/s, the newest datapoint
     slope: float  # requests/s per second, least squares over the window (0 without a trend)
     projected: float  # requests/s expected when a task asked for now starts serving
+    headroom: float = 0.0  # spare fraction kept above the projected rate
 
     def floor(self, capacity_rps: float) -> int:
-        return max(0, math.ceil(self.projected / capacity_rps - _EPSILON))
+        return max(0, math.ceil(self.projected * (1.0 + self.headroom) / capacity_rps - _EPSILON))
 
     def note(self, capacity_rps: float, horizon_s: float) -> str:
         return (
             f"predictive floor: rate {self.rate:.2f}/s, trend {self.slope * 60:+.2f}/s per min over "
-            f"{horizon_s:.0f} s start-up -> {self.projected:.2f}/s / {capacity_rps:g} per replica "
-            f"= {self.floor(capacity_rps)}"
+            f"{horizon_s:.0f} s start-up -> {self.projected:.2f}/s x {1 + self.headroom:g} / "
+            f"{capacity_rps:g} per replica = {self.floor(capacity_rps)}"
         )
 
 
@@ -70,7 +71,7 @@ def forecast(config: DeploymentConfig, demand: Sequence[Observation], now: float
     rate = window[-1].value
     slope = least_squares_slope(window)
     projected = rate + max(slope, 0.0) * policy.startup_s
-    return Forecast(rate, slope, projected)
+    return Forecast(rate, slope, projected, policy.floor_headroom)
 
 
 def predictive_floor(
