@@ -119,14 +119,18 @@ class Cluster:
         self.startup = startup
         self.max_instances = max_instances
         self.instances: list[Instance] = []
-        self.warm_stock = startup.warm_pool_size
+        self.warm_stock = startup.warm_pool_size  # capped below, once the first tasks are placed
         self.warm_refills: list[float] = []  # when a new warm-pool instance will be ready
 
     def place_running(self, task: Task, now: float) -> None:
-        """A task that serves from the start of the replay, on an instance of its own."""
+        """A task that serves from the start of the replay, on an instance of its own.
+
+        The warm pool holds what the group's max leaves (MaxGroupPreparedCapacity = max).
+        """
         instance = Instance(task.gpus, now, True, task)
         task.instance, task.running_at, task.serving_at = instance, now, now
         self.instances.append(instance)
+        self.warm_stock = min(self.warm_stock, max(self.max_instances - len(self.instances), 0))
 
     def gpus(self) -> int:
         return sum(i.gpus for i in self.instances)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from dynamo_ecs.config import DeploymentConfig
 from dynamo_ecs_cli.replay.catalog import PolicyFactory
@@ -97,3 +98,15 @@ def breach_to_serving_s(config: DeploymentConfig, params: ModelParams) -> float:
     if serving is None:
         raise RuntimeError("no new replica served within the surge: the scenario is too short")
     return serving - breach
+
+
+# The stack's defaults where they differ from the config's own: template.yaml's
+# MetricPeriodSeconds (10) sets the collector's six rounds a minute and the scaler's period.
+STACK_DEFAULTS: dict[str, Any] = {
+    "scaling": {"metric_period_s": 10},
+    "signals": {"samples_per_invocation": 6},
+}
+
+
+def stack_config() -> DeploymentConfig:
+    return DeploymentConfig.model_validate(STACK_DEFAULTS)

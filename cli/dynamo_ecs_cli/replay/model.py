@@ -51,10 +51,10 @@ class ModelParams(BaseModel):
     # Start-up, phase by phase (capacity_model.py), and shut-down.
     capacity_reaction_s: float = Field(60.0, ge=0)
     instance_launch_s: float = Field(150.0, ge=0)
-    warm_launch_s: float = Field(40.0, ge=0)
+    warm_launch_s: float = Field(45.0, ge=0)
     image_pull_s: float = Field(360.0, ge=0)
     model_load_s: float = Field(60.0, ge=0)
-    warm_pool_size: int = Field(0, ge=0)
+    warm_pool_size: int = Field(6, ge=0)
     drain_s: float = Field(120.0, ge=0)
     idle_instance_s: float = Field(900.0, ge=0)
     # Clients and latency.
@@ -96,16 +96,23 @@ class ModelParams(BaseModel):
             return self.decode_tokens_per_s / output_tokens
         return self.prefill_tokens_per_s / input_tokens
 
-    def capacity_at_ttft(self, role: ServiceRole, ttft_ms: float) -> float:
-        """Requests/s one replica serves with its latency at ``ttft_ms`` (prefill) or at 80 %
-        of its throughput (frontend), at the default lengths: the per-replica capacity the
-        scaler's predictive floor is configured with."""
+    def capacity_at_sla(self, role: ServiceRole, ttft_ms: float, itl_ms: float) -> float:
+        """Requests/s one replica serves with its mean latency at the target, at the default
+        lengths: prefill at the TTFT target, the frontend's decode worker at the ITL target.
+        What a profile measures; the planner and our predictive floor are configured with it."""
         rps = self.replica_rps(role, self.input_tokens, self.output_tokens)
-        if role == "frontend":
-            return 0.8 * rps
-        # base * (1 + k rho / (1 - rho)) = ttft  ->  rho = x / (k + x) with x = ttft / base - 1
-        x = max(ttft_ms / self.base_ttft_ms - 1.0, 0.0)
-        rho = x / (self.ttft_load_factor + x) if self.ttft_load_factor + x > 0 else 1.0
+        base, factor = (
+            (self.base_ttft_ms, self.ttft_load_factor)
+            if role == "prefill"
+            else (
+                self.base_itl_ms,
+                self.itl_load_factor,
+            )
+        )
+        target = ttft_ms if role == "prefill" else itl_ms
+        # base * (1 + k rho / (1 - rho)) = target  ->  rho = x / (k + x) with x = target / base - 1
+        x = max(target / base - 1.0, 0.0)
+        rho = x / (factor + x) if factor + x > 0 else 1.0
         return min(rho, self.max_utilization) * rps
 
 

@@ -235,13 +235,11 @@ class Planner:
         self.points = Datapoints(start, knobs.interval_s)
         self.rates: deque[float] = deque(maxlen=max(knobs.trend_intervals, 2))
         self.due = False
-        itl_target = config.frontend.targets.itl_ms or 2 * params.base_itl_ms
+        ttft = config.frontend.targets.ttft_ms or 500.0
+        itl = config.frontend.targets.itl_ms or 2 * params.base_itl_ms
         # Profiled throughput at the SLA: prefill at the TTFT target, decode at the ITL target.
-        self.prefill_rps = params.capacity_at_ttft("prefill", config.frontend.targets.ttft_ms or 500.0)
-        x = max(itl_target / params.base_itl_ms - 1.0, 0.0)
-        rho = x / (params.itl_load_factor + x) if params.itl_load_factor + x > 0 else 1.0
-        decode_rps = params.replica_rps("frontend", params.input_tokens, params.output_tokens)
-        self.decode_rps = min(rho, params.max_utilization) * decode_rps
+        self.prefill_rps = params.capacity_at_sla("prefill", ttft, itl)
+        self.decode_rps = params.capacity_at_sla("frontend", ttft, itl)
 
     def initial_counts(self) -> Counts:
         return minimums(self.config)

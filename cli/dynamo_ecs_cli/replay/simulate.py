@@ -152,15 +152,16 @@ def replay(
 def with_profiled_capacity(config: DeploymentConfig, params: ModelParams) -> DeploymentConfig:
     """The config with each service's ``capacity_rps`` taken from the model where it is unset.
 
-    What ``dynamo-ecs profile`` tells a user to set; the TTFT target is the frontend's. An
-    explicit ``--set <role>.capacity_rps=...`` is kept.
+    What ``dynamo-ecs profile`` tells a user to set, at the frontend's targets. An explicit
+    ``--set <role>.capacity_rps=...`` is kept.
     """
     ttft = config.frontend.targets.ttft_ms or 500.0
+    itl = config.frontend.targets.itl_ms or 2 * params.base_itl_ms
     update: dict[str, Any] = {}
     for role in SERVICE_ROLES:
         service = config.service(role)
         if service.capacity_rps is None:
-            rps = round(params.capacity_at_ttft(role, ttft), 2)
+            rps = round(params.capacity_at_sla(role, ttft, itl), 2)
             update[role] = service.model_copy(update={"capacity_rps": rps})
     return config.model_copy(update=update)
 

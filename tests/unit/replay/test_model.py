@@ -20,8 +20,9 @@ def services(frontend: int = 1, prefill: int = 1, **knobs: float) -> GpuServices
 
 
 def cold(**knobs: float) -> ModelParams:
-    """Round start-up figures: reaction 60 s, launch 100 s, pull 200 s, load 40 s."""
+    """Round start-up figures: reaction 60 s, launch 100 s, pull 200 s, load 40 s; no warm pool."""
     base = {
+        "warm_pool_size": 0,
         "capacity_reaction_s": 60,
         "instance_launch_s": 100,
         "image_pull_s": 200,
