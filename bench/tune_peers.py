@@ -37,7 +37,8 @@ def grids() -> dict[str, list[object]]:
     ]
     planner = {
         f"planner_{interval}s_{predictor}": [
-            PlannerKnobs(interval, predictor, headroom) for headroom in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+            PlannerKnobs(interval, predictor, headroom)
+            for headroom in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
         ]
         for interval in (60, 180)
         for predictor in ("constant", "trend")
