@@ -39,7 +39,8 @@ def test_a_constant_trace_within_capacity_gives_zero_violations_for_every_policy
     for r in results:
         assert r.sla_minutes == 0, r.summary()
         assert r.peak_queue == 0, r.summary()
-        if r.policy != "static":
+        # (a planner sizes with its headroom above the rate by design: it may start above min)
+        if r.policy != "static" and not r.policy.startswith("planner"):
             assert r.scale_actions == 0, r.summary()
             assert r.gpu_hours == pytest.approx(2 * 2)
 
