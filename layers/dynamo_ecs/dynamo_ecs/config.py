@@ -181,6 +181,12 @@ class ScalingPolicy(StrictModel):
     # Spare capacity the floor keeps above the projected rate: capacity_rps is where a replica
     # just meets the SLA, and latency varies around its mean.
     floor_headroom: float = Field(0.15, ge=0, le=2)
+    # A scale-in stops where the projected rate with this much more headroom needs the tasks.
+    floor_hysteresis: float = Field(0.15, ge=0, le=2)
+    # A service under the predictive floor scales in after this window instead of
+    # scale_down_stabilization_s: the floor (with its hysteresis) holds what the rate still
+    # needs, so the rest can go quickly. null: the long window always.
+    floor_scale_down_s: int | None = Field(60, ge=0, le=3600)
     # Ask the GPU Auto Scaling group for the instances a scale-out needs at once, instead of
     # waiting for the capacity provider's once-a-minute reservation metric (needs
     # gpu_autoscaling_group).

@@ -139,3 +139,48 @@ def test_bad_forecast_knobs_fail_at_load_naming_the_variable(
     with pytest.raises(ConfigError, match="invalid configuration") as caught:
         load_config({variable: value})
     assert fragment in str(caught.value)
+
+
+def test_under_the_floor_a_service_scales_in_after_a_minute_not_the_long_window() -> None:
+    # Given prefill at 4 tasks, 3 requests/s (2 needed at 2 per replica, with headroom and
+    # hysteresis: ceil(3 x 1.3 / 2) = 2), and a recommendation of 4 ninety seconds ago
+    cfg = config(prefill={"capacity_rps": 2.0}, scaling={"scale_down_max_step": 4})
+    history = History((Recommendation(NOW - 90, "frontend", 1), Recommendation(NOW - 90, "prefill", 4)))
+    decision = decide(cfg, states(1, 4), calm(prefill_gpu=10.0), history, NOW, rates(3.0, 3.0, 3.0))
+    # Then the 300-s window would hold 4; the floor's 60-s window lets it go to 2
+    prefill = decision.services["prefill"]
+    assert prefill.desired == 2
+    assert "scale-down window 60 s" in prefill.reason
+    # And without the floor the 300-s window holds
+    plain = decide(
+        config(scaling={"scale_down_max_step": 4}), states(1, 4), calm(prefill_gpu=10.0), history, NOW
+    )
+    assert plain.services["prefill"].desired == 4
+
+
+def test_the_floors_hysteresis_stops_a_scale_in_at_a_replicas_edge() -> None:
+    # 3.6 requests/s at 2 per replica: the floor needs ceil(3.6 x 1.15 / 2) = 3, so 3 stay;
+    # at 3.2 the floor needs 2, but ceil(3.2 x 1.3 / 2) = 3 tasks must stay for a scale-in
+    cfg = config(prefill={"capacity_rps": 2.0}, scaling={"scale_down_max_step": 4})
+    recent = History((Recommendation(NOW - 30, "frontend", 1), Recommendation(NOW - 30, "prefill", 1)))
+    held = decide(cfg, states(1, 4), calm(prefill_gpu=10.0), recent, NOW, rates(3.2, 3.2, 3.2)).services[
+        "prefill"
+    ]
+    assert held.desired == 3 and "hysteresis" in held.reason
+    # and it never raises a count: at 3 tasks and 3.2/s nothing changes
+    same = decide(cfg, states(1, 3), calm(prefill_gpu=10.0), recent, NOW, rates(3.2, 3.2, 3.2)).services[
+        "prefill"
+    ]
+    assert same.desired == 3
+
+
+def test_a_window_shorter_than_the_time_between_calls_still_lets_a_seen_service_scale_in() -> None:
+    # Given a 30-s scale-down window and the last call (recommending 1) 60 s ago
+    cfg = config(scaling={"scale_down_stabilization_s": 30, "scale_down_max_step": 4})
+    history = History((Recommendation(NOW - 60, "frontend", 1), Recommendation(NOW - 60, "prefill", 1)))
+    decision = decide(cfg, states(1, 3), calm(prefill_gpu=10.0, prefill_ttft=150.0), history, NOW)
+    # Then the service is not treated as new (which would hold its count for ever)
+    assert decision.services["prefill"].desired == 1
+    # while a service never seen still holds its count (a lost history never scales in at once)
+    fresh = decide(cfg, states(1, 3), calm(prefill_gpu=10.0, prefill_ttft=150.0), History(), NOW)
+    assert fresh.services["prefill"].desired == 3

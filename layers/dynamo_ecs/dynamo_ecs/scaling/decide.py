@@ -18,7 +18,8 @@ explained with its origin in docs/scaling.md):
    ``prefill_activation_queue``, JetStream lag (when on) above ``prefill_activation_lag``,
    or the frontend refuses requests for lack of a worker;
 4. the recommendation, clamped to [min, max], is remembered; stabilization windows per
-   direction pick the highest (down) or lowest (up) recommendation of the window;
+   direction pick the highest (down) or lowest (up) recommendation of the window; under the
+   predictive floor the down window is ``floor_scale_down_s``;
 5. rate limits per direction over ``rate_limit_period_s``; no scale-in during a rollout;
 6. hard bounds: [min, max] per service, then the GPU budget across both (`fit_budget`).
 """
@@ -78,9 +79,20 @@ class History:
     scale_events: tuple[ScaleEvent, ...] = ()
 
     def pruned(self, now: float, policy: ScalingPolicy) -> History:
-        keep_s = max(policy.scale_up_stabilization_s, policy.scale_down_stabilization_s)
+        """What the windows can still use, and each role's newest recommendation whatever its age.
+
+        The newest one says the service has been seen: without it, a window shorter than the
+        time between two calls would seed the current count at every call and never let the
+        service scale in.
+        """
+        keep_s = max(
+            policy.scale_up_stabilization_s, policy.scale_down_stabilization_s, policy.floor_scale_down_s or 0
+        )
+        newest = {r.role: r for r in sorted(self.recommendations, key=lambda r: r.at)}
+        kept = [r for r in self.recommendations if now - r.at <= keep_s]
+        kept += [r for r in newest.values() if r not in kept]
         return History(
-            tuple(r for r in self.recommendations if now - r.at <= keep_s),
+            tuple(sorted(kept, key=lambda r: r.at)),
             tuple(e for e in self.scale_events if now - e.at < policy.rate_limit_period_s),
         )
 
@@ -275,7 +287,10 @@ def _recommend(
     floor = predictive_floor(config, role, prediction)
     if floor is not None and floor[0] > raw:
         raw = floor[0]
-        work.steps.append(floor[1])
+        work.steps.append(floor[2])
+    elif floor is not None and raw < state.desired and floor[1] > raw:
+        raw = min(state.desired, floor[1])
+        work.steps.append(f"scale-in held at {raw} by the floor's hysteresis ({floor[2]})")
 
     scale_to_zero = role == "prefill" and policy.prefill_scale_to_zero and bounds.min == 0
     activation = _activation(fresh, observations, policy, now) if scale_to_zero else None
@@ -325,9 +340,15 @@ def _activation(
     return (seen, above) if seen else None
 
 
-def _stabilize(work: _Working, history: History, policy: ScalingPolicy, now: float) -> int:
-    """HPA's behaviour: scale up to the lowest, down to the highest recommendation of the window."""
+def _stabilize(
+    work: _Working, history: History, policy: ScalingPolicy, now: float, down_window_s: int | None = None
+) -> int:
+    """HPA's behaviour: scale up to the lowest, down to the highest recommendation of the window.
+
+    ``down_window_s`` replaces ``scale_down_stabilization_s`` (the predictive floor's shorter window).
+    """
     current = work.state.desired
+    down_s = policy.scale_down_stabilization_s if down_window_s is None else down_window_s
     own = [r for r in history.recommendations if r.role == work.role]
     up_window = [r.replicas for r in own if now - r.at <= policy.scale_up_stabilization_s]
     if not own:
@@ -335,7 +356,7 @@ def _stabilize(work: _Working, history: History, policy: ScalingPolicy, now: flo
         # now, so a lost or new history never allows an immediate scale-in.
         own = [Recommendation(now, work.role, current)]
         work.seeded = True
-    down_window = [r.replicas for r in own if now - r.at <= policy.scale_down_stabilization_s]
+    down_window = [r.replicas for r in own if now - r.at <= down_s]
     up = min([*up_window, work.recommendation])
     down = max([*down_window, work.recommendation])
     if current < up:
@@ -346,15 +367,11 @@ def _stabilize(work: _Working, history: History, policy: ScalingPolicy, now: flo
         return up
     if current > down:
         if down > work.recommendation:
-            work.steps.append(
-                f"down-stabilization: highest recommendation in "
-                f"{policy.scale_down_stabilization_s} s is {down}"
-            )
+            work.steps.append(f"down-stabilization: highest recommendation in {down_s} s is {down}")
         return down
     if work.recommendation < current:
         work.steps.append(
-            f"down-stabilization: a recommendation of {down} in the last "
-            f"{policy.scale_down_stabilization_s} s holds {current}"
+            f"down-stabilization: a recommendation of {down} in the last {down_s} s holds {current}"
         )
     elif work.recommendation > current:
         work.steps.append(
@@ -452,7 +469,11 @@ def decide(
     work: dict[ServiceRole, _Working] = {}
     for role in SERVICE_ROLES:
         w = _recommend(role, config, states[role], observations, now, prediction)
-        target = _stabilize(w, history, policy, now)
+        floored = predictive_floor(config, role, prediction) is not None
+        down_window = policy.floor_scale_down_s if floored else None
+        if down_window is not None and w.recommendation < w.state.desired:
+            w.steps.append(f"under the predictive floor: scale-down window {down_window} s")
+        target = _stabilize(w, history, policy, now, down_window)
         target = _rate_limit(w, target, history, policy, now)
         if target < w.state.desired and w.state.rollout_in_progress:
             w.steps.append("rollout under way: no scale-in")

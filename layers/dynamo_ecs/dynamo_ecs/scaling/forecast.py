@@ -6,8 +6,15 @@ instead: the frontend's ``RequestRate`` datapoints of the last ``scaling.trend_w
 give a rate and a least-squares trend; a rising trend is projected over the start-up time;
 the projected rate, plus ``scaling.floor_headroom``, divided by what one replica serves
 within the SLA (``<role>.capacity_rps``, measured by ``dynamo-ecs profile`` or on your
-GPUs) is the fewest replicas the service may have. A falling trend is not projected: the floor follows
+GPUs) is the fewest replicas the service may have. A scale-in stops where the projected rate plus
+``floor_headroom + floor_hysteresis`` still needs the tasks it would remove, so a rate that
+wanders around one replica's edge does not flap the count. A falling trend is not projected: the floor follows
 the rate itself down, and the scale-down window still applies.
+
+Scale-in under the floor: the floor holds the capacity the rate still needs (a burst's
+decaying tail keeps it up), so a service with a floor scales in after
+``scaling.floor_scale_down_s`` (60 s) instead of ``scale_down_stabilization_s``: what the rate
+no longer needs goes within a minute under a low load.
 """
 
 from __future__ import annotations
@@ -36,8 +43,15 @@ class Forecast:
     projected: float  # requests/s expected when a task asked for now starts serving
     headroom: float = 0.0  # spare fraction kept above the projected rate
 
-    def floor(self, capacity_rps: float) -> int:
-        return max(0, math.ceil(self.projected * (1.0 + self.headroom) / capacity_rps - _EPSILON))
+    hysteresis: float = 0.0  # more headroom a scale-in must leave (no flapping at a replica's edge)
+
+    def floor(self, capacity_rps: float, extra: float = 0.0) -> int:
+        spare = 1.0 + self.headroom + extra
+        return max(0, math.ceil(self.projected * spare / capacity_rps - _EPSILON))
+
+    def hold(self, capacity_rps: float) -> int:
+        """The count a scale-in may not go below: the floor with the hysteresis added."""
+        return self.floor(capacity_rps, self.hysteresis)
 
     def note(self, capacity_rps: float, horizon_s: float) -> str:
         return (
@@ -71,14 +85,19 @@ def forecast(config: DeploymentConfig, demand: Sequence[Observation], now: float
     rate = window[-1].value
     slope = least_squares_slope(window)
     projected = rate + max(slope, 0.0) * policy.startup_s
-    return Forecast(rate, slope, projected, policy.floor_headroom)
+    return Forecast(rate, slope, projected, policy.floor_headroom, policy.floor_hysteresis)
 
 
 def predictive_floor(
     config: DeploymentConfig, role: ServiceRole, prediction: Forecast | None
-) -> tuple[int, str] | None:
-    """The floor for ``role`` and its reason; None when the floor is off or there is no forecast."""
+) -> tuple[int, int, str] | None:
+    """The floor for ``role``, the count a scale-in stops at, and the reason; None when the
+    floor is off or there is no forecast."""
     capacity = config.service(role).capacity_rps
     if capacity is None or prediction is None:
         return None
-    return prediction.floor(capacity), prediction.note(capacity, config.scaling.startup_s)
+    return (
+        prediction.floor(capacity),
+        prediction.hold(capacity),
+        prediction.note(capacity, config.scaling.startup_s),
+    )
