@@ -154,3 +154,27 @@ def test_a_profile_run_measures_rising_latency_and_finds_the_crossing(frontend: 
 def test_a_url_that_is_not_http_is_refused() -> None:
     with pytest.raises(ProfileError, match="--url"):
         run_profile("file:///etc/passwd", "m", [1, 2], 5.0, 10, 5, 500.0, 50.0, "x")
+
+
+def test_the_profile_command_writes_the_file_and_says_what_to_deploy(frontend: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from dynamo_ecs_cli.main import cli
+
+    out = tmp_path / "profile.json"
+    args = ["profile", "--url", frontend, "--model", "m", "--rates", "2,40", "--step", "5"]
+    args += ["--input-tokens", "10", "--output-tokens", "5", "--ttft-ms", "90", "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "PrefillCapacityRps=" in result.output and f"--profile {out}" in result.output
+    assert load_profile(out).prefill_capacity_rps > 2
+
+
+def test_the_profile_command_refuses_bad_rates_as_a_usage_error(frontend: str) -> None:
+    from click.testing import CliRunner
+
+    from dynamo_ecs_cli.main import cli
+
+    result = CliRunner().invoke(cli, ["profile", "--url", frontend, "--model", "m", "--rates", "4,2"])
+    assert result.exit_code == 2
+    assert "increasing rates above 0" in result.output
