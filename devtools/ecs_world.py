@@ -159,13 +159,14 @@ class EcsWorld:
     def create_gpu_services(
         self,
         pasted_ip: str | None = None,
-        desired: int = 1,
+        desired: int | Mapping[str, int] = 1,
         specs: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
         """Register both GPU task definitions and create their services.
 
         ``pasted_ip`` mimics today's manual step; None leaves the ``IP_ADDRESS`` placeholder.
-        ``specs`` replaces a role's default spec (account and region filled in the same way).
+        ``specs`` replaces a role's default spec (account and region filled in the same way);
+        ``desired`` is both services' count, or one per role.
         """
         for role in ("frontend", "prefill"):
             svc = self.config.service(role)
@@ -177,7 +178,7 @@ class EcsWorld:
                 cluster=self.config.gpu_cluster,
                 serviceName=svc.service,
                 taskDefinition=registered["taskDefinitionArn"],
-                desiredCount=desired,
+                desiredCount=desired if isinstance(desired, int) else desired[role],
                 launchType="EC2",
                 deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True, "rollback": True}},
             )

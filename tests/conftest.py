@@ -8,12 +8,14 @@ reach a real AWS account.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from devtools import netguard
+from devtools.local_ecs import addresses
 from devtools.local_ecs.containers import leftover_containers
 from devtools.services import (
     EtcdServer,
@@ -27,6 +29,36 @@ from devtools.services import (
 from dynamo_ecs import aws
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run when ``--dist loadgroup`` would split an ``xdist_group`` across workers.
+
+    The real-Dynamo tests and the demo share fixed addresses (an instance's :8000), so their
+    group must run on one worker. pytest-xdist marks a grouped test by a ``@group`` suffix on
+    its node id; with pytest 9.2 that suffix silently stops taking effect (pytest-xdist#1386)
+    and the group runs on both workers, each test answering the other's requests.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    split = [i.nodeid for i in items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid]
+    if split:
+        raise pytest.UsageError(
+            f"--dist loadgroup is not grouping ({split[0]} has no @group suffix): this pytest and "
+            "pytest-xdist do not work together (pytest-xdist#1386); install requirements-dev.txt"
+        )
+
+
+def _vpc_octet_per_worker() -> None:
+    """Each xdist worker's real deployments get a VPC (and so 127.N.x addresses) of their own."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw"):
+        base = addresses.vpc_octet()
+        os.environ["LOCAL_ECS_VPC_OCTET"] = str((base + int(worker[2:])) % 256)
+
+
+_vpc_octet_per_worker()
 
 
 @pytest.fixture(autouse=True, scope="session")

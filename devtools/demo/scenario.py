@@ -322,6 +322,7 @@ class Scenario:
 
     def load_phase(self, label: str, rate: float, seconds: float, load: LoadRun) -> dict[str, Any]:
         before = self.desired()
+        began = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # as the decision log's `at`
         self.mark(label)
         if rate > self.load and self.breach_start is None:
             self.breach_start = time.monotonic()
@@ -340,7 +341,7 @@ class Scenario:
         after = self.desired()
         ttfts = [s.ttft_ms for s in self.result.samples[first:] if s.ttft_ms is not None]
         self.say(f"   desired counts {before} -> {after}; TTFT p90 (published) {_ms(ttfts)}")
-        return {"before": before, "after": after, "ttft_ms": ttfts}
+        return {"before": before, "after": after, "ttft_ms": ttfts, "began": began}
 
     def load_phases(self) -> None:
         load = LoadRun(self.stack.deployment.frontend_urls, MODEL, 0.0, PROMPT, timeout_s=15.0).start(

@@ -16,7 +16,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -113,7 +113,8 @@ class LocalStack:
 
     @classmethod
     @contextlib.contextmanager
-    def start(cls, workdir: Path) -> Iterator[LocalStack]:
+    def start(cls, workdir: Path, parameters: Mapping[str, str] | None = None) -> Iterator[LocalStack]:
+        """``parameters``: stack parameters over the demo's (`STACK_PARAMETERS`)."""
         saved_env = dict(os.environ)
         saved_modules = {name: sys.modules.get(f"functions_{name}_app") for name in HANDLERS}
         netguard.install()
@@ -125,10 +126,14 @@ class LocalStack:
             with moto_server(workdir, extra_env={"MOTO_ECS_SERVICE_RUNNING": "1"}) as moto:
                 os.environ.update(aws_test_environment(moto.url))
                 aws.reset_clients()
-                deployed = deploy_on_moto("dynamo", {**STACK_PARAMETERS, **network()})
+                deployed = deploy_on_moto("dynamo", {**STACK_PARAMETERS, **(parameters or {}), **network()})
                 for logical_id in deployed.function_ids:  # the DYNAMO_ECS_* environment each got
                     os.environ.update(deployed.function_environment(logical_id))
                 os.environ.update(DEMO_CONFIG)
+                if (parameters or {}).get("PrefillMin") == "0":
+                    # template.yaml sets this from !If PrefillScalesToZero, which moto's
+                    # CloudFormation leaves "false" here (seen with PrefillMin "0")
+                    os.environ["DYNAMO_ECS_SCALING__PREFILL_SCALE_TO_ZERO"] = "true"
                 os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"  # EMF lines would drown the narration
                 cloudformation = CloudFormationStub()
                 try:

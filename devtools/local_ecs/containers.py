@@ -22,6 +22,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,13 +164,9 @@ class RunningContainer:
         return self.process.poll()
 
     def group_alive(self) -> bool:
-        """Whether any process of the container (its process group) is still there."""
-        self.process.poll()  # reap the first process, so that a zombie does not count
-        try:
-            os.killpg(self.process.pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
+        """Whether a process of the container (its process group) still runs; zombies do not count."""
+        self.process.poll()  # reap the first process
+        return bool(_live_group_members(self.process.pid))
 
     def log_tail(self, lines: int = 20) -> str:
         """The log's first three lines (where a refused flag shows) and its last ``lines``."""
@@ -182,15 +179,43 @@ class RunningContainer:
     def stop(self, grace_s: float = 10.0) -> None:
         """As ``docker stop``: SIGTERM to the container's first process only, then, after
         ``grace_s`` (the stop timeout) or once it has exited, SIGKILL to whatever is left."""
+        self.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=grace_s)
+        self.kill()
+
+    def terminate(self) -> None:
+        """The start of ``docker stop``: SIGTERM to the first process only."""
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=grace_s)
+
+    def kill(self) -> None:
+        """The end of ``docker stop``: SIGKILL to whatever is left; returns once the container is gone."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=5)
+        # As `docker stop`, return once the container is gone, so its ports are free again.
+        deadline = time.monotonic() + 5
+        while self.group_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _live_group_members(pgid: int) -> list[int]:
+    """The processes of group ``pgid`` that are not zombies (from /proc: this runs on Linux)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, ...
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
 
 
 # Every container this process started, so that one left running by an earlier deployment

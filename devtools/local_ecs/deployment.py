@@ -36,6 +36,7 @@ class LocalDeployment:
     runner: GpuTaskRunner
 
     def frontend_urls(self) -> list[str]:
+        """The load balancer's targets: running frontend tasks, not those a scale-in is stopping."""
         return [
             f"http://{t.address}:{self.config.frontend.metrics_port}" for t in self.runner.running("frontend")
         ]
@@ -70,6 +71,7 @@ class LocalDeployment:
         world: EcsWorld,
         workdir: Path,
         engine_args: Mapping[str, tuple[str, ...]] | None = None,
+        deregistration_delay_s: float = 0.0,
     ) -> LocalDeployment:
         """The infra service's task started in ``world`` and for real; a runner for the GPU services."""
         infra_task = world.run_infra_task()
@@ -82,6 +84,7 @@ class LocalDeployment:
             world.gpu_instances,
             workdir,
             engine_args=engine_args or {},
+            deregistration_delay_s=deregistration_delay_s,
         )
         deployment = cls(config, world, workdir, infra_task, infra, runner)
         try:
@@ -114,18 +117,20 @@ def local_deployment(
     workdir: Path,
     config: DeploymentConfig | None = None,
     gpu_instances: int = 4,
-    desired: int = 1,
+    desired: int | Mapping[str, int] = 1,
     engine_args: Mapping[str, tuple[str, ...]] | None = None,
     specs: Mapping[str, dict[str, Any]] | None = None,
+    deregistration_delay_s: float = 0.0,
 ) -> Iterator[LocalDeployment]:
     """Today's setup, for real: infra task running, both GPU services at ``desired`` tasks.
 
     The GPU task definitions have the infra task's address pasted in by hand (as users do
-    today); ``specs`` replaces a role's default spec. Everything stops on exit.
+    today); ``specs`` replaces a role's default spec; ``desired`` is both services' task count,
+    or one per role. Everything stops on exit.
     """
     config = config or DeploymentConfig()
     world = build_world(config, region=REGION, gpu_instances=gpu_instances)
-    deployment = LocalDeployment.start(config, world, workdir, engine_args)
+    deployment = LocalDeployment.start(config, world, workdir, engine_args, deregistration_delay_s)
     try:
         world.create_gpu_services(
             pasted_ip=task_private_ip(deployment.infra_task), desired=desired, specs=specs

@@ -24,6 +24,7 @@ class Outcome:
     sent_at: float
     status: int
     seconds: float
+    target: str = ""  # the frontend URL it was sent to
 
 
 @dataclass
@@ -78,7 +79,7 @@ class LoadRun:
             url, self.model, max_tokens=self.max_tokens, timeout_s=self.timeout_s, prompt=self.prompt
         )
         with self._lock:
-            self.outcomes.append(Outcome(sent_at, result.status, result.seconds))
+            self.outcomes.append(Outcome(sent_at, result.status, result.seconds, url))
 
     def errors(self) -> int:
         with self._lock:

@@ -9,8 +9,12 @@ what moto says now:
 - a service short of tasks gets new ones from its *current* task definition, each on a free
   GPU instance (one GPU task per 1-GPU instance, as placement would allow), after
   ``start_delay_s`` (instance launch; the model load is the mocker's ``--startup-time``);
-- a service over its desired count stops its newest tasks; a service on a new task
-  definition replaces every task (start the new, stop the old).
+- a service over its desired count stops its newest tasks as ECS does: the task is stopped in
+  moto at once (its desired status), a frontend task leaves the load balancer's targets
+  (`LocalDeployment.frontend_urls`) and keeps serving what it has for the target group's
+  deregistration delay, then its containers get SIGTERM and, after their ``stopTimeout``,
+  SIGKILL; its instance is free once its processes are gone;
+- a service on a new task definition replaces every task (start the new, stop the old at once).
 
 Each task's processes listen on its instance's loopback address (host network mode), so
 the operator finds a frontend's ``/metrics`` at the address ECS reports for it.
@@ -55,6 +59,21 @@ class StoppedTask:
     reason: str
     at: float
     logs: dict[str, str]
+    killed: tuple[str, ...] = ()  # containers still running at their stop timeout (SIGKILLed)
+
+
+@dataclass
+class StoppingTask:
+    """A task ECS is stopping: deregistered from the load balancer, SIGTERM at ``term_at``."""
+
+    task: GpuTask
+    reason: str
+    term_at: float
+    terminated: bool = False
+
+
+# The services behind the load balancer (template.yaml: only the frontend's).
+LOAD_BALANCED_ROLES = ("frontend",)
 
 
 @dataclass
@@ -70,8 +89,11 @@ class GpuTaskRunner:
     engine_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     extra_env: Mapping[str, str] = field(default_factory=dict)
     start_delay_s: float = 0.0
+    # The target group's deregistration_delay.timeout_seconds (template.yaml: 120 s); tests shorten it.
+    deregistration_delay_s: float = 0.0
     clock: Clock = time.monotonic
     tasks: list[GpuTask] = field(default_factory=list)
+    stopping: list[StoppingTask] = field(default_factory=list)
     stopped: list[StoppedTask] = field(default_factory=list)
     started_count: int = 0
     dynamo_processes_started: int = 0
@@ -117,9 +139,46 @@ class GpuTaskRunner:
                 notes.append(f"{role}: {started} task(s) started")
             extra = self.running(role)[desired:] if len(self.running(role)) > desired else []
             for task in reversed(extra):
-                self._stop(task, "Scaling activity initiated by the service")
-                notes.append(f"{role}: one task stopped (scale-in)")
+                self._scale_in(task, "Scaling activity initiated by the service")
+                notes.append(f"{role}: one task stopping (scale-in)")
+        notes += self._advance_stopping()  # a SIGTERM due now goes out in this tick
         return [n for n in notes if n]
+
+    def _scale_in(self, task: GpuTask, reason: str) -> None:
+        """ECS's stop of a service task: desired STOPPED now, out of the load balancer, SIGTERM later."""
+        self.ecs.stop_task(cluster=self.cluster, task=task.arn, reason=reason)
+        self.tasks.remove(task)
+        delay = self.deregistration_delay_s if task.role in LOAD_BALANCED_ROLES else 0.0
+        self.stopping.append(StoppingTask(task, reason, self.clock() + delay))
+
+    def _advance_stopping(self) -> list[str]:
+        notes = []
+        now = self.clock()
+        for stopping in list(self.stopping):
+            local = stopping.task.local
+            if not stopping.terminated and now >= stopping.term_at:
+                local.begin_stop(stopping.reason, now)
+                stopping.terminated = True
+            if stopping.terminated and local.finish_stop(self.clock()):
+                self.stopping.remove(stopping)
+                task = stopping.task
+                self.stopped.append(
+                    StoppedTask(
+                        task.role,
+                        task.arn,
+                        task.task_definition,
+                        stopping.reason,
+                        now,
+                        local.logs(),
+                        tuple(local.killed_at_timeout),
+                    )
+                )
+                notes.append(f"{task.role}: task stopped ({stopping.reason})")
+        return notes
+
+    def draining(self, role: str) -> list[GpuTask]:
+        """Tasks of ``role`` being stopped: still running, no longer the load balancer's targets."""
+        return [s.task for s in self.stopping if s.task.role == role]
 
     def _reap(self, task: GpuTask) -> str:
         reason = task.local.stopped_reason or "stopped"
@@ -131,7 +190,7 @@ class GpuTaskRunner:
         return f"{task.role}: task stopped: {reason}"
 
     def _free_instance(self) -> int | None:
-        used = {t.instance_index for t in self.tasks}
+        used = {t.instance_index for t in self.tasks} | {s.task.instance_index for s in self.stopping}
         return next((i for i in range(len(self.instances)) if i not in used), None)
 
     def instance_ip(self, index: int) -> str:
@@ -196,6 +255,7 @@ class GpuTaskRunner:
         self.tasks.remove(task)
 
     def stop_all(self) -> None:
-        for task in list(self.tasks):
+        for task in [*self.tasks, *(s.task for s in self.stopping)]:
             task.local.stop("runner stopped")
         self.tasks.clear()
+        self.stopping.clear()

@@ -22,6 +22,7 @@ from devtools.local_ecs.containers import (
 )
 
 DEPENDENCY_TIMEOUT_S = 30.0
+AGENT_STOP_TIMEOUT_S = 30.0  # ECS_CONTAINER_STOP_TIMEOUT's default, for a container without stopTimeout
 
 
 def start_order(containers: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -56,9 +57,13 @@ class LocalTask:
     layout: LocalTaskLayout
     containers: dict[str, RunningContainer] = field(default_factory=dict)
     stopped_reason: str | None = None
+    definitions: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    kill_at: dict[str, float] = field(default_factory=dict)
+    killed_at_timeout: list[str] = field(default_factory=list)  # containers SIGKILLed, not exited
 
     def start(self, task_definition: Mapping[str, Any]) -> None:
         definitions = start_order(list(task_definition["containerDefinitions"]))
+        self.definitions = {d["name"]: d for d in definitions}
         for definition in definitions:
             for dependency in definition.get("dependsOn") or []:
                 self._wait_for(dependency["containerName"], dependency["condition"])
@@ -74,6 +79,10 @@ class LocalTask:
             self.stop(f"Essential container in task exited: {name} exited with {code}")
             raise ContainerStartError(f"{name} exited with {code}: {container.log_tail()}")
 
+    def definition(self, name: str) -> Mapping[str, Any]:
+        """The container definition ``name`` as the task was started with it."""
+        return self.definitions[name]
+
     def check(self) -> str | None:
         """The stopped reason once an essential container has exited (then every container stops)."""
         if self.stopped_reason is None:
@@ -83,6 +92,30 @@ class LocalTask:
                     self.stop(f"Essential container in task exited: {name} exited with {code}")
                     break
         return self.stopped_reason
+
+    def begin_stop(self, reason: str, now: float) -> None:
+        """SIGTERM to every container (`docker stop`'s start); each has its ``stopTimeout`` from now."""
+        if self.stopped_reason is None:
+            self.stopped_reason = reason
+        for name, container in reversed(list(self.containers.items())):
+            timeout = float(self.definitions.get(name, {}).get("stopTimeout") or AGENT_STOP_TIMEOUT_S)
+            self.kill_at[name] = now + timeout
+            container.terminate()
+
+    def finish_stop(self, now: float) -> bool:
+        """After `begin_stop`: True once every container has exited or been killed at its stop timeout."""
+        pending = [
+            name
+            for name, container in self.containers.items()
+            if container.exit_code() is None and now < self.kill_at.get(name, now)
+        ]
+        if pending:
+            return False
+        for name, container in self.containers.items():
+            if container.exit_code() is None:
+                self.killed_at_timeout.append(name)
+            container.kill()
+        return True
 
     def stop(self, reason: str = "Task stopped", grace_s: float = 10.0) -> None:
         if self.stopped_reason is None:

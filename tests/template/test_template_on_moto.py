@@ -307,7 +307,7 @@ def test_gpu_capacity_launch_template_and_load_balancer_health_check(created: Cr
     assert (asg["MinSize"], asg["MaxSize"]) == (0, 8)
     assert asg["NewInstancesProtectedFromScaleIn"] is True
     [target_group] = created.extra["target_groups"]
-    assert (target_group["Port"], target_group["HealthCheckPath"]) == (8000, "/health")
+    assert (target_group["Port"], target_group["HealthCheckPath"]) == (8000, "/v1/models/Qwen/Qwen3-0.6B")
     assert target_group["TargetType"] == "instance"
     clusters = {c["clusterName"]: c for c in created.extra["clusters"]}
     assert set(clusters) == {"dynamo-fargate", "dynamo-gpu"}

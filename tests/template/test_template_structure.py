@@ -555,7 +555,16 @@ def test_capacity_provider_has_managed_scaling_and_termination_protection() -> N
 
 def test_load_balancer_forwards_to_the_frontend_port_with_health_check() -> None:
     target_group = resource("FrontendTargetGroup")["Properties"]
-    assert (target_group["Port"], target_group["HealthCheckPath"]) == (8000, "/health")
+    assert target_group["Port"] == 8000 and target_group["HealthCheckPort"] == "traffic-port"
+    # Readiness: Dynamo's route for the served model (200 ready, 503 prefill missing, 404 none);
+    # not /health, which is 200 with no worker (tests/integration/real_dynamo/test_readiness.py)
+    assert target_group["HealthCheckPath"] == {"Fn::Sub": "/v1/models/${ModelId}"}
+    assert target_group["Matcher"] == {"HttpCode": "200"}
+    checks = (target_group["HealthCheckIntervalSeconds"], target_group["HealthCheckTimeoutSeconds"])
+    assert checks == (10, 5)
+    assert (target_group["HealthyThresholdCount"], target_group["UnhealthyThresholdCount"]) == (2, 2)
+    # The model id is part of that path: only characters a health check path may hold
+    assert load_template()["Parameters"]["ModelId"]["AllowedPattern"] == "^[A-Za-z0-9._/-]+$"
     listener = resource("ApiListener")["Properties"]
     assert listener["DefaultActions"] == [
         {"Type": "forward", "TargetGroupArn": {"Ref": "FrontendTargetGroup"}}

@@ -123,3 +123,28 @@ def test_the_stack_s_frontend_spec_has_a_liveness_check_and_prefill_none() -> No
     assert "localhost:8000/live" in check["command"][1] and check["startPeriod"] == 300
     prefill = spec_from_properties("prefill", props, DeploymentConfig())["containerDefinitions"][0]
     assert "healthCheck" not in prefill
+
+
+def test_ecs_never_replaces_a_frontend_for_its_load_balancer_health() -> None:
+    # The load balancer's check is readiness, which fails while the prefill side is missing;
+    # ECS would otherwise replace every frontend then (docs/template.md, "Readiness and scale-in").
+    from dynamo_ecs.config import DeploymentConfig
+    from dynamo_ecs.endpoints.gpu_services import _service_definition, parse_properties
+
+    role_arn = "arn:aws:iam::123456789012:role/dynamo-gpu-task"
+    props = parse_properties(
+        {
+            "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1",
+            "Model": "Qwen/Qwen3-0.6B",
+            "ExecutionRoleArn": role_arn,
+            "TaskRoleArn": role_arn,
+            "FrontendLogGroup": "/ecs/f",
+            "PrefillLogGroup": "/ecs/p",
+            "FrontendTargetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/f/1",
+        }
+    )
+    frontend = _service_definition(DeploymentConfig(), "frontend", props, "arn:td/frontend:1")
+    assert frontend["healthCheckGracePeriodSeconds"] == 2_147_483_647
+    assert frontend["loadBalancers"][0]["containerPort"] == 8000
+    prefill = _service_definition(DeploymentConfig(), "prefill", props, "arn:td/prefill:1")
+    assert "healthCheckGracePeriodSeconds" not in prefill and "loadBalancers" not in prefill

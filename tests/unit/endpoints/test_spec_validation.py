@@ -129,16 +129,16 @@ def test_containers_need_memory_when_the_task_has_none() -> None:
 
 
 def test_further_checks_plug_in() -> None:
-    def needs_stop_timeout(rendered: dict[str, Any]) -> Any:
+    def needs_docker_labels(rendered: dict[str, Any]) -> Any:
         for i, c in enumerate(rendered["containerDefinitions"]):
-            if "stopTimeout" not in c:
-                yield f"$.containerDefinitions[{i}].stopTimeout: missing; set it"
+            if "dockerLabels" not in c:
+                yield f"$.containerDefinitions[{i}].dockerLabels: missing; set it"
 
     assert spec_problems(spec("prefill")) == []
     from dynamo_ecs.endpoints.spec_validation import DEFAULT_CHECKS
 
-    [problem] = spec_problems(spec("prefill"), (*DEFAULT_CHECKS, needs_stop_timeout))
-    assert problem.startswith("$.containerDefinitions[0].stopTimeout")
+    [problem] = spec_problems(spec("prefill"), (*DEFAULT_CHECKS, needs_docker_labels))
+    assert problem.startswith("$.containerDefinitions[0].dockerLabels")
 
 
 def test_a_flag_the_images_release_removed_is_refused_with_the_fix() -> None:
@@ -257,3 +257,13 @@ def test_a_checked_model_id_needs_no_quotes() -> None:
     assert "--model Qwen/Qwen3-8B --disaggregation-mode decode" in command
     again = container(with_model(with_model(spec(), "x'y"), "Qwen/Qwen3-8B"))["command"][0]
     assert "--model Qwen/Qwen3-8B --disaggregation-mode decode" in again
+
+
+def test_a_stop_timeout_ecs_would_refuse_is_named_with_its_range() -> None:
+    assert container(spec("frontend"))["stopTimeout"] == 120  # in-flight requests get that long
+    long = spec("frontend")
+    container(long)["stopTimeout"] = 300
+    assert spec_problems(long) == [
+        "$.containerDefinitions[0].stopTimeout: 300 s; ECS takes 1..120 s "
+        "(the time in-flight requests get after SIGTERM): set one in that range"
+    ]

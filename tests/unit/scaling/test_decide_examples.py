@@ -121,6 +121,21 @@ def test_idle_prefill_goes_to_zero_after_the_down_window_despite_missing_latency
     assert counts == [1, 1, 1, 1, 1, 1, 0]
 
 
+def test_a_scaler_invoked_less_often_than_the_down_window_still_scales_in() -> None:
+    # Given a 20-s down window and a scaler that runs every 20.2 s (a schedule's jitter)
+    cfg = config(frontend={"max": 4}, scaling={"scale_down_stabilization_s": 20})
+    history, desired, counts = History(), 4, []
+    for run in range(3):
+        now = NOW + 20.2 * run
+        low = {"frontend_ttft": 190.0, "frontend_itl": 11.0, "frontend_queue": 0.0, "frontend_gpu": 20.0}
+        obs = {key: Observation(value, now - 1) for key, value in low.items()}  # every signal low
+        decision = decide(cfg, states(desired, 1), obs, history, now)
+        history, desired = decision.history, decision.services["frontend"].desired
+        counts.append(desired)
+    # Then the first run holds (the history is new), and the next one scales in
+    assert counts[0] == 4 and counts[1] < 4, counts
+
+
 @pytest.mark.parametrize(
     ("env", "field"),
     [

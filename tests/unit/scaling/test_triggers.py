@@ -59,14 +59,21 @@ def test_a_breach_event_of_another_deployment_is_refused() -> None:
 def test_breaches_compare_each_published_value_with_its_target() -> None:
     config = DeploymentConfig()
     data = [
-        Datum("TimeToFirstTokenMean", "frontend", 900.0),  # above 500 x 1.1: both services read it
+        Datum("TimeToFirstTokenMean", "frontend", 510.0),  # above 500: both services read it
         Datum("TimeToFirstTokenP90", "frontend", 5000.0),  # the default targets are means
-        Datum("InterTokenLatencyMean", "frontend", 54.0),  # within the 10 % tolerance of 50
+        Datum("InterTokenLatencyMean", "frontend", 50.0),  # at its target: its alarm stays OK too
         Datum("QueueDepth", "prefill", 30.0),  # above one replica's share of 8
         Datum("JetStreamLag", "prefill", 30.0),  # no JetStream target by default
     ]
     found = {(b["role"], b["signal"]) for b in breaches(config, data)}
     assert found == {("frontend", "ttft"), ("prefill", "ttft"), ("prefill", "queue")}
+
+
+def test_a_value_within_the_scalers_tolerance_is_still_a_breach_as_its_alarm_says() -> None:
+    # 52 is within 10 % of the ITL target 50 (the scaler will not act on it alone), yet its
+    # alarm (GreaterThanThreshold 50) goes to ALARM: the hint must not come after the alarm.
+    found = breaches(DeploymentConfig(), [Datum("InterTokenLatencyMean", "frontend", 52.0)])
+    assert [(b["role"], b["signal"]) for b in found] == [("frontend", "itl")]
 
 
 @pytest.mark.parametrize(

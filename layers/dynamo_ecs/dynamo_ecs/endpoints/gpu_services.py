@@ -130,10 +130,9 @@ def with_task_size(spec: dict[str, Any], size: capacity.TaskSize) -> None:
                 requirement["value"] = str(size.gpus)
 
 
-# ECS replaces a frontend task whose process stopped answering. It probes /live (200 while the
-# process is up), not /health, which answers 503 until the model is loaded, often longer than
-# ECS's longest start period (300 s); readiness is the load balancer's /health check. The
-# image has Python, not necessarily curl.
+# Liveness, not readiness: /live is 200 while the frontend process is up, also while its model
+# cannot serve for want of a prefill worker (not the frontend's fault). Readiness is the load
+# balancer's check (/v1/models/<model>, template.yaml). The image has Python, not necessarily curl.
 FRONTEND_LIVENESS: dict[str, Any] = {
     "command": [
         "CMD-SHELL",
@@ -144,6 +143,12 @@ FRONTEND_LIVENESS: dict[str, Any] = {
     "retries": 3,
     "startPeriod": 300,
 }
+# ECS replaces a task the load balancer reports unhealthy once this grace period is over, and
+# has no switch to replace on the container check only. The frontend's readiness fails whenever
+# the prefill side is missing (prefill at zero, prefill tasks failing): replacing every frontend
+# then would reload their models and start instances for nothing. So ECS never replaces a
+# frontend for its health; one whose process exits still stops the task (`wait -n` in its command).
+FRONTEND_HEALTH_GRACE_S = 2_147_483_647  # ECS's maximum
 
 
 def store_spec(reconciler: EndpointReconciler, role: ServiceRole, spec: dict[str, Any]) -> None:
@@ -215,7 +220,7 @@ def _service_definition(
                 "containerPort": config.frontend.metrics_port,
             }
         ]
-        definition["healthCheckGracePeriodSeconds"] = 900  # model download and load
+        definition["healthCheckGracePeriodSeconds"] = FRONTEND_HEALTH_GRACE_S
     return definition
 
 

@@ -299,10 +299,24 @@ def check_containers(spec: dict[str, Any]) -> Iterator[str]:
                 "write registry/repository:tag, e.g. nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.7.0"
             )
         yield from _check_container_memory(path, container)
+        yield from _check_stop_timeout(path, container)
         yield from _check_gpus(path, container, spec)
         yield from _check_ports(path, container, spec.get("networkMode"))
     if containers and not any(c.get("essential", True) is not False for _, c in containers):
         yield "$.containerDefinitions[*].essential: no essential container; set 'essential': true on one"
+
+
+# ECS's largest container stopTimeout: the time between SIGTERM and SIGKILL on a scale-in.
+MAX_STOP_TIMEOUT_S = 120
+
+
+def _check_stop_timeout(path: str, container: dict[str, Any]) -> Iterator[str]:
+    value = container.get("stopTimeout")
+    if isinstance(value, int) and not isinstance(value, bool) and not 0 < value <= MAX_STOP_TIMEOUT_S:
+        yield (
+            f"{path}.stopTimeout: {value} s; ECS takes 1..{MAX_STOP_TIMEOUT_S} s "
+            "(the time in-flight requests get after SIGTERM): set one in that range"
+        )
 
 
 def _check_container_memory(path: str, container: dict[str, Any]) -> Iterator[str]:

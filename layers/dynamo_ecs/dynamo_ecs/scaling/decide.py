@@ -79,20 +79,19 @@ class History:
     scale_events: tuple[ScaleEvent, ...] = ()
 
     def pruned(self, now: float, policy: ScalingPolicy) -> History:
-        """What the windows can still use, and each role's newest recommendation whatever its age.
+        """What the windows still need, and each role's newest recommendation however old.
 
-        The newest one says the service has been seen: without it, a window shorter than the
-        time between two calls would seed the current count at every call and never let the
-        service scale in.
+        The newest one says the role's history is not lost: without it, a scaler invoked less
+        often than the down-stabilization window would find no history on every run, treat
+        the current count as recommended now (as for a lost history) and never scale in.
         """
         keep_s = max(
             policy.scale_up_stabilization_s, policy.scale_down_stabilization_s, policy.floor_scale_down_s or 0
         )
         newest = {r.role: r for r in sorted(self.recommendations, key=lambda r: r.at)}
-        kept = [r for r in self.recommendations if now - r.at <= keep_s]
-        kept += [r for r in newest.values() if r not in kept]
+        kept = [r for r in self.recommendations if now - r.at <= keep_s or newest[r.role] is r]
         return History(
-            tuple(sorted(kept, key=lambda r: r.at)),
+            tuple(kept),
             tuple(e for e in self.scale_events if now - e.at < policy.rate_limit_period_s),
         )
 

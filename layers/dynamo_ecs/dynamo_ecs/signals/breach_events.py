@@ -24,18 +24,19 @@ EVENT_DETAIL_TYPE = "Dynamo Signals Breached"
 
 
 def breaches(config: DeploymentConfig, data: Sequence[Datum]) -> list[dict[str, Any]]:
-    """Signals whose published value is above target x (1 + tolerance). Pure.
+    """Signals whose published value is above its target, as its alarm tests it. Pure.
 
+    The same rule as the stack's alarms (GreaterThanThreshold, the target), so that the hint
+    never comes later than its alarm; the scaler's tolerance still decides whether to act.
     Backlog signals compare the total with one replica's share: the collector does not know
     the replica count; an early hint only costs the scaler one look.
     """
     values = {(d.metric, d.service): d.value for d in data}
-    threshold = 1.0 + config.scaling.tolerance
     out = []
     for role in SERVICE_ROLES:
         for spec in signal_specs(config, role):
             value = values.get((spec.metric, spec.source_service))
-            if value is not None and value > spec.target * threshold:
+            if value is not None and value > spec.target:
                 out.append({"role": role, "signal": spec.name, "value": value, "target": spec.target})
     for spec in activation_specs(config):  # wake prefill from zero at once
         value = values.get((spec.metric, spec.source_service))
