@@ -19,7 +19,9 @@ PolicyFactory = Callable[[DeploymentConfig, float, ModelParams], Policy]
 TUNED: dict[str, dict[str, StepKnobs | KedaKnobs | PlannerKnobs]] = {
     "diurnal": {
         "step_60s": StepKnobs(period_s=60, steps=(1, 2, 4), cooldown_s=60, in_gpu_pct=40.0, in_datapoints=5),
-        "step_10s": StepKnobs(period_s=10, steps=(1, 2, 4), cooldown_s=60, in_gpu_pct=40.0, in_datapoints=30),
+        "step_10s": StepKnobs(
+            period_s=10, steps=(1, 2, 4), cooldown_s=180, in_gpu_pct=40.0, in_datapoints=30
+        ),
         "keda": KedaKnobs(scale_down_stabilization_s=600, itl=True, gpu_utilization_pct=80.0),
         "planner_60s_constant": PlannerKnobs(
             interval_s=60, predictor="constant", headroom=0.3, trend_intervals=3
@@ -43,7 +45,7 @@ TUNED: dict[str, dict[str, StepKnobs | KedaKnobs | PlannerKnobs]] = {
         ),
         "planner_60s_trend": PlannerKnobs(interval_s=60, predictor="trend", headroom=0.7, trend_intervals=3),
         "planner_180s_constant": PlannerKnobs(
-            interval_s=180, predictor="constant", headroom=1.0, trend_intervals=3
+            interval_s=180, predictor="constant", headroom=0.7, trend_intervals=3
         ),
         "planner_180s_trend": PlannerKnobs(
             interval_s=180, predictor="trend", headroom=1.0, trend_intervals=3
