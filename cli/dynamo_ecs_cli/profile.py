@@ -34,8 +34,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 FORMAT = 1
-MAX_IN_FLIGHT = 128
+MAX_IN_FLIGHT = 256
 MAX_STEP_S = 120.0
+# A request sent this much after its time counts as late; more than this share late: refused.
+LATE_S = 0.25
+LATE_FRACTION = 0.05
 
 
 class ProfileError(ValueError):
@@ -188,9 +191,14 @@ def measure_rate(
 ) -> RatePoint:
     """An open-loop load at ``rate_rps`` for ``step_s``; the means of what completed."""
     results: list[StreamResult] = []
+    late = 0
     lock = threading.Lock()
 
-    def one() -> None:
+    def one(due: float) -> None:
+        nonlocal late
+        if time.monotonic() - due > LATE_S:
+            with lock:
+                late += 1
         result = stream_chat(base_url, model, prompt, max_tokens, timeout_s)
         with lock:
             results.append(result)
@@ -200,11 +208,18 @@ def measure_rate(
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT) as pool:
         for i in range(count):
-            delay = started + i / rate_rps - time.monotonic()
+            due = started + i / rate_rps
+            delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            pool.submit(one)
+            pool.submit(one, due)
     elapsed = max(time.monotonic() - started, step_s)
+    if late > LATE_FRACTION * count:
+        # An open loop that cannot open: the latencies would leave out the client's own wait.
+        raise ProfileError(
+            f"at {rate_rps:g} requests/s {late} of {count} requests left more than {LATE_S:g} s late "
+            f"(more than {MAX_IN_FLIGHT} in flight): lower --output-tokens or the highest --rates"
+        )
     ok = [r for r in results if r.ok]
     if not ok:
         raise ProfileError(
@@ -252,6 +267,12 @@ def build_profile(
         raise ProfileError(
             f"no rate up to {points[-1].rate_rps:g} requests/s reached the TTFT target: "
             "add higher rates (--rates)"
+        )
+    if points[0].itl_mean_ms >= itl_target_ms:
+        raise ProfileError(
+            f"the lowest rate's mean ITL ({points[0].itl_mean_ms:g} ms) is already at or above --itl-ms "
+            f"({itl_target_ms:g}): the decode worker misses the ITL target at any load; raise --itl-ms "
+            "or speed the engine up (Dynamo's mocker: --speedup-ratio)"
         )
     frontend = crossing(points, "itl_mean_ms", itl_target_ms)
     return Profile(

@@ -178,3 +178,9 @@ def test_the_profile_command_refuses_bad_rates_as_a_usage_error(frontend: str) -
     result = CliRunner().invoke(cli, ["profile", "--url", frontend, "--model", "m", "--rates", "4,2"])
     assert result.exit_code == 2
     assert "increasing rates above 0" in result.output
+
+
+def test_a_decode_worker_over_the_itl_target_at_the_lowest_rate_is_refused_by_name() -> None:
+    slow = [point(1, 100, 280), point(2, 700, 290)]
+    with pytest.raises(ProfileError, match=r"lowest rate's mean ITL \(280 ms\).*--speedup-ratio"):
+        build_profile(slow, "test", 1000, 200, 500.0, 50.0)
