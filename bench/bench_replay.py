@@ -31,6 +31,7 @@ from dynamo_ecs_cli.replay.policies import Ours
 TRACES = ("diurnal", "bursty", "step", "ramp")
 SEEDS = (1, 2, 3, 4, 5)
 WARM_POOL_GOAL_S = 120.0
+SCALE_AHEAD_OFF = {"scaling": {"scale_ahead": False}}
 
 
 def _line(s: Score) -> str:
@@ -50,6 +51,10 @@ def run(traces: tuple[str, ...] = TRACES, seeds: tuple[int, ...] = SEEDS) -> Non
         for name, s in sorted(peers.items(), key=lambda kv: kv[1].sla_minutes):
             print(f"# {trace} {name}: {_line(s)}")
         print(f"# {trace} ours: {_line(ours)}")
+        # Informative: ours without its own scale-ahead, its instances waiting for the capacity
+        # provider as the peers' do (the policy alone against the peers).
+        alone = score(trace, seeds, stack_config(SCALE_AHEAD_OFF), params, Ours)
+        print(f"# {trace} ours without scale-ahead: {_line(alone)}")
         name, peer = best_peer(peers)
         print(f"figure: sla_minutes_ours_{trace} {ours.sla_minutes:.1f} min")
         print(f"figure: sla_minutes_best_peer_{trace} {peer.sla_minutes:.1f} min")

@@ -108,5 +108,9 @@ STACK_DEFAULTS: dict[str, Any] = {
 }
 
 
-def stack_config() -> DeploymentConfig:
-    return DeploymentConfig.model_validate(STACK_DEFAULTS)
+def stack_config(overrides: Mapping[str, Any] | None = None) -> DeploymentConfig:
+    """The stack's defaults, with ``overrides`` merged in section by section."""
+    tree = {key: dict(value) for key, value in STACK_DEFAULTS.items()}
+    for section, values in (overrides or {}).items():
+        tree.setdefault(section, {}).update(values)
+    return DeploymentConfig.model_validate(tree)
