@@ -305,6 +305,94 @@ def replay_command(ctx: click.Context) -> None:
     ctx.exit(replay_cli.main(list(ctx.args)))
 
 
+# --- profile ----------------------------------------------------------------------------------
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: comma-separated numbers, e.g. 1,2,4,8") from None
+    if not rates or any(r <= 0 for r in rates) or rates != sorted(set(rates)):
+        raise click.BadParameter(f"{text!r}: increasing rates above 0, e.g. 1,2,4,8")
+    return rates
+
+
+@cli.command("profile")
+@click.option(
+    "--url", required=True, help="a Dynamo frontend with one frontend and one prefill task behind it"
+)
+@click.option("--model", required=True, help="the served model name")
+@click.option("--rates", default="1,2,4,8,12,16", show_default=True, help="request rates to try, requests/s")
+@click.option(
+    "--step",
+    "step_s",
+    type=click.FloatRange(5, 120),
+    default=20.0,
+    show_default=True,
+    help="seconds per rate",
+)
+@click.option("--input-tokens", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@click.option("--output-tokens", type=click.IntRange(1, 10_000), default=200, show_default=True)
+@click.option(
+    "--ttft-ms", type=click.FloatRange(min=1), default=500.0, show_default=True, help="TTFT target (mean)"
+)
+@click.option(
+    "--itl-ms", type=click.FloatRange(min=0.1), default=50.0, show_default=True, help="ITL target (mean)"
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("profile.json"), show_default=True
+)
+def profile_command(
+    url: str,
+    model: str,
+    rates: str,
+    step_s: float,
+    input_tokens: int,
+    output_tokens: int,
+    ttft_ms: float,
+    itl_ms: float,
+    out: Path,
+) -> None:
+    """Measure requests/s per replica at the latency targets; write a profile file (docs/replay.md)."""
+    from datetime import UTC, datetime
+
+    from dynamo_ecs_cli import profile as profiling
+
+    chosen = _rates(rates)
+    source = f"dynamo-ecs profile of {url} ({model}), {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"
+    try:
+        result = profiling.run_profile(
+            url.rstrip("/"),
+            model,
+            chosen,
+            step_s,
+            input_tokens,
+            output_tokens,
+            ttft_ms,
+            itl_ms,
+            source,
+            on_point=lambda p: click.echo(
+                f"{p.rate_rps:g}/s: {p.completed_rps:g}/s done, {p.errors} errors, "
+                f"TTFT {p.ttft_mean_ms:.0f} ms, ITL {p.itl_mean_ms:.1f} ms"
+            ),
+        )
+    except profiling.ProfileError as exc:
+        click.echo(f"dynamo-ecs profile: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    profiling.write_profile(result, out)
+    bound = " (at least: no rate reached the ITL target)" if result.frontend_is_lower_bound else ""
+    click.echo(f"prefill: {result.prefill_capacity_rps:g} requests/s per replica at TTFT {ttft_ms:g} ms")
+    click.echo(
+        f"frontend: {result.frontend_capacity_rps:g} requests/s per replica at ITL {itl_ms:g} ms{bound}"
+    )
+    click.echo(
+        f"wrote {out}; deploy with FrontendCapacityRps={result.frontend_capacity_rps:g} "
+        f"PrefillCapacityRps={result.prefill_capacity_rps:g}, replay with --profile {out}"
+    )
+    sys.exit(EXIT_OK)
+
+
 # --- redeploy ---------------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from devtools.template import load_template, resource
 from dynamo_ecs import capacity
 
 AL2023_GPU_AMI = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
+NGC_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ngc-AbCdEf"
 
 
 def test_the_default_ami_is_the_al2023_ecs_gpu_ami() -> None:
@@ -31,20 +32,47 @@ def shim(path: Path, log: Path) -> None:
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
-def run_user_data(tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], Path, list[str]]:
+def fake_aws(path: Path, log: Path, secret: str) -> None:
+    """``aws`` that logs its arguments and answers get-secret-value with ``secret``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f'#!/bin/bash\necho "aws $*" >> {log}\n'
+        f'if [ "$1 $2" = "secretsmanager get-secret-value" ]; then echo \'{secret}\'; fi\n'
+    )
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+def run_user_data(
+    tmp_path: Path, secret: str = ""
+) -> tuple[subprocess.CompletedProcess[str], Path, list[str]]:
     """The launch template's user data, as EC2 runs it, with its paths moved under ``tmp_path``."""
     sub = resource("GpuLaunchTemplate")["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"][
         "Fn::Sub"
     ]
     # CloudFormation's Fn::Sub: ${GpuCluster} is the cluster's name, ${!x} is a literal ${x}
-    script = sub.replace("${GpuCluster}", "dynamo-gpu").replace("${!", "${")
-    assert "${" not in script.replace("${aws:InstanceId}", "")
+    values = {
+        "${GpuCluster}": "dynamo-gpu",
+        "${DeploymentName}": "dynamo",
+        "${AWS::Region}": "us-east-1",
+        "${DynamoImage}": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1",
+        "${NgcSecretArn}": NGC_SECRET,
+    }
+    script = sub
+    for name, value in values.items():
+        script = script.replace(name, value)
+    script = script.replace("${!", "${")
+    assert "${" not in script.replace("${aws:InstanceId}", "").replace("${image%%/*}", "")
     root = tmp_path / "root"
     (root / "etc/ecs").mkdir(parents=True)
     script = script.replace(" /etc/", f" {root}/etc/").replace("/opt/aws/", f"{root}/opt/aws/")
+    script = script.replace("/var/lib/cloud/", f"{root}/var/lib/cloud/")
     log = tmp_path / "calls.log"
     log.touch()
-    shim(tmp_path / "bin/dnf", log)
+    for command in ("dnf", "curl", "docker"):
+        shim(tmp_path / f"bin/{command}", log)
+    with (tmp_path / "bin/docker").open("a") as docker:
+        docker.write('if [ "$1" = login ]; then cat > /dev/null; fi\n')  # reads the password
+    fake_aws(tmp_path / "bin/aws", log, secret)
     shim(root / "opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl", log)
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, check=False)
@@ -65,11 +93,15 @@ def test_the_user_data_configures_the_ecs_agent_and_the_gpu_metrics(tmp_path: Pa
         "ECS_ENABLE_GPU_SUPPORT": "true",
         "ECS_ENABLE_CONTAINER_METADATA": "true",
         "ECS_RESERVED_MEMORY": str(capacity.ECS_RESERVED_MEMORY_MIB),
+        # a warm-pool instance joins the cluster only once in service, and tasks start from
+        # the image the first boot pulled
+        "ECS_WARM_POOLS_CHECK": "true",
+        "ECS_IMAGE_PULL_BEHAVIOR": "prefer-cached",
     }
     # and the CloudWatch agent is installed with AL2023's package manager and started with a
     # config whose NVIDIA collector publishes GPU utilization per instance
     config_path = root / "opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json"
-    assert calls == [
+    assert calls[:2] == [
         "dnf install -y amazon-cloudwatch-agent",
         f"amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c file:{config_path}",
     ]
@@ -89,3 +121,48 @@ def test_the_instance_types_on_offer_are_the_ones_the_operator_can_size() -> Non
     assert resource("GpuServices")["Properties"]["InstanceType"] == {"Ref": "GpuInstanceType"}
     variables = load_template()["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["DYNAMO_ECS_GPU_INSTANCE_TYPE"] == {"Ref": "GpuInstanceType"}
+
+
+LOGIN = '{"username": "$oauthtoken", "password": "nvapi-secret"}'
+IMAGE = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1"
+
+
+def test_the_first_boot_pulls_the_image_then_completes_the_launch_hook(tmp_path: Path) -> None:
+    # When the user data runs with the NGC login in Secrets Manager (aws, docker, curl stand in)
+    done, _, calls = run_user_data(tmp_path, secret=LOGIN)
+    assert done.returncode == 0, done.stderr
+    # Then it logs in to the image's registry with the password on stdin, pulls, logs out ...
+    pulls = [c for c in calls if c.startswith(("aws secretsmanager", "docker"))]
+    assert pulls == [
+        f"aws secretsmanager get-secret-value --region us-east-1 --secret-id {NGC_SECRET} "
+        "--query SecretString --output text",
+        "docker login nvcr.io --username $oauthtoken --password-stdin",
+        f"docker pull {IMAGE}",
+        "docker logout nvcr.io",
+    ]
+    assert "nvapi-secret" not in "\n".join(calls)
+    # ... and only then completes the group's launch hook for this instance
+    hook = resource("GpuAutoScalingGroup")["Properties"]["LifecycleHookSpecificationList"]
+    assert [(h["LifecycleHookName"], h["LifecycleTransition"], h["DefaultResult"]) for h in hook] == [
+        ("dynamo-warm-up", "autoscaling:EC2_INSTANCE_LAUNCHING", "CONTINUE")
+    ]
+    assert calls[-1].startswith("aws autoscaling complete-lifecycle-action --region us-east-1 ")
+    assert "--auto-scaling-group-name dynamo-gpu --lifecycle-hook-name dynamo-warm-up" in calls[-1]
+    assert calls.index(f"docker pull {IMAGE}") < len(calls) - 1
+
+
+def test_a_failed_pull_does_not_fail_the_boot_and_every_later_boot_completes_the_hook(tmp_path: Path) -> None:
+    # When the secret cannot be read (the fake answers nothing)
+    done, root, calls = run_user_data(tmp_path, secret="")
+    # Then the boot goes on (the first task pulls the image instead) and the hook is completed
+    assert done.returncode == 0, done.stderr
+    assert f"pulling {IMAGE} failed" in done.stdout
+    assert not any(c.startswith("docker pull") for c in calls)
+    assert calls[-1].startswith("aws autoscaling complete-lifecycle-action")
+    # And the per-boot script completes it again on a later boot (a warm start waits on it)
+    per_boot = root / "var/lib/cloud/scripts/per-boot/dynamo-launch-hook.sh"
+    assert os.access(per_boot, os.X_OK)
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
+    again = subprocess.run(["bash", str(per_boot)], capture_output=True, text=True, env=env, check=False)
+    assert again.returncode == 0
+    assert (tmp_path / "calls.log").read_text().splitlines()[-1] == calls[-1]

@@ -28,8 +28,9 @@ from pydantic import ValidationError
 
 from dynamo_ecs.config import ENV_PREFIX, DeploymentConfig, format_validation_error, load_config
 from dynamo_ecs.errors import ConfigError
+from dynamo_ecs_cli.profile import ProfileError, load_profile, model_knobs
+from dynamo_ecs_cli.replay.catalog import POLICIES
 from dynamo_ecs_cli.replay.model import ModelParams
-from dynamo_ecs_cli.replay.policies import POLICIES
 from dynamo_ecs_cli.replay.report import print_table, results_table, write_chart
 from dynamo_ecs_cli.replay.simulate import SlaTargets, replay_all
 from dynamo_ecs_cli.replay.traces import SYNTHETIC, TraceError, export_command, resolve_trace
@@ -65,8 +66,14 @@ def config_with_overrides(
         raise UsageError(f"{exc} (--set key.path=value sets the variable named)") from None
 
 
-def model_params(overrides: Sequence[str]) -> ModelParams:
-    values: dict[str, Any] = dict(_pairs(overrides, "--model"))
+def model_params(overrides: Sequence[str], profile: Path | None = None) -> ModelParams:
+    """The model's knobs: defaults, then the profile's (if any), then each ``--model`` override."""
+    values: dict[str, Any] = {}
+    if profile is not None:
+        measured = load_profile(profile)
+        defaults = ModelParams()
+        values.update(model_knobs(measured, defaults.ttft_load_factor, defaults.itl_load_factor))
+    values.update(dict(_pairs(overrides, "--model")))
     try:
         return ModelParams.model_validate(values)
     except ValidationError as exc:
@@ -106,6 +113,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="config override")
     p.add_argument("--model", action="append", default=[], metavar="KNOB=VALUE", help="model knob")
     p.add_argument(
+        "--profile",
+        type=Path,
+        help="a profile file (dynamo-ecs profile): per-replica throughput and latency from a measurement",
+    )
+    p.add_argument(
         "--policies",
         default=",".join(POLICIES),
         help=f"comma-separated, from {', '.join(POLICIES)} (default: all)",
@@ -129,7 +141,7 @@ def run(argv: Sequence[str]) -> int:
         start, end = export_window(args.start, args.end)
         print(export_command(config, start, end) + " > trace.json")
         return 0
-    params = model_params(args.model)
+    params = model_params(args.model, args.profile)
     policies = [name.strip() for name in args.policies.split(",") if name.strip()]
     unknown = [name for name in policies if name not in POLICIES]
     if unknown or not policies:
@@ -164,6 +176,6 @@ def run(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
-    except (UsageError, TraceError) as exc:
+    except (UsageError, TraceError, ProfileError) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2

@@ -25,9 +25,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ScalingPolicy, ServiceRole
 from dynamo_ecs.scaling.decide import History, Observation, ServiceState, decide
 from dynamo_ecs.scaling.signals import SignalSpec, signal_specs
+from dynamo_ecs_cli.replay.model import ModelParams
 
 Counts = dict[ServiceRole, int]
 
@@ -58,7 +60,7 @@ def all_specs(config: DeploymentConfig) -> list[SignalSpec]:
     return [spec for role in SERVICE_ROLES for spec in signal_specs(config, role)]
 
 
-def _minimums(config: DeploymentConfig) -> Counts:
+def minimums(config: DeploymentConfig) -> Counts:
     return {role: config.service(role).min for role in SERVICE_ROLES}
 
 
@@ -77,19 +79,50 @@ class Every:
         return True
 
 
+Signals = Mapping[tuple[str, ServiceRole], float | None]
+
+
+class Datapoints:
+    """One metric period's CloudWatch datapoints: each signal's average, stamped at the period's end."""
+
+    def __init__(self, start: float, period_s: float) -> None:
+        self.start = start
+        self.period_s = period_s
+        self.sums: dict[tuple[str, ServiceRole], list[float]] = {}
+        self.latest: dict[tuple[str, ServiceRole], Observation] = {}
+
+    def add(self, end: float, signals: Signals) -> bool:
+        """Add one tick's values; True when a period ended with this tick."""
+        for source, value in signals.items():
+            if value is not None:
+                self.sums.setdefault(source, []).append(value)
+        if (end - self.start) % self.period_s != 0:
+            return False
+        for source, values in self.sums.items():
+            self.latest[source] = Observation(sum(values) / len(values), end)
+        self.sums = {}
+        return True
+
+    def value(self, metric: str, service: ServiceRole, now: float, max_age_s: float) -> float | None:
+        obs = self.latest.get((metric, service))
+        return None if obs is None or now - obs.at > max_age_s else obs.value
+
+
 class _Decides:
     """A policy that runs the production `decide`, carrying its history between calls as the scaler does."""
 
     config: DeploymentConfig
     history: History
+    demand: deque[Observation] | None = None
 
     def initial_counts(self) -> Counts:
-        return _minimums(self.config)
+        return minimums(self.config)
 
     def _decide(
         self, states: Mapping[ServiceRole, ServiceState], observations: Mapping[str, Observation], now: float
     ) -> Counts:
-        decision = decide(self.config, states, observations, self.history, now)
+        demand = tuple(self.demand or ())
+        decision = decide(self.config, states, observations, self.history, now, demand)
         self.history = decision.history
         return {role: d.desired for role, d in decision.services.items()}
 
@@ -99,7 +132,7 @@ class Ours(_Decides):
 
     name = "ours"
 
-    def __init__(self, config: DeploymentConfig, start: float) -> None:
+    def __init__(self, config: DeploymentConfig, start: float, params: ModelParams | None = None) -> None:
         self.config = config
         self.schedule = Every(start, SCHEDULE_S)
         self.history = History()
@@ -107,6 +140,19 @@ class Ours(_Decides):
         self.in_alarm = {spec.key: False for spec in self.specs}
         self.invocations = 0
         self.alarm_invocations = 0
+        # The RequestRate datapoints the scaler reads for its predictive floor.
+        self.rates = Datapoints(start, config.scaling.metric_period_s)
+        self.demand = deque()
+        # The scaler raises the GPU Auto Scaling group's capacity itself (scaling.scale_ahead).
+        self.scale_ahead = config.scaling.scale_ahead
+
+    def observe(self, end: float, signals: Signals) -> None:
+        if self.rates.add(end, signals):
+            rate = self.rates.latest.get((names.REQUEST_RATE, "frontend"))
+            if rate is not None and rate.at == end and self.demand is not None:
+                self.demand.append(rate)
+                while self.demand and end - self.demand[0].at > self.config.scaling.trend_window_s:
+                    self.demand.popleft()
 
     def _alarm_fired(self, observations: Mapping[str, Observation], now: float) -> bool:
         """Evaluate every scaling alarm on the period that just ended; True if one went to ALARM.
@@ -158,7 +204,7 @@ class HpaDefaults(_Decides):
 
     name = "hpa"
 
-    def __init__(self, config: DeploymentConfig, start: float) -> None:
+    def __init__(self, config: DeploymentConfig, start: float, params: ModelParams | None = None) -> None:
         self.config = config.model_copy(update={"scaling": hpa_policy(config)})
         self.schedule = Every(start, HPA_SYNC_S)
         self.history = History()
@@ -216,7 +262,7 @@ class TargetTracking:
 
     name = "target_tracking"
 
-    def __init__(self, config: DeploymentConfig, start: float) -> None:
+    def __init__(self, config: DeploymentConfig, start: float, params: ModelParams | None = None) -> None:
         self.config = config
         self.schedule = Every(start, TT_PERIOD_S)
         self.trackers = {
@@ -226,7 +272,7 @@ class TargetTracking:
         self.last_in: dict[ServiceRole, float] = {}
 
     def initial_counts(self) -> Counts:
-        return _minimums(self.config)
+        return minimums(self.config)
 
     def step(
         self,
@@ -276,7 +322,7 @@ class Static:
 
     name = "static"
 
-    def __init__(self, config: DeploymentConfig, start: float) -> None:
+    def __init__(self, config: DeploymentConfig, start: float, params: ModelParams | None = None) -> None:
         self.config = config
 
     def initial_counts(self) -> Counts:
@@ -290,11 +336,3 @@ class Static:
         new_datapoints: bool,
     ) -> Counts | None:
         return None
-
-
-POLICIES: dict[str, type[Ours] | type[HpaDefaults] | type[TargetTracking] | type[Static]] = {
-    "ours": Ours,
-    "target_tracking": TargetTracking,
-    "hpa": HpaDefaults,
-    "static": Static,
-}

@@ -16,6 +16,13 @@ from dynamo_ecs_cli.replay.traces import Trace
 # so HPA is dashed on top of it.
 STYLES = {
     "ours": ("tab:blue", "-", 2.0),
+    "step_60s": ("tab:red", ":", 1.0),
+    "step_10s": ("tab:red", "-", 1.0),
+    "keda": ("tab:purple", "-", 1.0),
+    "planner_60s_constant": ("tab:brown", "-", 1.0),
+    "planner_60s_trend": ("tab:brown", "--", 1.0),
+    "planner_180s_constant": ("tab:olive", "-", 1.0),
+    "planner_180s_trend": ("tab:olive", "--", 1.0),
     "target_tracking": ("tab:orange", "-", 1.2),
     "hpa": ("tab:green", "--", 1.2),
     "static": ("tab:gray", "-", 1.2),
@@ -68,7 +75,7 @@ def write_chart(
     load_ax.plot(hours, first.load_rps, color="black", linewidth=1)
     load_ax.set_ylabel("load (requests/s)")
     load_ax.set_title(
-        f"{trace.name}: start-up {params.startup_s:g} s, "
+        f"{trace.name}: start-up {params.startup_s:g} s (warm pool {params.warm_pool_size}), "
         f"{params.replica_rps('frontend', params.input_tokens, params.output_tokens):g} req/s per "
         f"decode replica, {params.replica_rps('prefill', params.input_tokens, params.output_tokens):g} "
         f"per prefill replica"
@@ -81,7 +88,7 @@ def write_chart(
         )
         ttft = [float("nan") if v is None else v for v in r.series.ttft_p90_ms]
         ttft_ax.plot(hours, ttft, label=r.policy, color=color, linestyle=style, linewidth=width * 0.8)
-    gpu_ax.set_ylabel("GPUs (frontend + prefill tasks)")
+    gpu_ax.set_ylabel("GPUs billed (instances)")
     gpu_ax.legend(loc="upper right", fontsize="small")
     if sla.ttft_p90_ms is not None:
         ttft_ax.axhline(sla.ttft_p90_ms, color="red", linestyle="--", linewidth=1, label="TTFT target")

@@ -13,13 +13,14 @@ plus JetStream backlog, requests).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 from dynamo_ecs.scaling.decide import Observation
+from dynamo_ecs_cli.replay.catalog import POLICIES, PolicyFactory
 from dynamo_ecs_cli.replay.model import GpuServices, ModelParams
-from dynamo_ecs_cli.replay.policies import POLICIES, Policy, all_specs
+from dynamo_ecs_cli.replay.policies import all_specs
 from dynamo_ecs_cli.replay.traces import Trace
 
 
@@ -59,8 +60,16 @@ class RunResult:
     gpu_hours: float = 0.0
     scale_actions: int = 0
     peak_queue: float = 0.0
+    timed_out: float = 0.0
     decisions: int = 0
     series: Series = field(default_factory=Series)
+    # (asked for at, serving from) of every task asked for; inf: never served (stopped first).
+    tasks: list[tuple[float, float]] = field(default_factory=list)
+
+    def first_serving_after(self, at: float) -> float | None:
+        """When the first task asked for at or after ``at`` started serving."""
+        times = [serving for asked, serving in self.tasks if asked >= at and serving < float("inf")]
+        return min(times) if times else None
 
     def summary(self) -> dict[str, float | int | str]:
         return {
@@ -69,11 +78,9 @@ class RunResult:
             "gpu_hours": round(self.gpu_hours, 2),
             "scale_actions": self.scale_actions,
             "peak_queue": round(self.peak_queue, 1),
+            "timed_out": round(self.timed_out, 1),
             "decisions": self.decisions,
         }
-
-
-PolicyFactory = Callable[[DeploymentConfig, float], Policy]
 
 
 def replay(
@@ -85,7 +92,8 @@ def replay(
 ) -> RunResult:
     """One policy over the whole trace; deterministic for a given trace, config and params."""
     sla = sla or SlaTargets.from_config(config)
-    policy = make_policy(config, trace.start)
+    policy = make_policy(config, trace.start, params)
+    observe = getattr(policy, "observe", None)
     services = GpuServices(config, params, policy.initial_counts())
     result = RunResult(policy.name)
     specs = all_specs(config)
@@ -112,10 +120,14 @@ def replay(
         series.queue.append(queue)
         result.gpu_hours += metrics.provisioned_gpus * dt / 3600.0
         result.peak_queue = max(result.peak_queue, queue)
+        result.timed_out += metrics.timed_out
         if sla.violated(metrics.ttft_p90_ms, metrics.itl_p90_ms):
             result.sla_minutes += dt / 60.0
 
-        for source, value in metrics.signals().items():
+        signals = metrics.signals()
+        if observe is not None:
+            observe(end, signals)
+        for source, value in signals.items():
             if value is not None:
                 sums.setdefault(source, []).append(value)
         new_datapoints = (end - trace.start) % period == 0
@@ -132,8 +144,26 @@ def replay(
             continue
         result.decisions += 1
         result.scale_actions += sum(1 for r in SERVICE_ROLES if wanted[r] != before[r].desired)
-        services.set_desired(wanted, end)
+        services.set_desired(wanted, end, getattr(policy, "scale_ahead", False))
+    result.tasks = [(t.asked_at, t.serving_at) for t in services.created]
     return result
+
+
+def with_profiled_capacity(config: DeploymentConfig, params: ModelParams) -> DeploymentConfig:
+    """The config with each service's ``capacity_rps`` taken from the model where it is unset.
+
+    What ``dynamo-ecs profile`` tells a user to set, at the frontend's targets. An explicit
+    ``--set <role>.capacity_rps=...`` is kept.
+    """
+    ttft = config.frontend.targets.ttft_ms or 500.0
+    itl = config.frontend.targets.itl_ms or 2 * params.base_itl_ms
+    update: dict[str, Any] = {}
+    for role in SERVICE_ROLES:
+        service = config.service(role)
+        if service.capacity_rps is None:
+            rps = round(params.capacity_at_sla(role, ttft, itl), 2)
+            update[role] = service.model_copy(update={"capacity_rps": rps})
+    return config.model_copy(update=update)
 
 
 def replay_all(
@@ -143,5 +173,7 @@ def replay_all(
     policies: list[str] | None = None,
     sla: SlaTargets | None = None,
 ) -> list[RunResult]:
+    """Every chosen policy over the trace, with the profiled capacity filled in (`with_profiled_capacity`)."""
     chosen = policies or list(POLICIES)
+    config = with_profiled_capacity(config, params)
     return [replay(trace, config, params, POLICIES[name], sla) for name in chosen]

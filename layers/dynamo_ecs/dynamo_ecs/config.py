@@ -82,6 +82,10 @@ class FrontendTargets(LatencyTargets):
 
     itl_ms: float | None = Field(50.0, gt=0)
     itl_statistic: LatencyStatistic = "mean"
+    # ITL at no load (a profile measures it). ITL cannot fall below it, so HPA's ratio rule
+    # would keep replicas that do nothing; with the floor set, scale-in reads the part above
+    # it, ``(value - floor) / (target - floor)``; without it, ITL only ever scales out.
+    itl_floor_ms: float | None = Field(None, ge=0)
     queue_depth_per_replica: float | None = Field(8.0, gt=0)
     router_queue_per_replica: float | None = Field(None, gt=0)
     worker_queue_per_replica: float | None = Field(None, gt=0)
@@ -125,6 +129,9 @@ class GpuServiceConfig(StrictModel):
     # The workers' system port (DYN_SYSTEM_PORT) whose /metrics the collector reads; None:
     # not read. Dynamo 1.6.1 parses DYN_SYSTEM_PORT as a signed 16-bit integer: at most 32767.
     system_port: int | None = Field(None, ge=1, le=32767)
+    # Requests/s one task serves within the SLA (``dynamo-ecs profile``, or measured on your
+    # GPUs): turns on the predictive floor for this service (scaling/forecast.py).
+    capacity_rps: float | None = Field(None, gt=0)
 
 
 class FrontendConfig(GpuServiceConfig):
@@ -167,6 +174,23 @@ class ScalingPolicy(StrictModel):
     prefill_activation_queue: float = Field(0.0, ge=0)
     prefill_activation_lag: float = Field(0.0, ge=0)
     decision_log_ttl_days: int = Field(14, ge=1)
+    # The predictive floor (with <role>.capacity_rps set): the request-rate trend over the last
+    # trend_window_s, projected over startup_s, the time a new task takes to serve.
+    startup_s: int = Field(120, ge=0, le=3600)
+    trend_window_s: int = Field(300, ge=30, le=3600)
+    # Spare capacity the floor keeps above the projected rate: capacity_rps is where a replica
+    # just meets the SLA, and latency varies around its mean.
+    floor_headroom: float = Field(0.15, ge=0, le=2)
+    # A scale-in stops where the projected rate with this much more headroom needs the tasks.
+    floor_hysteresis: float = Field(0.15, ge=0, le=2)
+    # A service under the predictive floor scales in after this window instead of
+    # scale_down_stabilization_s: the floor (with its hysteresis) holds what the rate still
+    # needs, so the rest can go quickly. null: the long window always.
+    floor_scale_down_s: int | None = Field(60, ge=0, le=3600)
+    # Ask the GPU Auto Scaling group for the instances a scale-out needs at once, instead of
+    # waiting for the capacity provider's once-a-minute reservation metric (needs
+    # gpu_autoscaling_group).
+    scale_ahead: bool = True
 
 
 # A JetStream selector: ``STREAM`` or ``STREAM/CONSUMER``. NATS forbids ``/`` (and whitespace,
@@ -238,6 +262,8 @@ class DeploymentConfig(StrictModel):
     # The GPU instance type (dynamo_ecs/capacity.py). Set, the budget counts the GPUs of the
     # instances the tasks need (one frontend per instance); unset, the GPUs the tasks ask for.
     gpu_instance_type: capacity.InstanceTypeName | None = None
+    # The GPU cluster's Auto Scaling group: scaling.scale_ahead raises its desired capacity.
+    gpu_autoscaling_group: str | None = Field(None, min_length=1)
     scaling: ScalingPolicy = ScalingPolicy()
     signals: SignalsConfig = SignalsConfig()
     rollout: RolloutConfig = RolloutConfig()
@@ -294,6 +320,14 @@ class DeploymentConfig(StrictModel):
                     f"{role}.targets.worker_queue_per_replica needs the workers' system port: set "
                     f"{env_name(role, 'system_port')} or {target_variable}=null"
                 )
+        itl = self.frontend.targets
+        if itl.itl_floor_ms is not None and itl.itl_ms is not None and itl.itl_floor_ms >= itl.itl_ms:
+            problems.append(
+                f"frontend.targets.itl_floor_ms ({itl.itl_floor_ms:g}) must be below itl_ms "
+                f"({itl.itl_ms:g}): a target at or under the no-load latency can never be met; raise "
+                f"{env_name('frontend', 'targets', 'itl_ms')} or lower "
+                f"{env_name('frontend', 'targets', 'itl_floor_ms')}"
+            )
         if self.gpu_instance_type is not None:
             instance = capacity.instance_type(self.gpu_instance_type)
             for role in SERVICE_ROLES:

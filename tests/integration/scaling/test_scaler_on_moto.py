@@ -21,6 +21,7 @@ from dynamo_ecs import aws
 from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import DeploymentConfig, ServiceRole
 from dynamo_ecs.scaling.reconcile import HISTORY_RECORD, CapacityReconciler
+from dynamo_ecs.scaling.scale_ahead import scale_ahead
 from dynamo_ecs.scaling.triggers import Trigger
 from dynamo_ecs.state import StateStore
 
@@ -248,3 +249,59 @@ def test_refused_requests_wake_prefill_from_zero(state_table: str, monkeypatch: 
     assert result["status"] == "applied"
     assert desired("prefill") == 1
     assert "refuses" in scaling_decisions(config)[0]["services"]["prefill"]["reason"]
+
+
+def gpu_group(name: str, desired_capacity: int, max_size: int = 8) -> None:
+    ec2 = aws.client("ec2")
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    template = ec2.create_launch_template(
+        LaunchTemplateName=f"{name}-lt", LaunchTemplateData={"ImageId": image, "InstanceType": "g6e.2xlarge"}
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    aws.client("autoscaling").create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        MinSize=0,
+        MaxSize=max_size,
+        DesiredCapacity=desired_capacity,
+        LaunchTemplate={"LaunchTemplateId": template},
+        AvailabilityZones=[f"{REGION}a"],
+    )
+
+
+def group_desired(name: str) -> int:
+    groups = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])
+    return int(groups["AutoScalingGroups"][0]["DesiredCapacity"])
+
+
+def test_a_scale_out_asks_the_gpu_group_for_its_instances_at_once(services: None) -> None:
+    # Given the GPU group at the 4 instances of 2 + 2 tasks, and the scaler told its name
+    config = CONFIG.model_copy(update={"gpu_autoscaling_group": "dynamo-gpu"})
+    gpu_group("dynamo-gpu", desired_capacity=4)
+    now = time.time()
+    breach_ttft(now - 5)
+    reconciler = CapacityReconciler(
+        config,
+        StateStore(config.state_table, config.deployment),
+        aws.client("ecs"),
+        aws.client("cloudwatch"),
+        autoscaling=aws.client("autoscaling"),
+        clock=lambda: now,
+    )
+    # When TTFT at 3x its target scales both services to 4
+    result = reconciler.reconcile(Trigger(kind="schedule"))
+    assert result.status == "applied"
+    # Then the group is asked for 8 instances (one task each) without waiting for the
+    # capacity provider, and the decision log says so
+    assert group_desired("dynamo-gpu") == 8
+    [entry] = scaling_decisions(config)
+    assert entry["scale_ahead"] == "scale-ahead: dynamo-gpu desired capacity 4 -> 8"
+    # And a second look changes nothing: the counts and the group are already there
+    assert reconciler.reconcile(Trigger(kind="schedule")).status == "unchanged"
+    assert group_desired("dynamo-gpu") == 8
+
+
+def test_scale_ahead_never_lowers_the_group_nor_passes_its_max(services: None) -> None:
+    config = CONFIG.model_copy(update={"gpu_autoscaling_group": "dynamo-gpu"})
+    gpu_group("dynamo-gpu", desired_capacity=7, max_size=7)
+    note = scale_ahead(config, aws.client("autoscaling"), {"frontend": 4, "prefill": 4})
+    assert group_desired("dynamo-gpu") == 7
+    assert "already asks for 7 (needs 8)" in note

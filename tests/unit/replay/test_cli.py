@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dynamo_ecs_cli.replay.catalog import POLICIES
 from dynamo_ecs_cli.replay.cli import UsageError, config_with_overrides, export_window, main
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -53,7 +54,7 @@ def test_the_module_writes_the_table_and_the_chart(tmp_path: Path) -> None:
     assert chart.read_bytes()[:8] == PNG_MAGIC and chart.stat().st_size > 10_000
     assert "target_tracking" in (out / "step-seed1.txt").read_text()
     summary = json.loads((out / "step-seed1.json").read_text())
-    assert [r["policy"] for r in summary["results"]] == ["ours", "target_tracking", "hpa", "static"]
+    assert [r["policy"] for r in summary["results"]] == list(POLICIES)
     assert summary["hours"] == 2
 
 

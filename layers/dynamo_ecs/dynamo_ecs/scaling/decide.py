@@ -8,14 +8,18 @@ explained with its origin in docs/scaling.md):
 
 1. per metric, a proposal (`propose`): ``ratio`` signals ``ceil(running * value / target)``,
    ``total`` signals ``ceil(total / per_replica_target)``; within the tolerance: no change.
-   A metric with no datapoint younger than ``metric_max_age_s`` proposes nothing;
-2. the largest proposal wins; when any metric is missing, the result is never below the
+   ITL below its target reads only the part above its no-load floor, or (floor unknown)
+   never asks for scale-in. A metric with no datapoint younger than ``metric_max_age_s``
+   proposes nothing;
+2. the largest proposal wins, raised to the predictive floor (`forecast`) when the service
+   has a ``capacity_rps``; when any metric is missing, the result is never below the
    current count (missing data never scales in);
 3. prefill scale-to-zero (optional): active while its queue depth is above
    ``prefill_activation_queue``, JetStream lag (when on) above ``prefill_activation_lag``,
    or the frontend refuses requests for lack of a worker;
 4. the recommendation, clamped to [min, max], is remembered; stabilization windows per
-   direction pick the highest (down) or lowest (up) recommendation of the window;
+   direction pick the highest (down) or lowest (up) recommendation of the window; under the
+   predictive floor the down window is ``floor_scale_down_s``;
 5. rate limits per direction over ``rate_limit_period_s``; no scale-in during a rollout;
 6. hard bounds: [min, max] per service, then the GPU budget across both (`fit_budget`).
 """
@@ -23,11 +27,12 @@ explained with its origin in docs/scaling.md):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ScalingPolicy, ServiceRole
+from dynamo_ecs.scaling.forecast import Forecast, forecast, predictive_floor
 from dynamo_ecs.scaling.signals import SignalSpec, signal_specs
 
 Action = Literal["scale_out", "scale_in", "none"]
@@ -80,7 +85,9 @@ class History:
         often than the down-stabilization window would find no history on every run, treat
         the current count as recommended now (as for a lost history) and never scale in.
         """
-        keep_s = max(policy.scale_up_stabilization_s, policy.scale_down_stabilization_s)
+        keep_s = max(
+            policy.scale_up_stabilization_s, policy.scale_down_stabilization_s, policy.floor_scale_down_s or 0
+        )
         newest = {r.role: r for r in sorted(self.recommendations, key=lambda r: r.at)}
         kept = [r for r in self.recommendations if now - r.at <= keep_s or newest[r.role] is r]
         return History(
@@ -210,6 +217,21 @@ def propose(
     if abs(ratio - 1.0) <= policy.tolerance + _EPSILON:
         return result(desired, ratio, "within tolerance")
     pending = desired - running
+    if ratio < 1.0 and spec.scale_in == "never":
+        return result(
+            0,
+            ratio,
+            "below target: a latency above its no-load floor never asks for scale-in (floor unknown)",
+        )
+    if ratio < 1.0 and spec.scale_in == "above_floor":
+        above = max(value - spec.floor, 0.0) / (spec.target - spec.floor)
+        wanted = min(_ceil(running * above + pending), desired)
+        return result(
+            wanted,
+            ratio,
+            f"ceil({running} running x {above:.2f} above the {spec.floor:g} floor"
+            f" + {pending} starting) = {wanted}",
+        )
     if ratio > 1.0:
         # Tasks still starting count as capacity on the way (HPA counts them at 0 % for scale-up).
         wanted = max(_ceil(running * ratio), desired)
@@ -244,6 +266,7 @@ def _recommend(
     state: ServiceState,
     observations: Mapping[str, Observation],
     now: float,
+    prediction: Forecast | None = None,
 ) -> _Working:
     policy = config.scaling
     bounds = config.service(role)
@@ -260,6 +283,13 @@ def _recommend(
         best = max(fresh, key=lambda p: p.replicas or 0)
         raw = best.replicas or 0
         work.steps.append(f"largest proposal: {best.signal} -> {raw}")
+    floor = predictive_floor(config, role, prediction)
+    if floor is not None and floor[0] > raw:
+        raw = floor[0]
+        work.steps.append(floor[2])
+    elif floor is not None and raw < state.desired and floor[1] > raw:
+        raw = min(state.desired, floor[1])
+        work.steps.append(f"scale-in held at {raw} by the floor's hysteresis ({floor[2]})")
 
     scale_to_zero = role == "prefill" and policy.prefill_scale_to_zero and bounds.min == 0
     activation = _activation(fresh, observations, policy, now) if scale_to_zero else None
@@ -309,9 +339,15 @@ def _activation(
     return (seen, above) if seen else None
 
 
-def _stabilize(work: _Working, history: History, policy: ScalingPolicy, now: float) -> int:
-    """HPA's behaviour: scale up to the lowest, down to the highest recommendation of the window."""
+def _stabilize(
+    work: _Working, history: History, policy: ScalingPolicy, now: float, down_window_s: int | None = None
+) -> int:
+    """HPA's behaviour: scale up to the lowest, down to the highest recommendation of the window.
+
+    ``down_window_s`` replaces ``scale_down_stabilization_s`` (the predictive floor's shorter window).
+    """
     current = work.state.desired
+    down_s = policy.scale_down_stabilization_s if down_window_s is None else down_window_s
     own = [r for r in history.recommendations if r.role == work.role]
     up_window = [r.replicas for r in own if now - r.at <= policy.scale_up_stabilization_s]
     if not own:
@@ -319,7 +355,7 @@ def _stabilize(work: _Working, history: History, policy: ScalingPolicy, now: flo
         # now, so a lost or new history never allows an immediate scale-in.
         own = [Recommendation(now, work.role, current)]
         work.seeded = True
-    down_window = [r.replicas for r in own if now - r.at <= policy.scale_down_stabilization_s]
+    down_window = [r.replicas for r in own if now - r.at <= down_s]
     up = min([*up_window, work.recommendation])
     down = max([*down_window, work.recommendation])
     if current < up:
@@ -330,15 +366,11 @@ def _stabilize(work: _Working, history: History, policy: ScalingPolicy, now: flo
         return up
     if current > down:
         if down > work.recommendation:
-            work.steps.append(
-                f"down-stabilization: highest recommendation in "
-                f"{policy.scale_down_stabilization_s} s is {down}"
-            )
+            work.steps.append(f"down-stabilization: highest recommendation in {down_s} s is {down}")
         return down
     if work.recommendation < current:
         work.steps.append(
-            f"down-stabilization: a recommendation of {down} in the last "
-            f"{policy.scale_down_stabilization_s} s holds {current}"
+            f"down-stabilization: a recommendation of {down} in the last {down_s} s holds {current}"
         )
     elif work.recommendation > current:
         work.steps.append(
@@ -426,14 +458,21 @@ def decide(
     observations: Mapping[str, Observation],
     history: History,
     now: float,
+    demand: Sequence[Observation] = (),
 ) -> Decision:
-    """Desired counts for both services. ``observations`` is keyed by `SignalSpec.key`."""
+    """Desired counts for both services. ``observations`` is keyed by `SignalSpec.key`;
+    ``demand`` is the frontend's recent ``RequestRate`` datapoints (the predictive floor's input)."""
     policy = config.scaling
     history = history.pruned(now, policy)
+    prediction = forecast(config, demand, now) if demand else None
     work: dict[ServiceRole, _Working] = {}
     for role in SERVICE_ROLES:
-        w = _recommend(role, config, states[role], observations, now)
-        target = _stabilize(w, history, policy, now)
+        w = _recommend(role, config, states[role], observations, now, prediction)
+        floored = predictive_floor(config, role, prediction) is not None
+        down_window = policy.floor_scale_down_s if floored else None
+        if down_window is not None and w.recommendation < w.state.desired:
+            w.steps.append(f"under the predictive floor: scale-down window {down_window} s")
+        target = _stabilize(w, history, policy, now, down_window)
         target = _rate_limit(w, target, history, policy, now)
         if target < w.state.desired and w.state.rollout_in_progress:
             w.steps.append("rollout under way: no scale-in")

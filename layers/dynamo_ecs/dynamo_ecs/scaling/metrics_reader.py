@@ -3,6 +3,8 @@
 One query per distinct (metric, Service dimension): the frontend's TTFT serves both the
 frontend's and the prefill's TTFT signal. A datapoint's time is the end of its period (when
 it was complete), so a fresh datapoint has an age close to zero and an old one shows its age.
+With the predictive floor on (a service has ``capacity_rps``), the same call also returns
+the frontend's ``RequestRate`` over ``scaling.trend_window_s`` (`read_signals`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig
-from dynamo_ecs.metric_names import DIMENSION_DEPLOYMENT, DIMENSION_SERVICE
+from dynamo_ecs.metric_names import DIMENSION_DEPLOYMENT, DIMENSION_SERVICE, REQUEST_RATE
 from dynamo_ecs.scaling.decide import Observation
 from dynamo_ecs.scaling.signals import SignalSpec, activation_specs, signal_specs
 
@@ -72,15 +74,61 @@ def latest_observations(
     return out
 
 
+DEMAND_QUERY_ID = "demand"
+
+
+def predictive_floor_on(config: DeploymentConfig) -> bool:
+    return any(config.service(role).capacity_rps is not None for role in SERVICE_ROLES)
+
+
+def demand_query(config: DeploymentConfig) -> dict[str, Any]:
+    """The frontend's request rate, every datapoint of the window (the predictive floor's trend)."""
+    return {
+        "Id": DEMAND_QUERY_ID,
+        "MetricStat": {
+            "Metric": {
+                "Namespace": config.signals.namespace,
+                "MetricName": REQUEST_RATE,
+                "Dimensions": [
+                    {"Name": DIMENSION_DEPLOYMENT, "Value": config.deployment},
+                    {"Name": DIMENSION_SERVICE, "Value": "frontend"},
+                ],
+            },
+            "Period": config.scaling.metric_period_s,
+            "Stat": "Average",
+        },
+        "ReturnData": True,
+    }
+
+
+def demand_series(result: dict[str, Any], period_s: int, now: float) -> list[Observation]:
+    """Every datapoint of the demand query, oldest first, stamped at its period's end. Pure."""
+    points = zip(result.get("Timestamps", []), result.get("Values", []), strict=False)
+    return sorted(
+        (Observation(float(v), min(t.timestamp() + period_s, now)) for t, v in points), key=lambda o: o.at
+    )
+
+
 def read_observations(cloudwatch: Any, config: DeploymentConfig, now: float) -> dict[str, Observation]:
     """Every enabled signal's newest datapoint younger than ``metric_max_age_s`` (one API call per page)."""
+    return read_signals(cloudwatch, config, now)[0]
+
+
+def read_signals(
+    cloudwatch: Any, config: DeploymentConfig, now: float
+) -> tuple[dict[str, Observation], list[Observation]]:
+    """The signals' newest datapoints and, with the predictive floor on, the request-rate series."""
     queries, answers = metric_queries(config, all_signal_specs(config))
+    floor_on = predictive_floor_on(config)
+    if floor_on:
+        queries.append(demand_query(config))
     if not queries:
-        return {}
+        return {}, []
     period = config.scaling.metric_period_s
+    lookback = max(config.scaling.metric_max_age_s, config.scaling.trend_window_s if floor_on else 0)
     request: dict[str, Any] = {
         "MetricDataQueries": queries,
-        "StartTime": datetime.fromtimestamp(now - config.scaling.metric_max_age_s - period, UTC),
+        "StartTime": datetime.fromtimestamp(now - lookback - period, UTC),
         "EndTime": datetime.fromtimestamp(now + period, UTC),
         "ScanBy": "TimestampDescending",
     }
@@ -97,4 +145,6 @@ def read_observations(cloudwatch: Any, config: DeploymentConfig, now: float) -> 
         entry = merged.setdefault(result["Id"], {"Id": result["Id"], "Timestamps": [], "Values": []})
         entry["Timestamps"].extend(result.get("Timestamps", []))
         entry["Values"].extend(result.get("Values", []))
-    return latest_observations(merged.values(), answers, period, now)
+    demand = merged.pop(DEMAND_QUERY_ID, None)
+    series = demand_series(demand, period, now) if demand else []
+    return latest_observations(merged.values(), answers, period, now), series

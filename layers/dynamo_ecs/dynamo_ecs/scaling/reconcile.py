@@ -7,7 +7,9 @@ scale never races a rollout):
    every signal's newest datapoint (one GetMetricData) and the recent recommendations
    (the ``scaling#history`` record, one GetItem);
 2. decides (`dynamo_ecs.scaling.decide.decide`, pure);
-3. calls UpdateService for a service only when its desired count changes;
+3. calls UpdateService for a service only when its desired count changes; after a
+   scale-out, raises the GPU Auto Scaling group's desired capacity to what the new counts
+   need (`scale_ahead`, with ``scaling.scale_ahead`` and ``gpu_autoscaling_group``);
 4. stores the new history and appends one decision-log entry (kind ``scaling``), no
    change included, with its reasons; publishes one SNS message per scale action.
 
@@ -28,7 +30,8 @@ from dynamo_ecs.errors import LeaseHeldError
 from dynamo_ecs.metric_names import DIMENSION_DEPLOYMENT, DIMENSION_SERVICE
 from dynamo_ecs.observability import logger
 from dynamo_ecs.scaling.decide import Decision, History, Observation, ServiceDecision, ServiceState, decide
-from dynamo_ecs.scaling.metrics_reader import read_observations
+from dynamo_ecs.scaling.metrics_reader import read_signals
+from dynamo_ecs.scaling.scale_ahead import scale_ahead
 from dynamo_ecs.scaling.triggers import Trigger
 from dynamo_ecs.state import StateStore
 
@@ -73,8 +76,10 @@ class CapacityReconciler:
         cloudwatch: Any,
         sns: Any = None,
         clock: Callable[[], float] = clock_now,
+        autoscaling: Any = None,
     ) -> None:
         self.config = config
+        self.autoscaling = autoscaling
         self.store = store
         self.ecs = ecs
         self.cloudwatch = cloudwatch
@@ -86,7 +91,8 @@ class CapacityReconciler:
             observed = self._observe()
             if observed is None:
                 return ScalingResult("no_services", "the GPU services do not exist yet")
-            decision = decide(self.config, *observed, self.clock())
+            states, observations, history, demand = observed
+            decision = decide(self.config, states, observations, history, self.clock(), demand)
             logger.info("scale decision (dry run)", extra={"services": decision.as_dict()})
             return ScalingResult("dry_run", "would apply the decision; changed nothing", decision)
         try:
@@ -95,29 +101,39 @@ class CapacityReconciler:
                 observed = self._observe(History.from_dict(record.data))
                 if observed is None:
                     return ScalingResult("no_services", "the GPU services do not exist yet")
-                decision = decide(self.config, *observed, self.clock())
+                states, observations, history, demand = observed
+                decision = decide(self.config, states, observations, history, self.clock(), demand)
                 for change in decision.changes:
                     self.ecs.update_service(
                         cluster=self.config.gpu_cluster,
                         service=self.config.service(change.role).service,
                         desiredCount=change.desired,
                     )
+                ahead = self._scale_ahead(decision)
                 self.store.put_record(HISTORY_RECORD, decision.history.as_dict(), record.version)
         except LeaseHeldError:
             # The next schedule tick (at most a minute away) looks again; an alarm still in
             # ALARM is seen by it. Raising would only make Lambda retry later than that.
             logger.info("deployment busy: another invocation holds the lease; next tick looks again")
             return ScalingResult("busy", "another invocation holds the deployment lease")
-        self._record(trigger, decision)
+        self._record(trigger, decision, ahead)
         status: Status = "applied" if decision.changes else "unchanged"
         reason = "; ".join(f"{d.role}: {d.reason}" for d in decision.services.values())
         return ScalingResult(status, reason, decision)
 
     # -- steps -----------------------------------------------------------------------------
 
+    def _scale_ahead(self, decision: Decision) -> str | None:
+        if not (self.config.scaling.scale_ahead and self.autoscaling is not None):
+            return None
+        if not any(d.action == "scale_out" for d in decision.services.values()):
+            return None
+        counts = {role: d.desired for role, d in decision.services.items()}
+        return scale_ahead(self.config, self.autoscaling, counts)
+
     def _observe(
         self, history: History | None = None
-    ) -> tuple[dict[ServiceRole, ServiceState], dict[str, Observation], History] | None:
+    ) -> tuple[dict[ServiceRole, ServiceState], dict[str, Observation], History, list[Observation]] | None:
         names = {self.config.service(role).service: role for role in SERVICE_ROLES}
         answer = self.ecs.describe_services(cluster=self.config.gpu_cluster, services=list(names))
         found = {s["serviceName"]: s for s in answer.get("services", []) if s.get("status") == "ACTIVE"}
@@ -129,11 +145,16 @@ class CapacityReconciler:
         states = {names[name]: service_state(service) for name, service in found.items()}
         if history is None:
             history = History.from_dict(self.store.get_record(HISTORY_RECORD).data)
-        observations = read_observations(self.cloudwatch, self.config, self.clock())
-        return states, observations, history
+        observations, demand = read_signals(self.cloudwatch, self.config, self.clock())
+        return states, observations, history, demand
 
-    def _record(self, trigger: Trigger, decision: Decision) -> None:
-        entry = {"trigger": trigger.model_dump(exclude_none=True), "services": decision.as_dict()}
+    def _record(self, trigger: Trigger, decision: Decision, ahead: str | None = None) -> None:
+        entry: dict[str, Any] = {
+            "trigger": trigger.model_dump(exclude_none=True),
+            "services": decision.as_dict(),
+        }
+        if ahead is not None:
+            entry["scale_ahead"] = ahead
         self.store.append_decision("scaling", entry, self.config.scaling.decision_log_ttl_days)
         logger.info("scale decision", extra=entry)
         for change in decision.changes:

@@ -15,4 +15,5 @@ def capacity_reconciler(config: DeploymentConfig) -> CapacityReconciler:
         aws.client("ecs"),
         aws.client("cloudwatch"),
         aws.client("sns") if config.alert_topic_arn else None,
+        autoscaling=aws.client("autoscaling") if config.gpu_autoscaling_group else None,
     )

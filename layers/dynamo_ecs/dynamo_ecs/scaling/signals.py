@@ -20,6 +20,9 @@ from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import DeploymentConfig, ServiceRole
 
 SignalKind = Literal["ratio", "total"]
+# How a ratio signal below its target proposes: HPA's ratio; the ratio of the part above a
+# known floor (a latency that cannot fall below its no-load value); or not at all.
+ScaleIn = Literal["ratio", "above_floor", "never"]
 SignalName = Literal["ttft", "itl", "queue", "router", "worker", "gpu", "lag"]
 # Inputs that only wake prefill from zero (KEDA's activation), never propose a count.
 ActivationName = Literal["refused"]
@@ -37,6 +40,8 @@ class SignalSpec:
     source_service: ServiceRole
     kind: SignalKind
     target: float
+    scale_in: ScaleIn = "ratio"
+    floor: float = 0.0
 
     @property
     def key(self) -> str:
@@ -67,11 +72,21 @@ def signal_specs(config: DeploymentConfig, role: ServiceRole) -> list[SignalSpec
             ("ttft", TTFT_METRIC[p.ttft_statistic], "frontend", "ratio", p.ttft_ms),
             ("gpu", names.GPU_UTILIZATION, "prefill", "ratio", p.gpu_utilization_pct),
         ]
-    return [
+    specs = [
         SignalSpec(role, name, metric, source, kind, target)
         for name, metric, source, kind, target in candidates
         if target is not None
     ]
+    if role == "frontend":
+        floor = config.frontend.targets.itl_floor_ms
+        itl_rule: ScaleIn = "never" if floor is None else "above_floor"
+        specs = [
+            SignalSpec(s.role, s.name, s.metric, s.source_service, s.kind, s.target, itl_rule, floor or 0.0)
+            if s.name == "itl"
+            else s
+            for s in specs
+        ]
+    return specs
 
 
 def activation_specs(config: DeploymentConfig) -> list[SignalSpec]:

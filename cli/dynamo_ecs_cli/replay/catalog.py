@@ -1,0 +1,125 @@
+"""Every policy a replay can run, by name: ours, the tuned peers, and the older baselines.
+
+The peers' knobs here are the tuned ones (``bench/tune_peers.py`` grid-searches them on
+seeds the figures do not use; docs/replay.md "Peers" says how and what it chose).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dynamo_ecs.config import DeploymentConfig
+from dynamo_ecs_cli.replay.model import ModelParams
+from dynamo_ecs_cli.replay.peers import Keda, KedaKnobs, Planner, PlannerKnobs, StepKnobs, StepScaling
+from dynamo_ecs_cli.replay.policies import HpaDefaults, Ours, Policy, Static, TargetTracking
+
+PolicyFactory = Callable[[DeploymentConfig, float, ModelParams], Policy]
+
+# Per built-in trace, the knobs bench/tune_peers.py chose (seeds 6-8, at ours' cost + 2 %).
+TUNED: dict[str, dict[str, StepKnobs | KedaKnobs | PlannerKnobs]] = {
+    "diurnal": {
+        "step_60s": StepKnobs(period_s=60, steps=(1, 2, 4), cooldown_s=60, in_gpu_pct=40.0, in_datapoints=5),
+        "step_10s": StepKnobs(
+            period_s=10, steps=(1, 2, 4), cooldown_s=180, in_gpu_pct=40.0, in_datapoints=30
+        ),
+        "keda": KedaKnobs(scale_down_stabilization_s=600, itl=True, gpu_utilization_pct=80.0),
+        "planner_60s_constant": PlannerKnobs(
+            interval_s=60, predictor="constant", headroom=0.3, trend_intervals=3
+        ),
+        "planner_60s_trend": PlannerKnobs(interval_s=60, predictor="trend", headroom=0.2, trend_intervals=3),
+        "planner_180s_constant": PlannerKnobs(
+            interval_s=180, predictor="constant", headroom=0.3, trend_intervals=3
+        ),
+        "planner_180s_trend": PlannerKnobs(
+            interval_s=180, predictor="trend", headroom=0.3, trend_intervals=3
+        ),
+    },
+    "bursty": {
+        "step_60s": StepKnobs(period_s=60, steps=(1, 2, 4), cooldown_s=180, in_gpu_pct=60.0, in_datapoints=5),
+        "step_10s": StepKnobs(
+            period_s=10, steps=(1, 2, 4), cooldown_s=180, in_gpu_pct=60.0, in_datapoints=30
+        ),
+        "keda": KedaKnobs(scale_down_stabilization_s=60, itl=False, gpu_utilization_pct=60.0),
+        "planner_60s_constant": PlannerKnobs(
+            interval_s=60, predictor="constant", headroom=0.7, trend_intervals=3
+        ),
+        "planner_60s_trend": PlannerKnobs(interval_s=60, predictor="trend", headroom=0.7, trend_intervals=3),
+        "planner_180s_constant": PlannerKnobs(
+            interval_s=180, predictor="constant", headroom=0.7, trend_intervals=3
+        ),
+        "planner_180s_trend": PlannerKnobs(
+            interval_s=180, predictor="trend", headroom=1.0, trend_intervals=3
+        ),
+    },
+    "step": {
+        "step_60s": StepKnobs(period_s=60, steps=(1, 2, 4), cooldown_s=60, in_gpu_pct=40.0, in_datapoints=5),
+        "step_10s": StepKnobs(
+            period_s=10, steps=(1, 2, 4), cooldown_s=180, in_gpu_pct=40.0, in_datapoints=30
+        ),
+        "keda": KedaKnobs(scale_down_stabilization_s=60, itl=True, gpu_utilization_pct=60.0),
+        "planner_60s_constant": PlannerKnobs(
+            interval_s=60, predictor="constant", headroom=0.4, trend_intervals=3
+        ),
+        "planner_60s_trend": PlannerKnobs(interval_s=60, predictor="trend", headroom=0.4, trend_intervals=3),
+        "planner_180s_constant": PlannerKnobs(
+            interval_s=180, predictor="constant", headroom=0.2, trend_intervals=3
+        ),
+        "planner_180s_trend": PlannerKnobs(
+            interval_s=180, predictor="trend", headroom=0.3, trend_intervals=3
+        ),
+    },
+    "ramp": {
+        "step_60s": StepKnobs(period_s=60, steps=(1, 2, 4), cooldown_s=180, in_gpu_pct=40.0, in_datapoints=5),
+        "step_10s": StepKnobs(period_s=10, steps=(1, 2, 4), cooldown_s=60, in_gpu_pct=40.0, in_datapoints=30),
+        "keda": KedaKnobs(scale_down_stabilization_s=60, itl=True, gpu_utilization_pct=60.0),
+        "planner_60s_constant": PlannerKnobs(
+            interval_s=60, predictor="constant", headroom=0.2, trend_intervals=3
+        ),
+        "planner_60s_trend": PlannerKnobs(interval_s=60, predictor="trend", headroom=0.3, trend_intervals=3),
+        "planner_180s_constant": PlannerKnobs(
+            interval_s=180, predictor="constant", headroom=0.3, trend_intervals=3
+        ),
+        "planner_180s_trend": PlannerKnobs(
+            interval_s=180, predictor="trend", headroom=0.3, trend_intervals=3
+        ),
+    },
+}
+DEFAULT_TUNING = "bursty"  # a trace file gets the knobs tuned for the CLI's default trace
+
+
+def step_factory(name: str, knobs: StepKnobs) -> PolicyFactory:
+    return lambda config, start, params: StepScaling(config, start, params, knobs, name)
+
+
+def keda_factory(name: str, knobs: KedaKnobs) -> PolicyFactory:
+    return lambda config, start, params: Keda(config, start, params, knobs, name)
+
+
+def planner_factory(name: str, knobs: PlannerKnobs) -> PolicyFactory:
+    return lambda config, start, params: Planner(config, start, params, knobs, name)
+
+
+def factory_for(name: str, knobs: StepKnobs | KedaKnobs | PlannerKnobs) -> PolicyFactory:
+    if isinstance(knobs, StepKnobs):
+        return step_factory(name, knobs)
+    if isinstance(knobs, KedaKnobs):
+        return keda_factory(name, knobs)
+    return planner_factory(name, knobs)
+
+
+def peer_factories(trace: str | None = None) -> dict[str, PolicyFactory]:
+    """The tuned peers for a built-in trace (by name or ``<name>-seed<n>``); others get the default's."""
+    kind = (trace or DEFAULT_TUNING).split("-seed")[0]
+    tuned = TUNED.get(kind, TUNED[DEFAULT_TUNING])
+    return {name: factory_for(name, knobs) for name, knobs in tuned.items()}
+
+
+PEERS = peer_factories()
+
+POLICIES: dict[str, PolicyFactory] = {
+    "ours": Ours,
+    **PEERS,
+    "target_tracking": TargetTracking,
+    "hpa": HpaDefaults,
+    "static": Static,
+}

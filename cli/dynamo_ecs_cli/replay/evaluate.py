@@ -1,0 +1,116 @@
+"""Scores over seeds, the best peer at comparable cost, and the breach-to-serving scenario.
+
+Used by the bench (`bench/bench_replay.py`) and the peers' tuning (`bench/tune_peers.py`),
+so both score the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dynamo_ecs.config import DeploymentConfig
+from dynamo_ecs_cli.replay.catalog import PolicyFactory
+from dynamo_ecs_cli.replay.model import ModelParams
+from dynamo_ecs_cli.replay.policies import Ours
+from dynamo_ecs_cli.replay.simulate import SlaTargets, replay, with_profiled_capacity
+from dynamo_ecs_cli.replay.traces import SYNTHETIC, SYNTHETIC_START, SYNTHETIC_STEP_S, Trace, TracePoint
+
+# Ours may spend at most this much more than a peer and still count as "at equal GPU-hours".
+GPU_HOURS_SLACK = 1.02
+
+
+@dataclass(frozen=True)
+class Score:
+    """Means per run over the seeds."""
+
+    sla_minutes: float
+    gpu_hours: float
+    timed_out: float
+
+
+def score(
+    trace_name: str,
+    seeds: Iterable[int],
+    config: DeploymentConfig,
+    params: ModelParams,
+    factory: PolicyFactory,
+) -> Score:
+    config = with_profiled_capacity(config, params)
+    sla = SlaTargets.from_config(config)
+    runs = [replay(SYNTHETIC[trace_name](seed=seed), config, params, factory, sla) for seed in seeds]
+    n = len(runs)
+    return Score(
+        sum(r.sla_minutes for r in runs) / n,
+        sum(r.gpu_hours for r in runs) / n,
+        sum(r.timed_out for r in runs) / n,
+    )
+
+
+def best_peer(peers: Mapping[str, Score]) -> tuple[str, Score]:
+    """The peer with the fewest SLA-violation minutes (fewer GPU-hours breaks a tie)."""
+    name = min(peers, key=lambda n: (peers[n].sla_minutes, peers[n].gpu_hours))
+    return name, peers[name]
+
+
+def goal_met(ours: Score, peer: Score, sla_cut: float = 0.15) -> bool:
+    """At least ``sla_cut`` fewer SLA minutes than the peer, at no more than 1.02x its GPU-hours."""
+    return ours.sla_minutes <= (1 - sla_cut) * peer.sla_minutes and ours.gpu_hours <= (
+        GPU_HOURS_SLACK * peer.gpu_hours
+    )
+
+
+# -- breach to serving --------------------------------------------------------------------
+
+CALM_RPS = 3.0
+SURGE_RPS = 14.0
+CALM_S = 1800.0
+SURGE_S = 1800.0
+
+
+def surge_trace() -> Trace:
+    """Half an hour well within one replica, then a step that needs three of each."""
+    count = int((CALM_S + SURGE_S) / SYNTHETIC_STEP_S)
+    points = tuple(
+        TracePoint(
+            SYNTHETIC_START + i * SYNTHETIC_STEP_S, CALM_RPS if i * SYNTHETIC_STEP_S < CALM_S else SURGE_RPS
+        )
+        for i in range(count)
+    )
+    return Trace("surge", points)
+
+
+def breach_to_serving_s(config: DeploymentConfig, params: ModelParams) -> float:
+    """Seconds from the first tick over the SLA to the first new replica serving, under ours."""
+    config = with_profiled_capacity(config, params)
+    trace = surge_trace()
+    surge_at = trace.start + CALM_S
+    result = replay(trace, config, params.model_copy(update={"latency_cv": 0.0}), Ours)
+    series = result.series
+    sla = SlaTargets.from_config(config)
+    breach = next(
+        at
+        for at, ttft in zip(series.at, series.ttft_p90_ms, strict=True)
+        if at >= surge_at and sla.violated(ttft, None)
+    )
+    serving = result.first_serving_after(surge_at - config.scaling.metric_period_s)
+    if serving is None:
+        raise RuntimeError("no new replica served within the surge: the scenario is too short")
+    return serving - breach
+
+
+# The stack's defaults where they differ from the config's own: template.yaml's
+# MetricPeriodSeconds (10) sets the collector's six rounds a minute and the scaler's period.
+STACK_DEFAULTS: dict[str, Any] = {
+    "scaling": {"metric_period_s": 10},
+    "signals": {"samples_per_invocation": 6},
+}
+
+
+def stack_config(overrides: Mapping[str, Any] | None = None) -> DeploymentConfig:
+    """The stack's defaults, with ``overrides`` merged in section by section."""
+    tree = {key: dict(value) for key, value in STACK_DEFAULTS.items()}
+    for section, values in (overrides or {}).items():
+        tree.setdefault(section, {}).update(values)
+    return DeploymentConfig.model_validate(tree)
