@@ -17,24 +17,15 @@ from pathlib import Path
 
 from devtools import netguard
 from devtools.local_ecs.client import first_success
-from devtools.local_ecs.deployment import MODEL, LocalDeployment, local_deployment
+from devtools.local_ecs.deployment import MODEL, local_deployment
 from devtools.local_ecs.load import LoadRun
 from devtools.services import aws_test_environment, moto_server
 from dynamo_ecs import aws
-from dynamo_ecs.config import ServiceRole
 
 DEREGISTRATION_DELAY_S = 5.0
 ENGINE_ARGS = {"frontend": ("--speedup-ratio", "0.1"), "prefill": ()}
 RATE_PER_S = 8.0
 STOP_BOUND_S = 90.0
-
-
-def _scale(deployment: LocalDeployment, role: ServiceRole, count: int) -> None:
-    deployment.world.ecs.update_service(
-        cluster=deployment.config.gpu_cluster,
-        service=deployment.config.service(role).service,
-        desiredCount=count,
-    )
 
 
 def _scale_in_under_load(workdir: Path) -> tuple[LoadRun, float, list[str]]:
@@ -51,8 +42,8 @@ def _scale_in_under_load(workdir: Path) -> tuple[LoadRun, float, list[str]]:
         load = LoadRun(deployment.frontend_urls, MODEL, RATE_PER_S, prompt="hello world", max_tokens=12)
         load.start(STOP_BOUND_S + 30)
         time.sleep(8)
-        _scale(deployment, "frontend", 1)
-        _scale(deployment, "prefill", 1)
+        deployment.set_desired("frontend", 1)
+        deployment.set_desired("prefill", 1)
         began = time.monotonic()
         runner.tick()
         while (

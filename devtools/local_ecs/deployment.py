@@ -20,7 +20,7 @@ from devtools.ecs_world import EcsWorld, build_world, task_private_ip
 from devtools.local_ecs import addresses
 from devtools.local_ecs.infra import LocalInfra, start_infra
 from devtools.local_ecs.runner import GpuTaskRunner
-from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig
+from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 
 REGION = "us-east-1"
 MODEL = "Qwen/Qwen3-0.6B"  # the default specs' --model: the tiny model dir serves under this name
@@ -47,6 +47,12 @@ class LocalDeployment:
         if not urls:
             raise LookupError("no frontend task is running")
         return urls[0]
+
+    def set_desired(self, role: ServiceRole, count: int) -> None:
+        """UpdateService, as the scaler (or an operator) calls it; the runner acts on its next tick."""
+        self.world.ecs.update_service(
+            cluster=self.config.gpu_cluster, service=self.config.service(role).service, desiredCount=count
+        )
 
     def replace_infra(self) -> dict[str, Any]:
         """Fargate replaces the infra task: a new task (new address, empty etcd) starts, the old one stops."""

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from dynamo_ecs.config import DeploymentConfig
-from dynamo_ecs.metric_names import DIMENSION_DEPLOYMENT, DIMENSION_SERVICE, REQUEST_RATE
+from dynamo_ecs.scaling.metrics_reader import request_rate_stat
 
 # Synthetic traces start here (a whole hour, UTC), so runs are comparable and reproducible.
 SYNTHETIC_START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -173,23 +173,7 @@ EXPORT_QUERY_ID = "rate"
 
 def export_command(config: DeploymentConfig, start: str, end: str, period_s: int = 60) -> str:
     """The AWS CLI command that exports the frontend's request rate for `load_cloudwatch`."""
-    query = [
-        {
-            "Id": EXPORT_QUERY_ID,
-            "MetricStat": {
-                "Metric": {
-                    "Namespace": config.signals.namespace,
-                    "MetricName": REQUEST_RATE,
-                    "Dimensions": [
-                        {"Name": DIMENSION_DEPLOYMENT, "Value": config.deployment},
-                        {"Name": DIMENSION_SERVICE, "Value": "frontend"},
-                    ],
-                },
-                "Period": period_s,
-                "Stat": "Average",
-            },
-        }
-    ]
+    query = [{"Id": EXPORT_QUERY_ID, "MetricStat": request_rate_stat(config, period_s)}]
     return " ".join(
         [
             "aws cloudwatch get-metric-data",

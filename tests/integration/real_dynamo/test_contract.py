@@ -114,8 +114,7 @@ def test_frontend_health_is_200_without_any_worker_and_live_is_200(served: Local
 
 
 def test_model_ready_follows_the_prefill_side(served: LocalDeployment) -> None:
-    ecs, runner = served.world.ecs, served.runner
-    prefill_service = served.config.service("prefill").service
+    runner = served.runner
 
     def model_ready() -> float:
         family = families(served.frontend_url())["dynamo_frontend_model_ready"]
@@ -123,7 +122,7 @@ def test_model_ready_follows_the_prefill_side(served: LocalDeployment) -> None:
 
     assert model_ready() == 1
     # When the prefill service goes to zero tasks
-    ecs.update_service(cluster=served.config.gpu_cluster, service=prefill_service, desiredCount=0)
+    served.set_desired("prefill", 0)
     runner.tick()
     deadline = time.monotonic() + 30
     while model_ready() != 0 and time.monotonic() < deadline:
@@ -133,7 +132,7 @@ def test_model_ready_follows_the_prefill_side(served: LocalDeployment) -> None:
     refused = chat(served.frontend_url(), MODEL)
     assert refused.status == 503, refused
     # When a prefill task runs again, Then it serves again
-    ecs.update_service(cluster=served.config.gpu_cluster, service=prefill_service, desiredCount=1)
+    served.set_desired("prefill", 1)
     runner.tick()
     assert first_success(served.frontend_url(), MODEL, 60, on_wait=runner.tick)
     assert model_ready() == 1

@@ -46,11 +46,7 @@ def wait_for(condition: Callable[[], bool], deployment: LocalDeployment, what: s
 
 
 def set_prefill(deployment: LocalDeployment, count: int) -> None:
-    deployment.world.ecs.update_service(
-        cluster=deployment.config.gpu_cluster,
-        service=deployment.config.service("prefill").service,
-        desiredCount=count,
-    )
+    deployment.set_desired("prefill", count)
     deployment.runner.tick()
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from devtools.local_ecs.client import first_success
-from devtools.local_ecs.deployment import MODEL, LocalDeployment, local_deployment
+from devtools.local_ecs.deployment import MODEL, local_deployment
 from devtools.local_ecs.load import LoadRun
 from devtools.services import MotoServer
 
@@ -26,14 +26,6 @@ DEREGISTRATION_DELAY_S = 4.0
 # Requests of about 1-2 s: the decode side at a tenth of its speed (the mocker's knob).
 ENGINE_ARGS = {"frontend": ("--speedup-ratio", "0.1"), "prefill": ()}
 STOP_BOUND_S = 60.0
-
-
-def scale_frontends(deployment: LocalDeployment, count: int) -> None:
-    deployment.world.ecs.update_service(
-        cluster=deployment.config.gpu_cluster,
-        service=deployment.config.service("frontend").service,
-        desiredCount=count,
-    )
 
 
 def test_a_frontend_scale_in_under_load_loses_no_request(aws_env: MotoServer, tmp_path: Path) -> None:
@@ -51,7 +43,7 @@ def test_a_frontend_scale_in_under_load_loses_no_request(aws_env: MotoServer, tm
         load.start(STOP_BOUND_S + 20)
         time.sleep(4)
         # When the service scales in to one task
-        scale_frontends(deployment, 1)
+        deployment.set_desired("frontend", 1)
         runner.tick()
         [leaving] = runner.draining("frontend")
         leaving_url = f"http://{leaving.address}:{deployment.config.frontend.metrics_port}"

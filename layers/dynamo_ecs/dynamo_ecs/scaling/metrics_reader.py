@@ -81,22 +81,27 @@ def predictive_floor_on(config: DeploymentConfig) -> bool:
     return any(config.service(role).capacity_rps is not None for role in SERVICE_ROLES)
 
 
+def request_rate_stat(config: DeploymentConfig, period_s: int) -> dict[str, Any]:
+    """GetMetricData's MetricStat of the frontend's published request rate (average per period)."""
+    return {
+        "Metric": {
+            "Namespace": config.signals.namespace,
+            "MetricName": REQUEST_RATE,
+            "Dimensions": [
+                {"Name": DIMENSION_DEPLOYMENT, "Value": config.deployment},
+                {"Name": DIMENSION_SERVICE, "Value": "frontend"},
+            ],
+        },
+        "Period": period_s,
+        "Stat": "Average",
+    }
+
+
 def demand_query(config: DeploymentConfig) -> dict[str, Any]:
     """The frontend's request rate, every datapoint of the window (the predictive floor's trend)."""
     return {
         "Id": DEMAND_QUERY_ID,
-        "MetricStat": {
-            "Metric": {
-                "Namespace": config.signals.namespace,
-                "MetricName": REQUEST_RATE,
-                "Dimensions": [
-                    {"Name": DIMENSION_DEPLOYMENT, "Value": config.deployment},
-                    {"Name": DIMENSION_SERVICE, "Value": "frontend"},
-                ],
-            },
-            "Period": config.scaling.metric_period_s,
-            "Stat": "Average",
-        },
+        "MetricStat": request_rate_stat(config, config.scaling.metric_period_s),
         "ReturnData": True,
     }
 
