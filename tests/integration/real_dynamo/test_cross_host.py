@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from devtools.local_ecs import addresses
-from devtools.local_ecs.client import chat, first_success
+from devtools.local_ecs.client import chat, first_success, get
 from devtools.local_ecs.deployment import MODEL, LocalDeployment, local_deployment
 from devtools.local_ecs.runner import GpuTask
 from devtools.local_ecs.sockets import Listener, listening_sockets
@@ -74,9 +74,12 @@ def test_the_default_specs_serve_across_two_hosts_on_the_ports_the_template_open
         assert frontend.address != prefill.address  # two hosts
         # When a chat completion is sent to the frontend task
         result = first_success(deployment.frontend_url(), MODEL, SERVE_TIMEOUT_S, on_wait=runner.tick)
-        # Then it succeeds, prefilled on the other host
+        # Then it succeeds, prefilled on the other host, and nothing stopped on the way
         assert result is not None, runner.stopped
+        _, metrics = get(f"{deployment.frontend_url()}/metrics")
+        assert 'dynamo_frontend_model_ready{model="Qwen/Qwen3-0.6B"} 1' in metrics
         assert "request received" in prefill.local.containers["dynamo-prefill"].log_tail(400)
+        assert runner.stopped == []
 
         for task in (frontend, prefill):
             listeners = task_listeners(task)
