@@ -121,7 +121,9 @@ def test_a_prefill_worker_advertising_an_address_its_host_lacks_never_serves(
             deployment.runner.tick()
             answer = chat(url, MODEL, timeout_s=5)
             assert not answer.ok, answer
-            if answer.status or statuses:  # from the frontend's first answer on
+            # From the model's first appearance on (before its decode worker registers, the
+            # frontend answers 404: no such model yet)
+            if answer.status == 503 or statuses:
                 statuses.append(answer.status)
             time.sleep(0.5)
         # Then the frontend refuses every request with 503 (its model is not ready: no prefill
