@@ -18,7 +18,10 @@ from dynamo_ecs.signals.discovery import ScrapeTarget
 from dynamo_ecs.signals.prometheus_scrape import FrontendSource
 
 StartServer = Callable[[Behaviour], MetricsServer]
-CONFIG = DeploymentConfig.model_validate({"signals": {"scrape_timeout_s": 0.5}})
+# A scrape's time-out is generous: on a busy two-core machine a healthy answer has taken over
+# 0.5 s (a fresh-clone CI run lost one that way). Only the hanging target's test waits it out.
+CONFIG = DeploymentConfig.model_validate({"signals": {"scrape_timeout_s": 10.0}})
+HANG_CONFIG = DeploymentConfig.model_validate({"signals": {"scrape_timeout_s": 2.0}})
 
 
 def target(server: MetricsServer, key: str) -> ScrapeTarget:
@@ -78,7 +81,9 @@ def test_bad_targets_are_skipped_and_counted(metrics_server: StartServer) -> Non
     refused = ScrapeTarget("task-refused", f"http://{LOOPBACK}:{free_port()}/metrics")
     targets = [target(healthy, "task-ok"), *(target(s, f"task-{s.behaviour}") for s in bad), refused]
     # When one round scrapes them
-    reading = FrontendSource(CONFIG, targets=targets).read(RoundContext(now=time.time(), cluster=None), None)
+    reading = FrontendSource(HANG_CONFIG, targets=targets).read(
+        RoundContext(now=time.time(), cluster=None), None
+    )
     # Then the healthy one counts, the four others are scrape errors, and nothing raised
     assert (reading.targets, reading.errors) == (5, 4)
     assert values(reading)[names.ACTIVE_REQUESTS] == 3
@@ -119,4 +124,5 @@ def test_a_failed_target_keeps_its_last_good_scrape(metrics_server: StartServer)
     server.behaviour = "ok"
     server.metrics.observe(ttft=[0.1] * 12, requests=12)
     third = source.read(RoundContext(now=120.0, cluster=None), second.state)
+    assert third.errors == 0, third.notes
     assert values(third)[names.REQUEST_RATE] == pytest.approx(12 / 120)
