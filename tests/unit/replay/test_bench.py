@@ -22,6 +22,7 @@ def test_the_figures_of_a_trace_and_the_breach_to_serving_figures_are_printed(
         "sla_minutes_best_peer_step",
         "gpu_hours_ours_step",
         "gpu_hours_best_peer_step",
+        "sla_minutes_static_at_budget_step",
         "breach_to_serving_s_cold",
         "breach_to_serving_s_warm_pool",
     }
@@ -31,3 +32,18 @@ def test_the_figures_of_a_trace_and_the_breach_to_serving_figures_are_printed(
     assert all(not line.startswith("figure:") or FIGURE.match(line) for line in lines)
     # Which peer was best, and whether the goal was met, are said in words
     assert any(re.match(r"^# step: best peer \S+; ours -?\d+% fewer SLA minutes", line) for line in lines)
+
+
+def test_a_trace_ours_misses_only_where_the_whole_budget_misses_is_also_scored_with_room(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # ramp's flat top is more than the default budget's 4 + 4 tasks serve within the SLA
+    bench_replay.run(traces=("ramp",), seeds=(1,))
+    lines = capsys.readouterr().out.splitlines()
+    figures = {m.group(1): float(m.group(2)) for line in lines if (m := FIGURE.match(line))}
+    assert figures["sla_minutes_static_at_budget_ramp"] > 0
+    assert figures["sla_minutes_ours_ramp"] == figures["sla_minutes_static_at_budget_ramp"]
+    assert any("no policy within the budget meets the goal here" in line for line in lines)
+    # with one more task of each allowed, the trace is scored again at GpuBudget 10
+    assert {"sla_minutes_ours_ramp_budget_10", "gpu_hours_best_peer_ramp_budget_10"} <= set(figures)
+    assert figures["sla_minutes_ours_ramp_budget_10"] < figures["sla_minutes_ours_ramp"]
