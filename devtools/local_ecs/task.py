@@ -8,9 +8,14 @@ stopped reason, as ECS reports it ("Essential container in task exited").
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import os
+import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from devtools.local_ecs.containers import (
@@ -123,6 +128,20 @@ class LocalTask:
         for container in reversed(list(self.containers.values())):
             container.stop(grace_s)
 
+    def crash(self, module: str) -> list[int]:
+        """SIGKILL every process of the task that runs ``python -m <module>`` (a GPU fault, an
+        OOM kill): no graceful shutdown. The task then stops as ECS stops it, on `check`."""
+        victims = [
+            pid
+            for container in self.containers.values()
+            for pid in container.pids()
+            if _runs_module(pid, module)
+        ]
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return victims
+
     def logs(self, lines: int = 20) -> dict[str, str]:
         return {name: c.log_tail(lines) for name, c in self.containers.items()}
 
@@ -136,3 +155,11 @@ class LocalTask:
                 return
             time.sleep(0.1)
         raise ContainerStartError(f"{what}: not ready after {timeout_s:.0f} s: {self.logs(8)}")
+
+
+def _runs_module(pid: int, module: str) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return any(a == "-m" and b == module for a, b in itertools.pairwise(argv))
