@@ -14,8 +14,9 @@ completions it saves, all as the programs answered:
 - ``..._worker_{decode,prefill}_{loaded,after}.txt``: each worker's system ``/metrics``;
 - ``..._nats_{jsz,subsz,connz}_loaded.json``: the NATS monitor while requests are in flight.
 
-``<scenario>`` is one of `SCENARIOS`: ``tcp`` (the default planes, decode the bottleneck),
-``nats`` (``--request-plane nats --event-plane nats`` on every process) and
+``<scenario>`` is one of `SCENARIOS`: ``tcp`` (Dynamo's default planes, decode the
+bottleneck), ``nats`` (``--request-plane nats --event-plane nats`` on every process),
+``tcp_events_nats`` (``--event-plane nats``: the default specs' planes) and
 ``tcp_prefill_bound`` (prefill the bottleneck, the KV router's queue on). Everything listens
 on 127.0.0.1.
 """
@@ -75,6 +76,12 @@ SCENARIOS = (
                 "nats_connz_loaded.json",
             }
         ),
+    ),
+    # The default specs' planes: requests over TCP, events over NATS (DYN_EVENT_PLANE=nats).
+    Scenario(
+        "tcp_events_nats",
+        planes=("--event-plane", "nats"),
+        keep=frozenset({"nats_jsz_loaded.json", "nats_connz_loaded.json"}),
     ),
     # Prefill is the bottleneck, and the KV router's own queue is on (off by default).
     Scenario(

@@ -114,9 +114,11 @@ def test_data_are_published_for_prefill_with_count_units() -> None:
     }
 
 
-def test_dynamo_1_6_1_keeps_nothing_in_jetstream() -> None:
-    # /jsz of the NATS server a 1.6.1 frontend and its workers used under a burst
-    document = json.loads((FIXTURES / "dynamo_1_6_1_tcp_nats_jsz_loaded.json").read_text())
+@pytest.mark.parametrize("scenario", ["tcp", "tcp_events_nats"])
+def test_dynamo_1_6_1_keeps_nothing_in_jetstream(scenario: str) -> None:
+    # /jsz of the NATS server a 1.6.1 frontend and its workers used under a burst, with events
+    # over ZMQ (tcp) and over NATS (tcp_events_nats, the default specs): core NATS only
+    document = json.loads((FIXTURES / f"dynamo_1_6_1_{scenario}_nats_jsz_loaded.json").read_text())
     assert (document["streams"], document["consumers"]) == (0, 0)
     assert jetstream_depth([document], StreamSelection.parse(["anything"])).consumers == []
 

@@ -35,8 +35,11 @@ def test_over_the_nats_request_plane_each_worker_holds_one_request_subscription_
     assert published[(names.NATS_WORKER_PENDING_BYTES, "prefill")] == 0
 
 
-def test_over_the_tcp_request_plane_no_worker_subscribes_for_requests() -> None:
-    found = worker_subscriptions([connz("tcp")], PREFIXES)
+@pytest.mark.parametrize("scenario", ["tcp", "tcp_events_nats"])
+def test_over_the_tcp_request_plane_no_worker_subscribes_for_requests(scenario: str) -> None:
+    # tcp_events_nats, the default specs' planes: the frontend's event subscriptions
+    # (namespace.dynamo.component.<component>.endpoint.generate.kv_metrics, ...) are no requests
+    found = worker_subscriptions([connz(scenario)], PREFIXES)
     assert found.subscriptions == {"frontend": 0, "prefill": 0}
 
 
