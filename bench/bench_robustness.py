@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -42,6 +42,7 @@ from devtools.template import create_state_table
 from dynamo_ecs import aws
 from dynamo_ecs.config import DeploymentConfig
 
+MAX_OFFENDERS_SHOWN = 5
 EXPECTED = {
     "redeploy": "refused",
     "scaler": "ignored",
@@ -63,9 +64,13 @@ class FuzzTally:
     cases: int = 0
     writes: int = 0
     accepted: int = 0
+    # The first cases that were accepted or wrote, with the handler and the writes: the figures
+    # alone cannot be debugged (the bench draws new cases on every run).
+    offenders: list[str] = field(default_factory=list)
 
 
 def _fuzz(
+    name: str,
     tally: FuzzTally,
     calls: AwsCalls,
     strategy: st.SearchStrategy[Case],
@@ -77,9 +82,13 @@ def _fuzz(
     def one(case: Case) -> None:
         calls.clear()
         tally.cases += 1
-        if not invoke(case.event):
-            tally.accepted += 1
+        accepted = not invoke(case.event)
+        tally.accepted += accepted
         tally.writes += len(calls.writes)
+        if (accepted or calls.writes) and len(tally.offenders) < MAX_OFFENDERS_SHOWN:
+            writes = ", ".join(str(w) for w in calls.writes[:5])
+            verdict = "accepted" if accepted else "refused"
+            tally.offenders.append(f"{name}: {verdict}, writes [{writes}]: {case!r}")
 
     one()
 
@@ -105,13 +114,13 @@ def fuzz(examples: int) -> FuzzTally:
                     result = handler.lambda_handler(event, Context())
                     return bool(result.get("status") == EXPECTED[name] and result.get(key))
 
-                _fuzz(tally, calls, strategy, invoke, examples)
+                _fuzz(name, tally, calls, strategy, invoke, examples)
             bootstrap = load_handler_module("bootstrap")
 
             def answer_failed(event: Any) -> bool:
                 return bool(bootstrap.lambda_handler(event, Context())["status"] == "FAILED")
 
-            _fuzz(tally, calls, bootstrap_cases(response_url=stub.url), answer_failed, examples)
+            _fuzz("bootstrap", tally, calls, bootstrap_cases(response_url=stub.url), answer_failed, examples)
     finally:
         stub.close()
     return tally
@@ -146,6 +155,8 @@ def run() -> None:
         print(f"figure: fuzz_cases_tried {tally.cases} count")
         print(f"figure: fuzz_write_calls {tally.writes} calls")
         print(f"figure: fuzz_accepted {tally.accepted} count")
+        for offender in tally.offenders:
+            print(f"# fuzz case not refused cleanly: {offender}")
         moto.reset()
         aws.reset_clients()
         create_state_table(DeploymentConfig().state_table)
