@@ -73,7 +73,11 @@ def iam_statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]
                 documents.append(policy.get("PolicyDocument", policy))
         for document in documents:
             if isinstance(document, dict) and "Statement" in document:
-                found.extend((logical_id, s) for s in document["Statement"])
+                for statement in document["Statement"]:
+                    # !If [Condition, statement, AWS::NoValue]: the statement, when granted
+                    if "Fn::If" in statement:
+                        statement = statement["Fn::If"][1]
+                    found.append((logical_id, statement))
     return found
 
 
