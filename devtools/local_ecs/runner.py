@@ -17,7 +17,9 @@ what moto says now:
 - a service on a new task definition replaces every task (start the new, stop the old at once).
 
 Each task's processes listen on its instance's loopback address (host network mode), so
-the operator finds a frontend's ``/metrics`` at the address ECS reports for it.
+the operator finds a frontend's ``/metrics`` at the address ECS reports for it; a host
+volume is a directory of its instance (`instance_root`), as what the instance's user data
+wrote to its disk.
 """
 
 from __future__ import annotations
@@ -200,6 +202,10 @@ class GpuTaskRunner:
             self._instance_ips[index] = str(reservation["Instances"][0]["PrivateIpAddress"])
         return self._instance_ips[index]
 
+    def instance_root(self, index: int) -> Path:
+        """GPU instance ``index``'s own directory: its disk, shared by its tasks (host volumes)."""
+        return self.workdir / f"instance-{index}"
+
     def placeable_copy(self, definition: str) -> str:
         """A copy of ``definition`` moto can place (it needs container-level memory; ECS does not).
 
@@ -236,6 +242,7 @@ class GpuTaskRunner:
             model_dir=self.model_dir,
             extra_engine_args=self.engine_args.get(role, ()),
             extra_env=dict(self.extra_env),
+            instance_root=self.instance_root(index),
         )
         local = LocalTask(arn, layout)
         self.tasks.append(GpuTask(role, arn, index, definition, local, self.clock()))

@@ -178,7 +178,9 @@ def test_a_failed_pull_does_not_fail_the_boot_and_every_later_boot_completes_the
 
 
 def hook_results(calls: list[str]) -> list[str]:
-    return [c.split("--lifecycle-action-result ")[1].split()[0] for c in calls if "complete-lifecycle-action" in c]
+    return [
+        c.split("--lifecycle-action-result ")[1].split()[0] for c in calls if "complete-lifecycle-action" in c
+    ]
 
 
 # What the fake aws's `s3 sync SRC DIR ...` writes: the model's files, as the real one would.
@@ -224,4 +226,3 @@ def test_without_model_weights_nothing_is_synced(tmp_path: Path) -> None:
     assert not any(c.startswith("aws s3") for c in calls)
     assert not (root / "var/lib/dynamo-ecs").exists()
     assert hook_results(calls) == ["CONTINUE"]
-

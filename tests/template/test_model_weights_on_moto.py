@@ -36,7 +36,12 @@ PATTERN = re.compile(load_template()["Parameters"]["ModelWeightsS3Uri"]["Allowed
 
 @pytest.mark.parametrize(
     "uri",
-    ["", "s3://my-models/Qwen3-0.6B", "s3://my.models-1/hf/Qwen/Qwen3-0.6B", "s3://b12/" + "/".join("abcdefgh")],
+    [
+        "",
+        "s3://my-models/Qwen3-0.6B",
+        "s3://my.models-1/hf/Qwen/Qwen3-0.6B",
+        "s3://b12/" + "/".join("abcdefgh"),
+    ],
 )
 def test_the_parameter_takes_a_bucket_and_a_prefix_of_1_to_8_parts(uri: str) -> None:
     assert PATTERN.match(uri)
@@ -79,7 +84,7 @@ def created(moto: MotoServer, uri: str) -> tuple[list[dict[str, Any]], dict[str,
     if isinstance(document, str):  # moto hands an inline policy back as Python's repr
         document = ast.literal_eval(document)
     # AWS::NoValue leaves no statement; moto keeps a None in its place
-    statements = [s for s in document["Statement"] if s is not None]
+    statements: list[dict[str, Any]] = [dict(s) for s in document["Statement"] if s is not None]
     properties = {k.removeprefix("Prop"): v for k, v in outputs.items() if k.startswith("Prop")}
     return statements, properties
 

@@ -78,7 +78,13 @@ def test_with_the_weights_dir_both_tasks_mount_it_read_only_and_serve_the_model_
 
 @pytest.mark.parametrize(
     "directory",
-    ["/", "/var/lib/dynamo-ecs/model", "/var/lib/dynamo-ecs/model/b/../etc", "/etc/my-bucket/p", "relative/x"],
+    [
+        "/",
+        "/var/lib/dynamo-ecs/model",
+        "/var/lib/dynamo-ecs/model/b/../etc",
+        "/etc/my-bucket/p",
+        "relative/x",
+    ],
 )
 def test_the_custom_resource_refuses_any_other_directory(directory: str) -> None:
     with pytest.raises(InvalidInputError, match="ModelWeightsDir"):
@@ -91,7 +97,7 @@ def test_the_directory_pattern_is_the_templates_uri_under_the_host_root() -> Non
 
     uri_pattern = load_template()["Parameters"]["ModelWeightsS3Uri"]["AllowedPattern"]
     inner = uri_pattern.removeprefix("^(s3://").removesuffix(")?$").replace("(/", "(?:/")
-    assert HOST_DIR_PATTERN == f"^/var/lib/dynamo-ecs/model/{inner}$"
+    assert f"^/var/lib/dynamo-ecs/model/{inner}$" == HOST_DIR_PATTERN
 
 
 def weights_spec(role: ServiceRole = "frontend") -> dict[str, Any]:

@@ -113,7 +113,11 @@ def check_host_volumes(spec: dict[str, Any]) -> Iterator[str]:
             continue
         mounts = container.get("mountPoints")
         for m_index, mount in enumerate(mounts if isinstance(mounts, list) else []):
-            if isinstance(mount, dict) and mount.get("sourceVolume") in hosts and mount.get("readOnly") is not True:
+            if (
+                isinstance(mount, dict)
+                and mount.get("sourceVolume") in hosts
+                and mount.get("readOnly") is not True
+            ):
                 yield (
                     f"$.containerDefinitions[{c_index}].mountPoints[{m_index}].readOnly: the host "
                     f"directory {hosts[str(mount['sourceVolume'])]} is mounted writable; set 'readOnly': true"
