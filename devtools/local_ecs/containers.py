@@ -100,6 +100,16 @@ def map_paths(text: str, mounts: Mapping[str, Path]) -> str:
     return text
 
 
+def instance_disk(workdir: Path, index: int) -> Path:
+    """GPU instance ``index``'s root volume: what its user data wrote, what its tasks' host volumes bind."""
+    return workdir / f"instance-{index}" / "disk"
+
+
+def on_disk(disk: Path, host_path: str) -> Path:
+    """Where an instance's absolute ``host_path`` is on this machine."""
+    return disk / host_path.lstrip("/")
+
+
 @dataclass
 class ContainerPlan:
     """Everything needed to start one container here."""
@@ -121,7 +131,7 @@ class LocalTaskLayout:
     model_dir: Path
     extra_engine_args: tuple[str, ...] = ()
     extra_env: dict[str, str] = field(default_factory=dict)
-    instance_root: Path | None = None  # the instance's disk, for host volumes
+    instance_disk: Path | None = None  # the instance's root volume, for host volumes (`instance_disk`)
     host_paths: dict[str, str] = field(default_factory=dict)  # host volume name -> sourcePath
 
     def use_volumes(self, volumes: Sequence[Mapping[str, Any]]) -> None:
@@ -133,18 +143,13 @@ class LocalTaskLayout:
     def volume_dir(self, name: str) -> Path:
         """A volume's local directory; as Docker does for a bind mount, it is made when missing."""
         if name in self.host_paths:
-            if self.instance_root is None:
+            if self.instance_disk is None:
                 raise ContainerStartError(f"volume {name!r}: a host path, and this task has no instance")
-            path = self.instance_host_path(self.host_paths[name])
+            path = on_disk(self.instance_disk, self.host_paths[name])
         else:
             path = self.root / "volumes" / name
         path.mkdir(parents=True, exist_ok=True)
         return path
-
-    def instance_host_path(self, source_path: str) -> Path:
-        """Where the instance's ``source_path`` is on this machine."""
-        assert self.instance_root is not None
-        return self.instance_root / "disk" / source_path.lstrip("/")
 
     def host_address(self, name: str, value: str | None) -> str:
         """A Dynamo bind address, as the task definition gives it, as the task's host would take it.

@@ -18,8 +18,8 @@ what moto says now:
 
 Each task's processes listen on its instance's loopback address (host network mode), so
 the operator finds a frontend's ``/metrics`` at the address ECS reports for it; a host
-volume is a directory of its instance (`instance_root`), as what the instance's user data
-wrote to its disk.
+volume is a directory of its instance (`containers.instance_disk`), where the instance's
+user data would have written.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools.local_ecs import addresses
-from devtools.local_ecs.containers import ContainerStartError, LocalTaskLayout
+from devtools.local_ecs.containers import ContainerStartError, LocalTaskLayout, instance_disk
 from devtools.local_ecs.programs import TINY_MODEL, Toolbox
 from devtools.local_ecs.task import LocalTask
 from dynamo_ecs.endpoints.render import strip_read_only
@@ -202,10 +202,6 @@ class GpuTaskRunner:
             self._instance_ips[index] = str(reservation["Instances"][0]["PrivateIpAddress"])
         return self._instance_ips[index]
 
-    def instance_root(self, index: int) -> Path:
-        """GPU instance ``index``'s own directory: its disk, shared by its tasks (host volumes)."""
-        return self.workdir / f"instance-{index}"
-
     def placeable_copy(self, definition: str) -> str:
         """A copy of ``definition`` moto can place (it needs container-level memory; ECS does not).
 
@@ -242,7 +238,7 @@ class GpuTaskRunner:
             model_dir=self.model_dir,
             extra_engine_args=self.engine_args.get(role, ()),
             extra_env=dict(self.extra_env),
-            instance_root=self.instance_root(index),
+            instance_disk=instance_disk(self.workdir, index),
         )
         local = LocalTask(arn, layout)
         self.tasks.append(GpuTask(role, arn, index, definition, local, self.clock()))

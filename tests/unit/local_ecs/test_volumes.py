@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devtools.local_ecs.containers import LocalTaskLayout
+from devtools.local_ecs.containers import LocalTaskLayout, instance_disk
 from devtools.local_ecs.programs import Toolbox
 
 CONTAINER = {
@@ -23,17 +23,17 @@ VOLUMES = [
 ]
 
 
-def layout(root: Path, instance: Path) -> LocalTaskLayout:
+def layout(root: Path, disk: Path) -> LocalTaskLayout:
     task = LocalTaskLayout(
-        root=root, address="127.32.1.5", toolbox=Toolbox(), model_dir=root / "tiny", instance_root=instance
+        root=root, address="127.32.1.5", toolbox=Toolbox(), model_dir=root / "tiny", instance_disk=disk
     )
     task.use_volumes(VOLUMES)
     return task
 
 
 def test_a_host_volume_is_the_instances_directory_shared_by_its_tasks(tmp_path: Path) -> None:
-    instance = tmp_path / "instance-0"
-    disk = instance / "disk/var/lib/dynamo-ecs/model/b/p"
+    instance = instance_disk(tmp_path, 0)
+    disk = instance / "var/lib/dynamo-ecs/model/b/p"
     # Given two tasks on one instance
     first, second = layout(tmp_path / "task-1", instance), layout(tmp_path / "task-2", instance)
     # Then the host volume is the same directory of the instance for both
