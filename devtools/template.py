@@ -80,3 +80,16 @@ def shell_function(script: str, name: str) -> str:
     indent = lines[start][: len(lines[start]) - len(lines[start].lstrip())]
     end = next(i for i in range(start + 1, len(lines)) if lines[i] == f"{indent}}}")
     return "\n".join(lines[start : end + 1]) + "\n"
+
+
+def sample_gpu_services_properties(**overrides: str) -> dict[str, str]:
+    """``Custom::DynamoGpuServices`` properties as a stack with the default image and model sends them."""
+    return {
+        "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1",
+        "Model": "Qwen/Qwen3-0.6B",
+        "ExecutionRoleArn": "arn:aws:iam::123456789012:role/exec",
+        "TaskRoleArn": "arn:aws:iam::123456789012:role/task",
+        "FrontendLogGroup": "/ecs/dynamo-frontend",
+        "PrefillLogGroup": "/ecs/dynamo-prefill",
+        **overrides,
+    }

@@ -29,33 +29,33 @@ fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 
-# checkov (template security scan) in a virtual environment of its own: installed beside
-# aws-sam-cli it would pull boto3 back to an old release. Pinned in requirements-checkov.txt.
-CHECKOV_VENV=${CHECKOV_VENV:-.tools/checkov}
-if ! cmp -s requirements-checkov.txt "$CHECKOV_VENV/.installed" 2>/dev/null; then
-  if [ ! -x "$CHECKOV_VENV/bin/python" ]; then
-    python_bin=$(find_python) || { echo "setup: python${PYTHON_VERSION} not found for checkov" >&2; exit 1; }
-    echo "setup: creating $CHECKOV_VENV with $python_bin"
-    "$python_bin" -m venv "$CHECKOV_VENV"
+# A tool in a virtual environment of its own, from one pinned requirements file; reinstalled
+# only when that file changed (a copy of it in the environment records what was installed).
+install_own_venv() {
+  local venv=$1 requirements=$2 what=$3 python_bin
+  if cmp -s "$requirements" "$venv/.installed" 2>/dev/null; then
+    return 0
   fi
-  "$CHECKOV_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
-  cp requirements-checkov.txt "$CHECKOV_VENV/.installed"
-fi
+  if [ ! -x "$venv/bin/python" ]; then
+    python_bin=$(find_python) || { echo "setup: python${PYTHON_VERSION} not found for $what" >&2; exit 1; }
+    echo "setup: creating $venv with $python_bin"
+    "$python_bin" -m venv "$venv"
+  fi
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$venv/.installed"
+}
+
+# checkov (template security scan): installed beside aws-sam-cli it would pull boto3 back to an
+# old release. Pinned in requirements-checkov.txt.
+CHECKOV_VENV=${CHECKOV_VENV:-.tools/checkov}
+install_own_venv "$CHECKOV_VENV" requirements-checkov.txt checkov
 "$CHECKOV_VENV/bin/checkov" --version | sed -n 1p
 
-# The AWS CLI in an environment of its own, for the tests that run the GPU instance's user data
-# (its `aws s3 sync` of the model weights) against moto. PyPI has CLI v1 only; the instance runs
-# v2 (docs/real-dynamo.md). Pinned in requirements-awscli.txt.
+# The AWS CLI, for the tests that run the GPU instance's user data (its `aws s3 sync` of the
+# model weights) against moto. PyPI has CLI v1 only; the instance runs v2 (docs/real-dynamo.md).
+# Pinned in requirements-awscli.txt.
 AWSCLI_VENV=${AWSCLI_VENV:-.tools/awscli}
-if ! cmp -s requirements-awscli.txt "$AWSCLI_VENV/.installed" 2>/dev/null; then
-  if [ ! -x "$AWSCLI_VENV/bin/python" ]; then
-    python_bin=$(find_python) || { echo "setup: python${PYTHON_VERSION} not found for the AWS CLI" >&2; exit 1; }
-    echo "setup: creating $AWSCLI_VENV with $python_bin"
-    "$python_bin" -m venv "$AWSCLI_VENV"
-  fi
-  "$AWSCLI_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-awscli.txt
-  cp requirements-awscli.txt "$AWSCLI_VENV/.installed"
-fi
+install_own_venv "$AWSCLI_VENV" requirements-awscli.txt "the AWS CLI"
 "$AWSCLI_VENV/bin/aws" --version
 
 # The real Dynamo (frontend, mocker engine) in an environment of its own, and the tiny model

@@ -19,14 +19,10 @@ from devtools.services import MotoServer
 from devtools.template import load_template
 from dynamo_ecs.endpoints.gpu_services import parse_properties
 from tests.template.stack import (
-    CUSTOM_RESOURCE_ID,
-    INVOKES_LAMBDA,
-    MOTO_CANNOT_CREATE,
     create_stack,
     fresh_account,
+    moto_stack_template,
     transformed_template,
-    with_property_outputs,
-    without,
 )
 
 pytestmark = pytest.mark.xdist_group("moto-stack")
@@ -69,10 +65,7 @@ def test_the_parameter_refuses_anything_else(uri: str) -> None:
 def created(moto: MotoServer, uri: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """The warm-up policy's statements and the custom resource's properties, as the stack resolved them."""
     full = transformed_template()
-    template = with_property_outputs(
-        without(full, set(MOTO_CANNOT_CREATE) | INVOKES_LAMBDA),
-        full["Resources"][CUSTOM_RESOURCE_ID]["Properties"],
-    )
+    template = moto_stack_template(full)
     with fresh_account(moto) as parameters:
         cfn = boto3.client("cloudformation")
         stack = create_stack(cfn, "dynamo", template, {**parameters, "ModelWeightsS3Uri": uri})

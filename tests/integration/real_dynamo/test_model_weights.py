@@ -27,7 +27,7 @@ from devtools.local_ecs.containers import instance_disk, on_disk
 from devtools.local_ecs.deployment import MODEL, LocalDeployment, local_deployment
 from devtools.local_ecs.programs import ROOT, TINY_MODEL
 from devtools.services import MotoServer, aws_test_environment
-from devtools.template import gpu_user_data, shell_function
+from devtools.template import gpu_user_data, sample_gpu_services_properties, shell_function
 from dynamo_ecs import aws
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig
 from dynamo_ecs.endpoints.gpu_services import parse_properties, spec_from_properties
@@ -106,17 +106,7 @@ def moto_env(moto: MotoServer) -> Iterator[MotoServer]:
 
 def weights_specs() -> dict[str, dict[str, Any]]:
     """Both GPU task definitions as the operator renders them for a stack with ModelWeightsS3Uri."""
-    props = parse_properties(
-        {
-            "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1",
-            "Model": MODEL,
-            "ExecutionRoleArn": "arn:aws:iam::123456789012:role/exec",
-            "TaskRoleArn": "arn:aws:iam::123456789012:role/task",
-            "FrontendLogGroup": "/ecs/dynamo-frontend",
-            "PrefillLogGroup": "/ecs/dynamo-prefill",
-            "ModelWeightsDir": WEIGHTS_DIR,
-        }
-    )
+    props = parse_properties(sample_gpu_services_properties(Model=MODEL, ModelWeightsDir=WEIGHTS_DIR))
     return {role: spec_from_properties(role, props, DeploymentConfig()) for role in SERVICE_ROLES}
 
 

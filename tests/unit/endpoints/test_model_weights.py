@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from devtools.template import sample_gpu_services_properties
 from dynamo_ecs.config import DeploymentConfig, ServiceRole
 from dynamo_ecs.dynamo_release import engine_commands, flag_value
 from dynamo_ecs.endpoints.gpu_services import GpuServicesProperties, checked_specs, parse_properties
@@ -26,18 +27,10 @@ from dynamo_ecs.state import Record
 
 MODEL = "Qwen/Qwen3-0.6B"
 WEIGHTS_DIR = "/var/lib/dynamo-ecs/model/my-models/hf/Qwen3-0.6B"
-PROPERTIES = {
-    "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1",
-    "Model": MODEL,
-    "ExecutionRoleArn": "arn:aws:iam::123456789012:role/exec",
-    "TaskRoleArn": "arn:aws:iam::123456789012:role/task",
-    "FrontendLogGroup": "/ecs/dynamo-frontend",
-    "PrefillLogGroup": "/ecs/dynamo-prefill",
-}
 
 
 def props(**extra: str) -> GpuServicesProperties:
-    return parse_properties({**PROPERTIES, **extra})
+    return parse_properties(sample_gpu_services_properties(**extra))
 
 
 def engine_args(spec: dict[str, Any]) -> list[str]:
