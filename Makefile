@@ -23,9 +23,9 @@ DECISIONS_ARGS ?=
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## Create .venv, install pinned dev dependencies, nats-server and etcd (idempotent)
+setup: $(STAMP) ## Create .venv, install pinned dev dependencies, nats-server, etcd, checkov, the AWS CLI, Dynamo (idempotent)
 
-$(STAMP): requirements-dev.txt requirements-checkov.txt requirements-dynamo.txt requirements-dynamo-nodeps.txt scripts/setup.sh devtools/local_ecs/tiny_model.py
+$(STAMP): requirements-dev.txt requirements-checkov.txt requirements-awscli.txt requirements-dynamo.txt requirements-dynamo-nodeps.txt scripts/setup.sh devtools/local_ecs/tiny_model.py
 	PYTHON_VERSION=$(PYTHON_VERSION) VENV=$(VENV) bash scripts/setup.sh
 	@touch $(STAMP)
 

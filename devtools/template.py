@@ -58,3 +58,38 @@ def create_state_table(table_name: str) -> None:
         TableName=table_name,
         TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]},
     )
+
+
+def gpu_user_data(values: dict[str, str]) -> str:
+    """The GPU launch template's user data as CloudFormation's ``Fn::Sub`` renders it.
+
+    ``values``: ``${Name}`` -> value for each reference (parameters, ``GpuCluster``,
+    ``AWS::Region``); ``${!x}`` becomes the literal ``${x}`` as in CloudFormation.
+    """
+    data = resource("GpuLaunchTemplate")["Properties"]["LaunchTemplateData"]
+    script: str = data["UserData"]["Fn::Base64"]["Fn::Sub"]
+    for name, value in values.items():
+        script = script.replace("${" + name + "}", value)
+    return script.replace("${!", "${")
+
+
+def shell_function(script: str, name: str) -> str:
+    """The text of shell function ``name`` in ``script``: from ``name() {`` to its closing ``}``."""
+    lines = script.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == f"{name}() {{")
+    indent = lines[start][: len(lines[start]) - len(lines[start].lstrip())]
+    end = next(i for i in range(start + 1, len(lines)) if lines[i] == f"{indent}}}")
+    return "\n".join(lines[start : end + 1]) + "\n"
+
+
+def sample_gpu_services_properties(**overrides: str) -> dict[str, str]:
+    """``Custom::DynamoGpuServices`` properties as a stack with the default image and model sends them."""
+    return {
+        "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1",
+        "Model": "Qwen/Qwen3-0.6B",
+        "ExecutionRoleArn": "arn:aws:iam::123456789012:role/exec",
+        "TaskRoleArn": "arn:aws:iam::123456789012:role/task",
+        "FrontendLogGroup": "/ecs/dynamo-frontend",
+        "PrefillLogGroup": "/ecs/dynamo-prefill",
+        **overrides,
+    }

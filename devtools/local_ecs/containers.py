@@ -13,8 +13,11 @@ here with these substitutions only, each forced by there being one machine and n
   (or, in host network mode, the instance's) own loopback address, and so does the address
   Dynamo would detect for itself; a Dynamo bind address the host does not have stays one
   that cannot be bound (`LocalTaskLayout.host_address`);
-- **paths**: a volume's ``containerPath`` becomes a directory of the task, and the process
-  runs in a directory of its own, standing in for the image's WORKDIR.
+- **paths**: a volume's ``containerPath`` becomes a directory of the task, or, for a host
+  volume (``host.sourcePath``), that path under a directory of the task's *instance*, which
+  every task on the instance shares and which outlives the task (as the instance's disk);
+  ``readOnly`` is not enforced here. The process runs in a directory of its own, standing in
+  for the image's WORKDIR.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +100,16 @@ def map_paths(text: str, mounts: Mapping[str, Path]) -> str:
     return text
 
 
+def instance_disk(workdir: Path, index: int) -> Path:
+    """GPU instance ``index``'s root volume: what its user data wrote, what its tasks' host volumes bind."""
+    return workdir / f"instance-{index}" / "disk"
+
+
+def on_disk(disk: Path, host_path: str) -> Path:
+    """Where an instance's absolute ``host_path`` is on this machine."""
+    return disk / host_path.lstrip("/")
+
+
 @dataclass
 class ContainerPlan:
     """Everything needed to start one container here."""
@@ -118,9 +131,23 @@ class LocalTaskLayout:
     model_dir: Path
     extra_engine_args: tuple[str, ...] = ()
     extra_env: dict[str, str] = field(default_factory=dict)
+    instance_disk: Path | None = None  # the instance's root volume, for host volumes (`instance_disk`)
+    host_paths: dict[str, str] = field(default_factory=dict)  # host volume name -> sourcePath
+
+    def use_volumes(self, volumes: Sequence[Mapping[str, Any]]) -> None:
+        """The task definition's ``volumes``: those with a ``host.sourcePath`` are the instance's."""
+        self.host_paths = {
+            v["name"]: v["host"]["sourcePath"] for v in volumes if (v.get("host") or {}).get("sourcePath")
+        }
 
     def volume_dir(self, name: str) -> Path:
-        path = self.root / "volumes" / name
+        """A volume's local directory; as Docker does for a bind mount, it is made when missing."""
+        if name in self.host_paths:
+            if self.instance_disk is None:
+                raise ContainerStartError(f"volume {name!r}: a host path, and this task has no instance")
+            path = on_disk(self.instance_disk, self.host_paths[name])
+        else:
+            path = self.root / "volumes" / name
         path.mkdir(parents=True, exist_ok=True)
         return path
 

@@ -6,7 +6,14 @@ KV events and request plane. Everything else in the command is run as written by
 shell: `cd`, `&`, `&&`, `python -m dynamo.frontend` and its flags. The mapping of the
 engine's arguments:
 
-- ``--model X`` becomes ``--model-path <tiny model dir> --model-name X``;
+- ``--model X`` (a Hugging Face id) becomes ``--model-path <tiny model dir> --model-name X``:
+  nothing can be downloaded here; ``--model /a/path`` (a directory in the container, e.g. the
+  model weights a host volume mounts; `containers.map_paths` has already turned a mounted
+  path into its local directory) becomes ``--model-path /a/path``, the files there as they
+  are: a path that does not exist or holds no model makes the mocker exit as the real
+  worker does ("unable to extract config.json", "Model snapshots ... not found");
+- ``--served-model-name N`` (vLLM's) becomes the mocker's ``--model-name N``: the name the
+  worker registers, instead of ``--model``'s;
 - ``--disaggregation-mode`` and ``--is-prefill-worker`` are kept, after checking that the
   image's release line accepts them (`dynamo_ecs.dynamo_release`): the mocker accepts both
   on every release, the real engine does not;
@@ -31,7 +38,6 @@ DROPPED_FLAGS = {
     "--tensor-parallel-size": True,
     "--trust-remote-code": False,
     "--dtype": True,
-    "--served-model-name": True,
 }
 # Flags both vLLM and the mocker take, with the same meaning.
 KEPT_FLAGS = {
@@ -61,11 +67,12 @@ def engine_arguments(args: list[str], release: ReleaseLine, model_dir: str) -> l
         raise EngineMappingError(problems[0])
     out: list[str] = []
     model: str | None = None
+    served: str | None = None
     i = 0
     while i < len(args):
         flag, _, inline = args[i].partition("=")
         takes_value = FLAGS_TAKING_VALUES.get(flag)
-        if flag in ("--model", "--disaggregation-mode", "--kv-transfer-config"):
+        if flag in ("--model", "--served-model-name", "--disaggregation-mode", "--kv-transfer-config"):
             takes_value = True
         if takes_value and not inline and i + 1 >= len(args):
             raise EngineMappingError(f"{flag} needs a value")
@@ -73,6 +80,8 @@ def engine_arguments(args: list[str], release: ReleaseLine, model_dir: str) -> l
         step = 1 if inline or not takes_value else 2
         if flag == "--model":
             model = value
+        elif flag == "--served-model-name":
+            served = value
         elif (
             flag in ("--disaggregation-mode", "--is-prefill-worker")
             or flag in KEPT_FLAGS
@@ -89,7 +98,9 @@ def engine_arguments(args: list[str], release: ReleaseLine, model_dir: str) -> l
         i += step
     if model is None:
         raise EngineMappingError(f"{ENGINE_MODULE} without --model: the worker would serve nothing")
-    return ["--model-path", model_dir, "--model-name", model, *out]
+    # vLLM takes a local directory or a hub id; only a directory can be served as it is here
+    path = model if model.startswith("/") else model_dir
+    return ["--model-path", path, "--model-name", served or model, *out]
 
 
 def local_script(

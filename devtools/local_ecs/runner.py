@@ -17,7 +17,9 @@ what moto says now:
 - a service on a new task definition replaces every task (start the new, stop the old at once).
 
 Each task's processes listen on its instance's loopback address (host network mode), so
-the operator finds a frontend's ``/metrics`` at the address ECS reports for it.
+the operator finds a frontend's ``/metrics`` at the address ECS reports for it; a host
+volume is a directory of its instance (`containers.instance_disk`), where the instance's
+user data would have written.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools.local_ecs import addresses
-from devtools.local_ecs.containers import ContainerStartError, LocalTaskLayout
+from devtools.local_ecs.containers import ContainerStartError, LocalTaskLayout, instance_disk
 from devtools.local_ecs.programs import TINY_MODEL, Toolbox
 from devtools.local_ecs.task import LocalTask
 from dynamo_ecs.endpoints.render import strip_read_only
@@ -236,6 +238,7 @@ class GpuTaskRunner:
             model_dir=self.model_dir,
             extra_engine_args=self.engine_args.get(role, ()),
             extra_env=dict(self.extra_env),
+            instance_disk=instance_disk(self.workdir, index),
         )
         local = LocalTask(arn, layout)
         self.tasks.append(GpuTask(role, arn, index, definition, local, self.clock()))

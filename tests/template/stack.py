@@ -36,6 +36,7 @@ __all__ = [
     "create_stack",
     "fresh_account",
     "iam_statements",
+    "moto_stack_template",
     "transformed_template",
     "with_property_outputs",
     "without",
@@ -73,8 +74,21 @@ def iam_statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]
                 documents.append(policy.get("PolicyDocument", policy))
         for document in documents:
             if isinstance(document, dict) and "Statement" in document:
-                found.extend((logical_id, s) for s in document["Statement"])
+                for statement in document["Statement"]:
+                    # !If [Condition, statement, AWS::NoValue]: the statement, when granted
+                    if "Fn::If" in statement:
+                        statement = statement["Fn::If"][1]
+                    found.append((logical_id, statement))
     return found
+
+
+def moto_stack_template(full: dict[str, Any]) -> dict[str, Any]:
+    """``full`` (the transformed template) as moto can create it, with the custom resource's
+    properties echoed as ``Prop<Name>`` outputs (moto resolves their intrinsics)."""
+    return with_property_outputs(
+        without(full, set(MOTO_CANNOT_CREATE) | INVOKES_LAMBDA),
+        full["Resources"][CUSTOM_RESOURCE_ID]["Properties"],
+    )
 
 
 def as_list(value: Any) -> list[Any]:

@@ -8,7 +8,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from devtools.template import load_template, resource
+from devtools.template import gpu_user_data, load_template, resource
 from dynamo_ecs import capacity
 
 AL2023_GPU_AMI = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
@@ -42,37 +42,46 @@ def fake_aws(path: Path, log: Path, secret: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
+WEIGHTS_URI = "s3://my-models/hf/Qwen3-0.6B"
+
+
 def run_user_data(
-    tmp_path: Path, secret: str = ""
+    tmp_path: Path, secret: str = "", weights_uri: str = "", aws_extra: str = ""
 ) -> tuple[subprocess.CompletedProcess[str], Path, list[str]]:
-    """The launch template's user data, as EC2 runs it, with its paths moved under ``tmp_path``."""
-    sub = resource("GpuLaunchTemplate")["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"][
-        "Fn::Sub"
-    ]
+    """The launch template's user data, as EC2 runs it, with its paths moved under ``tmp_path``.
+
+    ``aws_extra``: more lines for the fake ``aws`` (e.g. what its ``s3 sync`` writes).
+    """
     # CloudFormation's Fn::Sub: ${GpuCluster} is the cluster's name, ${!x} is a literal ${x}
-    values = {
-        "${GpuCluster}": "dynamo-gpu",
-        "${DeploymentName}": "dynamo",
-        "${AWS::Region}": "us-east-1",
-        "${DynamoImage}": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1",
-        "${NgcSecretArn}": NGC_SECRET,
-    }
-    script = sub
-    for name, value in values.items():
-        script = script.replace(name, value)
-    script = script.replace("${!", "${")
-    assert "${" not in script.replace("${aws:InstanceId}", "").replace("${image%%/*}", "")
+    script = gpu_user_data(
+        {
+            "GpuCluster": "dynamo-gpu",
+            "DeploymentName": "dynamo",
+            "AWS::Region": "us-east-1",
+            "DynamoImage": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1",
+            "NgcSecretArn": NGC_SECRET,
+            "ModelWeightsS3Uri": weights_uri,
+        }
+    )
+    literal = ("${aws:InstanceId}", "${image%%/*}", "${weights_uri#s3://}", "${SYNC_PAUSE_S:-20}")
+    rest = script
+    for text in literal:
+        rest = rest.replace(text, "")
+    assert "${" not in rest
     root = tmp_path / "root"
     (root / "etc/ecs").mkdir(parents=True)
     script = script.replace(" /etc/", f" {root}/etc/").replace("/opt/aws/", f"{root}/opt/aws/")
     script = script.replace("/var/lib/cloud/", f"{root}/var/lib/cloud/")
+    script = script.replace("/var/lib/dynamo-ecs/", f"{root}/var/lib/dynamo-ecs/")
     log = tmp_path / "calls.log"
     log.touch()
-    for command in ("dnf", "curl", "docker"):
+    for command in ("dnf", "curl", "docker", "sleep"):
         shim(tmp_path / f"bin/{command}", log)
     with (tmp_path / "bin/docker").open("a") as docker:
         docker.write('if [ "$1" = login ]; then cat > /dev/null; fi\n')  # reads the password
     fake_aws(tmp_path / "bin/aws", log, secret)
+    with (tmp_path / "bin/aws").open("a") as aws:
+        aws.write(aws_extra)
     shim(root / "opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl", log)
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, check=False)
@@ -166,3 +175,54 @@ def test_a_failed_pull_does_not_fail_the_boot_and_every_later_boot_completes_the
     again = subprocess.run(["bash", str(per_boot)], capture_output=True, text=True, env=env, check=False)
     assert again.returncode == 0
     assert (tmp_path / "calls.log").read_text().splitlines()[-1] == calls[-1]
+
+
+def hook_results(calls: list[str]) -> list[str]:
+    return [
+        c.split("--lifecycle-action-result ")[1].split()[0] for c in calls if "complete-lifecycle-action" in c
+    ]
+
+
+# What the fake aws's `s3 sync SRC DIR ...` writes: the model's files, as the real one would.
+SYNC_WRITES_THE_MODEL = 'if [ "$1 $2" = "s3 sync" ]; then echo "{}" > "$4/config.json"; fi\n'
+
+
+def test_with_model_weights_the_first_boot_pulls_then_syncs_then_completes_the_hook(tmp_path: Path) -> None:
+    # When the user data runs with ModelWeightsS3Uri and a sync that brings config.json
+    done, root, calls = run_user_data(
+        tmp_path, secret=LOGIN, weights_uri=WEIGHTS_URI, aws_extra=SYNC_WRITES_THE_MODEL
+    )
+    assert done.returncode == 0, done.stderr
+    # Then the prefix is synced once, after the image pull, into the directory named after the URI ...
+    directory = root / "var/lib/dynamo-ecs/model/my-models/hf/Qwen3-0.6B"
+    syncs = [c for c in calls if c.startswith("aws s3 ")]
+    assert syncs == [f"aws s3 sync {WEIGHTS_URI} {directory} --only-show-errors --region us-east-1"]
+    assert calls.index(f"docker pull {IMAGE}") < calls.index(syncs[0])
+    # ... the marker says it is complete, and only then is the hook completed, to go on
+    assert (directory / "config.json").exists() and directory.with_name("Qwen3-0.6B.synced").exists()
+    assert hook_results(calls) == ["CONTINUE"] and calls[-1].startswith("aws autoscaling")
+
+
+def test_weights_that_never_arrive_abandon_the_instance_after_three_tries(tmp_path: Path) -> None:
+    # When every sync succeeds but brings no config.json (an empty or wrong prefix)
+    done, root, calls = run_user_data(tmp_path, secret=LOGIN, weights_uri=WEIGHTS_URI)
+    assert done.returncode == 0, done.stderr
+    # Then it tries three times, pausing longer each time ...
+    assert len([c for c in calls if c.startswith("aws s3 sync")]) == 3
+    assert [c for c in calls if c.startswith("sleep")] == ["sleep 20", "sleep 40"]
+    assert "the model weights did not arrive; abandoning this instance" in done.stdout
+    # ... and abandons the launch: the group terminates the instance and launches another
+    assert hook_results(calls) == ["ABANDON"]
+    # and so does every later boot of it (a warm start with no complete copy)
+    per_boot = root / "var/lib/cloud/scripts/per-boot/dynamo-launch-hook.sh"
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
+    subprocess.run(["bash", str(per_boot)], capture_output=True, text=True, env=env, check=True)
+    assert hook_results((tmp_path / "calls.log").read_text().splitlines()) == ["ABANDON", "ABANDON"]
+
+
+def test_without_model_weights_nothing_is_synced(tmp_path: Path) -> None:
+    done, root, calls = run_user_data(tmp_path, secret=LOGIN)
+    assert done.returncode == 0, done.stderr
+    assert not any(c.startswith("aws s3") for c in calls)
+    assert not (root / "var/lib/dynamo-ecs").exists()
+    assert hook_results(calls) == ["CONTINUE"]

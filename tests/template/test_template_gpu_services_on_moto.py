@@ -23,14 +23,11 @@ from devtools.services import MotoServer
 from dynamo_ecs import aws
 from tests.template.stack import (
     CUSTOM_RESOURCE_ID,
-    INVOKES_LAMBDA,
-    MOTO_CANNOT_CREATE,
     NGC_SECRET,
     create_stack,
     fresh_account,
+    moto_stack_template,
     transformed_template,
-    with_property_outputs,
-    without,
 )
 
 pytestmark = pytest.mark.xdist_group("moto-stack")
@@ -82,10 +79,7 @@ def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_s
     moto: MotoServer,
 ) -> None:
     full = transformed_template()
-    template = with_property_outputs(
-        without(full, set(MOTO_CANNOT_CREATE) | INVOKES_LAMBDA),
-        full["Resources"][CUSTOM_RESOURCE_ID]["Properties"],
-    )
+    template = moto_stack_template(full)
     cloudformation = CloudFormationStub()
     with fresh_account(moto) as parameters, pytest.MonkeyPatch.context() as patch:
         # Given the stack on moto, its capacity provider and its running infra task

@@ -21,14 +21,13 @@ from dynamo_ecs import metric_names
 from dynamo_ecs.config import load_config
 from dynamo_ecs.endpoints.gpu_services import parse_properties
 from tests.template.stack import (
-    CUSTOM_RESOURCE_ID,
     INVOKES_LAMBDA,
     MOTO_CANNOT_CREATE,
     NGC_SECRET,
     create_stack,
     fresh_account,
+    moto_stack_template,
     transformed_template,
-    with_property_outputs,
     without,
 )
 
@@ -53,10 +52,7 @@ class CreatedStack:
 def created(moto: MotoServer) -> Iterator[CreatedStack]:
     with fresh_account(moto) as parameters:
         full = transformed_template()
-        template = with_property_outputs(
-            without(full, set(MOTO_CANNOT_CREATE) | INVOKES_LAMBDA),
-            full["Resources"][CUSTOM_RESOURCE_ID]["Properties"],
-        )
+        template = moto_stack_template(full)
         cfn = boto3.client("cloudformation")
         stack = create_stack(cfn, "dynamo", template, parameters)
         summaries = cfn.list_stack_resources(StackName="dynamo")["StackResourceSummaries"]

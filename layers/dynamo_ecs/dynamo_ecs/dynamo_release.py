@@ -112,11 +112,11 @@ def worker_flag_problems(args: list[str], release: ReleaseLine) -> list[str]:
                 "--disaggregation-mode prefill" if flag == "--is-prefill-worker" else "--is-prefill-worker"
             )
             problems.append(f"{flag} does not exist on Dynamo {release.name}: use {other}")
-    mode = _value_of(args, "--disaggregation-mode")
+    mode = flag_value(args, "--disaggregation-mode")
     if mode is not None and mode not in ("agg", "prefill", "decode"):
         problems.append(f"--disaggregation-mode {mode!r}: use agg, prefill or decode")
     disaggregated = "--is-prefill-worker" in flags or mode in ("prefill", "decode")
-    kv_config = _value_of(args, "--kv-transfer-config")
+    kv_config = flag_value(args, "--kv-transfer-config")
     if kv_config is not None:
         try:
             json.loads(kv_config)
@@ -130,30 +130,43 @@ def worker_flag_problems(args: list[str], release: ReleaseLine) -> list[str]:
     return problems
 
 
+def shell_script(argv: list[str]) -> str:
+    """A container's entryPoint + command as one shell script: ``sh -c SCRIPT``'s, or the exec form joined."""
+    return argv[2] if len(argv) >= 3 and argv[0] in SHELLS and argv[1] == "-c" else shlex.join(argv)
+
+
+def engine_commands(argv: list[str]) -> list[list[str]]:
+    """The arguments of each ``dynamo.vllm`` command in a container's entryPoint + command.
+
+    Raises `ShellSyntaxError` for a script the shell could not parse.
+    """
+    commands = simple_commands(shell_words(shell_script(argv)))
+    return [values[3:] for values in ([w.value for w in c] for c in commands) if is_engine_command(values)]
+
+
 def command_problems(argv: list[str], release: ReleaseLine) -> list[str]:
     """What the ``release`` image would fail on in a container's entryPoint + command."""
-    scripts = [argv[2]] if len(argv) >= 3 and argv[0] in SHELLS and argv[1] == "-c" else [shlex.join(argv)]
+    try:
+        commands = simple_commands(shell_words(shell_script(argv)))
+    except ShellSyntaxError as error:
+        return [str(error)]
     problems: list[str] = []
-    for script in scripts:
-        try:
-            commands = simple_commands(shell_words(script))
-        except ShellSyntaxError as error:
-            return [str(error)]
-        for words in commands:
-            values = [w.value for w in words]
-            if len(values) >= 2 and values[0] == "cd" and "backends/" in values[1]:
-                directory = values[1].rstrip("/")
-                if not directory.endswith(release.example_dir):
-                    problems.append(
-                        f"cd {directory}: the Dynamo {release.name} image has no such directory (its vLLM "
-                        f"example is in {release.example_dir}); change the cd or the image"
-                    )
-            if is_engine_command(values):
-                problems += worker_flag_problems(values[3:], release)
+    for words in commands:
+        values = [w.value for w in words]
+        if len(values) >= 2 and values[0] == "cd" and "backends/" in values[1]:
+            directory = values[1].rstrip("/")
+            if not directory.endswith(release.example_dir):
+                problems.append(
+                    f"cd {directory}: the Dynamo {release.name} image has no such directory (its vLLM "
+                    f"example is in {release.example_dir}); change the cd or the image"
+                )
+        if is_engine_command(values):
+            problems += worker_flag_problems(values[3:], release)
     return problems
 
 
-def _value_of(args: list[str], flag: str) -> str | None:
+def flag_value(args: list[str], flag: str) -> str | None:
+    """The value of ``flag`` (``--flag V`` or ``--flag=V``) in ``args``; None when it is not there."""
     for index, arg in enumerate(args):
         name, equals, inline = arg.partition("=")
         if name == flag:

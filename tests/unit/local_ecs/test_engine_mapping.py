@@ -113,3 +113,29 @@ def test_an_unterminated_quote_is_an_error() -> None:
         shell_words("python3 -m dynamo.vllm --model 'm")
     with pytest.raises(EngineMappingError, match="unterminated"):
         local_script("python3 -m dynamo.vllm --model 'm", V16, "/m")
+
+
+def test_a_local_model_directory_is_served_as_it_is_under_the_served_name() -> None:
+    # Given the engine command of a spec whose weights come from a host volume
+    script = local_script(
+        f"python3 -m dynamo.vllm --model /models/weights --served-model-name Qwen/Qwen3-0.6B "
+        f"--disaggregation-mode prefill --kv-transfer-config {KV}",
+        V16,
+        "/tiny",
+    )
+    # Then the mocker loads that directory, not the tiny model, and registers the served name
+    assert shlex.split(script)[3:] == [
+        "--model-path",
+        "/models/weights",
+        "--model-name",
+        "Qwen/Qwen3-0.6B",
+        "--disaggregation-mode",
+        "prefill",
+    ]
+
+
+def test_a_served_name_renames_a_hub_model_too() -> None:
+    script = local_script(
+        "python3 -m dynamo.vllm --model Qwen/Qwen3-8B --served-model-name=qwen", V16, "/tiny"
+    )
+    assert shlex.split(script)[3:] == ["--model-path", "/tiny", "--model-name", "qwen"]

@@ -25,6 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 
 from dynamo_ecs import aws, capacity
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
+from dynamo_ecs.endpoints.model_weights import HOST_DIR_PATTERN, with_model_weights
 from dynamo_ecs.endpoints.reconcile import APPLIED_RECORD, EndpointReconciler, digest
 from dynamo_ecs.endpoints.render import RenderContext, render_task_definition
 from dynamo_ecs.endpoints.spec_validation import IMAGE_PATTERN, ModelId, validate_spec
@@ -75,6 +76,8 @@ class GpuServicesProperties(BaseModel):
         None, alias="AutoScalingGroup", pattern=r"^[\w .:/@+=,-]+$", max_length=255
     )  # read by the Delete only
     instance_type: capacity.InstanceTypeName | None = Field(None, alias="InstanceType")
+    # With ModelWeightsS3Uri: the instance directory holding the model's files (model_weights.py).
+    model_weights_dir: str | None = Field(None, alias="ModelWeightsDir", pattern=HOST_DIR_PATTERN)
 
     def log_group(self, role: ServiceRole) -> str:
         return self.frontend_log_group if role == "frontend" else self.prefill_log_group
@@ -95,13 +98,19 @@ def parse_properties(properties: dict[str, Any]) -> GpuServicesProperties:
 def spec_from_properties(
     role: ServiceRole, props: GpuServicesProperties, config: DeploymentConfig
 ) -> dict[str, Any]:
-    """The default Dynamo spec of ``role`` with the stack's image, model, roles, secret and logs."""
+    """The default Dynamo spec of ``role`` with the stack's image, model, roles, secret and logs.
+
+    With ``ModelWeightsDir`` the engine loads the model from that instance directory, mounted
+    read-only, and serves it under the stack's model id (`model_weights.with_model_weights`).
+    """
     spec = copy.deepcopy(load_default_spec(role))
     spec["family"] = config.service(role).family
     spec["executionRoleArn"] = props.execution_role_arn
     spec["taskRoleArn"] = props.task_role_arn
     with_image(spec, props.image)
     with_model(spec, props.model)
+    if props.model_weights_dir:
+        with_model_weights(spec, props.model_weights_dir, props.model)
     if props.instance_type:
         with_task_size(spec, capacity.task_size(props.instance_type, config.service(role).gpus_per_task))
     for container in spec["containerDefinitions"]:

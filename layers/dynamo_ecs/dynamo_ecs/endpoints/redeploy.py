@@ -4,6 +4,10 @@ Every field of the payload is optional; unknown fields are errors. A new image/m
 is stored as the service's spec (so the next infra change keeps it), then the same
 reconcile as the infra watcher runs. ``dry_run`` stores nothing and writes nothing: it
 returns, per service, the diff between the running and the would-be task definition.
+
+A service whose engine loads the model from the instances' copy of ``ModelWeightsS3Uri``
+keeps serving that model: a redeploy that would serve those files under another name is
+refused, dry run or not (`check_weights_unchanged`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
+from dynamo_ecs.endpoints.model_weights import CONTAINER_PATH, served_models
 from dynamo_ecs.endpoints.reconcile import EndpointReconciler, ReconcileResult
 from dynamo_ecs.endpoints.spec_validation import IMAGE_PATTERN, ModelId, validate_spec
 from dynamo_ecs.endpoints.specs_store import read_spec, spec_record_name, with_command, with_image, with_model
@@ -63,17 +68,48 @@ def new_specs(payload: RedeployPayload, reconciler: EndpointReconciler) -> dict[
     """
     specs: dict[ServiceRole, dict[str, Any]] = {}
     for role in payload.roles:
-        base = (payload.spec or {}).get(role) or read_spec(reconciler.store, reconciler.config, role)[0]
+        stored = read_spec(reconciler.store, reconciler.config, role)[0]
+        served = served_models(stored)
+        base = (payload.spec or {}).get(role) or stored
         spec = copy.deepcopy(base)
         spec["family"] = reconciler.config.service(role).family
         if payload.image:
             with_image(spec, payload.image)
-        if payload.model:
-            with_model(spec, payload.model)
+        if payload.model and not (served and served == {payload.model}):
+            with_model(spec, payload.model)  # the same model from the weights: nothing to change
         if payload.command:
             with_command(spec, payload.command)
+        check_weights_unchanged(payload, role, served, spec)
         specs[role] = validate_spec(spec, f"spec.{role}")
     return specs
+
+
+def check_weights_unchanged(
+    payload: RedeployPayload, role: ServiceRole, served: set[str], spec: dict[str, Any]
+) -> None:
+    """Refuse a new model for a service that loads its model from the instances' weights.
+
+    Each instance holds one model's files (copied from ``ModelWeightsS3Uri`` at first boot):
+    a new ``--model`` would either download another model while the mount stays, or, with a
+    new ``--served-model-name``, serve the old files under the new name.
+    """
+    if not served:
+        return
+    field = "model" if payload.model else "command" if payload.command else f"spec.{role}"
+    if payload.model:
+        changed = served != {payload.model}
+        wanted = payload.model
+    else:
+        now = served_models(spec)
+        changed = bool(now) and now != served
+        wanted = ", ".join(sorted(now))
+    if changed:
+        raise InvalidInputError(
+            f"{field}: the {role} tasks load {', '.join(sorted(served))} from the GPU instances' copy "
+            f"of ModelWeightsS3Uri (mounted at {CONTAINER_PATH}); a redeploy to {wanted!r} would serve "
+            "those files under a new name. Change ModelWeightsS3Uri and ModelId together with "
+            "`sam deploy` (new instances copy the new model); nothing was changed"
+        )
 
 
 def store_specs(

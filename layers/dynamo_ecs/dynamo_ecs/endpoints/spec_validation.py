@@ -20,7 +20,9 @@ of the field and the fix:
    flags, paths and KV transfer config that release's image accepts;
 5. **cross-host networking** (`network_check.check_cross_host_networking`): host network
    mode, the ports other GPU hosts call pinned to those template.yaml opens, the event plane
-   on NATS, no loopback advertised.
+   on NATS, no loopback advertised;
+6. **host volumes** (`model_weights.check_host_volumes`): the only host path a GPU task may
+   mount is the instance's model weights directory, and only read-only.
 
 Further checks plug in as one more `SpecCheck` through ``validate_spec(..., checks=...)`` or
 by extending `DEFAULT_CHECKS`.
@@ -37,6 +39,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, StringConstraints
 
+from dynamo_ecs.endpoints.model_weights import check_host_volumes
 from dynamo_ecs.endpoints.network_check import check_cross_host_networking
 from dynamo_ecs.endpoints.release_check import check_dynamo_release
 from dynamo_ecs.errors import InvalidInputError, PlaceholderError
@@ -391,7 +394,12 @@ def check_tags(spec: dict[str, Any]) -> Iterator[str]:
 
 
 ECS_RULES: tuple[SpecCheck, ...] = (check_task_size, check_containers, check_endpoint_variables, check_tags)
-DEFAULT_CHECKS: tuple[SpecCheck, ...] = (*ECS_RULES, check_dynamo_release, check_cross_host_networking)
+DEFAULT_CHECKS: tuple[SpecCheck, ...] = (
+    *ECS_RULES,
+    check_dynamo_release,
+    check_cross_host_networking,
+    check_host_volumes,
+)
 
 
 # -- the whole check -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from dynamo_ecs.specs import load_default_spec
 from dynamo_ecs.state import Record, StateStore
 
 # The value after --model: one shell word, quoted parts included (what shlex.quote writes).
-_MODEL_FLAG = re.compile(r"""(--model\s+)((?:'[^']*'|"[^"]*"|[^\s'"])+)""")
+MODEL_FLAG = re.compile(r"""(--model\s+)((?:'[^']*'|"[^"]*"|[^\s'"])+)""")
 
 
 def spec_record_name(role: ServiceRole) -> str:
@@ -59,8 +59,8 @@ def with_model(spec: dict[str, Any], model: str) -> dict[str, Any]:
         if not isinstance(command, list):
             continue
         for index, part in enumerate(command):
-            if isinstance(part, str) and _MODEL_FLAG.search(part):
-                command[index] = _MODEL_FLAG.sub(lambda m: m.group(1) + quoted, part)
+            if isinstance(part, str) and MODEL_FLAG.search(part):
+                command[index] = MODEL_FLAG.sub(lambda m: m.group(1) + quoted, part)
                 replaced = True
     if not replaced:
         raise InvalidInputError(
