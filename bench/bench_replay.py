@@ -18,8 +18,9 @@ policy within the budget; the bench then also scores that trace with room for tw
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from dynamo_ecs.config import DeploymentConfig
+from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig
 from dynamo_ecs_cli.replay.catalog import peer_factories
 from dynamo_ecs_cli.replay.evaluate import (
     GPU_HOURS_SLACK,
@@ -40,17 +41,17 @@ SCALE_AHEAD_OFF = {"scaling": {"scale_ahead": False}}
 
 
 def _static_fits_budget(config: DeploymentConfig) -> bool:
-    services = [config.service(role) for role in ("frontend", "prefill")]
-    return sum(s.max * s.gpus_per_task for s in services) <= config.gpu_budget
+    """Whether the static fleet (every service at its max) is within the GPU budget."""
+    return config.gpus_used({role: config.service(role).max for role in SERVICE_ROLES}) <= config.gpu_budget
 
 
 def _with_room(config: DeploymentConfig, tasks: int = 1) -> DeploymentConfig:
     """``config`` with ``tasks`` more of each service allowed and the budget raised to hold them."""
-    update = {
+    update: dict[str, Any] = {
         role: config.service(role).model_copy(update={"max": config.service(role).max + tasks})
-        for role in ("frontend", "prefill")
+        for role in SERVICE_ROLES
     }
-    extra = sum(tasks * config.service(role).gpus_per_task for role in ("frontend", "prefill"))
+    extra = config.gpus_used(dict.fromkeys(SERVICE_ROLES, tasks))
     return config.model_copy(update={**update, "gpu_budget": config.gpu_budget + extra})
 
 
@@ -77,6 +78,7 @@ def _score_with_room(trace: str, seeds: tuple[int, ...], params: ModelParams) ->
 def run(traces: tuple[str, ...] = TRACES, seeds: tuple[int, ...] = SEEDS) -> None:
     params = ModelParams()
     met: dict[str, bool] = {}
+    static_fits = _static_fits_budget(stack_config())
     for trace in traces:
         started = time.perf_counter()
         ours = score(trace, seeds, stack_config(), params, Ours)
@@ -92,9 +94,7 @@ def run(traces: tuple[str, ...] = TRACES, seeds: tuple[int, ...] = SEEDS) -> Non
         alone = score(trace, seeds, stack_config(SCALE_AHEAD_OFF), params, Ours)
         print(f"# {trace} ours without scale-ahead: {_line(alone)}")
         name, peer = best_peer(peers)
-        floor = None
-        if _static_fits_budget(stack_config()):
-            floor = score(trace, seeds, stack_config(), params, Static)
+        floor = score(trace, seeds, stack_config(), params, Static) if static_fits else None
         if floor is not None:
             print(f"# {trace} static at the budget: {_line(floor)}")
             print(f"figure: sla_minutes_static_at_budget_{trace} {floor.sla_minutes:.1f} min")
@@ -109,8 +109,7 @@ def run(traces: tuple[str, ...] = TRACES, seeds: tuple[int, ...] = SEEDS) -> Non
             f"{ours.gpu_hours / peer.gpu_hours:.3f}x its GPU-hours (goal: >= 15 % at <= {GPU_HOURS_SLACK}x): "
             f"{'met' if met[trace] else 'MISSED'} ({time.perf_counter() - started:.0f} s)"
         )
-        at_floor = floor is not None and 0 < floor.sla_minutes >= ours.sla_minutes
-        if not met[trace] and floor is not None and at_floor:
+        if not met[trace] and floor is not None and 0 < floor.sla_minutes >= ours.sla_minutes:
             print(
                 f"# {trace}: ours misses no more than the whole budget serving all the time "
                 f"({floor.sla_minutes:.1f} min): no policy within the budget meets the goal here"
