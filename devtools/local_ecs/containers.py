@@ -29,7 +29,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from devtools.local_ecs import addresses
 from devtools.local_ecs.engine import local_argv
 from devtools.local_ecs.programs import Toolbox
 from dynamo_ecs.dynamo_release import release_of_image
+from dynamo_ecs.endpoints.model_weights import host_volumes
 
 
 class ContainerStartError(RuntimeError):
@@ -134,11 +135,9 @@ class LocalTaskLayout:
     instance_disk: Path | None = None  # the instance's root volume, for host volumes (`instance_disk`)
     host_paths: dict[str, str] = field(default_factory=dict)  # host volume name -> sourcePath
 
-    def use_volumes(self, volumes: Sequence[Mapping[str, Any]]) -> None:
+    def use_volumes(self, task_definition: Mapping[str, Any]) -> None:
         """The task definition's ``volumes``: those with a ``host.sourcePath`` are the instance's."""
-        self.host_paths = {
-            v["name"]: v["host"]["sourcePath"] for v in volumes if (v.get("host") or {}).get("sourcePath")
-        }
+        self.host_paths = host_volumes(dict(task_definition))
 
     def volume_dir(self, name: str) -> Path:
         """A volume's local directory; as Docker does for a bind mount, it is made when missing."""

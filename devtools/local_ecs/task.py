@@ -68,7 +68,7 @@ class LocalTask:
 
     def start(self, task_definition: Mapping[str, Any]) -> None:
         definitions = start_order(list(task_definition["containerDefinitions"]))
-        self.layout.use_volumes(list(task_definition.get("volumes") or []))
+        self.layout.use_volumes(task_definition)
         self.definitions = {d["name"]: d for d in definitions}
         for definition in definitions:
             for dependency in definition.get("dependsOn") or []:

@@ -27,7 +27,7 @@ def layout(root: Path, disk: Path) -> LocalTaskLayout:
     task = LocalTaskLayout(
         root=root, address="127.32.1.5", toolbox=Toolbox(), model_dir=root / "tiny", instance_disk=disk
     )
-    task.use_volumes(VOLUMES)
+    task.use_volumes({"volumes": VOLUMES})
     return task
 
 
