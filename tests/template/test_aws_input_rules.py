@@ -1,0 +1,170 @@
+"""Every value CloudFormation passes to AWS meets AWS's documented input rules.
+
+moto accepts a security group rule description with an apostrophe and a gp3 volume at 1000
+MiB/s on 3000 IOPS; AWS refuses both (the first fails the stack, the second every instance
+launch). `devtools.aws_input_rules` resolves the transformed template for the defaults and for
+every extreme each parameter admits, and checks each value against the rule AWS documents
+for it (botocore's models first, AWS's guides where the model says it only in prose).
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from typing import Any
+
+import pytest
+
+from devtools import aws_input_rules as air
+from tests.template.stack import transformed_template
+from tests.template.test_template_rules import refusals
+
+
+@cache
+def template() -> dict[str, Any]:
+    return transformed_template()
+
+
+@cache
+def parameter_sets() -> list[air.ParameterSet]:
+    return air.parameter_sets(template(), lambda values: bool(refusals(values)))
+
+
+def violations_by_set(sets: list[air.ParameterSet]) -> list[str]:
+    """Each value AWS would refuse, once, with the parameter sets that give it."""
+    found: dict[str, list[str]] = {}
+    for each in sets:
+        for violation in air.check_template(template(), each.values):
+            found.setdefault(str(violation), []).append(each.label)
+    return [
+        f"{violation}\n    with {len(labels)} set(s): {', '.join(labels[:3])}"
+        + (" ..." if len(labels) > 3 else "")
+        for violation, labels in found.items()
+    ]
+
+
+def test_the_defaults_meet_every_rule() -> None:
+    [defaults] = [s for s in parameter_sets() if s.label == "defaults"]
+    assert violations_by_set([defaults]) == []
+
+
+def test_every_extreme_a_parameter_admits_meets_every_rule() -> None:
+    """Each parameter's AllowedValues, Min/MaxValue, and its shortest, longest and most varied
+    value (one parameter at a time, the rest at their defaults), then every pattern parameter at
+    its longest at once; sets the template's Rules refuse are left out (CloudFormation refuses them first)."""
+    sets = parameter_sets()
+    assert len(sets) > 100, "the extremes were not generated"
+    found = violations_by_set(sets)
+    assert found == [], f"{len(found)} value(s) AWS refuses:\n" + "\n".join(found)
+
+
+def test_each_parameter_extreme_is_a_value_the_parameter_admits() -> None:
+    specs = template()["Parameters"]
+    by_label = {s.label: s for s in parameter_sets()}
+    # Given DeploymentName's pattern and the longest value it admits
+    longest = by_label["DeploymentName long (20 chars)"].values["DeploymentName"]
+    assert len(longest) == 20
+    for each in parameter_sets():
+        for name, value in each.values.items():
+            assert air.parameter_refuses(specs[name], value) is None, (each.label, name)
+    # ... and a throughput at the parameter's own maximum is tried
+    throughput_max = specs["GpuRootVolumeThroughput"]["MaxValue"]
+    assert f"GpuRootVolumeThroughput={throughput_max} (MaxValue)" in by_label
+
+
+@pytest.mark.parametrize(
+    ("description", "refused"),
+    [
+        ("the metrics collector scrapes the frontends' /metrics", True),
+        ("to the frontends' port 8000 only", True),
+        ("API clients in the allowed CIDR (HTTPS: 443) #1 [a+b=c]; {x}! $*", False),
+        ("x" * 255, False),
+        ("x" * 256, True),
+    ],
+)
+def test_a_security_group_rule_description_is_checked_as_ec2_does(description: str, refused: bool) -> None:
+    resources = {
+        "Rule": {
+            "Type": "AWS::EC2::SecurityGroupIngress",
+            "Properties": {"Description": description, "SourceSecurityGroupId": "sg-1", "IpProtocol": "tcp"},
+        },
+        "Group": {
+            "Type": "AWS::EC2::SecurityGroup",
+            "Properties": {
+                "GroupDescription": "g",
+                "SecurityGroupEgress": [
+                    {"Description": description, "CidrIp": "0.0.0.0/0", "IpProtocol": "-1"}
+                ],
+            },
+        },
+    }
+    found = air.check_resources(resources)
+    assert (len(found) == 2) is refused, found
+
+
+@pytest.mark.parametrize(
+    ("ebs", "refused"),
+    [
+        ({"VolumeType": "gp3", "Throughput": 1000}, True),  # 3,000 IOPS by default carry 750 MiB/s
+        ({"VolumeType": "gp3", "Throughput": 750}, False),
+        ({"VolumeType": "gp3", "Throughput": 1000, "Iops": 4000}, False),
+        ({"VolumeType": "gp3", "Throughput": 124}, True),
+        ({"VolumeType": "gp3", "Iops": 2999}, True),
+    ],
+)
+def test_gp3_throughput_is_checked_against_its_iops(ebs: dict[str, Any], refused: bool) -> None:
+    assert (air.gp3_volume({"VolumeSize": 200, **ebs}) is not None) is refused
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "prop", "value", "refused"),
+    [
+        ("AWS::ElasticLoadBalancingV2::TargetGroup", "Name", "a" * 32, False),
+        ("AWS::ElasticLoadBalancingV2::TargetGroup", "Name", "a" * 33, True),
+        ("AWS::ElasticLoadBalancingV2::TargetGroup", "Name", "dynamo-", True),
+        ("AWS::ElasticLoadBalancingV2::LoadBalancer", "Name", "internal-api", True),
+        ("AWS::ECS::Cluster", "ClusterName", "dynamo.gpu", True),
+        ("AWS::Logs::LogGroup", "LogGroupName", "/ecs/dynamo frontend", True),
+        ("AWS::Logs::LogGroup", "RetentionInDays", 30, False),
+        ("AWS::Logs::LogGroup", "RetentionInDays", 31, True),
+        ("AWS::CloudWatch::Alarm", "Period", 10, False),
+        ("AWS::CloudWatch::Alarm", "Period", 45, True),
+        ("AWS::Lambda::Function", "Description", "d" * 257, True),
+        ("AWS::EC2::LaunchTemplate", "LaunchTemplateData", {"InstanceType": "g6e.3xlarge"}, True),
+        ("AWS::EC2::LaunchTemplate", "LaunchTemplateData", {"InstanceType": "g6e.2xlarge"}, False),
+        ("AWS::AutoScaling::AutoScalingGroup", "AutoScalingGroupName", "dynamo:gpu", True),
+        ("AWS::Lambda::Function", "Environment", {"Variables": {"A": "x" * 4090}}, True),
+        ("AWS::Lambda::Function", "Environment", {"Variables": {"A": "x" * 4000}}, False),
+        ("AWS::ECS::TaskDefinition", "ContainerDefinitions", [{"Image": "nats:2.11"}], False),
+        ("AWS::ECS::TaskDefinition", "ContainerDefinitions", [{"Image": "nats:'2.11'"}], True),
+    ],
+)
+def test_each_kind_of_rule_refuses_what_aws_refuses(
+    resource_type: str, prop: str, value: Any, refused: bool
+) -> None:
+    found = air.check_resources({"R": {"Type": resource_type, "Properties": {prop: value}}})
+    assert bool(found) is refused, found
+
+
+def test_the_rules_read_botocore_s_models() -> None:
+    """The constraints come from the installed botocore, so a model update moves them."""
+    # EC2's description characters, as its model documents them
+    check = air.ec2_description("IpRange")
+    assert check("a-zA-Z0-9. _-:/()#,@[]+=&;{}!$*") is None
+    assert check("'") is not None
+    # a shape's own maximum
+    assert air.shape("logs", "CreateLogGroupRequest", "logGroupName").metadata["max"] == 512
+    assert air.model_check("logs", "CreateLogGroupRequest", "logGroupName")("/a" * 257) is not None
+    # a pattern written in Java's syntax (surrogate pairs) reads as the code points it means
+    assert air.model_check("autoscaling", "Tag", "Value")("dynamo \U0001f600") is None
+
+
+def test_the_deployment_on_moto_applies_the_rules() -> None:
+    """The demo's and the template tests' moto stack refuses what AWS would refuse."""
+    full = copy.deepcopy(template())
+    air.require_valid(full, {})
+    with pytest.raises(air.InputRulesError, match="GpuRootVolumeThroughput"):
+        air.require_valid(full, {"GpuRootVolumeThroughput": "2000"})
+    full["Resources"]["GpuFromLoadBalancer"]["Properties"]["Description"] = "the load balancer's traffic"
+    with pytest.raises(air.InputRulesError, match=r"GpuFromLoadBalancer\.Description"):
+        air.require_valid(full, {})
