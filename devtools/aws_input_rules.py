@@ -893,9 +893,15 @@ class Resolver:
     otherwise a stand-in of the shape CloudFormation would generate."""
 
     def __init__(
-        self, template: dict[str, Any], parameters: dict[str, str], stack_name: str = STACK_NAME
+        self,
+        template: dict[str, Any],
+        parameters: dict[str, str],
+        stack_name: str = STACK_NAME,
+        replaced: frozenset[str] = frozenset(),
     ) -> None:
+        """``replaced``: resources CloudFormation replaces; a reference to one names the new one."""
         self.template = template
+        self.replaced = replaced
         self.stack_name = stack_name
         self.parameters: dict[str, Any] = {}
         for name, spec in template.get("Parameters", {}).items():
@@ -950,7 +956,8 @@ class Resolver:
         for key in NAME_PROPERTIES.get(resource["Type"], ()):
             if key in props:
                 return str(self.value(props[key]))
-        return f"{self.stack_name}-{logical_id}-1A2B3C4D5E6F7"
+        generated = f"{self.stack_name}-{logical_id}-1A2B3C4D5E6F7"
+        return generated + "-replacement" if logical_id in self.replaced else generated
 
     def value(self, node: Any) -> Any:
         if isinstance(node, list):
