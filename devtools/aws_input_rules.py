@@ -675,7 +675,21 @@ def rules() -> list[Rule]:
             "policy description",
         ),
         # Lambda
-        rule("AWS::Lambda::Function", "FunctionName", text_check(64, "A-Za-z0-9_-"), "function name"),
+        # "If you specify only the function name, it is limited to 64 characters in length"
+        # (botocore lambda CreateFunction FunctionName; the model's pattern gives the characters).
+        rule(
+            "AWS::Lambda::Function",
+            "FunctionName",
+            text_check(
+                number(
+                    documented(
+                        r"limited to (\d+) characters", "lambda", "CreateFunctionRequest", "FunctionName"
+                    ).group(1)
+                ),
+                "A-Za-z0-9_-",
+            ),
+            "function name",
+        ),
         rule(
             "AWS::Lambda::Function",
             "Description",
@@ -691,11 +705,18 @@ def rules() -> list[Rule]:
         rule(
             "AWS::Lambda::Function",
             "Timeout",
-            doc_range(
-                "lambda",
-                "CreateFunctionRequest",
-                "Timeout",
-                r"The default is (\d+) seconds, and the maximum allowed value is (\d+) seconds",
+            # The model's minimum (1); its maximum (5,400) is for Lambda Managed Instances, the
+            # documentation's "the maximum allowed value is 900 seconds" for the rest.
+            range_check(
+                shape("lambda", "CreateFunctionRequest", "Timeout").metadata["min"],
+                number(
+                    documented(
+                        r"maximum allowed value is (\d+) seconds",
+                        "lambda",
+                        "CreateFunctionRequest",
+                        "Timeout",
+                    ).group(1)
+                ),
             ),
             "function timeout",
         ),
@@ -860,9 +881,11 @@ def rules() -> list[Rule]:
             ),
             "topic name",
         ),
-        # "DisplayName ... Maximum length: 100 characters" is in SNS's console and API guide
-        # (Amazon SNS API Reference, SetTopicAttributes: "display name ... up to 100 characters").
+        # A topic's display name: up to 100 characters (Amazon SNS Developer Guide, "Creating an
+        # Amazon SNS topic"; the model's attribute map says nothing of it).
         rule("AWS::SNS::Topic", "DisplayName", text_check(100, None), "topic display name"),
+        # Table names: 3-255 characters of a-z, A-Z, 0-9, _, -, . (Amazon DynamoDB Developer
+        # Guide, "Supported data types and naming rules"); the model's TableName also takes an ARN.
         rule("AWS::DynamoDB::Table", "TableName", text_check(255, "a-zA-Z0-9_.-", min_len=3), "table name"),
         rule(
             "AWS::DynamoDB::Table",
@@ -1096,7 +1119,7 @@ class Violation:
         return f"{self.logical_id}.{self.path} ({self.what}): {self.reason}; value {shown!r}"
 
 
-def _at(node: Any, path: tuple[str, ...], where: str = "") -> Iterator[tuple[str, Any]]:
+def at_path(node: Any, path: tuple[str, ...], where: str = "") -> Iterator[tuple[str, Any]]:
     if not path:
         yield where, node
         return
@@ -1104,10 +1127,10 @@ def _at(node: Any, path: tuple[str, ...], where: str = "") -> Iterator[tuple[str
     if head == "*":
         if isinstance(node, list):
             for i, item in enumerate(node):
-                yield from _at(item, rest, f"{where}[{i}]")
+                yield from at_path(item, rest, f"{where}[{i}]")
         return
     if isinstance(node, dict) and head in node:
-        yield from _at(node[head], rest, f"{where}.{head}" if where else head)
+        yield from at_path(node[head], rest, f"{where}.{head}" if where else head)
 
 
 def check_resources(resources: dict[str, dict[str, Any]]) -> list[Violation]:
@@ -1116,7 +1139,7 @@ def check_resources(resources: dict[str, dict[str, Any]]) -> list[Violation]:
         for each in rules():
             if each.resource_type != resource["Type"]:
                 continue
-            for where, value in _at(resource["Properties"], each.path):
+            for where, value in at_path(resource["Properties"], each.path):
                 if each.when is not None and not (isinstance(value, dict) and each.when(value)):
                     continue
                 target = value
