@@ -482,6 +482,15 @@ def rules() -> list[Rule]:
             model_check("ec2", "RequestLaunchTemplateData", "InstanceType"),
             "instance type",
         ),
+        # "LaunchTemplateName ... Length Constraints: Minimum length of 3. Maximum length of 128.
+        # Pattern: [a-zA-Z0-9\(\)\.\-/_]+" (Amazon EC2 API Reference, CreateLaunchTemplate; the
+        # botocore model has no constraint on it).
+        rule(
+            "AWS::EC2::LaunchTemplate",
+            "LaunchTemplateName",
+            text_check(128, r"a-zA-Z0-9().\-/_", min_len=3),
+            "launch template name",
+        ),
         rule(
             "AWS::EC2::LaunchTemplate",
             "LaunchTemplateData.BlockDeviceMappings.*.Ebs",
