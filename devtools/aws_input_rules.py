@@ -11,8 +11,9 @@ constraint AWS documents for it:
 - from the model's documentation where it says it only in prose (EC2's description
   characters, ECS names, load balancer names, ...), parsed from that text where it is regular
   enough, otherwise written here with the sentence it comes from;
-- from AWS's user guides where the model says nothing (gp3's throughput per IOPS, Lambda's
-  4 KB of environment variables, the load balancer attributes' ranges), each cited.
+- from AWS's guides and API references where the model says nothing (gp3's throughput per
+  IOPS, Lambda's 4 KB of environment variables, user data's 16 KB, launch template and table
+  names), each cited where it is used.
 
 `parameter_sets` gives the defaults and the extremes each parameter admits (its
 ``AllowedValues``, ``MinValue``/``MaxValue``, and for an ``AllowedPattern`` the shortest, the
