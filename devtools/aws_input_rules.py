@@ -1164,9 +1164,90 @@ def check_resources(resources: dict[str, dict[str, Any]]) -> list[Violation]:
     return found
 
 
+# ------------------------------------------------------------------------------------------
+# Whole requests, validated offline by botocore
+# ------------------------------------------------------------------------------------------
+
+FAKE_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/stand-in/0123456789abcdef"
+
+
+def api_requests(resource: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(service, operation, parameters) of the API calls CloudFormation makes for a resource
+    whose properties are the API's own names (those types only)."""
+    props = dict(resource["Properties"])
+    kind = resource["Type"]
+    if kind == "AWS::CloudWatch::Alarm":
+        return [("cloudwatch", "PutMetricAlarm", props)]
+    if kind == "AWS::ElasticLoadBalancingV2::TargetGroup":
+        attributes = props.pop("TargetGroupAttributes", [])
+        props.pop("Tags", None)
+        props.setdefault("Name", "stand-in")
+        return [
+            ("elbv2", "CreateTargetGroup", props),
+            ("elbv2", "ModifyTargetGroupAttributes", {"TargetGroupArn": FAKE_ARN, "Attributes": attributes}),
+        ]
+    if kind == "AWS::ElasticLoadBalancingV2::LoadBalancer":
+        attributes = props.get("LoadBalancerAttributes", [])
+        return [
+            ("elbv2", "ModifyLoadBalancerAttributes", {"LoadBalancerArn": FAKE_ARN, "Attributes": attributes})
+        ]
+    if kind == "AWS::Logs::LogGroup" and "LogGroupName" in props:
+        calls = [("logs", "CreateLogGroup", {"logGroupName": props["LogGroupName"]})]
+        if "RetentionInDays" in props:
+            retention = {"logGroupName": props["LogGroupName"], "retentionInDays": props["RetentionInDays"]}
+            calls.append(("logs", "PutRetentionPolicy", retention))
+        return calls
+    return []
+
+
+def coerced(value: Any, target: Any) -> Any:
+    """``value`` in the type of botocore shape ``target``, as CloudFormation converts a
+    template's text ("600", "true") to the API's types before it calls."""
+    kind = target.type_name
+    if kind == "structure" and isinstance(value, dict):
+        return {k: coerced(v, target.members[k]) if k in target.members else v for k, v in value.items()}
+    if kind == "list" and isinstance(value, list):
+        return [coerced(v, target.member) for v in value]
+    try:
+        if kind in ("integer", "long"):
+            return int(str(value))
+        if kind in ("double", "float"):
+            return float(str(value))
+    except ValueError:
+        return value
+    if kind == "boolean" and str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    if kind == "string" and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def request_violations(logical_id: str, resource: dict[str, Any]) -> list[Violation]:
+    """botocore's offline validation (``botocore.validate``: required members, types, minimum
+    lengths and values) of each whole request CloudFormation makes for the resource."""
+    import botocore.validate
+
+    found = []
+    for service, operation, params in api_requests(resource):
+        input_shape = _model(service).operation_model(operation).input_shape
+        report = botocore.validate.ParamValidator().validate(coerced(params, input_shape), input_shape)
+        if report.has_errors():
+            found.append(
+                Violation(
+                    logical_id, operation, f"{service} {operation} request", params, report.generate_report()
+                )
+            )
+    return found
+
+
 def check_template(template: dict[str, Any], parameters: dict[str, str]) -> list[Violation]:
-    """Every rule broken by ``template`` (transformed) deployed with ``parameters``."""
-    return check_resources(Resolver(template, parameters).resources())
+    """Every rule broken by ``template`` (transformed) deployed with ``parameters``, and every
+    whole request botocore's offline validation refuses."""
+    resources = Resolver(template, parameters).resources()
+    found = check_resources(resources)
+    for logical_id, resource in resources.items():
+        found += request_violations(logical_id, resource)
+    return found
 
 
 # ------------------------------------------------------------------------------------------

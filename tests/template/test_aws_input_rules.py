@@ -206,3 +206,19 @@ def test_every_rule_reaches_a_value_of_the_template_or_is_listed_as_not_set() ->
         if not reached:
             unused.add((each.resource_type, ".".join(each.path), each.when.__name__ if each.when else None))
     assert unused == NOT_SET_TODAY
+
+
+def test_whole_requests_are_validated_offline_by_botocore() -> None:
+    """An alarm evaluated over 0 periods, a target group port that is not a number: the request
+    botocore would build is refused before it is sent."""
+    resources = air.Resolver(template(), {}).resources()
+    alarm = next(r for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm")
+    group = resources["FrontendTargetGroup"]
+    assert air.request_violations("Alarm", alarm) == []
+    assert air.request_violations("FrontendTargetGroup", group) == []
+    broken_alarm = {**alarm, "Properties": {**alarm["Properties"], "EvaluationPeriods": 0}}
+    [violation] = air.request_violations("Alarm", broken_alarm)
+    assert "EvaluationPeriods" in violation.reason
+    broken_group = {**group, "Properties": {**group["Properties"], "Port": "eighty"}}
+    [violation] = air.request_violations("FrontendTargetGroup", broken_group)
+    assert "Port" in violation.reason
