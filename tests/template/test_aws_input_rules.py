@@ -193,7 +193,14 @@ NOT_SET_TODAY = {
 
 def test_every_rule_reaches_a_value_of_the_template_or_is_listed_as_not_set() -> None:
     """A rule whose path matches nothing checks nothing: a misspelt path would pass everything."""
-    resources = air.Resolver(template(), {}).resources()
+    # the defaults, and the other scheme (the target group is named only when internet-facing)
+    resources = {
+        f"{scheme}:{logical_id}": resource
+        for scheme in ("internal", "internet-facing")
+        for logical_id, resource in air.Resolver(template(), {"LoadBalancerScheme": scheme})
+        .resources()
+        .items()
+    }
     unused = set()
     for each in air.rules():
         reached = [
