@@ -33,7 +33,14 @@ from dynamo_ecs_cli.replay.catalog import POLICIES
 from dynamo_ecs_cli.replay.model import ModelParams
 from dynamo_ecs_cli.replay.report import print_table, results_table, write_chart
 from dynamo_ecs_cli.replay.simulate import SlaTargets, replay_all
-from dynamo_ecs_cli.replay.traces import SYNTHETIC, TraceError, export_command, resolve_trace
+from dynamo_ecs_cli.replay.traces import (
+    SYNTHETIC,
+    TraceError,
+    at_trace_lengths,
+    export_command,
+    resolve_trace,
+    scale_to_capacity,
+)
 
 DEFAULT_OUT = Path("out/replay")
 _KEY_PATH = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
@@ -110,6 +117,18 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=1, help="seed of a built-in trace (default: 1)")
     p.add_argument("--hours", type=float, help="length of a built-in trace, or cut a file's trace")
+    p.add_argument(
+        "--scale-to",
+        type=float,
+        metavar="FRACTION",
+        help="scale the trace's rate so its busiest 5 minutes ask this fraction of what the "
+        "services' maxima serve within the SLA (e.g. 0.8)",
+    )
+    p.add_argument(
+        "--at-trace-lengths",
+        action="store_true",
+        help="profile the model at the trace's mean token lengths (per-request traces)",
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="config override")
     p.add_argument("--model", action="append", default=[], metavar="KNOB=VALUE", help="model knob")
     p.add_argument(
@@ -151,6 +170,10 @@ def run(argv: Sequence[str]) -> int:
     if args.hours is not None and args.hours <= 0:
         raise UsageError("--hours must be > 0")
     trace = resolve_trace(args.trace, args.seed, args.hours)
+    if args.at_trace_lengths:
+        params = at_trace_lengths(params, trace)
+    if args.scale_to is not None:
+        trace = scale_to_capacity(trace, params, config, args.scale_to)
     sla = SlaTargets.from_config(config)
     results = replay_all(trace, config, params, policies, sla)
 
