@@ -98,12 +98,15 @@ def servegen(repo: str) -> Path:
     skipped: list[float] = []
     total = 0.0
     for trace_path in traces:
-        windows = []
+        windows: list[tuple[int, float, str, float, float]] = []
         for line in _show(repo, trace_path).splitlines():
-            ts, rate, _cv, pattern, a, b = line.split(",")
-            start = int(ts)
-            if SERVEGEN_START_S <= start < SERVEGEN_START_S + SERVEGEN_HOUR_S and pattern and float(rate) > 0:
-                windows.append((start, float(rate), pattern, float(a), float(b)))
+            ts, rate_text, _cv, name, first, second = line.split(",")
+            if (
+                SERVEGEN_START_S <= int(ts) < SERVEGEN_START_S + SERVEGEN_HOUR_S
+                and name
+                and float(rate_text) > 0
+            ):
+                windows.append((int(ts), float(rate_text), name, float(first), float(second)))
         if not windows:
             continue
         total += sum(rate for _, rate, *_ in windows) / (SERVEGEN_HOUR_S // SERVEGEN_WINDOW_S)
