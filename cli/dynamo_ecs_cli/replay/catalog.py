@@ -84,41 +84,58 @@ TUNED: dict[str, dict[str, StepKnobs | KedaKnobs | PlannerKnobs]] = {
         ),
     },
 }
+# The level field: the same peers with scale-ahead (peers.py), re-tuned under it by
+# ``python -m bench.tune_peers --level`` (docs/replay.md "The level field" says on what).
+TUNED_LEVEL: dict[str, dict[str, StepKnobs | KedaKnobs | PlannerKnobs]] = {}
 DEFAULT_TUNING = "bursty"  # a trace file gets the knobs tuned for the CLI's default trace
+LEVEL_SUFFIX = "_level"
 
 
-def step_factory(name: str, knobs: StepKnobs) -> PolicyFactory:
-    return lambda config, start, params: StepScaling(config, start, params, knobs, name)
+def step_factory(name: str, knobs: StepKnobs, level: bool = False) -> PolicyFactory:
+    return lambda config, start, params: StepScaling(config, start, params, knobs, name, level)
 
 
-def keda_factory(name: str, knobs: KedaKnobs) -> PolicyFactory:
-    return lambda config, start, params: Keda(config, start, params, knobs, name)
+def keda_factory(name: str, knobs: KedaKnobs, level: bool = False) -> PolicyFactory:
+    return lambda config, start, params: Keda(config, start, params, knobs, name, level)
 
 
-def planner_factory(name: str, knobs: PlannerKnobs) -> PolicyFactory:
-    return lambda config, start, params: Planner(config, start, params, knobs, name)
+def planner_factory(name: str, knobs: PlannerKnobs, level: bool = False) -> PolicyFactory:
+    return lambda config, start, params: Planner(config, start, params, knobs, name, level)
 
 
-def factory_for(name: str, knobs: StepKnobs | KedaKnobs | PlannerKnobs) -> PolicyFactory:
+def factory_for(name: str, knobs: StepKnobs | KedaKnobs | PlannerKnobs, level: bool = False) -> PolicyFactory:
     if isinstance(knobs, StepKnobs):
-        return step_factory(name, knobs)
+        return step_factory(name, knobs, level)
     if isinstance(knobs, KedaKnobs):
-        return keda_factory(name, knobs)
-    return planner_factory(name, knobs)
+        return keda_factory(name, knobs, level)
+    return planner_factory(name, knobs, level)
 
 
-def peer_factories(trace: str | None = None) -> dict[str, PolicyFactory]:
-    """The tuned peers for a built-in trace (by name or ``<name>-seed<n>``); others get the default's."""
+def tuning_for(trace: str | None) -> str:
+    """The tuned family a trace's name belongs to (``<family>-seed<n>``; others: the default's)."""
     kind = (trace or DEFAULT_TUNING).split("-seed")[0]
-    tuned = TUNED.get(kind, TUNED[DEFAULT_TUNING])
-    return {name: factory_for(name, knobs) for name, knobs in tuned.items()}
+    return kind if kind in TUNED else DEFAULT_TUNING
+
+
+def peer_factories(trace: str | None = None, level: bool = False) -> dict[str, PolicyFactory]:
+    """The tuned peers for a trace; with ``level``, the peers with scale-ahead (``<peer>_level``),
+    with the knobs tuned under it (those tuned without it where none were)."""
+    kind = tuning_for(trace)
+    if not level:
+        return {name: factory_for(name, knobs) for name, knobs in TUNED[kind].items()}
+    tuned = {**TUNED[kind], **TUNED_LEVEL.get(kind, {})}
+    return {
+        name + LEVEL_SUFFIX: factory_for(name + LEVEL_SUFFIX, knobs, True) for name, knobs in tuned.items()
+    }
 
 
 PEERS = peer_factories()
+LEVEL_PEERS = peer_factories(level=True)
 
 POLICIES: dict[str, PolicyFactory] = {
     "ours": Ours,
     **PEERS,
+    **LEVEL_PEERS,
     "target_tracking": TargetTracking,
     "hpa": HpaDefaults,
     "static": Static,

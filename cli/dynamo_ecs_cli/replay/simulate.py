@@ -152,17 +152,24 @@ def replay(
 def with_profiled_capacity(config: DeploymentConfig, params: ModelParams) -> DeploymentConfig:
     """The config with each service's ``capacity_rps`` taken from the model where it is unset.
 
-    What ``dynamo-ecs profile`` tells a user to set, at the frontend's targets. An explicit
-    ``--set <role>.capacity_rps=...`` is kept.
+    What ``dynamo-ecs profile`` tells a user to set, at the frontend's targets, and the same in
+    tokens/s at the model's lengths (prefill: input tokens, the frontend: output tokens). An
+    explicit ``--set <role>.capacity_rps=...`` or ``capacity_tokens_per_s`` is kept.
     """
     ttft = config.frontend.targets.ttft_ms or 500.0
     itl = config.frontend.targets.itl_ms or 2 * params.base_itl_ms
     update: dict[str, Any] = {}
     for role in SERVICE_ROLES:
         service = config.service(role)
-        if service.capacity_rps is None:
-            rps = round(params.capacity_at_sla(role, ttft, itl), 2)
-            update[role] = service.model_copy(update={"capacity_rps": rps})
+        fields: dict[str, float] = {}
+        rps = service.capacity_rps
+        if rps is None:
+            rps = fields["capacity_rps"] = round(params.capacity_at_sla(role, ttft, itl), 2)
+        if service.capacity_tokens_per_s is None:
+            length = params.input_tokens if role == "prefill" else params.output_tokens
+            fields["capacity_tokens_per_s"] = round(rps * length, 1)
+        if fields:
+            update[role] = service.model_copy(update=fields)
     return config.model_copy(update=update)
 
 

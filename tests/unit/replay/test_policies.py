@@ -49,8 +49,16 @@ def test_ours_calls_the_production_decide_with_its_history_carried(monkeypatch: 
     assert vars(policies)["decide"] is production.decide  # the very function the scaler imports
     calls: list[dict[str, Any]] = []
 
-    def spy(config: Any, states: Any, observations: Any, history: Any, now: float, demand: Any = ()) -> Any:
-        decision = production.decide(config, states, observations, history, now, demand)
+    def spy(
+        config: Any,
+        states: Any,
+        observations: Any,
+        history: Any,
+        now: float,
+        demand: Any = (),
+        tokens: Any = None,
+    ) -> Any:
+        decision = production.decide(config, states, observations, history, now, demand, tokens)
         calls.append({"config": config, "history_in": history, "decision": decision, "now": now})
         return decision
 
@@ -205,9 +213,17 @@ def test_ours_hands_decide_the_request_rate_datapoints_of_its_trend_window(
 ) -> None:
     seen: list[tuple[float, ...]] = []
 
-    def spy(config: Any, states: Any, observations: Any, history: Any, now: float, demand: Any = ()) -> Any:
+    def spy(
+        config: Any,
+        states: Any,
+        observations: Any,
+        history: Any,
+        now: float,
+        demand: Any = (),
+        tokens: Any = None,
+    ) -> Any:
         seen.append(tuple(o.value for o in demand))
-        return production.decide(config, states, observations, history, now, demand)
+        return production.decide(config, states, observations, history, now, demand, tokens)
 
     monkeypatch.setattr(policies, "decide", spy)
     config = DeploymentConfig.model_validate({"scaling": {"trend_window_s": 180}})
