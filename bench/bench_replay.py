@@ -88,9 +88,19 @@ def bench_traces(names: tuple[str, ...], real: tuple[str, ...]) -> list[BenchTra
     return built
 
 
+# A real trace's peers take the knobs tuned on the other real trace (bench/tune_peers.py).
+TUNED_ON = {
+    "mooncake_60": "servegen_60",
+    "mooncake_90": "servegen_60",
+    "servegen_60": "mooncake_60",
+    "servegen_90": "mooncake_60",
+}
+
+
 def _tuning(trace: BenchTrace) -> str:
-    """Whose tuned knobs the peers take: a real trace takes the other real trace's."""
-    return trace.name
+    """Whose tuned knobs the peers take: a built-in trace its family's (tuned on seeds 6-8),
+    a real trace the other real trace's."""
+    return TUNED_ON.get(trace.name, trace.name)
 
 
 def _all_peers(

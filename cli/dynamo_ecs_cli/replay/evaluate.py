@@ -53,6 +53,7 @@ class BenchTrace:
     build: Callable[[int], Trace]
     fit: Callable[[ModelParams], ModelParams] = field(default=lambda params: params)
     noise_per_seed: bool = False
+    lead_in_s: float = 0.0  # replayed before the scored part, not scored
 
     def run_on(self, seed: int, params: ModelParams) -> tuple[Trace, ModelParams]:
         fitted = self.fit(params)
@@ -65,9 +66,30 @@ def synthetic_trace(name: str) -> BenchTrace:
     return BenchTrace(name, lambda seed: SYNTHETIC[name](seed=seed))
 
 
+# A real trace is an hour cut from a day: it starts under load. Before it, this long a lead-in
+# at the mean rate and lengths of its first five minutes lets every policy reach the count that
+# load needs (unscored), instead of scoring the start from the minimums.
+LEAD_IN_S = 1200.0
+LEAD_IN_FROM_S = 300.0
+
+
+def with_lead_in(trace: Trace, lead_in_s: float = LEAD_IN_S) -> Trace:
+    """``trace`` after ``lead_in_s`` of its first five minutes' mean rate and lengths."""
+    first = [p for p in trace.points if p.at < trace.start + LEAD_IN_FROM_S] or list(trace.points[:1])
+    rate = sum(p.request_rate for p in first) / len(first)
+    weight = sum(p.request_rate for p in first) or 1.0
+    inp = sum(p.request_rate * (p.input_tokens or 0.0) for p in first) / weight or None
+    out = sum(p.request_rate * (p.output_tokens or 0.0) for p in first) / weight or None
+    step = trace.step_s
+    count = int(lead_in_s // step)
+    lead = tuple(TracePoint(trace.start - (count - i) * step, rate, inp, out) for i in range(count))
+    return Trace(trace.name, lead + trace.points)
+
+
 def real_trace(name: str, path: Path, fraction: float, config: DeploymentConfig | None = None) -> BenchTrace:
     """A per-request trace file, the model at its mean lengths, its rate scaled to ``fraction``
-    of what the services' maxima serve within the SLA (traces.scale_to_capacity)."""
+    of what the services' maxima serve within the SLA (traces.scale_to_capacity), after an
+    unscored lead-in (`with_lead_in`)."""
     loaded = load_trace_file(path)
     base = config or DeploymentConfig()
 
@@ -75,8 +97,8 @@ def real_trace(name: str, path: Path, fraction: float, config: DeploymentConfig 
         return at_trace_lengths(params, loaded)
 
     scaled = scale_to_capacity(loaded, fit(ModelParams()), base, fraction)
-    named = Trace(name, scaled.points)
-    return BenchTrace(name, lambda seed: named, fit, noise_per_seed=True)
+    named = with_lead_in(Trace(name, scaled.points))
+    return BenchTrace(name, lambda seed: named, fit, noise_per_seed=True, lead_in_s=LEAD_IN_S)
 
 
 def _bench_trace(trace: str | BenchTrace) -> BenchTrace:
@@ -96,8 +118,12 @@ def score(
     for seed in seeds:
         trace, fitted = bench_trace.run_on(seed, params)
         profiled = with_profiled_capacity(config, fitted)
-        runs.append(replay(trace, profiled, fitted, factory, SlaTargets.from_config(profiled)))
-        hours += trace.duration_s / 3600
+        scored_from = trace.start + bench_trace.lead_in_s
+        sla = SlaTargets.from_config(profiled)
+        runs.append(
+            replay(trace, profiled, fitted, factory, sla, scored_from if bench_trace.lead_in_s else None)
+        )
+        hours += (trace.duration_s - bench_trace.lead_in_s) / 3600
     n = len(runs)
     return Score(
         sum(r.sla_minutes for r in runs) / n,

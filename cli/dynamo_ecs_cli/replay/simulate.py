@@ -89,8 +89,12 @@ def replay(
     params: ModelParams,
     make_policy: PolicyFactory,
     sla: SlaTargets | None = None,
+    score_from: float | None = None,
 ) -> RunResult:
-    """One policy over the whole trace; deterministic for a given trace, config and params."""
+    """One policy over the whole trace; deterministic for a given trace, config and params.
+
+    ``score_from``: the scores count only from then on (a lead-in before it is replayed, not scored).
+    """
     sla = sla or SlaTargets.from_config(config)
     policy = make_policy(config, trace.start, params)
     observe = getattr(policy, "observe", None)
@@ -118,11 +122,13 @@ def replay(
         series.ttft_p90_ms.append(metrics.ttft_p90_ms)
         queue = metrics.frontend_queue + metrics.prefill_queue
         series.queue.append(queue)
-        result.gpu_hours += metrics.provisioned_gpus * dt / 3600.0
-        result.peak_queue = max(result.peak_queue, queue)
-        result.timed_out += metrics.timed_out
-        if sla.violated(metrics.ttft_p90_ms, metrics.itl_p90_ms):
-            result.sla_minutes += dt / 60.0
+        scored = score_from is None or now >= score_from
+        if scored:
+            result.gpu_hours += metrics.provisioned_gpus * dt / 3600.0
+            result.peak_queue = max(result.peak_queue, queue)
+            result.timed_out += metrics.timed_out
+            if sla.violated(metrics.ttft_p90_ms, metrics.itl_p90_ms):
+                result.sla_minutes += dt / 60.0
 
         signals = metrics.signals()
         if observe is not None:
@@ -143,7 +149,8 @@ def replay(
         if wanted is None:
             continue
         result.decisions += 1
-        result.scale_actions += sum(1 for r in SERVICE_ROLES if wanted[r] != before[r].desired)
+        if scored:
+            result.scale_actions += sum(1 for r in SERVICE_ROLES if wanted[r] != before[r].desired)
         services.set_desired(wanted, end, getattr(policy, "scale_ahead", False))
     result.tasks = [(t.asked_at, t.serving_at) for t in services.created]
     return result

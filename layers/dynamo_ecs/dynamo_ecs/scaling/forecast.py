@@ -51,14 +51,18 @@ class Forecast:
 
     hysteresis: float = 0.0  # more headroom a scale-in must leave (no flapping at a replica's edge)
     unit: str = "requests/s"  # or "tokens/s": what rate and capacity are in
+    peak: float = 0.0  # the highest datapoint of the window: what a scale-in must still serve
 
     def floor(self, capacity_rps: float, extra: float = 0.0) -> int:
         spare = 1.0 + self.headroom + extra
         return max(0, math.ceil(self.projected * spare / capacity_rps - _EPSILON))
 
     def hold(self, capacity_rps: float) -> int:
-        """The count a scale-in may not go below: the floor with the hysteresis added."""
-        return self.floor(capacity_rps, self.hysteresis)
+        """The count a scale-in may not go below: the window's peak (or the projection, if
+        higher) with the headroom and the hysteresis added. A rate that dips between bursts
+        does not take away the tasks its bursts of the last few minutes needed."""
+        spare = 1.0 + self.headroom + self.hysteresis
+        return max(0, math.ceil(max(self.projected, self.peak) * spare / capacity_rps - _EPSILON))
 
     def note(self, capacity_rps: float, horizon_s: float) -> str:
         what = "token rate" if self.unit == "tokens/s" else "rate"
@@ -95,7 +99,11 @@ def forecast(
     rate = window[-1].value
     slope = least_squares_slope(window)
     projected = rate + max(slope, 0.0) * policy.startup_s
-    return Forecast(rate, slope, projected, policy.floor_headroom, policy.floor_hysteresis, unit)
+    # The peak a scale-in must still serve: the highest datapoint of the last start-up time (a
+    # task released now could not be back sooner if the rate returned to it).
+    recent = [p.value for p in window if now - p.at <= max(policy.startup_s, policy.metric_period_s)]
+    peak = max(recent, default=rate)
+    return Forecast(rate, slope, projected, policy.floor_headroom, policy.floor_hysteresis, unit, peak)
 
 
 @dataclass(frozen=True)
