@@ -125,7 +125,7 @@ def test_the_floor_sizes_on_tokens_where_a_token_capacity_is_set() -> None:
     # whose prompts are 4000 tokens long: 8000 input tokens/s against 2000 per replica
     cfg = config(prefill={"capacity_rps": 2.0, "capacity_tokens_per_s": 2000.0})
     rate = series(2.0, 2.0, 2.0)
-    tokens = {"prefill": series(8000.0, 8000.0, 8000.0)}
+    tokens: dict[ServiceRole, list[Observation]] = {"prefill": series(8000.0, 8000.0, 8000.0)}
     by_tokens = decide(cfg, states(1, 1), calm(), History(), NOW, rate, tokens).services["prefill"]
     # Then the floor is ceil(8000 x 1.15 / 2000) = 5, bounded at the max of 4
     assert by_tokens.desired == 4
@@ -139,7 +139,7 @@ def test_the_floor_sizes_on_tokens_where_a_token_capacity_is_set() -> None:
         == 2
     )
     # Stale token datapoints fall back to the request rate
-    stale = {"prefill": [Observation(8000.0, NOW - 400)]}
+    stale: dict[ServiceRole, list[Observation]] = {"prefill": [Observation(8000.0, NOW - 400)]}
     assert decide(cfg, states(1, 1), calm(), History(), NOW, rate, stale).services["prefill"].desired == 2
 
 
