@@ -132,6 +132,11 @@ class GpuServiceConfig(StrictModel):
     # Requests/s one task serves within the SLA (``dynamo-ecs profile``, or measured on your
     # GPUs): turns on the predictive floor for this service (scaling/forecast.py).
     capacity_rps: float | None = Field(None, gt=0)
+    # Tokens/s one task serves within the SLA: input (prompt) tokens for prefill, output tokens
+    # for the frontend's decode worker (a profile at your lengths: capacity_rps x its mean
+    # length). With the token-rate datapoints it sizes the floor on tokens instead of requests,
+    # so long prompts and long answers count for what they cost (scaling/forecast.py).
+    capacity_tokens_per_s: float | None = Field(None, gt=0)
 
 
 class FrontendConfig(GpuServiceConfig):
@@ -187,6 +192,21 @@ class ScalingPolicy(StrictModel):
     # scale_down_stabilization_s: the floor (with its hysteresis) holds what the rate still
     # needs, so the rest can go quickly. null: the long window always.
     floor_scale_down_s: int | None = Field(60, ge=0, le=3600)
+    # Scale-in that pays. A task stopped leaves its instance billed, idle, until the capacity
+    # provider releases it instance_release_s later (its scale-in needs 15 one-minute
+    # datapoints); a burst within that time finds the task gone but the instance still billed,
+    # and waits for a start-up. When a service's last scale-in was undone by a scale-out within
+    # lull_hold_s (None: startup_s + instance_release_s), its traffic has lulls too short for a
+    # release to pay: its next scale-in under the floor waits lull_hold_s instead of
+    # floor_scale_down_s. 0 turns the hold off.
+    instance_release_s: int = Field(900, ge=0, le=7200)
+    lull_hold_s: int | None = Field(None, ge=0, le=7200)
+
+    @property
+    def lull_hold_window_s(self) -> int:
+        """The hold before a scale-in under the predictive floor (`lull_hold_s`, or its default)."""
+        return self.startup_s + self.instance_release_s if self.lull_hold_s is None else self.lull_hold_s
+
     # Ask the GPU Auto Scaling group for the instances a scale-out needs at once, instead of
     # waiting for the capacity provider's once-a-minute reservation metric (needs
     # gpu_autoscaling_group).
