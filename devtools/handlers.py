@@ -6,10 +6,16 @@ module names lets tests, the demo and the benchmarks use several at once.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+from devtools.iam_check.enforce import acting_as
+from dynamo_ecs.config import DeploymentConfig, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
@@ -31,4 +37,18 @@ def load_handler_module(function: str, fresh: bool = False) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
+    module.lambda_handler = _under_its_role(function, module)
     return module
+
+
+def _under_its_role(function: str, module: ModuleType) -> Callable[[Any, Any], Any]:
+    """The handler, run as the function: its AWS calls are checked against its role (`devtools.iam_check`)."""
+    handler = module.lambda_handler
+
+    @functools.wraps(handler)
+    def run(event: Any, context: Any) -> Any:
+        config = getattr(module, "CONFIG", None)
+        with acting_as(function, config if isinstance(config, DeploymentConfig) else load_config()):
+            return handler(event, context)
+
+    return run

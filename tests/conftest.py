@@ -26,7 +26,11 @@ from devtools.services import (
     moto_server,
     nats_server,
 )
+from devtools.iam_check import enforce as iam_check
 from dynamo_ecs import aws
+
+# Before any AWS client exists: every handler's calls are checked against its role.
+iam_check.install()
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,6 +71,21 @@ def _loopback_only() -> Iterator[None]:
     netguard.install()
     yield
     netguard.uninstall()
+
+
+@pytest.fixture(autouse=True)
+def _every_call_within_its_role() -> Iterator[None]:
+    """A test fails when a handler made an AWS call its role in template.yaml does not allow.
+
+    The call itself was answered AccessDenied, as AWS would; a handler that catches the error
+    would otherwise let the test pass on moto and fail on AWS (docs/testing.md, "IAM").
+    """
+    iam_check.take_violations()
+    yield
+    found = iam_check.take_violations()
+    if found:
+        lines = "\n".join(f"- {v}" for v in dict.fromkeys(str(v) for v in found))
+        pytest.fail(f"AWS calls outside the calling function's role:\n{lines}", pytrace=False)
 
 
 @pytest.fixture(autouse=True, scope="module")
