@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from devtools import netguard
+from devtools.iam_check import enforce as iam_check
 from devtools.local_ecs import addresses
 from devtools.local_ecs.containers import leftover_containers
 from devtools.services import (
@@ -26,7 +27,6 @@ from devtools.services import (
     moto_server,
     nats_server,
 )
-from devtools.iam_check import enforce as iam_check
 from dynamo_ecs import aws
 
 # Before any AWS client exists: every handler's calls are checked against its role.

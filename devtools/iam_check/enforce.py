@@ -31,7 +31,11 @@ from dynamo_ecs.config import DeploymentConfig
 # botocore's service name -> IAM's service prefix, where they differ.
 IAM_PREFIX = {"monitoring": "cloudwatch"}
 # The error code each service's protocol uses for a denied call.
-DENIED_CODE = {"ecs": "AccessDeniedException", "dynamodb": "AccessDeniedException", "logs": "AccessDeniedException"}
+DENIED_CODE = {
+    "ecs": "AccessDeniedException",
+    "dynamodb": "AccessDeniedException",
+    "logs": "AccessDeniedException",
+}
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,9 @@ def _policies(function: str, config: DeploymentConfig) -> tuple[list[dict[str, A
 @cache
 def _policies_for(function: str, config_json: str) -> tuple[list[dict[str, Any]], CallSite]:
     deployment = deployment_for(DeploymentConfig.model_validate_json(config_json))
-    site = CallSite(region=deployment.region, account=deployment.account, encrypted_topics=encrypted_topics(deployment))
+    site = CallSite(
+        region=deployment.region, account=deployment.account, encrypted_topics=encrypted_topics(deployment)
+    )
     return function_policies(function, deployment), site
 
 
@@ -112,7 +118,8 @@ def _before_parameter_build(params: dict[str, Any], model: Any, **_: Any) -> Non
         _VIOLATIONS.extend(violations)
     code = DENIED_CODE.get(service, "AccessDenied")
     message = "; ".join(str(v) for v in violations)
-    raise ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}}, model.name)
+    answer: Any = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}}
+    raise ClientError(answer, model.name)
 
 
 def install() -> None:

@@ -59,7 +59,9 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
-def _element_matches(statement: Statement, positive: str, negative: str, value: str, ignore_case: bool) -> bool:
+def _element_matches(
+    statement: Statement, positive: str, negative: str, value: str, ignore_case: bool
+) -> bool:
     if positive in statement:
         return any(matches(str(p), value, ignore_case) for p in _as_list(statement[positive]))
     if negative in statement:
@@ -86,7 +88,9 @@ def _compare(operator: str, expected: str, actual: str) -> bool:
             "NumericGreaterThan": a > e,
             "NumericGreaterThanEquals": a >= e,
         }[base]
-    raise ValueError(f"condition operator {operator} is not modelled; add it to devtools/iam_check/evaluate.py")
+    raise ValueError(
+        f"condition operator {operator} is not modelled; add it to devtools/iam_check/evaluate.py"
+    )
 
 
 NEGATED = {

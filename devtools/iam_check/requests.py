@@ -55,7 +55,11 @@ def _ecs_child(kind: str, value: str, params: Mapping[str, Any], site: CallSite)
     return _arn(site, "ecs", f"{kind}/{_cluster_name(params, site)}/{value}")
 
 
-def _on_resource(action: str, resource: Callable[[Mapping[str, Any], CallSite], list[str]], context: Callable[[Mapping[str, Any], CallSite], dict[str, Any]] | None = None) -> Mapper:
+def _on_resource(
+    action: str,
+    resource: Callable[[Mapping[str, Any], CallSite], list[str]],
+    context: Callable[[Mapping[str, Any], CallSite], dict[str, Any]] | None = None,
+) -> Mapper:
     def mapper(params: Mapping[str, Any], site: CallSite) -> list[AuthorizationRequest]:
         extra = context(params, site) if context else {}
         return [AuthorizationRequest(action, arn, extra) for arn in resource(params, site)]
@@ -63,7 +67,9 @@ def _on_resource(action: str, resource: Callable[[Mapping[str, Any], CallSite], 
     return mapper
 
 
-def _anywhere(action: str, context: Callable[[Mapping[str, Any], CallSite], dict[str, Any]] | None = None) -> Mapper:
+def _anywhere(
+    action: str, context: Callable[[Mapping[str, Any], CallSite], dict[str, Any]] | None = None
+) -> Mapper:
     """An action without resource-level permissions: IAM authorizes it on ``*``."""
     return _on_resource(action, lambda _p, _s: ["*"], context)
 
@@ -95,7 +101,13 @@ def _group_arn(params: Mapping[str, Any], site: CallSite) -> list[str]:
     # The ARN carries the group's id, which the request does not name; policies scope groups by
     # name (``autoScalingGroup:*:autoScalingGroupName/NAME``), so any id stands in for it.
     name = params.get("AutoScalingGroupName", "")
-    return [_arn(site, "autoscaling", f"autoScalingGroup:00000000-0000-0000-0000-000000000000:autoScalingGroupName/{name}")]
+    return [
+        _arn(
+            site,
+            "autoscaling",
+            f"autoScalingGroup:00000000-0000-0000-0000-000000000000:autoScalingGroupName/{name}",
+        )
+    ]
 
 
 def _register_task_definition(params: Mapping[str, Any], site: CallSite) -> list[AuthorizationRequest]:
@@ -110,7 +122,9 @@ def _register_task_definition(params: Mapping[str, Any], site: CallSite) -> list
                 )
             )
     if params.get("tags"):
-        found.append(AuthorizationRequest("ecs:TagResource", revision, {"ecs:CreateAction": "RegisterTaskDefinition"}))
+        found.append(
+            AuthorizationRequest("ecs:TagResource", revision, {"ecs:CreateAction": "RegisterTaskDefinition"})
+        )
     return found
 
 
@@ -121,7 +135,11 @@ def _create_service(params: Mapping[str, Any], site: CallSite) -> list[Authoriza
     if params.get("tags"):
         found.append(AuthorizationRequest("ecs:TagResource", service, {"ecs:CreateAction": "CreateService"}))
     if params.get("role"):
-        found.append(AuthorizationRequest("iam:PassRole", str(params["role"]), {"iam:PassedToService": "ecs.amazonaws.com"}))
+        found.append(
+            AuthorizationRequest(
+                "iam:PassRole", str(params["role"]), {"iam:PassedToService": "ecs.amazonaws.com"}
+            )
+        )
     return found
 
 
@@ -131,7 +149,10 @@ def _publish(params: Mapping[str, Any], site: CallSite) -> list[AuthorizationReq
     key = site.encrypted_topics.get(topic)
     if key:
         via = {"kms:ViaService": f"sns.{site.region}.amazonaws.com"}
-        found += [AuthorizationRequest("kms:GenerateDataKey", key, via), AuthorizationRequest("kms:Decrypt", key, via)]
+        found += [
+            AuthorizationRequest("kms:GenerateDataKey", key, via),
+            AuthorizationRequest("kms:Decrypt", key, via),
+        ]
     return found
 
 
@@ -140,17 +161,30 @@ def _put_events(params: Mapping[str, Any], site: CallSite) -> list[Authorization
     for entry in params.get("Entries", []):
         bus = str(entry.get("EventBusName") or "default")
         arn = bus if bus.startswith("arn:") else _arn(site, "events", f"event-bus/{bus}")
-        context = {"events:source": str(entry.get("Source", "")), "events:detail-type": str(entry.get("DetailType", ""))}
+        context = {
+            "events:source": str(entry.get("Source", "")),
+            "events:detail-type": str(entry.get("DetailType", "")),
+        }
         found.append(AuthorizationRequest("events:PutEvents", arn, context))
     return found
 
 
 def _log_stream(params: Mapping[str, Any], site: CallSite) -> list[str]:
-    return [_arn(site, "logs", f"log-group:{params.get('logGroupName', '')}:log-stream:{params.get('logStreamName', '')}")]
+    return [
+        _arn(
+            site,
+            "logs",
+            f"log-group:{params.get('logGroupName', '')}:log-stream:{params.get('logStreamName', '')}",
+        )
+    ]
 
 
 def _put_metric_data(params: Mapping[str, Any], _site: CallSite) -> list[AuthorizationRequest]:
-    return [AuthorizationRequest("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": str(params.get("Namespace", ""))})]
+    return [
+        AuthorizationRequest(
+            "cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": str(params.get("Namespace", ""))}
+        )
+    ]
 
 
 OPERATIONS: dict[tuple[str, str], Mapper] = {
@@ -180,7 +214,9 @@ OPERATIONS: dict[tuple[str, str], Mapper] = {
     ("autoscaling", "DescribeAutoScalingGroups"): _anywhere("autoscaling:DescribeAutoScalingGroups"),
     ("autoscaling", "SetDesiredCapacity"): _on_resource("autoscaling:SetDesiredCapacity", _group_arn),
     ("autoscaling", "SetInstanceProtection"): _on_resource("autoscaling:SetInstanceProtection", _group_arn),
-    ("autoscaling", "CompleteLifecycleAction"): _on_resource("autoscaling:CompleteLifecycleAction", _group_arn),
+    ("autoscaling", "CompleteLifecycleAction"): _on_resource(
+        "autoscaling:CompleteLifecycleAction", _group_arn
+    ),
     # CloudWatch, EventBridge, Logs, SNS, EC2
     ("cloudwatch", "GetMetricData"): _anywhere("cloudwatch:GetMetricData"),
     ("cloudwatch", "PutMetricData"): _put_metric_data,

@@ -71,7 +71,7 @@ class Deployment:
 
     def _condition_value(self, expression: Any) -> Any:
         if isinstance(expression, dict) and len(expression) == 1:
-            (key, arg), = expression.items()
+            ((key, arg),) = expression.items()
             if key == "Fn::Equals":
                 left, right = (self.resolve(a) for a in arg)
                 return str(left) == str(right)
@@ -119,11 +119,15 @@ class Deployment:
             "AWS::SQS::Queue": f"{base}:sqs:{r}:{a}:{name}",
             "AWS::KMS::Key": f"{base}:kms:{r}:{a}:key/{name}",
             "AWS::Lambda::Function": f"{base}:lambda:{r}:{a}:function:{name}",
-            "AWS::AutoScaling::AutoScalingGroup": f"{base}:autoscaling:{r}:{a}:autoScalingGroup:*:autoScalingGroupName/{name}",
+            "AWS::AutoScaling::AutoScalingGroup": (
+                f"{base}:autoscaling:{r}:{a}:autoScalingGroup:*:autoScalingGroupName/{name}"
+            ),
             "AWS::ECS::CapacityProvider": f"{base}:ecs:{r}:{a}:capacity-provider/{name}",
         }
         if resource_type not in arns:
-            raise UnresolvableError(f"{logical_id}: no ARN form for {resource_type} in devtools/iam_check/resolve.py")
+            raise UnresolvableError(
+                f"{logical_id}: no ARN form for {resource_type} in devtools/iam_check/resolve.py"
+            )
         return arns[resource_type]
 
     def ref(self, name: str) -> str:
@@ -148,7 +152,9 @@ class Deployment:
             return self.arn(logical_id)
         if attribute == "TopicArn":
             return self.arn(logical_id)
-        raise UnresolvableError(f"{logical_id}.{attribute}: attribute not modelled in devtools/iam_check/resolve.py")
+        raise UnresolvableError(
+            f"{logical_id}.{attribute}: attribute not modelled in devtools/iam_check/resolve.py"
+        )
 
     # --- intrinsic functions ---------------------------------------------------------------
     def resolve(self, value: Any) -> Any:
@@ -159,7 +165,7 @@ class Deployment:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return _NO_VALUE if arg == "AWS::NoValue" else self.ref(arg)
             if key == "Fn::GetAtt":

@@ -142,7 +142,9 @@ def function_policies(function: str, deployment: Deployment) -> list[dict[str, A
             continue
         resolved = deployment.resolve(arn)
         if resolved not in AWS_MANAGED_POLICIES:
-            raise KeyError(f"{function}: managed policy {resolved} is not modelled in devtools/iam_check/roles.py")
+            raise KeyError(
+                f"{function}: managed policy {resolved} is not modelled in devtools/iam_check/roles.py"
+            )
         documents.append(AWS_MANAGED_POLICIES[resolved])
     return documents
 
@@ -151,7 +153,11 @@ def encrypted_topics(deployment: Deployment) -> dict[str, str]:
     """Topic ARN -> its KMS key's ARN, for the stack's topics with a customer key."""
     found = {}
     for logical_id, resource in deployment.template["Resources"].items():
-        key = resource.get("Properties", {}).get("KmsMasterKeyId") if resource["Type"] == "AWS::SNS::Topic" else None
+        key = (
+            resource.get("Properties", {}).get("KmsMasterKeyId")
+            if resource["Type"] == "AWS::SNS::Topic"
+            else None
+        )
         if isinstance(key, dict) and set(key) == {"Ref"}:
             found[deployment.ref(logical_id)] = deployment.arn(key["Ref"])
     return found

@@ -21,9 +21,9 @@ Dry run (``dry_run``): everything but steps 4 and 5; the summary lists what woul
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable, Sequence
-import contextvars
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -185,7 +185,13 @@ class Collector:
             # Each source runs in a copy of this invocation's context (what context variables
             # the caller set, such as the tests' record of which function is calling AWS).
             futures = [
-                pool.submit(contextvars.copy_context().run, self._read_source, source, context, states.get(source.name))
+                pool.submit(
+                    contextvars.copy_context().run,
+                    self._read_source,
+                    source,
+                    context,
+                    states.get(source.name),
+                )
                 for source in self.sources
             ]
             readings = [(source, f.result()) for source, f in zip(self.sources, futures, strict=True)]
