@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,6 +62,9 @@ class Violation:
         )
 
 
+_TEMPLATE_OVERRIDE: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "iam_template", default=None
+)
 _IDENTITY: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("iam_identity", default=None)
 _LOCK = threading.Lock()
 _VIOLATIONS: list[Violation] = []
@@ -77,13 +81,30 @@ def acting_as(function: str, config: DeploymentConfig) -> Iterator[None]:
         _IDENTITY.reset(token)
 
 
+@contextlib.contextmanager
+def roles_from(template: dict[str, Any]) -> Iterator[None]:
+    """Check calls against the roles of ``template`` (a transformed template) instead of the stack's."""
+    token = _TEMPLATE_OVERRIDE.set(template)
+    try:
+        yield
+    finally:
+        _TEMPLATE_OVERRIDE.reset(token)
+
+
 def _policies(function: str, config: DeploymentConfig) -> tuple[list[dict[str, Any]], CallSite]:
-    return _policies_for(function, config.model_dump_json())
+    region = os.environ.get("AWS_REGION", "us-east-1")
+    override = _TEMPLATE_OVERRIDE.get()
+    if override is not None:
+        return _policies_in(function, deployment_for(config, override, region))
+    return _policies_for(function, config.model_dump_json(), region)
 
 
 @cache
-def _policies_for(function: str, config_json: str) -> tuple[list[dict[str, Any]], CallSite]:
-    deployment = deployment_for(DeploymentConfig.model_validate_json(config_json))
+def _policies_for(function: str, config_json: str, region: str) -> tuple[list[dict[str, Any]], CallSite]:
+    return _policies_in(function, deployment_for(DeploymentConfig.model_validate_json(config_json), region=region))
+
+
+def _policies_in(function: str, deployment: Any) -> tuple[list[dict[str, Any]], CallSite]:
     site = CallSite(
         region=deployment.region, account=deployment.account, encrypted_topics=encrypted_topics(deployment)
     )

@@ -101,7 +101,9 @@ def _config_value(config: DeploymentConfig, variable: str) -> Any:
     return value
 
 
-def deployment_for(config: DeploymentConfig, template: Mapping[str, Any] | None = None) -> Deployment:
+def deployment_for(
+    config: DeploymentConfig, template: Mapping[str, Any] | None = None, region: str = "us-east-1"
+) -> Deployment:
     """The stack that runs a function configured as ``config``.
 
     ``DeploymentName`` is the config's deployment; every resource the template hands the
@@ -122,6 +124,7 @@ def deployment_for(config: DeploymentConfig, template: Mapping[str, Any] | None 
     return Deployment(
         template=template,
         parameters={"DeploymentName": config.deployment},
+        region=region,
         physical_ids=physical_ids,
     )
 

@@ -136,13 +136,13 @@ class GpuServiceConfig(StrictModel):
 
 class FrontendConfig(GpuServiceConfig):
     service: str = Field("dynamo-frontend", min_length=1)
-    family: str = Field("Dynamo-frontend", min_length=1)
+    family: str = Field("dynamo-frontend", min_length=1)
     targets: FrontendTargets = FrontendTargets()
 
 
 class PrefillConfig(GpuServiceConfig):
     service: str = Field("dynamo-prefill", min_length=1)
-    family: str = Field("Dynamo-backend", min_length=1)
+    family: str = Field("dynamo-prefill", min_length=1)
     targets: PrefillTargets = PrefillTargets()
 
 
@@ -254,7 +254,7 @@ class DeploymentConfig(StrictModel):
     deployment: str = Field("dynamo", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     state_table: str = Field("dynamo-ecs-state", min_length=3)
     alert_topic_arn: str | None = None
-    gpu_cluster: str = Field("dynamo-GPU", min_length=1)
+    gpu_cluster: str = Field("dynamo-gpu", min_length=1)
     infra: InfraConfig = InfraConfig()
     frontend: FrontendConfig = FrontendConfig()
     prefill: PrefillConfig = PrefillConfig()
