@@ -23,6 +23,7 @@ from dynamo_ecs.endpoints.model_weights import CONTAINER_PATH, served_models
 from dynamo_ecs.endpoints.reconcile import EndpointReconciler, ReconcileResult
 from dynamo_ecs.endpoints.spec_validation import IMAGE_PATTERN, ModelId, validate_spec
 from dynamo_ecs.endpoints.specs_store import read_spec, spec_record_name, with_command, with_image, with_model
+from dynamo_ecs.endpoints.task_roles import StackRoles, written_role_problems
 from dynamo_ecs.errors import InvalidInputError
 
 MAX_COMMAND_PARTS = 64
@@ -114,7 +115,8 @@ def written_spec_problems(
 
     The family: the operator keeps one family per service (its revisions, their digests and
     the teardown's deregistration are found by it), so a spec names that family or none, and
-    any other is refused rather than replaced.
+    any other is refused rather than replaced. The roles: the stack's own or none
+    (`task_roles.written_role_problems`): the operator may pass no other role to ECS.
     """
     family = reconciler.config.service(role).family
     if "family" in written and written["family"] != family:
@@ -123,6 +125,9 @@ def written_spec_problems(
             f"{family!r} or leave family out (the operator registers every {role} revision in its "
             "own family)"
         )
+    roles = StackRoles.from_config(reconciler.config)
+    if roles is not None:
+        yield from written_role_problems(written, roles, reconciler.account_id)
 
 
 def check_weights_unchanged(
