@@ -161,6 +161,11 @@ def _no_etcd(spec: dict[str, Any], draw: st.DrawFn) -> str:
     return "ETCD_ENDPOINTS"
 
 
+def _foreign_family(spec: dict[str, Any], draw: st.DrawFn) -> str:
+    spec["family"] = draw(st.one_of(LETTERS, NOT_A_STRING))  # never the stack's ("Dynamo-...")
+    return "family"
+
+
 def _containers_junk(spec: dict[str, Any], draw: st.DrawFn) -> str:
     spec["containerDefinitions"] = draw(
         st.one_of(st.just([]), st.lists(NOT_A_STRING, min_size=1, max_size=2), st.text(max_size=5), st.none())
@@ -189,6 +194,7 @@ SPEC_MUTATIONS: list[Mutation] = [
     _glued_placeholder,
     _no_etcd,
     _containers_junk,
+    _foreign_family,
 ]
 
 
@@ -196,8 +202,12 @@ SPEC_MUTATIONS: list[Mutation] = [
 def broken_spec_payloads(draw: st.DrawFn) -> Case:
     role = draw(st.sampled_from(["frontend", "prefill"]))
     spec = copy.deepcopy(_user_spec(role))
+    if draw(st.integers(0, 9)) == 0:  # a good spec for the service the payload does not select
+        other = "prefill" if role == "frontend" else "frontend"
+        payload: dict[str, Any] = {"services": [other], "spec": {role: spec}}
+        return Case(payload | ({"dry_run": True} if draw(st.booleans()) else {}), f"spec.{role}")
     names = draw(st.sampled_from(SPEC_MUTATIONS))(spec, draw)
-    payload: dict[str, Any] = {"spec": {role: spec}}
+    payload = {"spec": {role: spec}}
     if draw(st.booleans()):
         payload["dry_run"] = True  # a dry run is checked the same way
     return Case(payload, names)

@@ -27,9 +27,10 @@ from dynamo_ecs import aws, capacity
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
 from dynamo_ecs.endpoints.model_weights import HOST_DIR_PATTERN, with_model_weights
 from dynamo_ecs.endpoints.reconcile import APPLIED_RECORD, EndpointReconciler, digest
-from dynamo_ecs.endpoints.render import RenderContext, render_task_definition
+from dynamo_ecs.endpoints.render import RenderContext
 from dynamo_ecs.endpoints.spec_validation import IMAGE_PATTERN, ModelId, validate_spec
 from dynamo_ecs.endpoints.specs_store import read_spec, spec_record_name, with_image, with_model
+from dynamo_ecs.endpoints.task_roles import StackRoles
 from dynamo_ecs.endpoints.teardown import Deadline, clear_scale_in_protection, deregister_revisions
 from dynamo_ecs.errors import InfraNotReadyError, InvalidInputError
 from dynamo_ecs.infra import find_infra_endpoint
@@ -179,6 +180,7 @@ def create(reconciler: EndpointReconciler, props: GpuServicesProperties) -> dict
     if selection.endpoint is None:
         raise InfraNotReadyError(f"cannot create the GPU services yet: {selection.reason}")
     context = RenderContext(selection.endpoint, reconciler.account_id, reconciler.region)
+    use_stack_roles(reconciler, props)
     specs = checked_specs(props, config)
     existing = _active_services(reconciler)
     record = reconciler.store.get_record(APPLIED_RECORD)
@@ -188,7 +190,7 @@ def create(reconciler: EndpointReconciler, props: GpuServicesProperties) -> dict
         name = config.service(role).service
         if name in existing:
             continue
-        rendered = render_task_definition(spec, context)
+        rendered, _ = reconciler.render(spec, context)
         revision = reconciler.revision_for(rendered, digest(rendered))
         ecs.create_service(**_service_definition(config, role, props, revision))
         applied[role] = {"revision": revision, "digest": digest(rendered), "attempts": 0}
@@ -276,7 +278,31 @@ def checked_specs(
     }
 
 
+def use_stack_roles(reconciler: EndpointReconciler, props: GpuServicesProperties) -> None:
+    """The roles the GPU task definitions name are the stack's: the properties' and the config's agree.
+
+    Both come from the stack's GpuExecutionRole and GpuTaskRole (template.yaml); the config's
+    are what the operator's iam:PassRole allows on every path. Unconfigured (tests, local
+    runs), the properties' roles are the stack's for this request.
+    """
+    given = StackRoles(props.execution_role_arn, props.task_role_arn)
+    if reconciler.roles is None:
+        reconciler.roles = given
+        return
+    for name, field, variable in (
+        ("ExecutionRoleArn", "executionRoleArn", "DYNAMO_ECS_GPU_EXECUTION_ROLE_ARN"),
+        ("TaskRoleArn", "taskRoleArn", "DYNAMO_ECS_GPU_TASK_ROLE_ARN"),
+    ):
+        if given.for_field(field) != reconciler.roles.for_field(field):
+            raise InvalidInputError(
+                f"{name}: {given.for_field(field)!r} is not the role the operator may pass to ECS "
+                f"({variable} is {reconciler.roles.for_field(field)!r}); both must be the stack's own "
+                "GPU role, as template.yaml sets them"
+            )
+
+
 def update(reconciler: EndpointReconciler, props: GpuServicesProperties) -> dict[str, Any]:
+    use_stack_roles(reconciler, props)
     specs = checked_specs(props, reconciler.config)
     moved = move_frontend_to_target_group(reconciler, props)
     for role, spec in specs.items():
