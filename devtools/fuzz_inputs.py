@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from devtools.ecs_world import fill_account_placeholders, load_example_taskdef
 from devtools.scaling_inputs import alarm_state_change_event, schedule_event
+from devtools.services import STACK_GPU_EXECUTION_ROLE_ARN, STACK_GPU_TASK_ROLE_ARN
 from dynamo_ecs.config import DeploymentConfig
 from dynamo_ecs.endpoints.spec_validation import register_input_shape
 from dynamo_ecs.scaling.triggers import our_alarms
@@ -415,8 +416,8 @@ def infra_event_cases(draw: st.DrawFn) -> Case:
 GOOD_PROPERTIES = {
     "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1",
     "Model": "Qwen/Qwen3-0.6B",
-    "ExecutionRoleArn": "arn:aws:iam::123456789012:role/dynamo-gpu-task",
-    "TaskRoleArn": "arn:aws:iam::123456789012:role/dynamo-gpu-task",
+    "ExecutionRoleArn": STACK_GPU_EXECUTION_ROLE_ARN,
+    "TaskRoleArn": STACK_GPU_TASK_ROLE_ARN,
     "FrontendLogGroup": "/dynamo/frontend",
     "PrefillLogGroup": "/dynamo/prefill",
     "FrontendInitialCount": "1",

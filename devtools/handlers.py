@@ -16,6 +16,7 @@ from typing import Any
 
 from devtools.iam_check.enforce import acting_as
 from dynamo_ecs.config import DeploymentConfig, load_config
+from dynamo_ecs.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
@@ -47,8 +48,22 @@ def _under_its_role(function: str, module: ModuleType) -> Callable[[Any, Any], A
 
     @functools.wraps(handler)
     def run(event: Any, context: Any) -> Any:
-        config = getattr(module, "CONFIG", None)
-        with acting_as(function, config if isinstance(config, DeploymentConfig) else load_config()):
+        with acting_as(function, _configuration(module)):
             return handler(event, context)
 
     return run
+
+
+def _configuration(module: ModuleType) -> DeploymentConfig:
+    """The function's configuration: its module's, else the environment's.
+
+    A configuration the function itself refuses (it answers with the error) names the stack's
+    resources by the defaults, so any call it still makes is checked against some role.
+    """
+    config = getattr(module, "CONFIG", None)
+    if isinstance(config, DeploymentConfig):
+        return config
+    try:
+        return load_config()
+    except ConfigError:
+        return DeploymentConfig()

@@ -31,6 +31,11 @@ from dynamo_ecs import aws
 
 # Before any AWS client exists: every handler's calls are checked against its role.
 iam_check.install()
+# Before any handler module is loaded (each reads its configuration once, as at a cold start):
+# the stack's GPU role ARNs, as the template hands them to the endpoint functions.
+for _name, _value in aws_test_environment("http://127.0.0.1:1").items():
+    if _name.startswith("DYNAMO_ECS_"):
+        os.environ.setdefault(_name, _value)
 
 ROOT = Path(__file__).resolve().parent.parent
 

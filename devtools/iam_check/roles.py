@@ -101,26 +101,43 @@ def _config_value(config: DeploymentConfig, variable: str) -> Any:
     return value
 
 
+def _wired_variables() -> list[tuple[str, Any]]:
+    """Every (variable, value) the SAM template sets in a function's environment, globals first."""
+    from devtools.template import load_template  # devtools.template imports the handler loader
+
+    sam = load_template()
+    found = list(sam.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}).items())
+    for resource in sam["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            found += resource["Properties"].get("Environment", {}).get("Variables", {}).items()
+    return found
+
+
 def deployment_for(
     config: DeploymentConfig, template: Mapping[str, Any] | None = None, region: str = "us-east-1"
 ) -> Deployment:
     """The stack that runs a function configured as ``config``.
 
     ``DeploymentName`` is the config's deployment; every resource the template hands the
-    functions by ``Ref`` in their environment is named as the config names it.
+    functions in their environment (``!Ref X``, or ``!GetAtt X.Arn``) is named as the config
+    names it.
     """
-    from devtools.template import load_template
-
     template = template if template is not None else _transformed()
-    sam_globals = load_template().get("Globals", {}).get("Function", {})
-    variables = sam_globals.get("Environment", {}).get("Variables", {})
-    physical_ids: dict[str, str] = {}
     resources = template.get("Resources", {})
-    for variable, value in variables.items():
-        if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in resources:
-            configured = _config_value(config, variable)
-            if configured is not None:
-                physical_ids[value["Ref"]] = str(configured)
+    physical_ids: dict[str, str] = {}
+    for variable, value in _wired_variables():
+        if not isinstance(value, dict) or len(value) != 1:
+            continue
+        (function, argument), = value.items()
+        if function == "Ref":
+            logical_id = argument
+        elif function == "Fn::GetAtt" and isinstance(argument, list) and argument[1] == "Arn":
+            logical_id = argument[0]
+        else:
+            continue
+        configured = _config_value(config, variable) if logical_id in resources else None
+        if configured is not None:
+            physical_ids[logical_id] = str(configured)
     return Deployment(
         template=template,
         parameters={"DeploymentName": config.deployment},

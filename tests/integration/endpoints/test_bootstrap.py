@@ -11,11 +11,11 @@ import pytest
 from devtools.cloudformation_stub import CloudFormationStub
 from devtools.ecs_world import EcsWorld, build_world, task_private_ip
 from devtools.handlers import load_handler_module
+from devtools.services import STACK_GPU_EXECUTION_ROLE_ARN, STACK_GPU_TASK_ROLE_ARN
 from dynamo_ecs import aws, capacity
 from dynamo_ecs.config import DeploymentConfig
 
 CONFIG = DeploymentConfig()
-ROLE = "arn:aws:iam::123456789012:role/dynamo-gpu-task"
 
 
 @dataclass
@@ -40,8 +40,8 @@ def properties(**overrides: str) -> dict[str, str]:
         "Deployment": "dynamo",
         "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1",
         "Model": "Qwen/Qwen3-0.6B",
-        "ExecutionRoleArn": ROLE,
-        "TaskRoleArn": ROLE,
+        "ExecutionRoleArn": STACK_GPU_EXECUTION_ROLE_ARN,
+        "TaskRoleArn": STACK_GPU_TASK_ROLE_ARN,
         "NgcSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ngc-AbCdEf",
         "FrontendLogGroup": "/dynamo/frontend",
         "PrefillLogGroup": "/dynamo/prefill",

@@ -14,15 +14,20 @@ from hypothesis import strategies as st
 
 from devtools.ecs_world import EcsWorld, build_world, task_private_ip, task_state_change_event
 from devtools.handlers import load_handler_module
-from devtools.services import MotoServer
+from devtools.services import (
+    STACK_GPU_EXECUTION_ROLE_ARN,
+    STACK_GPU_TASK_ROLE_ARN,
+    MotoServer,
+    aws_test_environment,
+)
 from dynamo_ecs import aws
-from dynamo_ecs.config import DeploymentConfig
+from dynamo_ecs.config import DeploymentConfig, load_config
 from dynamo_ecs.endpoints.reconcile import REGISTER_ATTEMPTS
 from dynamo_ecs.endpoints.render import RENDERING_TAG
 from dynamo_ecs.state import StateStore
 
 REGION = "us-east-1"
-CONFIG = DeploymentConfig()
+CONFIG = load_config(aws_test_environment("http://127.0.0.1:1"))  # the functions' configuration
 
 
 @dataclass
@@ -91,8 +96,13 @@ def test_replacement_rolls_both_services_onto_the_new_address(deployment: Deploy
             "NATS_SERVER": f"nats://{new_ip}:4222",
         }
         assert after["revision"] == before[role]["revision"] + 1
-        for key in ("networkMode", "cpu", "memory", "executionRoleArn", "taskRoleArn"):
+        for key in ("networkMode", "cpu", "memory"):
             assert after.get(key) == before[role].get(key)
+        # the manual setup's generic role gives way to the stack's, the only ones it may pass
+        assert (after["executionRoleArn"], after["taskRoleArn"]) == (
+            STACK_GPU_EXECUTION_ROLE_ARN,
+            STACK_GPU_TASK_ROLE_ARN,
+        )
         container_before, container_after = (
             before[role]["containerDefinitions"][0],
             after["containerDefinitions"][0],
@@ -402,7 +412,7 @@ def test_a_service_rolled_back_by_the_circuit_breaker_is_retried_a_bounded_numbe
     queue_url = aws.client("sqs").create_queue(QueueName="alerts")["QueueUrl"]
     queue_arn = aws.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
     aws.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"])
-    watcher.CONFIG = DeploymentConfig(alert_topic_arn=topic)
+    watcher.CONFIG = CONFIG.model_copy(update={"alert_topic_arn": topic})
     manual = revisions(CONFIG.frontend.family)[0]
     ecs = aws.client("ecs")
     statuses = []

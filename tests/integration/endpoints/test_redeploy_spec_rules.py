@@ -42,9 +42,14 @@ def redeploy() -> Any:
 
 
 def users_file(role: ServiceRole) -> dict[str, Any]:
-    """Dynamo's example task definition as a user sends it: account and region filled in, no family."""
+    """Dynamo's example task definition as a user sends it: account and region filled in, no family.
+
+    Its roles are left out too, so the stack's are used (a user's own role is refused:
+    test_task_roles.py).
+    """
     spec = fill_account_placeholders(load_default_spec(role), REGION)
-    spec.pop("family")
+    for key in ("family", "executionRoleArn", "taskRoleArn"):
+        spec.pop(key)
     for container in spec["containerDefinitions"]:
         container.setdefault("memory", 512)  # moto places tasks only with container-level memory
     return spec
