@@ -53,6 +53,7 @@ from typing import Any
 import botocore.session
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
+_PARAMS_KEY = "aws_state_rules_params"
 PROTECTION_STATES = frozenset({"InService", "EnteringStandby", "Standby"})
 
 
@@ -109,10 +110,14 @@ class AwsStateRules:
 
     # -- the hooks ----------------------------------------------------------------------------
 
-    def before_call(self, model: Any, params: dict[str, Any], **_: Any) -> Any:
+    def remember_params(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        """The call's own parameters (``before-call`` sees them serialized), kept for `before_call`."""
+        context[_PARAMS_KEY] = dict(params)
+
+    def before_call(self, model: Any, context: dict[str, Any], **_: Any) -> Any:
         service, operation = model.service_model.service_name, model.name
         handler = _BEFORE.get((service, operation))
-        return handler(self, params) if handler else None
+        return handler(self, context.get(_PARAMS_KEY, {})) if handler else None
 
     def after_call(self, model: Any, parsed: dict[str, Any], **_: Any) -> None:
         service, operation = model.service_model.service_name, model.name
@@ -277,6 +282,7 @@ def _reader(service: str) -> Any:
 
 def _create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
     client = _original_create_client(self, *args, **kwargs)
+    client.meta.events.register("before-parameter-build", rules.remember_params)
     client.meta.events.register("before-call", rules.before_call)
     client.meta.events.register("after-call", rules.after_call)
     return client
