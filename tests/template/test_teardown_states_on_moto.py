@@ -196,10 +196,10 @@ def test_delete_waits_until_no_task_of_the_gpu_cluster_is_left(
         # Then the Delete answers SUCCESS only once every task is STOPPED and the instances are
         # unprotected, and CloudFormation's removal of the capacity provider goes through
         assert answer["Status"] == "SUCCESS", answer
+        stack.remove_capacity_provider()
         described = boto3.client("ecs").describe_tasks(cluster=stack.gpu_cluster, tasks=tasks)["tasks"]
         assert {t["lastStatus"] for t in described} == {"STOPPED"}
         assert answer["Data"]["UnprotectedInstances"] == "2"
-        stack.remove_capacity_provider()
         assert aws_states.refused == []
 
 
