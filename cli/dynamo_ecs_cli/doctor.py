@@ -325,7 +325,7 @@ def check_ecs_service_linked_role(aws: Aws, inputs: Inputs) -> Check:
     clusters and capacity provider before it exists, and the first deploy then fails and rolls
     back (a second deploy succeeds). Creating it first avoids that.
     """
-    name = "ecs-service-linked-role"
+    name = "ecs-linked-role"
     try:
         aws.client("iam").get_role(RoleName=ECS_SERVICE_LINKED_ROLE)
     except ClientError as exc:

@@ -99,10 +99,10 @@ def test_before_deploy_a_short_quota_and_a_missing_secret_fail_with_their_fixes(
     assert checks["gpu-ami"].startswith("pass") and "amazon-linux-2023" in checks["gpu-ami"]
     assert checks["sam-build-tools"].startswith("pass")
     # And an account that never used ECS has no ECS service-linked role yet: create it first
-    assert checks["ecs-service-linked-role"].startswith("fail")
+    assert checks["ecs-linked-role"].startswith("fail")
     assert (
         "aws iam create-service-linked-role --aws-service-name ecs.amazonaws.com"
-        in checks["ecs-service-linked-role"]
+        in checks["ecs-linked-role"]
     )
     assert "before deploy (no stack 'not-yet' yet)" in done.stdout and "3 failed" in done.stdout
 
@@ -123,7 +123,7 @@ def test_a_covering_quota_and_a_registry_login_pass_and_the_secret_is_never_prin
         "route-out": "pass",
         "ngc-secret": "pass",
         "gpu-ami": "pass",
-        "ecs-service-linked-role": "pass",
+        "ecs-linked-role": "pass",
         "sam-build-tools": "pass",
     }
     table = run_cli(["doctor", *overrides(network, secret, GpuAmiId=AL2023)], env=TOOLS_PATH)
