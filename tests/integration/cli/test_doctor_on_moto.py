@@ -101,8 +101,7 @@ def test_before_deploy_a_short_quota_and_a_missing_secret_fail_with_their_fixes(
     # And an account that never used ECS has no ECS service-linked role yet: create it first
     assert checks["ecs-linked-role"].startswith("fail")
     assert (
-        "aws iam create-service-linked-role --aws-service-name ecs.amazonaws.com"
-        in checks["ecs-linked-role"]
+        "aws iam create-service-linked-role --aws-service-name ecs.amazonaws.com" in checks["ecs-linked-role"]
     )
     assert "before deploy (no stack 'not-yet' yet)" in done.stdout and "3 failed" in done.stdout
 
