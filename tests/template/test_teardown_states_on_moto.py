@@ -182,10 +182,12 @@ def test_delete_waits_until_no_task_of_the_gpu_cluster_is_left(
     moto: MotoServer, aws_states: AwsStateRules
 ) -> None:
     with created_stack(moto) as stack:
-        # Given two GPU tasks ECS is still stopping (deregistration delay, then stop timeout)
+        # Given two GPU tasks ECS is still stopping (deregistration delay, then stop timeout),
+        # and a third instance still held in the launch hook
         autoscaling: Any = boto3.client("autoscaling")
-        autoscaling.update_auto_scaling_group(AutoScalingGroupName=stack.group, DesiredCapacity=2)
-        instances = [i["InstanceId"] for i in instances_of(autoscaling, stack.group)]
+        autoscaling.update_auto_scaling_group(AutoScalingGroupName=stack.group, DesiredCapacity=3)
+        *instances, held = [i["InstanceId"] for i in instances_of(autoscaling, stack.group)]
+        aws_states.hold_in_launch_hook(held, stack.group, launch_hook_of(stack.full))
         tasks = [stack.run_task_on(instance) for instance in instances]
         for task in tasks:
             aws_states.stop_task(stack.gpu_cluster, task, stopping_s=3.0)
@@ -199,7 +201,7 @@ def test_delete_waits_until_no_task_of_the_gpu_cluster_is_left(
         stack.remove_capacity_provider()
         described = boto3.client("ecs").describe_tasks(cluster=stack.gpu_cluster, tasks=tasks)["tasks"]
         assert {t["lastStatus"] for t in described} == {"STOPPED"}
-        assert answer["Data"]["UnprotectedInstances"] == "2"
+        assert (answer["Data"]["UnprotectedInstances"], answer["Data"]["AbandonedLaunches"]) == ("2", "1")
         assert aws_states.refused == []
 
 
