@@ -174,6 +174,10 @@ def test_delete_abandons_launches_in_the_launch_hook_and_unprotects_the_rest(
         described = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[stack.group])
         assert described["AutoScalingGroups"][0]["DesiredCapacity"] == 0
         assert aws_states.refused == []
+        # and a repeated Delete (CloudFormation may send it twice) succeeds and changes nothing
+        again = stack.send("Delete")
+        assert again["Status"] == "SUCCESS", again
+        assert (again["Data"]["Deleted"], again["Data"]["AbandonedLaunches"]) == ("", "0")
         # and CloudFormation's next steps go through
         stack.remove_capacity_provider()
 
