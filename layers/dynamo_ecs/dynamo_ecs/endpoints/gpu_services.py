@@ -390,6 +390,8 @@ def _what_is_left(
         )
     if release is not None and release.protected:
         left.append(f"{len(release.protected)} instance(s) of group {group} still protected from scale-in")
+    if release is not None and not release.sized_to_zero:
+        left.append(f"group {group} not sized to zero yet (Auto Scaling refused the update so far)")
     return (
         "the GPU side is not torn down yet: "
         + "; ".join(left)

@@ -99,6 +99,8 @@ PROTECTION_STATES = frozenset({"InService", "EnteringStandby", "Standby"})
 LAUNCH_HOOK_STATE = "Pending:Wait"
 # On the way out already: nothing to unprotect, nothing that can reach InService.
 LEAVING_PREFIXES = ("Terminating", "Terminated", "Detaching", "Detached")
+# Auto Scaling's answers to a call that may go through a moment later.
+RETRY_NEXT_PASS = frozenset({"ScalingActivityInProgress", "ResourceContention"})
 
 
 @dataclass
@@ -113,10 +115,11 @@ class GroupRelease:
     launching: list[str] = field(default_factory=list)
     # Protected instances left protected on this pass (``unprotect=False``, or a refused call).
     protected: list[str] = field(default_factory=list)
+    sized_to_zero: bool = True
 
     @property
     def settled(self) -> bool:
-        return not self.launching and not self.protected
+        return not self.launching and not self.protected and self.sized_to_zero
 
 
 def _error_code(exc: Exception) -> str:
@@ -124,17 +127,32 @@ def _error_code(exc: Exception) -> str:
     return str(response.get("Error", {}).get("Code", ""))
 
 
-def stop_launching(autoscaling: Any, group: str) -> bool:
+def stop_launching(autoscaling: Any, group: str, described: dict[str, Any] | None = None) -> bool:
     """Size the group to zero so nothing new launches (an abandoned launch is not replaced).
 
-    False if the group is gone already (a repeated Delete). CloudFormation's own delete of the
-    group does the same next; doing it first stops managed scaling from launching into a
-    deployment that is being torn down.
+    True once the group is at zero (or gone: a repeated Delete). CloudFormation's own delete
+    of the group does the same next; doing it first stops managed scaling from launching into
+    a deployment that is being torn down. A scaling activity or a concurrent change that makes
+    Auto Scaling refuse the update now is tried again on the next pass.
     """
-    described = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])
-    if not described.get("AutoScalingGroups"):
+    if described is None:
+        found = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group]).get(
+            "AutoScalingGroups", []
+        )
+        if not found:
+            return True
+        described = found[0]
+    if (described.get("MinSize"), described.get("MaxSize"), described.get("DesiredCapacity")) == (0, 0, 0):
+        return True
+    try:
+        autoscaling.update_auto_scaling_group(
+            AutoScalingGroupName=group, MinSize=0, MaxSize=0, DesiredCapacity=0
+        )
+    except Exception as exc:
+        if _error_code(exc) not in RETRY_NEXT_PASS:
+            raise
+        logger.info("group not sized to zero yet; retrying on the next pass", extra={"error": str(exc)})
         return False
-    autoscaling.update_auto_scaling_group(AutoScalingGroupName=group, MinSize=0, MaxSize=0, DesiredCapacity=0)
     return True
 
 
@@ -157,6 +175,7 @@ def release_instances(
     if not groups:
         result.found = False
         return result
+    result.sized_to_zero = stop_launching(autoscaling, group, groups[0])
     to_unprotect: list[str] = []
     for instance in groups[0].get("Instances", []):
         instance_id, state = instance["InstanceId"], str(instance.get("LifecycleState", ""))
@@ -185,7 +204,7 @@ def release_instances(
             )
             result.unprotected += len(batch)
         except Exception as exc:
-            if _error_code(exc) != "ValidationError":
+            if _error_code(exc) not in RETRY_NEXT_PASS | {"ValidationError"}:
                 raise
             # One of them left InService since the describe: look again on the next pass.
             logger.info("instance protection refused; retrying on the next pass", extra={"error": str(exc)})
@@ -208,7 +227,7 @@ def _abandon_launch(autoscaling: Any, group: str, hook: str, instance_id: str) -
             LifecycleActionResult="ABANDON",
         )
     except Exception as exc:
-        if _error_code(exc) != "ValidationError":
+        if _error_code(exc) not in RETRY_NEXT_PASS | {"ValidationError"}:
             raise
         # Completed meanwhile (its user data, a concurrent Delete) or held by another hook.
         logger.info("no launch action to abandon", extra={"instance": instance_id, "error": str(exc)})
