@@ -3,7 +3,8 @@
 Used by the fuzz and fault tests and by ``bench/bench_faults.py``, against moto server:
 
 - `recording` counts every API call the operator makes (``before-call``: once per call,
-  whatever botocore retries); `AwsCalls.writes` are the calls that change something.
+  whatever botocore retries) and the service endpoint each one goes to; `AwsCalls.writes`
+  are the calls that change something.
 - `Faults` makes calls fail the way AWS does, from a seeded generator so a run can be
   replayed: at ``rate``, an HTTP attempt is answered *throttled* before it reaches moto
   (nothing happened) or with a *503 after moto did the work* (the answer was lost, as on a
@@ -44,6 +45,9 @@ def is_write(operation: str) -> bool:
 @dataclass
 class AwsCalls:
     calls: list[str] = field(default_factory=list)
+    # The endpoint prefix of each call's service (``monitoring`` for CloudWatch): the name of
+    # its interface VPC endpoint, ``com.amazonaws.<region>.<prefix>``.
+    endpoints: list[str] = field(default_factory=list)
 
     @property
     def writes(self) -> list[str]:
@@ -51,6 +55,7 @@ class AwsCalls:
 
     def clear(self) -> None:
         self.calls.clear()
+        self.endpoints.clear()
 
 
 @contextlib.contextmanager
@@ -60,6 +65,7 @@ def recording() -> Iterator[AwsCalls]:
 
     def count(model: Any, **_: Any) -> None:
         record.calls.append(model.name)
+        record.endpoints.append(model.service_model.endpoint_prefix)
 
     aws.reset_clients()
     aws.events().register("before-call", count)

@@ -21,6 +21,7 @@ import boto3
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
+from devtools.aws_input_rules import require_valid
 from devtools.local_ecs import addresses
 from devtools.template import load_template
 from dynamo_ecs.infra import eni_private_ip
@@ -261,12 +262,16 @@ class DeployedStack:
 def deploy_on_moto(name: str, parameters: dict[str, str]) -> DeployedStack:
     """Create template.yaml as a stack on the moto server the environment points at.
 
-    Everything moto's CloudFormation can create comes from the template; the custom resource
+    The parameters and the values they give are first checked against AWS's input rules
+    (`devtools.aws_input_rules`), which moto does not apply. Everything moto's CloudFormation
+    can create comes from the template; the custom resource
     (it would invoke the bootstrap function) and `MOTO_CANNOT_CREATE` are left out, and the
     custom resource's properties are echoed as ``Prop*`` outputs so moto resolves them.
     """
     upload_artifact(boto3.client("s3"))
     full = transformed_template()
+    # moto accepts values AWS refuses (docs/testing.md): refuse them here first.
+    require_valid(full, parameters)
     template = with_property_outputs(
         without(full, set(MOTO_CANNOT_CREATE) | INVOKES_LAMBDA),
         full["Resources"][CUSTOM_RESOURCE_ID]["Properties"],

@@ -234,15 +234,48 @@ def _service_definition(
     else:
         definition["launchType"] = "EC2"
     if role == "frontend" and props.frontend_target_group_arn:
-        definition["loadBalancers"] = [
-            {
-                "targetGroupArn": props.frontend_target_group_arn,
-                "containerName": "dynamo-vllm-frontend",
-                "containerPort": config.frontend.metrics_port,
-            }
-        ]
+        definition["loadBalancers"] = frontend_load_balancers(config, props.frontend_target_group_arn)
         definition["healthCheckGracePeriodSeconds"] = FRONTEND_HEALTH_GRACE_S
     return definition
+
+
+def frontend_load_balancers(config: DeploymentConfig, target_group_arn: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "targetGroupArn": target_group_arn,
+            "containerName": "dynamo-vllm-frontend",
+            "containerPort": config.frontend.metrics_port,
+        }
+    ]
+
+
+def move_frontend_to_target_group(reconciler: EndpointReconciler, props: GpuServicesProperties) -> bool:
+    """Put the frontend service on the stack's target group if it is on another one.
+
+    A target group serves one load balancer, so a change that replaces the load balancer
+    (``LoadBalancerScheme``) replaces the target group with it (template.yaml names it after the
+    scheme); the Update of this resource then carries the new group's ARN. ECS starts frontend
+    tasks registered in the new group and stops the old ones (a rolling deployment), after which
+    CloudFormation deletes the old load balancer and group. True when the service was moved.
+    """
+    if not props.frontend_target_group_arn:
+        return False
+    config = reconciler.config
+    name = config.service("frontend").service
+    service = _active_services(reconciler).get(name)
+    wanted = frontend_load_balancers(config, props.frontend_target_group_arn)
+    if service is None or service.get("loadBalancers") == wanted:
+        return False
+    reconciler.ecs.update_service(cluster=config.gpu_cluster, service=name, loadBalancers=wanted)
+    logger.info(
+        "frontend service moved to the stack's target group",
+        extra={
+            "service": name,
+            "from": [lb.get("targetGroupArn") for lb in service.get("loadBalancers", [])],
+            "to": props.frontend_target_group_arn,
+        },
+    )
+    return True
 
 
 def checked_specs(
@@ -256,10 +289,16 @@ def checked_specs(
 
 
 def update(reconciler: EndpointReconciler, props: GpuServicesProperties) -> dict[str, Any]:
-    for role, spec in checked_specs(props, reconciler.config).items():
+    specs = checked_specs(props, reconciler.config)
+    moved = move_frontend_to_target_group(reconciler, props)
+    for role, spec in specs.items():
         store_spec(reconciler, role, spec)
     result = reconciler.reconcile({"custom_resource": "Update"})
-    return {"Endpoint": result.endpoint or "", "Status": result.status}
+    return {
+        "Endpoint": result.endpoint or "",
+        "Status": result.status,
+        "FrontendTargetGroupMoved": str(moved).lower(),
+    }
 
 
 def delete(
