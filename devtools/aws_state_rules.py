@@ -33,7 +33,9 @@ Where moto cannot hold a state, the layer keeps it and shows it in moto's answer
   here) lets it go on (CONTINUE) or terminates it in moto (ABANDON), as Auto Scaling does.
 - a task that is STOPPING: moto's StopTask makes a task STOPPED at once.
   `AwsStateRules.stop_task` stops it in moto and reports it STOPPING (desired status STOPPED)
-  in DescribeTasks for as long as ECS would (deregistration delay plus stop timeout).
+  in DescribeTasks for as long as ECS would (deregistration delay plus stop timeout); the
+  local runner (`devtools.local_ecs.runner`) reports its own stops the same way, from ECS's
+  stop until its processes are gone (`task_stopping`, `task_stopped`).
 
 `install` hooks every client created afterwards (``tests/conftest.py`` does it for the whole
 session, the demo for its run); `rules` is the one table both share.
@@ -42,6 +44,7 @@ session, the demo for its run); `rules` is the one table both share.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 import time
@@ -97,6 +100,15 @@ class AwsStateRules:
         _reader("ecs").stop_task(cluster=cluster, task=task_arn, reason=reason)
         with self._lock:
             self.stopping_until[task_arn] = self.clock() + stopping_s
+
+    def task_stopping(self, task_arn: str) -> None:
+        """A task stopped in moto is STOPPING until `task_stopped` (the local runner's own stop)."""
+        with self._lock:
+            self.stopping_until[task_arn] = math.inf
+
+    def task_stopped(self, task_arn: str) -> None:
+        with self._lock:
+            self.stopping_until.pop(task_arn, None)
 
     def task_status(self, task_arn: str, moto_status: str) -> str:
         until = self.stopping_until.get(task_arn)
