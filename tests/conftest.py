@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools import netguard
+from devtools import aws_state_rules, netguard
 from devtools.iam_check import enforce as iam_check
 from devtools.local_ecs import addresses
 from devtools.local_ecs.containers import leftover_containers
@@ -91,6 +91,26 @@ def _every_call_within_its_role() -> Iterator[None]:
     if found:
         lines = "\n".join(f"- {v}" for v in dict.fromkeys(str(v) for v in found))
         pytest.fail(f"AWS calls outside the calling function's role:\n{lines}", pytrace=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _aws_refuses_in_the_wrong_state() -> Iterator[None]:
+    """Every AWS client a test makes refuses what AWS refuses in the resource's state.
+
+    moto accepts SetInstanceProtection on an instance in a launch hook, or the removal of a
+    capacity provider whose tasks are still stopping; AWS does not (`devtools.aws_state_rules`).
+    """
+    aws_state_rules.install()
+    yield
+    aws_state_rules.uninstall()
+
+
+@pytest.fixture(autouse=True)
+def aws_states() -> Iterator[aws_state_rules.AwsStateRules]:
+    """The states moto cannot hold (an instance in a launch hook, a task STOPPING), clean per test."""
+    aws_state_rules.rules.clear()
+    yield aws_state_rules.rules
+    aws_state_rules.rules.clear()
 
 
 @pytest.fixture(autouse=True, scope="module")
