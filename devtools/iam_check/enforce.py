@@ -101,7 +101,9 @@ def _policies(function: str, config: DeploymentConfig) -> tuple[list[dict[str, A
 
 @cache
 def _policies_for(function: str, config_json: str, region: str) -> tuple[list[dict[str, Any]], CallSite]:
-    return _policies_in(function, deployment_for(DeploymentConfig.model_validate_json(config_json), region=region))
+    return _policies_in(
+        function, deployment_for(DeploymentConfig.model_validate_json(config_json), region=region)
+    )
 
 
 def _policies_in(function: str, deployment: Any) -> tuple[list[dict[str, Any]], CallSite]:

@@ -213,6 +213,7 @@ OPERATIONS: dict[tuple[str, str], Mapper] = {
     # EC2 Auto Scaling (the GPU group)
     ("autoscaling", "DescribeAutoScalingGroups"): _anywhere("autoscaling:DescribeAutoScalingGroups"),
     ("autoscaling", "SetDesiredCapacity"): _on_resource("autoscaling:SetDesiredCapacity", _group_arn),
+    ("autoscaling", "UpdateAutoScalingGroup"): _on_resource("autoscaling:UpdateAutoScalingGroup", _group_arn),
     ("autoscaling", "SetInstanceProtection"): _on_resource("autoscaling:SetInstanceProtection", _group_arn),
     ("autoscaling", "CompleteLifecycleAction"): _on_resource(
         "autoscaling:CompleteLifecycleAction", _group_arn

@@ -106,7 +106,9 @@ def _wired_variables() -> list[tuple[str, Any]]:
     from devtools.template import load_template  # devtools.template imports the handler loader
 
     sam = load_template()
-    found = list(sam.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}).items())
+    found = list(
+        sam.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}).items()
+    )
     for resource in sam["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function":
             found += resource["Properties"].get("Environment", {}).get("Variables", {}).items()
@@ -128,7 +130,7 @@ def deployment_for(
     for variable, value in _wired_variables():
         if not isinstance(value, dict) or len(value) != 1:
             continue
-        (function, argument), = value.items()
+        ((function, argument),) = value.items()
         if function == "Ref":
             logical_id = argument
         elif function == "Fn::GetAtt" and isinstance(argument, list) and argument[1] == "Arn":

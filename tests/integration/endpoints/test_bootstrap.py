@@ -134,7 +134,8 @@ def test_a_repeated_create_creates_nothing_twice(world: EcsWorld, cloudformation
         bootstrap.lambda_handler(request("Create", cloudformation.url, properties()), LambdaContext())
     assert [a["Status"] for a in cloudformation.answers] == ["SUCCESS", "SUCCESS"]
     assert (
-        len(aws.client("ecs").list_task_definitions(familyPrefix=CONFIG.prefill.family)["taskDefinitionArns"]) == 1
+        len(aws.client("ecs").list_task_definitions(familyPrefix=CONFIG.prefill.family)["taskDefinitionArns"])
+        == 1
     )
 
 

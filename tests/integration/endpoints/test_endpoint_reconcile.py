@@ -21,7 +21,7 @@ from devtools.services import (
     aws_test_environment,
 )
 from dynamo_ecs import aws
-from dynamo_ecs.config import DeploymentConfig, load_config
+from dynamo_ecs.config import load_config
 from dynamo_ecs.endpoints.reconcile import REGISTER_ATTEMPTS
 from dynamo_ecs.endpoints.render import RENDERING_TAG
 from dynamo_ecs.state import StateStore
@@ -253,9 +253,9 @@ def test_a_lost_register_answer_reuses_the_revision_it_made(deployment: Deployme
     assert result["status"] == "applied" and lost["left"] == 0
     assert len(revisions(CONFIG.frontend.family)) == 2
     assert len(revisions(CONFIG.prefill.family)) == 2
-    tags = aws.client("ecs").describe_task_definition(taskDefinition=CONFIG.frontend.family, include=["TAGS"])[
-        "tags"
-    ]
+    tags = aws.client("ecs").describe_task_definition(
+        taskDefinition=CONFIG.frontend.family, include=["TAGS"]
+    )["tags"]
     assert RENDERING_TAG in {t["key"] for t in tags}
 
 

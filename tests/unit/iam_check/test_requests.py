@@ -64,6 +64,7 @@ SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("autoscaling", "DescribeAutoScalingGroups"): {"AutoScalingGroupNames": ["dynamo-gpu"]},
     ("autoscaling", "SetDesiredCapacity"): {"AutoScalingGroupName": "dynamo-gpu", "DesiredCapacity": 2},
     ("autoscaling", "SetInstanceProtection"): GROUP,
+    ("autoscaling", "UpdateAutoScalingGroup"): {"AutoScalingGroupName": "dynamo-gpu", "MinSize": 0},
     ("autoscaling", "CompleteLifecycleAction"): {
         "AutoScalingGroupName": "dynamo-gpu",
         "LifecycleHookName": "h",
