@@ -39,6 +39,10 @@ MOTO_CANNOT_CREATE = {
     "AWS::SNS::TopicPolicy": "no CloudFormation model in moto",
     "AWS::SQS::QueuePolicy": "no CloudFormation model in moto",
     "AWS::AutoScaling::WarmPool": "no CloudFormation model in moto; test_template_capacity.py checks it",
+    "AWS::ServiceDiscovery::PrivateDnsNamespace": "no CloudFormation model in moto (the Cloud Map API has one)",
+    "AWS::ServiceDiscovery::Service": "no CloudFormation model in moto (the Cloud Map API has one)",
+    "AWS::CloudFormation::WaitConditionHandle": "moto's CloudFormation ignores it (creates nothing)",
+    "AWS::EC2::SecurityGroupEgress": "no CloudFormation model in moto; test_template_structure.py checks them",
 }
 # Not a moto gap: creating it invokes the bootstrap function, and moto runs Lambda in Docker.
 # The function's logic is tested against moto in tests/integration (the properties are
@@ -109,7 +113,31 @@ def without(template: dict[str, Any], types: set[str]) -> dict[str, Any]:
                 resource["DependsOn"] if isinstance(resource["DependsOn"], list) else [resource["DependsOn"]]
             )
             resource["DependsOn"] = [d for d in depends if d in trimmed["Resources"]]
-    return trimmed
+    return stand_in_references(trimmed, set(template["Resources"]) - set(trimmed["Resources"]))
+
+
+def stand_in_references(template: dict[str, Any], missing: set[str]) -> dict[str, Any]:
+    """Every ``Ref`` or ``Fn::GetAtt`` of a ``missing`` resource, outside those resources,
+    becomes a marked literal (moto's CloudFormation refuses a reference it cannot resolve)."""
+    changed = copy.deepcopy(template)
+    for section in ("Resources", "Outputs"):
+        for name, value in list(changed.get(section, {}).items()):
+            if section == "Outputs" or name not in missing:
+                changed[section][name] = _stand_in(value, missing)
+    return changed
+
+
+def _stand_in(value: Any, missing: set[str]) -> Any:
+    if isinstance(value, dict):
+        ref, attribute = value.get("Ref"), value.get("Fn::GetAtt")
+        if isinstance(ref, str) and ref in missing:
+            return f"not-on-moto:{ref}"
+        if isinstance(attribute, list) and attribute and attribute[0] in missing:
+            return f"not-on-moto:{'.'.join(map(str, attribute))}"
+        return {k: _stand_in(v, missing) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stand_in(v, missing) for v in value]
+    return value
 
 
 def stand_in_for_missing(value: Any, template: dict[str, Any]) -> Any:
