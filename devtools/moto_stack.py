@@ -39,10 +39,10 @@ MOTO_CANNOT_CREATE = {
     "AWS::SNS::TopicPolicy": "no CloudFormation model in moto",
     "AWS::SQS::QueuePolicy": "no CloudFormation model in moto",
     "AWS::AutoScaling::WarmPool": "no CloudFormation model in moto; test_template_capacity.py checks it",
-    "AWS::ServiceDiscovery::PrivateDnsNamespace": "no CloudFormation model in moto (the Cloud Map API has one)",
-    "AWS::ServiceDiscovery::Service": "no CloudFormation model in moto (the Cloud Map API has one)",
+    "AWS::ServiceDiscovery::PrivateDnsNamespace": "no CloudFormation model in moto (Cloud Map API: yes)",
+    "AWS::ServiceDiscovery::Service": "no CloudFormation model in moto (Cloud Map API: yes)",
     "AWS::CloudFormation::WaitConditionHandle": "moto's CloudFormation ignores it (creates nothing)",
-    "AWS::EC2::SecurityGroupEgress": "no CloudFormation model in moto; test_template_structure.py checks them",
+    "AWS::EC2::SecurityGroupEgress": "no CloudFormation model in moto; test_template_structure.py checks it",
 }
 # Not a moto gap: creating it invokes the bootstrap function, and moto runs Lambda in Docker.
 # The function's logic is tested against moto in tests/integration (the properties are
