@@ -204,8 +204,18 @@ def add_capacity_provider(template: dict[str, Any], cluster: str) -> str:
     return name
 
 
-def placeable_infra_definition(template: dict[str, Any], outputs: dict[str, str]) -> str:
-    """The infra service's task definition as moto can run it; returns the new revision's ARN.
+def infra_service_name(outputs: dict[str, str], member: int | None = None) -> str:
+    """The single infra task's service, or member ``member``'s of the three-member tier."""
+    if member is None:
+        return outputs["InfraServiceName"]
+    return outputs["InfraMemberServiceNames"].split(",")[member]
+
+
+def placeable_infra_definition(
+    template: dict[str, Any], outputs: dict[str, str], member: int | None = None
+) -> str:
+    """The infra service's (or member ``member``'s) task definition as moto can run it; returns
+    the new revision's ARN.
 
     moto's CloudFormation drops the task definition's NetworkMode, Cpu and Memory, and moto's
     RunTask needs a container-level memory: the same containers are registered again with
@@ -213,10 +223,11 @@ def placeable_infra_definition(template: dict[str, Any], outputs: dict[str, str]
     """
     ecs: Any = boto3.client("ecs")
     service = ecs.describe_services(
-        cluster=outputs["InfraClusterName"], services=[outputs["InfraServiceName"]]
+        cluster=outputs["InfraClusterName"], services=[infra_service_name(outputs, member)]
     )["services"][0]
     stored = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
-    props = template["Resources"]["InfraTaskDefinition"]["Properties"]
+    logical_id = "InfraTaskDefinition" if member is None else f"InfraMember{member}TaskDefinition"
+    props = template["Resources"][logical_id]["Properties"]
     containers = [
         {**c, "memory": int(props["Memory"]) // len(stored["containerDefinitions"])}
         for c in stored["containerDefinitions"]

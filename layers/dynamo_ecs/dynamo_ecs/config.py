@@ -48,10 +48,11 @@ class InfraConfig(StrictModel):
     @classmethod
     def _dns_names(cls, members: list[str]) -> list[str]:
         for name in members:
-            if not _DNS_NAME.fullmatch(name):
+            if not _DNS_NAME.fullmatch(name) or re.fullmatch(r"[\d.]+", name):
                 raise ValueError(
-                    f"infra member {name!r} is not a DNS name (letters, digits, hyphens, dots): "
-                    "give the members' names as template.yaml's InfraMemberNames output has them"
+                    f"infra member {name!r} is not a DNS name (letters, digits, hyphens, dots; not an "
+                    "address, which changes with the task): give the members' names as template.yaml's "
+                    "InfraMemberNames output has them"
                 )
         if members and len(members) != len(set(members)):
             raise ValueError(f"infra members {members} name one member twice: give each name once")
