@@ -181,7 +181,7 @@ def test_outputs_name_everything_a_user_needs(created: CreatedStack) -> None:
     assert "#dashboards:name=dynamo-dynamo-ecs" in outputs["DashboardUrl"]
     assert outputs["InfraClusterName"] == "dynamo-fargate"
     assert outputs["GpuClusterName"] == "dynamo-gpu"
-    assert "InfraServiceName" not in outputs  # the single task's (InfraMembers 1)
+    assert outputs["InfraServiceName"] == "dynamo-infra-0,dynamo-infra-1,dynamo-infra-2"  # (status reads it)
     assert outputs["InfraMemberServiceNames"] == "dynamo-infra-0,dynamo-infra-1,dynamo-infra-2"
     assert outputs["InfraMemberNames"] == ",".join(f"infra-{k}.dynamo-infra.internal" for k in range(3))
     assert outputs["FrontendServiceName"] == "dynamo-frontend"
