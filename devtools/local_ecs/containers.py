@@ -6,7 +6,7 @@ here with these substitutions only, each forced by there being one machine and n
 
 - **programs**: the image's binary (``/nats-server``, ``/usr/local/bin/etcd``) is the same
   program from this machine's packages, of the image tag's release line (checked); a shell
-  image's ``sh`` is /bin/sh; Dynamo images run the PyPI Dynamo (``python`` on PATH is its
+  image's ``sh`` is /bin/sh, and its ``wget`` this machine's, told to try once as busybox's does; Dynamo images run the PyPI Dynamo (``python`` on PATH is its
   environment), with the engine swapped for the mocker (`devtools.local_ecs.engine`);
 - **addresses**: every private ``10.a.b.c`` in the environment becomes ``127.a.b.c``
   (`devtools.local_ecs.addresses`); "all interfaces" in a listen setting becomes the task's
@@ -231,6 +231,12 @@ class LocalTaskLayout:
             self.toolbox.check_release("nats-server", image)
             words = [_ALL_INTERFACES.sub(f"//{self.address}", word) for word in argv[1:]]  # --cluster
             argv = [self.toolbox.binary("nats-server"), "--addr", self.address, *words]
+        elif kind == "busybox":
+            # busybox's wget makes one attempt; this machine's GNU wget retries 20 times unless told
+            wgetrc = self.root / "containers" / container["name"] / "wgetrc"
+            wgetrc.parent.mkdir(parents=True, exist_ok=True)
+            wgetrc.write_text("tries = 1\n")
+            env["WGETRC"] = str(wgetrc)
         elif kind == "etcd":
             self.toolbox.check_release("etcd", image)
             argv = [self.toolbox.binary("etcd"), *argv[1:]]

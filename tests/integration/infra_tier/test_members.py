@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from devtools.local_ecs.client import get
+from devtools.local_ecs.containers import ContainerStartError
 from devtools.local_ecs.infra import LocalTier, running_tier
 from devtools.moto_stack import DeployedStack, deploy_on_moto, network
 from devtools.services import MotoServer, http_post_json
@@ -112,3 +113,28 @@ def test_a_replaced_member_rejoins_under_its_name_with_a_new_identity(
         assert rejoined_s < 30, rejoined_s
         logs = tier.members[1].task.logs(20)["etcd-join"]
         assert "whose data is gone: removing it" in logs and "state existing" in logs, logs
+
+
+def test_two_members_lost_at_once_no_replacement_joins_and_a_full_restart_recovers(
+    deployed: DeployedStack, tmp_path: Path
+) -> None:
+    with running_tier(deployed, tmp_path) as tier:
+        # Given two members lost at once: the survivor has no quorum
+        tier.stop_member(1, "Task stopped: zone outage")
+        tier.stop_member(2, "Task stopped: zone outage")
+        # When member 1's service starts a new task
+        began = time.monotonic()
+        with pytest.raises(ContainerStartError, match="etcd-join exited with 1"):
+            tier.start_member(1)
+        # Then its join is refused within bounds (no member add without quorum), etcd never
+        # starts, and the task stops as ECS would stop it; nothing of the survivor changed
+        assert time.monotonic() - began < 30
+        index, _, reason = tier.stopped[-1]
+        assert index == 1 and "etcd-join exited with 1" in reason, reason
+        assert {m.get("name") for m in tier.etcd_members()} == {"infra-0", "infra-1", "infra-2"}
+        # When every member's task is replaced (the recovery docs/template.md gives)
+        tier.stop_member(0, "Task stopped: recovery of the tier")
+        tier.start()
+        # Then a new tier forms, empty, as a replaced single task is
+        assert set(started(tier.etcd_members())) == {"infra-0", "infra-1", "infra-2"}
+        assert value_at(tier.members[0].etcd_url, "v1/probe") is None
