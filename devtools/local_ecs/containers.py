@@ -6,10 +6,12 @@ here with these substitutions only, each forced by there being one machine and n
 
 - **programs**: the image's binary (``/nats-server``, ``/usr/local/bin/etcd``) is the same
   program from this machine's packages, of the image tag's release line (checked); a shell
-  image's ``sh`` is /bin/sh, and its ``wget`` this machine's, told to try once as busybox's does; Dynamo images run the PyPI Dynamo (``python`` on PATH is its
-  environment), with the engine swapped for the mocker (`devtools.local_ecs.engine`);
+  image's ``sh`` is /bin/sh, and its ``wget`` this machine's, told to try once as busybox's
+  does; Dynamo images run the PyPI Dynamo (``python`` on PATH is its environment), with the
+  engine swapped for the mocker (`devtools.local_ecs.engine`);
 - **addresses**: every private ``10.a.b.c`` in the environment becomes ``127.a.b.c``
-  (`devtools.local_ecs.addresses`); "all interfaces" in a listen setting becomes the task's
+  (`devtools.local_ecs.addresses`); "all interfaces" in a listen setting (nats-server's
+  ``--cluster`` too) becomes the task's
   (or, in host network mode, the instance's) own loopback address, and so does the address
   Dynamo would detect for itself; a Dynamo bind address the host does not have stays one
   that cannot be bound (`LocalTaskLayout.host_address`);
