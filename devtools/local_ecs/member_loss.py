@@ -52,7 +52,7 @@ def live_members_named(deployment: TierDeployment) -> bool:
     tier = deployment.tier
     if len(tier.members) != len(tier.names) or not all(m.ready() for m in tier.members.values()):
         return False
-    started = [m for m in tier.etcd_members() if m.get("name")]
+    started = [m for m in tier.etcd_members() if m.get("clientURLs")]  # a member that never started has none
     return len(started) == len(tier.names)
 
 

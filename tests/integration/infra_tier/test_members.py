@@ -13,7 +13,7 @@ import pytest
 
 from devtools.local_ecs.client import get
 from devtools.local_ecs.containers import ContainerStartError
-from devtools.local_ecs.infra import LocalTier, running_tier
+from devtools.local_ecs.infra import LocalTier, local_tier, running_tier
 from devtools.moto_stack import DeployedStack, deploy_on_moto, network
 from devtools.services import MotoServer, http_post_json
 
@@ -31,8 +31,8 @@ def deployed(aws_env: MotoServer) -> DeployedStack:
 
 
 def started(members: list[dict[str, object]]) -> dict[str, str]:
-    """name -> peer URL of the members that have started (an added, unstarted one has no name)."""
-    return {str(m["name"]): str(m["peerURLs"][0]) for m in members if m.get("name")}  # type: ignore[index]
+    """name -> peer URL of the members that have started (one that never did has no client URL)."""
+    return {str(m["name"]): str(m["peerURLs"][0]) for m in members if m.get("clientURLs")}  # type: ignore[index]
 
 
 def routes(tier: LocalTier, index: int) -> set[str]:
@@ -138,3 +138,24 @@ def test_two_members_lost_at_once_no_replacement_joins_and_a_full_restart_recove
         # Then a new tier forms, empty, as a replaced single task is
         assert set(started(tier.etcd_members())) == {"infra-0", "infra-1", "infra-2"}
         assert value_at(tier.members[0].etcd_url, "v1/probe") is None
+
+
+def test_created_one_member_after_another_the_tier_forms(deployed: DeployedStack, tmp_path: Path) -> None:
+    # Given CloudFormation's order: each member's service is created once the one before is
+    # stable, and a member's task is stable once it runs (no health check holds it)
+    tier = local_tier(deployed, tmp_path)
+    try:
+        first = tier.start_member(0, wait=False)
+        # When member 0 runs alone: etcd has no quorum, but the task keeps running
+        time.sleep(5)
+        assert first.task.check() is None, first.task.logs(8)
+        tier.start_member(1, wait=False)
+        # Then members 0 and 1 bootstrap the cluster together
+        for k in (0, 1):
+            tier.members[k].task.wait_until(tier.members[k].ready, 30, f"member {k}")
+        # and member 2, created last, joins the cluster they formed (added at its bootstrap URL)
+        tier.start_member(2)
+        assert set(started(tier.etcd_members())) == {"infra-0", "infra-1", "infra-2"}
+        assert "already added: joining" in tier.members[2].task.logs(20)["etcd-join"]
+    finally:
+        tier.stop()
