@@ -860,7 +860,10 @@ def test_infra_watcher_rule_matches_what_aws_sends_and_nothing_else(aws_env: Mot
         "Pattern"
     ]
     assert pattern["detail"]["clusterArn"] == [{"Fn::GetAtt": ["InfraCluster", "Arn"]}]
-    assert pattern["detail"]["group"] == [{"Fn::Sub": "service:${DeploymentName}-infra"}]
+    assert pattern["detail"]["group"] == [
+        {"Fn::Sub": "service:${DeploymentName}-infra"},
+        {"prefix": {"Fn::Sub": "service:${DeploymentName}-infra-"}},  # the members' services
+    ]
     ours = json.loads((EVENTS / "infra_task_running.json").read_text())
     # (the sample event is what a stack deployed with the defaults receives)
     deployment = load_template()["Parameters"]["DeploymentName"]["Default"]
@@ -868,17 +871,21 @@ def test_infra_watcher_rule_matches_what_aws_sends_and_nothing_else(aws_env: Mot
     assert ours["detail"]["clusterArn"].endswith(f":cluster/{deployment}-fargate")
     pattern = json.loads(json.dumps(pattern))
     pattern["detail"]["clusterArn"] = [ours["detail"]["clusterArn"]]
-    pattern["detail"]["group"] = [ours["detail"]["group"]]
+    pattern["detail"]["group"] = [ours["detail"]["group"], {"prefix": f"{ours['detail']['group']}-"}]
     events, sqs = aws.client("events"), aws.client("sqs")
     queue = _route(events, sqs, "infra-watcher", pattern)
-    # When our sample event and one of another service are put on the bus
-    other = json.loads(json.dumps(ours))
+    # When our sample event, a member's (the three-member tier) and one of another service are put
+    member, other = json.loads(json.dumps(ours)), json.loads(json.dumps(ours))
+    member["detail"]["group"] = f"service:{deployment}-infra-1"
     other["detail"]["group"] = "service:dynamo-frontend"
-    for event in (ours, other):
+    for event in (ours, member, other):
         _put(events, event["source"], event["detail-type"], event["detail"])
-    # Then only ours reaches the target
+    # Then only ours and the member's reach the target
     received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
-    assert [json.loads(m["Body"])["detail"]["group"] for m in received] == [ours["detail"]["group"]]
+    assert sorted(json.loads(m["Body"])["detail"]["group"] for m in received) == [
+        ours["detail"]["group"],
+        member["detail"]["group"],
+    ]
 
 
 def test_scaler_alarm_rule_matches_only_our_scale_alarms_going_to_alarm(aws_env: MotoServer) -> None:
