@@ -73,7 +73,7 @@ def lose_member_under_load(
 ) -> MemberLossResult:
     runner = deployment.runner
     before = dynamo_pids(deployment)
-    started_before, stopped_before = runner.started_count, len(runner.stopped)
+    started_before = runner.started_count
     targets = deployment.frontend_urls()
     load = LoadRun(lambda: targets, model, RATE_PER_S, "hello world the model is a token", MAX_TOKENS)
     load.start(warm_up_s + absent_s + 60.0 + after_s)
@@ -100,7 +100,7 @@ def lose_member_under_load(
     return MemberLossResult(
         requests=len(load.outcomes),
         failed=load.errors(),
-        dynamo_exits=len(before - after) + len(runner.stopped) - stopped_before,
+        dynamo_exits=len(before - after),  # processes running before the loss and gone after it
         gpu_tasks_started=runner.started_count - started_before,
         rejoin_s=rejoin_s,
         statuses=statuses,
