@@ -55,3 +55,14 @@ def test_a_members_event_is_ours_only_with_the_three_member_tier() -> None:
         parse_infra_event(_event("service:dynamo-infra-1"), InfraConfig())
     with pytest.raises(InvalidInputError, match="not the infra service"):
         parse_infra_event(_event("service:dynamo-infra-3"), MEMBERS)
+
+
+def test_the_nats_signals_read_every_members_monitor_under_its_name() -> None:
+    # Given the three-member tier: its NATS is a cluster of three servers, one per member
+    from dynamo_ecs.signals.jetstream import nats_monitors
+
+    # When the signal sources look for the monitors (no ECS call: the names do not change)
+    urls, problem = nats_monitors(MEMBERS, ["http://infra-1.dynamo-infra.internal:8222"], ecs=None)
+    # Then every member's monitor is read, each once
+    assert problem is None
+    assert urls == [f"http://infra-{k}.dynamo-infra.internal:8222" for k in range(3)]
