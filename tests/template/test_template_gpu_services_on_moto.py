@@ -18,7 +18,7 @@ import pytest
 
 from devtools.cloudformation_stub import CloudFormationStub
 from devtools.handlers import load_handler_module
-from devtools.moto_stack import add_capacity_provider, start_infra_task
+from devtools.moto_stack import add_capacity_provider
 from devtools.services import MotoServer
 from dynamo_ecs import aws
 from tests.template.stack import (
@@ -82,7 +82,7 @@ def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_s
     template = moto_stack_template(full)
     cloudformation = CloudFormationStub()
     with fresh_account(moto) as parameters, pytest.MonkeyPatch.context() as patch:
-        # Given the stack on moto, its capacity provider and its running infra task
+        # Given the stack on moto (the three-member tier) and its capacity provider
         cfn = boto3.client("cloudformation")
         stack = create_stack(cfn, "dynamo", template, parameters)
         assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
@@ -91,7 +91,9 @@ def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_s
         physical = {s["LogicalResourceId"]: s["PhysicalResourceId"] for s in summaries}
         gpu_cluster = outputs["GpuClusterName"]
         provider = add_capacity_provider(full, gpu_cluster)
-        ip = start_infra_task(full, outputs, physical, parameters["TaskSubnetIds"])
+        # (the three-member tier: its members' DNS names, whichever tasks run; no task needed)
+        names = outputs["InfraMemberNames"].split(",")
+        etcd = ",".join(f"http://{name}:2379" for name in names)
         properties = {
             key.removeprefix("Prop"): value for key, value in outputs.items() if key.startswith("Prop")
         }
@@ -109,7 +111,7 @@ def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_s
         try:
             # When CloudFormation creates the custom resource
             bootstrap.lambda_handler(request("Create", cloudformation.url, properties), context)
-            # Then both services run on the infra task's address with the stack's roles, secret,
+            # Then both services run on the infra members' names with the stack's roles, secret,
             # logs, capacity provider and load balancer
             assert cloudformation.answers[-1]["Status"] == "SUCCESS", cloudformation.answers[-1]
             created = gpu_services(gpu_cluster)
@@ -132,8 +134,8 @@ def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_s
             assert definition["executionRoleArn"].endswith(f"/{physical['GpuExecutionRole']}")
             assert definition["taskRoleArn"].endswith(f"/{physical['GpuTaskRole']}")
             main = container(frontend)
-            assert {"name": "ETCD_ENDPOINTS", "value": f"http://{ip}:2379"} in main["environment"]
-            assert {"name": "NATS_SERVER", "value": f"nats://{ip}:4222"} in main["environment"]
+            assert {"name": "ETCD_ENDPOINTS", "value": etcd} in main["environment"]
+            assert {"name": "NATS_SERVER", "value": f"nats://{names[0]}:4222"} in main["environment"]
             assert main["repositoryCredentials"] == {"credentialsParameter": NGC_SECRET}
             assert main["logConfiguration"]["options"]["awslogs-group"] == "/ecs/dynamo-frontend"
             assert container(prefill)["logConfiguration"]["options"]["awslogs-group"] == "/ecs/dynamo-prefill"
@@ -150,7 +152,7 @@ def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_s
             for service in updated.values():
                 rolled = container(service)
                 assert rolled["image"].endswith(":1.6.0")
-                assert {"name": "ETCD_ENDPOINTS", "value": f"http://{ip}:2379"} in rolled["environment"]
+                assert {"name": "ETCD_ENDPOINTS", "value": etcd} in rolled["environment"]
 
             # Given managed scaling has launched two GPU instances, protected from scale-in as the
             # group's NewInstancesProtectedFromScaleIn makes every new instance
