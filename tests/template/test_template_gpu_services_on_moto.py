@@ -3,7 +3,7 @@
 moto's CloudFormation cannot invoke the bootstrap function (Lambda runs in Docker there), so
 this test plays CloudFormation's part: it creates the stack on moto, adds what moto's
 CloudFormation cannot create (the capacity provider) through ECS from the template's own
-properties, starts the infra task as the infra service would, and sends the bootstrap
+properties, and sends the bootstrap
 handler the Create, Update and Delete requests CloudFormation would send, with the
 properties and the environment the stack resolved.
 """
@@ -17,18 +17,8 @@ import boto3
 import pytest
 
 from devtools.cloudformation_stub import CloudFormationStub
-from devtools.handlers import load_handler_module
-from devtools.moto_stack import add_capacity_provider
 from devtools.services import MotoServer
-from dynamo_ecs import aws
-from tests.template.stack import (
-    CUSTOM_RESOURCE_ID,
-    NGC_SECRET,
-    create_stack,
-    fresh_account,
-    moto_stack_template,
-    transformed_template,
-)
+from tests.template.stack import CUSTOM_RESOURCE_ID, NGC_SECRET, stack_for_bootstrap
 
 pytestmark = pytest.mark.xdist_group("moto-stack")
 
@@ -78,36 +68,16 @@ def instances_of(autoscaling: Any, group: str) -> list[dict[str, Any]]:
 def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_services(
     moto: MotoServer,
 ) -> None:
-    full = transformed_template()
-    template = moto_stack_template(full)
     cloudformation = CloudFormationStub()
-    with fresh_account(moto) as parameters, pytest.MonkeyPatch.context() as patch:
-        # Given the stack on moto (the three-member tier) and its capacity provider
-        cfn = boto3.client("cloudformation")
-        stack = create_stack(cfn, "dynamo", template, parameters)
-        assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
-        summaries = cfn.list_stack_resources(StackName="dynamo")["StackResourceSummaries"]
-        physical = {s["LogicalResourceId"]: s["PhysicalResourceId"] for s in summaries}
-        gpu_cluster = outputs["GpuClusterName"]
-        provider = add_capacity_provider(full, gpu_cluster)
+    # Given the stack on moto (the three-member tier) and its capacity provider
+    with stack_for_bootstrap(moto) as deployed:
+        physical, gpu_cluster, properties = deployed.physical, deployed.gpu_cluster, deployed.properties
         # (the three-member tier: its members' DNS names, whichever tasks run; no task needed)
-        names = outputs["InfraMemberNames"].split(",")
+        names = deployed.outputs["InfraMemberNames"].split(",")
         etcd = ",".join(f"http://{name}:2379" for name in names)
-        properties = {
-            key.removeprefix("Prop"): value for key, value in outputs.items() if key.startswith("Prop")
-        }
-        properties["CapacityProvider"] = provider
-        properties["ServiceToken"] = "arn:aws:lambda:us-east-1:123456789012:function:bootstrap"
         # and the bootstrap function loaded with the environment the stack gave it
-        function = boto3.client("lambda").get_function_configuration(
-            FunctionName=outputs["BootstrapFunctionName"]
-        )
-        for key, value in function["Environment"]["Variables"].items():
-            patch.setenv(key, str(value))  # moto hands Number parameters over as numbers
-        aws.reset_clients()
-        bootstrap = load_handler_module("bootstrap", fresh=True)
-        context = LambdaContext(function["FunctionArn"])
+        bootstrap = deployed.bootstrap
+        context = LambdaContext(deployed.function_arn)
         try:
             # When CloudFormation creates the custom resource
             bootstrap.lambda_handler(request("Create", cloudformation.url, properties), context)
@@ -174,4 +144,3 @@ def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_s
                 assert active["taskDefinitionArns"] == [], family
         finally:
             cloudformation.close()
-            aws.reset_clients()
