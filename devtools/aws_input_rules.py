@@ -28,7 +28,6 @@ checks the parameters it deploys with, so the demo's stack meets the same rules.
 from __future__ import annotations
 
 import base64
-import copy
 import html
 import importlib
 import json
@@ -40,26 +39,12 @@ from typing import Any
 
 import botocore.session
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
+from devtools.cfn_resolve import REQUIRED_SAMPLES, Resolver
+
 # CloudFormation quotas: "Parameter value: 4,096 bytes" (AWS CloudFormation User Guide,
 # "Understand CloudFormation quotas"); the longest value a String parameter without
 # MaxLength can take.
 PARAMETER_VALUE_MAX = 4096
-# A stack name: "can contain only alphanumeric characters (case-sensitive) and hyphens. It
-# must start with an alphabetic character and can't be longer than 128 characters"
-# (botocore cloudformation CreateStack StackName). What CloudFormation generates from it for
-# unnamed resources is AWS's to keep within bounds; we name nothing after it.
-STACK_NAME = "dynamo"
-
-# Sample values of the parameters that have no default (required ones).
-REQUIRED_SAMPLES = {
-    "VpcId": "vpc-0123456789abcdef0",
-    "TaskSubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
-    "LoadBalancerSubnetIds": "subnet-0123456789abcdef2,subnet-0123456789abcdef3",
-    "NgcSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ngc-login-AbCdEf",
-}
-SSM_AMI = "ami-0123456789abcdef0"
 
 
 # ------------------------------------------------------------------------------------------
@@ -911,203 +896,6 @@ def rules() -> list[Rule]:
         ),
     ]
     return found
-
-
-# ------------------------------------------------------------------------------------------
-# Resolving the template as CloudFormation would, for one set of parameter values
-# ------------------------------------------------------------------------------------------
-
-NO_VALUE = object()
-
-
-class Resolver:
-    """Intrinsic functions evaluated for one set of parameters. A ``Ref`` or ``GetAtt`` of a
-    resource becomes its name where the template names it (what CloudFormation would pass on),
-    otherwise a stand-in of the shape CloudFormation would generate."""
-
-    def __init__(
-        self,
-        template: dict[str, Any],
-        parameters: dict[str, str],
-        stack_name: str = STACK_NAME,
-        replaced: frozenset[str] = frozenset(),
-    ) -> None:
-        """``replaced``: resources CloudFormation replaces; a reference to one names the new one."""
-        self.template = template
-        self.replaced = replaced
-        self.stack_name = stack_name
-        self.parameters: dict[str, Any] = {}
-        for name, spec in template.get("Parameters", {}).items():
-            raw = parameters.get(name, spec.get("Default"))
-            if raw is None:
-                raw = REQUIRED_SAMPLES[name]
-            raw = str(raw)
-            if spec["Type"].startswith("List<") or spec["Type"] == "CommaDelimitedList":
-                self.parameters[name] = raw.split(",") if raw else []
-            elif spec["Type"].startswith("AWS::SSM::Parameter::Value<"):
-                self.parameters[name] = SSM_AMI
-            else:
-                self.parameters[name] = raw
-        self.pseudo = {
-            "AWS::Region": REGION,
-            "AWS::AccountId": ACCOUNT,
-            "AWS::Partition": "aws",
-            "AWS::StackName": stack_name,
-            "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{stack_name}/0",
-            "AWS::URLSuffix": "amazonaws.com",
-        }
-        self._functions: dict[str, Callable[[Any], Any]] = {
-            "Ref": self._ref,
-            "Condition": self._condition,
-            "Fn::GetAtt": self._get_att,
-            "Fn::Sub": self._sub,
-            "Fn::Join": self._join,
-            "Fn::Split": self._split,
-            "Fn::Select": self._select,
-            "Fn::If": self._if,
-            "Fn::Equals": self._equals,
-            "Fn::Not": self._not,
-            "Fn::And": self._and,
-            "Fn::Or": self._or,
-            "Fn::Contains": self._contains,
-            "Fn::Base64": self._base64,
-            "Fn::GetAZs": self._get_azs,
-            "Fn::ToJsonString": self._to_json_string,
-        }
-        self.conditions: dict[str, bool] = {}
-        for name in template.get("Conditions", {}):
-            self.condition(name)
-
-    def condition(self, name: str) -> bool:
-        if name not in self.conditions:
-            self.conditions[name] = bool(self.value(self.template["Conditions"][name]))
-        return self.conditions[name]
-
-    def physical(self, logical_id: str) -> str:
-        resource = self.template["Resources"][logical_id]
-        props = resource.get("Properties", {})
-        for key in NAME_PROPERTIES.get(resource["Type"], ()):
-            if key in props:
-                return str(self.value(props[key]))
-        generated = f"{self.stack_name}-{logical_id}-1A2B3C4D5E6F7"
-        return generated + "-replacement" if logical_id in self.replaced else generated
-
-    def value(self, node: Any) -> Any:
-        if isinstance(node, list):
-            return [v for v in (self.value(x) for x in node) if v is not NO_VALUE]
-        if not isinstance(node, dict):
-            return node
-        if len(node) == 1:
-            [(key, args)] = node.items()
-            handler = self._functions.get(key)
-            if key == "Ref" or key.startswith("Fn::") or key == "Condition":
-                if handler is None:
-                    raise NotImplementedError(f"intrinsic {key}")
-                return handler(args)
-        out = {}
-        for k, v in node.items():
-            resolved = self.value(v)
-            if resolved is not NO_VALUE:
-                out[k] = resolved
-        return out
-
-    def _ref(self, name: str) -> Any:
-        if name == "AWS::NoValue":
-            return NO_VALUE
-        if name in self.pseudo:
-            return self.pseudo[name]
-        if name in self.parameters:
-            return self.parameters[name]
-        return self.physical(name)
-
-    def _get_att(self, args: Any) -> str:
-        logical_id, attribute = args.split(".", 1) if isinstance(args, str) else args
-        return f"arn:aws:getatt:{REGION}:{ACCOUNT}:{self.physical(logical_id)}/{attribute}"
-
-    def _sub(self, args: Any) -> str:
-        text, variables = (args, {}) if isinstance(args, str) else (args[0], self.value(args[1]))
-
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name.startswith("!"):
-                return "${" + name[1:] + "}"
-            if name in variables:
-                return str(variables[name])
-            if "." in name and name.split(".")[0] in self.template["Resources"]:
-                return str(self._get_att(name))
-            resolved = self._ref(name)
-            return ",".join(resolved) if isinstance(resolved, list) else str(resolved)
-
-        return re.sub(r"\$\{([^}]+)\}", substitute, text)
-
-    def _join(self, args: Any) -> str:
-        separator, items = args
-        return str(separator).join(str(i) for i in self.value(items))
-
-    def _split(self, args: Any) -> list[str]:
-        separator, text = args
-        return str(self.value(text)).split(separator)
-
-    def _select(self, args: Any) -> Any:
-        index, items = self.value(args[0]), self.value(args[1])
-        return items[int(index)]
-
-    def _if(self, args: Any) -> Any:
-        name, then, otherwise = args
-        return self.value(then if self.condition(name) else otherwise)
-
-    def _equals(self, args: Any) -> bool:
-        left, right = self.value(args)
-        return str(left) == str(right)
-
-    def _not(self, args: Any) -> bool:
-        return not self.value(args[0])
-
-    def _and(self, args: Any) -> bool:
-        return all(self.value(args))
-
-    def _or(self, args: Any) -> bool:
-        return any(self.value(args))
-
-    def _condition(self, name: str) -> bool:
-        return self.condition(name)
-
-    def _contains(self, args: Any) -> bool:
-        items, item = self.value(args)
-        return item in items
-
-    def _base64(self, args: Any) -> str:
-        return base64.b64encode(str(self.value(args)).encode()).decode()
-
-    def _get_azs(self, args: Any) -> list[str]:
-        return [f"{REGION}a", f"{REGION}b"]
-
-    def _to_json_string(self, args: Any) -> str:
-        return json.dumps(self.value(args))
-
-    def resources(self) -> dict[str, dict[str, Any]]:
-        """Each resource CloudFormation would create with these parameters, properties resolved."""
-        found = {}
-        for logical_id, resource in self.template["Resources"].items():
-            if "Condition" in resource and not self.condition(resource["Condition"]):
-                continue
-            found[logical_id] = {
-                "Type": resource["Type"],
-                "Properties": self.value(copy.deepcopy(resource.get("Properties", {}))),
-            }
-        return found
-
-
-# The property whose value a Ref returns when the template names the resource.
-NAME_PROPERTIES = {
-    "AWS::ECS::Cluster": ("ClusterName",),
-    "AWS::Logs::LogGroup": ("LogGroupName",),
-    "AWS::AutoScaling::AutoScalingGroup": ("AutoScalingGroupName",),
-    "AWS::DynamoDB::Table": ("TableName",),
-    "AWS::Lambda::Function": ("FunctionName",),
-    "AWS::IAM::Role": ("RoleName",),
-    "AWS::CloudWatch::Alarm": ("AlarmName",),
-}
 
 
 # ------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Read from the template after the Serverless transform (the role SAM makes for a function,
 its inline policies and the managed policies it attaches), with every intrinsic evaluated
-for one deployment (`devtools.iam_check.resolve`). The names the stack hands a function
+for one deployment (`devtools.cfn_resolve`). The names the stack hands a function
 through its environment (the state table, the clusters, the alert topic) come from that
 function's configuration, so a test's world is checked against the stack that would run it.
 """
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from devtools.iam_check.resolve import Deployment
+from devtools.cfn_resolve import Resolver, any_generated_name
 from dynamo_ecs.config import ENV_PREFIX, DeploymentConfig
 
 # The AWS managed policies SAM attaches to the functions' roles, with the statements AWS
@@ -117,7 +117,7 @@ def _wired_variables() -> list[tuple[str, Any]]:
 
 def deployment_for(
     config: DeploymentConfig, template: Mapping[str, Any] | None = None, region: str = "us-east-1"
-) -> Deployment:
+) -> Resolver:
     """The stack that runs a function configured as ``config``.
 
     ``DeploymentName`` is the config's deployment; every resource the template hands the
@@ -140,15 +140,18 @@ def deployment_for(
         configured = _config_value(config, variable) if logical_id in resources else None
         if configured is not None:
             physical_ids[logical_id] = str(configured)
-    return Deployment(
-        template=template,
-        parameters={"DeploymentName": config.deployment},
+    # A name CloudFormation generates and the config does not give: any it could generate.
+    return Resolver(
+        template,
+        {"DeploymentName": config.deployment},
         region=region,
         physical_ids=physical_ids,
+        generated_name=any_generated_name,
+        strict=True,
     )
 
 
-def function_policies(function: str, deployment: Deployment) -> list[dict[str, Any]]:
+def function_policies(function: str, deployment: Resolver) -> list[dict[str, Any]]:
     """The policy documents of ``function``'s role (``functions/<function>``) in ``deployment``."""
     logical_ids = function_logical_ids()
     if function not in logical_ids:
@@ -157,12 +160,12 @@ def function_policies(function: str, deployment: Deployment) -> list[dict[str, A
     role = resources[f"{logical_ids[function]}Role"]["Properties"]
     documents: list[dict[str, Any]] = []
     for policy in role.get("Policies", []):
-        documents.append(deployment.resolve(policy["PolicyDocument"]))
+        documents.append(deployment.value(policy["PolicyDocument"]))
     for arn in role.get("ManagedPolicyArns", []):
         if isinstance(arn, dict) and set(arn) == {"Ref"} and arn["Ref"] in resources:
-            documents.append(deployment.resolve(resources[arn["Ref"]]["Properties"]["PolicyDocument"]))
+            documents.append(deployment.value(resources[arn["Ref"]]["Properties"]["PolicyDocument"]))
             continue
-        resolved = deployment.resolve(arn)
+        resolved = deployment.value(arn)
         if resolved not in AWS_MANAGED_POLICIES:
             raise KeyError(
                 f"{function}: managed policy {resolved} is not modelled in devtools/iam_check/roles.py"
@@ -171,7 +174,7 @@ def function_policies(function: str, deployment: Deployment) -> list[dict[str, A
     return documents
 
 
-def encrypted_topics(deployment: Deployment) -> dict[str, str]:
+def encrypted_topics(deployment: Resolver) -> dict[str, str]:
     """Topic ARN -> its KMS key's ARN, for the stack's topics with a customer key."""
     found = {}
     for logical_id, resource in deployment.template["Resources"].items():

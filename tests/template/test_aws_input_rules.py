@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from devtools import aws_input_rules as air
+from devtools.cfn_resolve import Resolver
 from tests.template.stack import transformed_template
 from tests.template.test_template_rules import refusals
 
@@ -196,9 +197,7 @@ def test_every_rule_reaches_a_value_of_the_template_or_is_listed_as_not_set() ->
     resources = {
         f"{scheme}:{logical_id}": resource
         for scheme in ("internal", "internet-facing")
-        for logical_id, resource in air.Resolver(template(), {"LoadBalancerScheme": scheme})
-        .resources()
-        .items()
+        for logical_id, resource in Resolver(template(), {"LoadBalancerScheme": scheme}).resources().items()
     }
     unused = set()
     for each in air.rules():
@@ -217,7 +216,7 @@ def test_every_rule_reaches_a_value_of_the_template_or_is_listed_as_not_set() ->
 def test_whole_requests_are_validated_offline_by_botocore() -> None:
     """An alarm evaluated over 0 periods, a target group port that is not a number: the request
     botocore would build is refused before it is sent."""
-    resources = air.Resolver(template(), {}).resources()
+    resources = Resolver(template(), {}).resources()
     alarm = next(r for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm")
     group = resources["FrontendTargetGroup"]
     assert air.request_violations("Alarm", alarm) == []

@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 import pytest
 
-from devtools import aws_input_rules as air
+from devtools.cfn_resolve import Resolver
 from devtools.cloudformation_stub import CloudFormationStub
 from devtools.services import MotoServer
 from tests.template.stack import stack_for_bootstrap, transformed_template
@@ -51,10 +51,10 @@ def replaced_resources(template: dict[str, Any], before: dict[str, str], after: 
     """The load-balancing resources CloudFormation replaces when the parameters go from
     ``before`` to ``after``: those whose replacing properties change, then, until nothing more
     changes, those whose replacing properties refer to a replaced one (it gets a new id)."""
-    old = air.Resolver(template, before).resources()
+    old = Resolver(template, before).resources()
     replaced: frozenset[str] = frozenset()
     while True:
-        new = air.Resolver(template, after, replaced=replaced).resources()
+        new = Resolver(template, after, replaced=replaced).resources()
         found = frozenset(
             logical_id
             for logical_id, resource in new.items()
@@ -113,7 +113,7 @@ def apply_replacements(
     load balancer on update, and moto's ELB does not refuse a target group on a second load
     balancer: this refuses it as ELB does. Returns the replacements' ARNs by logical id."""
     elbv2: Any = boto3.client("elbv2")
-    new = air.Resolver(template, after, replaced=frozenset(replaced)).resources()
+    new = Resolver(template, after, replaced=frozenset(replaced)).resources()
     created: dict[str, str] = {}
 
     def current(logical_id: str) -> str:
