@@ -61,6 +61,9 @@ class Recommendation:
     at: float
     role: ServiceRole
     replicas: int
+    # The predictive floor's count at the time (the tasks the demand alone asked for), None
+    # without a floor: what `recent_dip` reads lulls from.
+    demand: int | None = None
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,14 @@ class History:
             policy.floor_scale_down_s or 0,
             policy.lull_hold_window_s if policy.floor_scale_down_s is not None else 0,
         )
+        # Recommendations carrying the floor's demand: for the lull memory (`recent_dip`).
+        demand_s = lull_memory_s(policy) if policy.floor_scale_down_s is not None else 0
         newest = {r.role: r for r in sorted(self.recommendations, key=lambda r: r.at)}
-        kept = [r for r in self.recommendations if now - r.at <= keep_s or newest[r.role] is r]
+        kept = [
+            r
+            for r in self.recommendations
+            if now - r.at <= keep_s or newest[r.role] is r or (r.demand is not None and now - r.at < demand_s)
+        ]
         # Scale actions: for the rate limits, and for the lull memory (`recent_short_lull`).
         events_s = max(policy.rate_limit_period_s, lull_memory_s(policy))
         return History(
@@ -102,14 +111,20 @@ class History:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "recommendations": [[r.at, r.role, r.replicas] for r in self.recommendations],
+            "recommendations": [
+                [r.at, r.role, r.replicas] + ([] if r.demand is None else [r.demand])
+                for r in self.recommendations
+            ],
             "scale_events": [[e.at, e.role, e.before, e.after] for e in self.scale_events],
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> History:
         return cls(
-            tuple(Recommendation(float(a), r, int(n)) for a, r, n in data.get("recommendations", [])),
+            tuple(
+                Recommendation(float(a), r, int(n), int(rest[0]) if rest and rest[0] is not None else None)
+                for a, r, n, *rest in data.get("recommendations", [])
+            ),
             tuple(ScaleEvent(float(a), r, int(b), int(n)) for a, r, b, n in data.get("scale_events", [])),
         )
 
@@ -214,6 +229,32 @@ def recent_short_lull(
     return found
 
 
+def recent_dip(
+    history: History, role: ServiceRole, policy: ScalingPolicy, now: float
+) -> tuple[Recommendation, Recommendation] | None:
+    """The newest lull in ``role``'s demand (the predictive floor's count, kept with each
+    recommendation) that lasted longer than the floor's scale-down window and ended within the
+    hold window: (its first recommendation, the first after it). None without one.
+
+    A lull is a run of recommendations whose demand is at most half of both the run before and
+    the run after it (on/off traffic: one task between spells of two or more; not a count that
+    wavers by one at a task's edge). It counts whether or not a scale-in followed it: traffic
+    whose demand comes back this soon has lulls a release does not pay for."""
+    window = policy.lull_hold_window_s
+    long_enough = policy.floor_scale_down_s or 0
+    own = sorted(
+        (r for r in history.recommendations if r.role == role and r.demand is not None), key=lambda r: r.at
+    )
+    # Runs of equal demand, each from its first recommendation.
+    runs = [rec for i, rec in enumerate(own) if i == 0 or rec.demand != own[i - 1].demand]
+    found: tuple[Recommendation, Recommendation] | None = None
+    for before, low, after in zip(runs, runs[1:], runs[2:], strict=False):
+        deep = 2 * (low.demand or 0) <= min(before.demand or 0, after.demand or 0)
+        if deep and now - low.at < lull_memory_s(policy) and long_enough < after.at - low.at <= window:
+            found = (low, after)
+    return found
+
+
 # -- step 1: one metric's proposal --------------------------------------------------------
 
 
@@ -285,6 +326,7 @@ class _Working:
     recommendation: int = 0
     desired: int = 0
     seeded: bool = False
+    demand: int | None = None  # the predictive floor's count, when the service has a floor
     steps: list[str] = field(default_factory=list)
 
     @property
@@ -317,6 +359,8 @@ def _recommend(
         raw = best.replicas or 0
         work.steps.append(f"largest proposal: {best.signal} -> {raw}")
     floor = predictive_floor(config, role, forecasts or {})
+    if floor is not None:
+        work.demand = floor[0]
     if floor is not None and floor[0] > raw:
         raw = floor[0]
         work.steps.append(floor[2])
@@ -509,7 +553,16 @@ def decide(
         if down_window is not None and w.recommendation < w.state.desired:
             lull = recent_short_lull(history, role, policy, now) if policy.lull_hold_window_s else None
             hold = policy.lull_hold_window_s
-            if lull is not None and hold > down_window:
+            dip = recent_dip(history, role, policy, now) if policy.lull_hold_window_s else None
+            if lull is None and dip is not None and hold > down_window:
+                down_window = hold
+                low, back = dip
+                w.steps.append(
+                    f"under the predictive floor, scale-in that pays: the demand fell to {low.demand} "
+                    f"task(s) and was back at {back.demand} {back.at - low.at:.0f} s later, sooner than "
+                    f"start-up + instance release; a scale-in now waits {hold} s"
+                )
+            elif lull is not None and hold > down_window:
                 down_window = hold
                 scaled_in, scaled_out = lull
                 w.steps.append(
@@ -548,7 +601,7 @@ def decide(
         w.desired = fitted[role]
         if w.seeded:
             recommendations.append(Recommendation(now, role, w.state.desired))
-        recommendations.append(Recommendation(now, role, w.recommendation))
+        recommendations.append(Recommendation(now, role, w.recommendation, w.demand))
         if w.desired != w.state.desired:
             events.append(ScaleEvent(now, role, w.state.desired, w.desired))
         services[role] = ServiceDecision(
