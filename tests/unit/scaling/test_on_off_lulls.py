@@ -3,6 +3,7 @@ lull the demand showed holds the next scale-in for start-up plus release."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from dynamo_ecs.config import DeploymentConfig, ServiceRole
@@ -46,15 +47,15 @@ def calm() -> dict[str, Observation]:
     return {key: Observation(value, NOW - 5) for key, value in base.items()}
 
 
-def demand_runs(*runs: tuple[int, float], role: ServiceRole = "prefill") -> tuple[Recommendation, ...]:
-    """Recommendations a minute apart, ending now: (demand, seconds) per run, oldest first."""
+def demand_runs(*runs: tuple[float, float], role: ServiceRole = "prefill") -> tuple[Recommendation, ...]:
+    """Recommendations a minute apart, ending now: (demand in tasks, seconds) per run, oldest first."""
     total = sum(seconds for _, seconds in runs)
     out: list[Recommendation] = []
     start = NOW - total
     for demand, seconds in runs:
         t = start
         while t < start + seconds:
-            out.append(Recommendation(t, role, max(demand, 1), demand))
+            out.append(Recommendation(t, role, max(math.ceil(demand), 1), demand))
             t += 60
         start += seconds
     return tuple(out)
@@ -85,12 +86,12 @@ def test_a_burst_that_levelled_off_is_not_projected_along_the_line_from_its_lull
 
 def test_a_lull_in_the_demand_between_spells_is_found_whether_or_not_a_scale_in_followed() -> None:
     policy = config(**FLOORED).scaling  # floor window 60 s, hold 1020 s
-    # Given spells needing 3 tasks, a 4-minute lull needing 1, and the next spell back
-    history = History(demand_runs((3, 300), (1, 240), (3, 120)))
+    # Given spells needing 2.6 tasks, a 4-minute lull needing a fifth of one, the next spell back
+    history = History(demand_runs((2.6, 300), (0.2, 240), (2.4, 120)))
     found = recent_dip(history, "prefill", policy, NOW)
     assert found is not None
     low, back = found
-    assert (low.demand, back.demand, back.at - low.at) == (1, 3, 240)
+    assert (low.demand, back.demand, back.at - low.at) == (0.2, 2.4, 240)
     # not for the other service, and not once the memory (two hold windows) has passed
     assert recent_dip(history, "frontend", policy, NOW) is None
     assert recent_dip(history, "prefill", policy, NOW + 2100) is None
@@ -98,30 +99,37 @@ def test_a_lull_in_the_demand_between_spells_is_found_whether_or_not_a_scale_in_
 
 def test_a_count_wavering_at_a_tasks_edge_a_blip_or_a_long_lull_is_not_a_short_lull() -> None:
     policy = config(**FLOORED).scaling
-    # 4 -> 3 -> 4 for three minutes: not half of its neighbours (noise at a task's edge)
-    assert recent_dip(History(demand_runs((4, 300), (3, 180), (4, 120))), "prefill", policy, NOW) is None
+
+    def dip(*runs: tuple[float, float]) -> object:
+        return recent_dip(History(demand_runs(*runs)), "prefill", policy, NOW)
+
+    # a demand wavering at a task's edge: its count goes 2 -> 1 -> 2, its demand by 5 %
+    assert dip((1.03, 300), (0.98, 180), (1.03, 120)) is None
+    # a crowd decaying step by step and a new one: no step falls to half of the one before
+    assert dip((3.6, 120), (2.4, 60), (1.6, 60), (1.0, 240), (3.6, 120)) is None
     # a lull no longer than the floor's scale-down window: no scale-in would have happened
-    assert recent_dip(History(demand_runs((3, 300), (1, 60), (3, 120))), "prefill", policy, NOW) is None
+    assert dip((2.6, 300), (0.2, 60), (2.6, 120)) is None
     # a lull longer than start-up + release: a release paid there
-    assert recent_dip(History(demand_runs((3, 60), (1, 1080), (3, 60))), "prefill", policy, NOW) is None
-    # a fall that has not come back yet is not a lull that ended
-    assert recent_dip(History(demand_runs((3, 300), (1, 240))), "prefill", policy, NOW) is None
+    assert dip((2.6, 60), (0.2, 1080), (2.6, 60)) is None
+    # a fall that has not come back yet is not a lull that ended, nor is a rise within the lull
+    assert dip((2.6, 300), (0.2, 240)) is None
+    assert dip((2.6, 300), (0.6, 240), (1.0, 120)) is None
 
 
 def test_after_a_short_lull_in_the_demand_the_next_scale_in_waits_start_up_plus_release() -> None:
-    # Given prefill at 3 tasks, the rate now at 1/s (1 task), low for 2 minutes
+    # Given prefill at 3 tasks, the rate now at 0.3/s (a fifth of a task), low for 2 minutes
     cfg = config(**FLOORED)
-    rate = series(*[1.0] * 12)
-    low_now = (Recommendation(NOW - 120, "prefill", 1, 1), Recommendation(NOW - 60, "prefill", 1, 1))
+    rate = series(*[0.3] * 12)
+    low_now = (Recommendation(NOW - 120, "prefill", 1, 0.2), Recommendation(NOW - 60, "prefill", 1, 0.2))
     # When the demand came back from a 4-minute lull twelve minutes ago (no scale-in then)
-    lulled = demand_runs((3, 300), (1, 240), (3, 420))
+    lulled = demand_runs((2.6, 300), (0.2, 240), (2.6, 420))
     earlier = tuple(
         Recommendation(r.at - 120, r.role, r.replicas, r.demand) for r in lulled if r.at - 120 < NOW - 120
     )
     held = decide(cfg, states(1, 3), calm(), History(earlier + low_now), NOW, rate).services["prefill"]
     # Then it keeps its 3 tasks, and the decision log says why
     assert held.desired == 3
-    assert "the demand fell to 1 task(s) and was back at 3 240 s later" in held.reason
+    assert "the demand fell to 0.2 tasks and was back at 2.6 240 s later" in held.reason
     assert "waits 1020 s" in held.reason
     # Without that lull in memory, the floor's minute applies and it scales in
     free = decide(cfg, states(1, 3), calm(), History(low_now), NOW, rate).services["prefill"]
@@ -130,10 +138,11 @@ def test_after_a_short_lull_in_the_demand_the_next_scale_in_waits_start_up_plus_
 
 def test_the_history_keeps_the_demand_for_the_lull_memory_and_reads_older_records() -> None:
     cfg = config(**FLOORED)
-    # Given a decision under the floor: its recommendation carries the floor's demand
+    # Given a decision under the floor: its recommendation carries the demand in tasks,
+    # 3 requests/s x 1.15 / 2 per task
     decision = decide(cfg, states(1, 1), calm(), History(), NOW, series(3.0, 3.0, 3.0))
     stored = decision.history.as_dict()
-    assert [NOW, "prefill", 2, 2] in stored["recommendations"]
+    assert [NOW, "prefill", 2, 1.725] in stored["recommendations"]
     assert History.from_dict(stored) == decision.history
     # A record written before the demand was kept still loads (no demand: no lull memory)
     old = History.from_dict({"recommendations": [[NOW, "prefill", 2]], "scale_events": []})
@@ -142,12 +151,12 @@ def test_the_history_keeps_the_demand_for_the_lull_memory_and_reads_older_record
     # only for the windows (1020 s here)
     mixed = History(
         (
-            Recommendation(NOW - 1500, "prefill", 3, 3),
+            Recommendation(NOW - 1500, "prefill", 3, 2.6),
             Recommendation(NOW - 1500, "frontend", 1),
             Recommendation(NOW, "frontend", 1),
-            Recommendation(NOW, "prefill", 1, 1),
+            Recommendation(NOW, "prefill", 1, 0.2),
         )
     )
     kept = mixed.pruned(NOW, cfg.scaling).recommendations
-    assert Recommendation(NOW - 1500, "prefill", 3, 3) in kept
+    assert Recommendation(NOW - 1500, "prefill", 3, 2.6) in kept
     assert Recommendation(NOW - 1500, "frontend", 1) not in kept

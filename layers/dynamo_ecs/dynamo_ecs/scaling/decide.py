@@ -19,7 +19,9 @@ explained with its origin in docs/scaling.md):
    or the frontend refuses requests for lack of a worker;
 4. the recommendation, clamped to [min, max], is remembered; stabilization windows per
    direction pick the highest (down) or lowest (up) recommendation of the window; under the
-   predictive floor the down window is ``floor_scale_down_s``;
+   predictive floor the down window is ``floor_scale_down_s``, or ``lull_hold_s`` after a lull
+   too short for a release to pay (an undone scale-in, `recent_short_lull`, or a dip in the
+   demand, `recent_dip`);
 5. rate limits per direction over ``rate_limit_period_s``; no scale-in during a rollout;
 6. hard bounds: [min, max] per service, then the GPU budget across both (`fit_budget`).
 """
@@ -61,9 +63,10 @@ class Recommendation:
     at: float
     role: ServiceRole
     replicas: int
-    # The predictive floor's count at the time (the tasks the demand alone asked for), None
-    # without a floor: what `recent_dip` reads lulls from.
-    demand: int | None = None
+    # The tasks the demand alone asked for at the time (the predictive floor before rounding up:
+    # projected rate x (1 + headroom) / capacity), None without a floor: `recent_dip` reads
+    # lulls from it.
+    demand: float | None = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ class History:
     def from_dict(cls, data: Mapping[str, Any]) -> History:
         return cls(
             tuple(
-                Recommendation(float(a), r, int(n), int(rest[0]) if rest and rest[0] is not None else None)
+                Recommendation(float(a), r, int(n), float(rest[0]) if rest and rest[0] is not None else None)
                 for a, r, n, *rest in data.get("recommendations", [])
             ),
             tuple(ScaleEvent(float(a), r, int(b), int(n)) for a, r, b, n in data.get("scale_events", [])),
@@ -204,6 +207,10 @@ class Decision:
 # -- scale-in that pays ------------------------------------------------------------------
 
 
+# A lull: the demand at most this fraction of the level before it (and after it, inverted).
+LULL_DEPTH = 0.5
+
+
 def lull_memory_s(policy: ScalingPolicy) -> int:
     """How far back a short lull still counts: two hold windows."""
     return 2 * policy.lull_hold_window_s
@@ -232,26 +239,36 @@ def recent_short_lull(
 def recent_dip(
     history: History, role: ServiceRole, policy: ScalingPolicy, now: float
 ) -> tuple[Recommendation, Recommendation] | None:
-    """The newest lull in ``role``'s demand (the predictive floor's count, kept with each
-    recommendation) that lasted longer than the floor's scale-down window and ended within the
-    hold window: (its first recommendation, the first after it). None without one.
+    """The newest lull in ``role``'s demand (the tasks the predictive floor asked for, kept with
+    each recommendation) that lasted longer than the floor's scale-down window and ended within
+    the hold window: (its first recommendation, the first after it). None without one.
 
-    A lull is a run of recommendations whose demand is at most half of both the run before and
-    the run after it (on/off traffic: one task between spells of two or more; not a count that
-    wavers by one at a task's edge). It counts whether or not a scale-in followed it: traffic
-    whose demand comes back this soon has lulls a release does not pay for."""
+    A lull starts where the demand falls to at most `LULL_DEPTH` of the level before it and
+    ends at the first recommendation above that again, which must be at least twice the
+    lull's highest demand (on/off traffic: spells needing two or three tasks, lulls needing a
+    fifth of one). A demand wavering around a task's edge, or falling step by step (a crowd's
+    decay, a diurnal decline), is no lull. It counts whether or not a scale-in followed it:
+    traffic whose demand comes back this soon has lulls a release does not pay for."""
     window = policy.lull_hold_window_s
     long_enough = policy.floor_scale_down_s or 0
     own = sorted(
         (r for r in history.recommendations if r.role == role and r.demand is not None), key=lambda r: r.at
     )
-    # Runs of equal demand, each from its first recommendation.
-    runs = [rec for i, rec in enumerate(own) if i == 0 or rec.demand != own[i - 1].demand]
+    level: float | None = None
+    start: Recommendation | None = None
+    deepest = 0.0  # the highest demand within the lull
     found: tuple[Recommendation, Recommendation] | None = None
-    for before, low, after in zip(runs, runs[1:], runs[2:], strict=False):
-        deep = 2 * (low.demand or 0) <= min(before.demand or 0, after.demand or 0)
-        if deep and now - low.at < lull_memory_s(policy) and long_enough < after.at - low.at <= window:
-            found = (low, after)
+    for rec in own:
+        demand = rec.demand or 0.0
+        if level is not None and demand <= LULL_DEPTH * level:
+            if start is None:
+                start, deepest = rec, demand
+            deepest = max(deepest, demand)
+            continue
+        back = start is not None and demand >= deepest / LULL_DEPTH and now - start.at < lull_memory_s(policy)
+        if back and start is not None and long_enough < rec.at - start.at <= window:
+            found = (start, rec)
+        level, start = demand, None
     return found
 
 
@@ -326,7 +343,7 @@ class _Working:
     recommendation: int = 0
     desired: int = 0
     seeded: bool = False
-    demand: int | None = None  # the predictive floor's count, when the service has a floor
+    demand: float | None = None  # the tasks the demand asks for, when the service has a floor
     steps: list[str] = field(default_factory=list)
 
     @property
@@ -359,8 +376,10 @@ def _recommend(
         raw = best.replicas or 0
         work.steps.append(f"largest proposal: {best.signal} -> {raw}")
     floor = predictive_floor(config, role, forecasts or {})
-    if floor is not None:
-        work.demand = floor[0]
+    found = (forecasts or {}).get(role)
+    if found is not None:
+        need = found.forecast.projected * (1 + found.forecast.headroom) / found.capacity
+        work.demand = round(need, 3)
     if floor is not None and floor[0] > raw:
         raw = floor[0]
         work.steps.append(floor[2])
@@ -558,8 +577,8 @@ def decide(
                 down_window = hold
                 low, back = dip
                 w.steps.append(
-                    f"under the predictive floor, scale-in that pays: the demand fell to {low.demand} "
-                    f"task(s) and was back at {back.demand} {back.at - low.at:.0f} s later, sooner than "
+                    f"under the predictive floor, scale-in that pays: the demand fell to {low.demand:g} "
+                    f"tasks and was back at {back.demand:g} {back.at - low.at:.0f} s later, sooner than "
                     f"start-up + instance release; a scale-in now waits {hold} s"
                 )
             elif lull is not None and hold > down_window:
