@@ -113,20 +113,24 @@ class History:
         )
 
     def as_dict(self) -> dict[str, Any]:
+        # Each recommendation's demand goes in a list of its own, index for index, so that a
+        # scaler of an earlier release (which unpacks three fields) still reads the record.
         return {
-            "recommendations": [
-                [r.at, r.role, r.replicas] + ([] if r.demand is None else [r.demand])
-                for r in self.recommendations
-            ],
+            "recommendations": [[r.at, r.role, r.replicas] for r in self.recommendations],
+            "demand": [r.demand for r in self.recommendations],
             "scale_events": [[e.at, e.role, e.before, e.after] for e in self.scale_events],
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> History:
+        rows = data.get("recommendations", [])
+        demand = data.get("demand")
+        if not isinstance(demand, list) or len(demand) != len(rows):
+            demand = [None] * len(rows)  # a record written before the demand was kept
         return cls(
             tuple(
-                Recommendation(float(a), r, int(n), float(rest[0]) if rest and rest[0] is not None else None)
-                for a, r, n, *rest in data.get("recommendations", [])
+                Recommendation(float(a), r, int(n), None if d is None else float(d))
+                for (a, r, n), d in zip(rows, demand, strict=True)
             ),
             tuple(ScaleEvent(float(a), r, int(b), int(n)) for a, r, b, n in data.get("scale_events", [])),
         )
