@@ -453,6 +453,8 @@ def _print_redeploy(result: dict[str, Any], title: str) -> None:
         )
         for path, move in (change.get("diff") or {}).items():
             out.print(f"    {path}: {json.dumps(move, default=str)}", soft_wrap=True)
+        for note in change.get("notes") or []:  # what the operator changes in the spec to register it
+            out.print(f"    note: {note}", soft_wrap=True)
 
 
 def _invoke(aws: Aws, function: str, payload: dict[str, Any]) -> dict[str, Any]:

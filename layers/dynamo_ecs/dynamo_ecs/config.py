@@ -21,6 +21,7 @@ from dynamo_ecs import capacity
 from dynamo_ecs.errors import ConfigError
 
 ENV_PREFIX = "DYNAMO_ECS_"
+ROLE_ARN_PATTERN = r"^arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
 ServiceRole = Literal["frontend", "prefill"]
 SERVICE_ROLES: tuple[ServiceRole, ...] = ("frontend", "prefill")
 
@@ -141,13 +142,13 @@ class GpuServiceConfig(StrictModel):
 
 class FrontendConfig(GpuServiceConfig):
     service: str = Field("dynamo-frontend", min_length=1)
-    family: str = Field("Dynamo-frontend", min_length=1)
+    family: str = Field("dynamo-frontend", min_length=1)
     targets: FrontendTargets = FrontendTargets()
 
 
 class PrefillConfig(GpuServiceConfig):
     service: str = Field("dynamo-prefill", min_length=1)
-    family: str = Field("Dynamo-backend", min_length=1)
+    family: str = Field("dynamo-prefill", min_length=1)
     targets: PrefillTargets = PrefillTargets()
 
 
@@ -274,7 +275,7 @@ class DeploymentConfig(StrictModel):
     deployment: str = Field("dynamo", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     state_table: str = Field("dynamo-ecs-state", min_length=3)
     alert_topic_arn: str | None = None
-    gpu_cluster: str = Field("dynamo-GPU", min_length=1)
+    gpu_cluster: str = Field("dynamo-gpu", min_length=1)
     infra: InfraConfig = InfraConfig()
     frontend: FrontendConfig = FrontendConfig()
     prefill: PrefillConfig = PrefillConfig()
@@ -288,6 +289,12 @@ class DeploymentConfig(StrictModel):
     signals: SignalsConfig = SignalsConfig()
     rollout: RolloutConfig = RolloutConfig()
     dry_run: bool = False
+    # The stack's GPU task roles: the only roles the operator's iam:PassRole allows, so the only
+    # ones a GPU task definition may name (endpoints/task_roles.py). The stack sets both on
+    # every function that registers task definitions; unset (tests, local runs), the roles of
+    # a spec are passed as they are.
+    gpu_execution_role_arn: str | None = Field(None, pattern=ROLE_ARN_PATTERN, max_length=2048)
+    gpu_task_role_arn: str | None = Field(None, pattern=ROLE_ARN_PATTERN, max_length=2048)
 
     def service(self, role: ServiceRole) -> GpuServiceConfig:
         return self.frontend if role == "frontend" else self.prefill
@@ -365,6 +372,11 @@ class DeploymentConfig(StrictModel):
                     f"gpu_budget ({self.gpu_budget}) < GPUs the minimums need ({min_gpus}{on}): raise "
                     f"{env_name('gpu_budget')} or lower frontend.min / prefill.min"
                 )
+        if (self.gpu_execution_role_arn is None) != (self.gpu_task_role_arn is None):
+            problems.append(
+                "gpu_execution_role_arn and gpu_task_role_arn go together: set both "
+                f"({env_name('gpu_execution_role_arn')}, {env_name('gpu_task_role_arn')}) or neither"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
