@@ -79,6 +79,9 @@ def test_a_burst_that_levelled_off_is_not_projected_along_the_line_from_its_lull
     rising = forecast(cfg, series(*[1.0] * 20, 6.0, 9.0, 12.0), NOW)
     assert rising is not None and rising.projected == rising.rate + rising.slope * cfg.scaling.startup_s
     assert rising.projected > 14.0
+    # and so does a ramp without a lull, whose newest datapoint the noise put below an earlier one
+    ramp = forecast(cfg, series(8.0, 8.5, 9.0, 9.5, 10.0, 10.5, 11.0, 11.6, 11.4), NOW)
+    assert ramp is not None and ramp.projected == ramp.rate + ramp.slope * cfg.scaling.startup_s > 11.6
 
 
 # -- a lull the demand showed ----------------------------------------------------------------
