@@ -45,6 +45,9 @@ def log_buckets(low: float, high: float, count: int) -> list[float]:
 TTFT_BUCKETS = log_buckets(0.001, 480.0, 18)
 ITL_BUCKETS = log_buckets(0.001, 2.0, 13)
 REQUEST_DURATION_BUCKETS = log_buckets(1.0, 512.0, 10)
+# Sequence lengths in tokens, as a 1.6.1 frontend exposes them (captured fixtures).
+INPUT_TOKENS_BUCKETS = [0.0, 100, 210, 430, 870, 1800, 3600, 7400, 15000, 31000, 63000, 130000]
+OUTPUT_TOKENS_BUCKETS = [0.0, 100, 210, 430, 880, 1800, 3700, 7600, 16000, 32000]
 
 
 class FrontendMetrics:
@@ -64,6 +67,14 @@ class FrontendMetrics:
         self.duration = Histogram(
             f"{prefix}_request_duration_seconds", "duration", ["model"],
             buckets=REQUEST_DURATION_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.input_tokens = Histogram(
+            f"{prefix}_input_sequence_tokens", "prompt length", ["model"],
+            buckets=INPUT_TOKENS_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.output_tokens = Histogram(
+            f"{prefix}_output_sequence_tokens", "output length", ["model"],
+            buckets=OUTPUT_TOKENS_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.requests = Counter(
             f"{prefix}_requests", "requests", ["model", "status", "request_type"], registry=self.registry
@@ -85,6 +96,8 @@ class FrontendMetrics:
         duration: Iterable[float] = (),
         requests: int = 0,
         model: str = MODEL,
+        input_tokens: Iterable[int] = (),
+        output_tokens: Iterable[int] = (),
     ) -> None:
         for value in ttft:
             self.ttft.labels(model).observe(value)
@@ -92,6 +105,10 @@ class FrontendMetrics:
             self.itl.labels(model).observe(value)
         for value in duration:
             self.duration.labels(model).observe(value)
+        for length in input_tokens:
+            self.input_tokens.labels(model).observe(length)
+        for length in output_tokens:
+            self.output_tokens.labels(model).observe(length)
         if requests:
             self.requests.labels(model, "success", "stream").inc(requests)
 

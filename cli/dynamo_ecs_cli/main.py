@@ -422,13 +422,19 @@ def profile_command(
         sys.exit(EXIT_FAILED)
     profiling.write_profile(result, out)
     bound = " (at least: no rate reached the ITL target)" if result.frontend_is_lower_bound else ""
-    click.echo(f"prefill: {result.prefill_capacity_rps:g} requests/s per replica at TTFT {ttft_ms:g} ms")
     click.echo(
-        f"frontend: {result.frontend_capacity_rps:g} requests/s per replica at ITL {itl_ms:g} ms{bound}"
+        f"prefill: {result.prefill_capacity_rps:g} requests/s per replica at TTFT {ttft_ms:g} ms "
+        f"({result.prefill_capacity_tokens_per_s:g} input tokens/s at {result.input_tokens:g} per prompt)"
+    )
+    click.echo(
+        f"frontend: {result.frontend_capacity_rps:g} requests/s per replica at ITL {itl_ms:g} ms{bound} "
+        f"({result.frontend_capacity_tokens_per_s:g} output tokens/s at {result.output_tokens:g} per request)"
     )
     click.echo(
         f"wrote {out}; deploy with FrontendCapacityRps={result.frontend_capacity_rps:g} "
-        f"PrefillCapacityRps={result.prefill_capacity_rps:g}, replay with --profile {out}"
+        f"PrefillCapacityRps={result.prefill_capacity_rps:g} (or, in tokens, "
+        f"FrontendCapacityTokensPerS={result.frontend_capacity_tokens_per_s:g} "
+        f"PrefillCapacityTokensPerS={result.prefill_capacity_tokens_per_s:g}), replay with --profile {out}"
     )
     sys.exit(EXIT_OK)
 

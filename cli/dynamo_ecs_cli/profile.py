@@ -12,7 +12,8 @@ mean crosses the target (interpolated between the two rates around it):
   highest rate tried (``frontend_is_lower_bound``).
 
 The file (JSON, `Profile`) is what the stack's ``FrontendCapacityRps`` / ``PrefillCapacityRps``
-take, and what ``dynamo-ecs replay --profile FILE`` calibrates its model with
+take (and, times the profile's output / prompt length, ``FrontendCapacityTokensPerS`` /
+``PrefillCapacityTokensPerS``), and what ``dynamo-ecs replay --profile FILE`` calibrates its model with
 (`model_knobs`), so the replay's per-replica throughput is measured, not guessed. Measured
 against Dynamo's mocker engine, the number is the mocker's at its ``--speedup-ratio`` on the
 machine that ran it, not a GPU's: measure on your GPUs for the figure to deploy.
@@ -84,6 +85,18 @@ class Profile(BaseModel):
                 "start the profile at a lower rate (--rates)"
             )
         return self
+
+    @property
+    def prefill_capacity_tokens_per_s(self) -> float:
+        """Input tokens/s one prefill replica processes within the TTFT target, at the profile's
+        prompt length (the stack's ``PrefillCapacityTokensPerS``)."""
+        return round(self.prefill_capacity_rps * self.input_tokens, 1)
+
+    @property
+    def frontend_capacity_tokens_per_s(self) -> float:
+        """Output tokens/s one frontend (decode) replica generates within the ITL target, at the
+        profile's output length (the stack's ``FrontendCapacityTokensPerS``)."""
+        return round(self.frontend_capacity_rps * self.output_tokens, 1)
 
     @property
     def base_ttft_ms(self) -> float:

@@ -113,3 +113,15 @@ def test_capacity_parameters_turn_the_predictive_floor_on_per_service() -> None:
     assert load_config(default_environment()).frontend.capacity_rps is None
     config = load_config(default_environment(FrontendCapacityRps="6.5", PrefillCapacityRps="6"))
     assert (config.frontend.capacity_rps, config.prefill.capacity_rps) == (6.5, 6.0)
+
+
+def test_token_capacity_parameters_turn_the_floor_in_tokens_on_per_service() -> None:
+    # Off by default: the floor, if any, stays on requests
+    default = load_config(default_environment())
+    assert (default.frontend.capacity_tokens_per_s, default.prefill.capacity_tokens_per_s) == (None, None)
+    # Set, each reaches its own service's config
+    config = load_config(
+        default_environment(FrontendCapacityTokensPerS="1600", PrefillCapacityTokensPerS="8000.5")
+    )
+    assert (config.frontend.capacity_tokens_per_s, config.prefill.capacity_tokens_per_s) == (1600.0, 8000.5)
+    assert config.frontend.capacity_rps is None

@@ -37,10 +37,10 @@ from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 from dynamo_ecs.scaling.decide import ServiceState
 from dynamo_ecs_cli.replay.capacity_model import Cluster, ServicePool, Startup, Task
 
-# The token rates the frontend's histograms give (input_sequence_tokens, output_sequence_tokens:
-# the increase of their sums per second); the floor's input in tokens (scaling/forecast.py).
-INPUT_TOKEN_RATE = "InputTokenRate"  # noqa: S105 (a metric name)
-OUTPUT_TOKEN_RATE = "OutputTokenRate"  # noqa: S105 (a metric name)
+# The token rates the collector publishes from the frontend's histograms (input_sequence_tokens,
+# output_sequence_tokens: the increase of their sums per second); the floor's input in tokens.
+INPUT_TOKEN_RATE = names.INPUT_TOKEN_RATE
+OUTPUT_TOKEN_RATE = names.OUTPUT_TOKEN_RATE
 
 # The wait the TTFT estimate can show while a service has no serving replica: a request waits
 # at most until its client gives up.
@@ -153,7 +153,7 @@ class TickMetrics:
             (names.GPU_UTILIZATION, "frontend"): self.gpu_utilization_pct["frontend"],
             (names.GPU_UTILIZATION, "prefill"): self.gpu_utilization_pct["prefill"],
             (names.REQUEST_RATE, "frontend"): self.arrivals_rps,
-            (INPUT_TOKEN_RATE, "prefill"): self.input_tokens_per_s,
+            (INPUT_TOKEN_RATE, "frontend"): self.input_tokens_per_s,
             (OUTPUT_TOKEN_RATE, "frontend"): self.output_tokens_per_s,
         }
 

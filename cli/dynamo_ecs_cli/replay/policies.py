@@ -155,7 +155,7 @@ class Ours(_Decides):
         window = self.config.scaling.trend_window_s
         series: list[tuple[tuple[str, ServiceRole], deque[Observation] | None]] = [
             ((names.REQUEST_RATE, "frontend"), self.demand),
-            ((INPUT_TOKEN_RATE, "prefill"), (self.token_demand or {}).get("prefill")),
+            ((INPUT_TOKEN_RATE, "frontend"), (self.token_demand or {}).get("prefill")),
             ((OUTPUT_TOKEN_RATE, "frontend"), (self.token_demand or {}).get("frontend")),
         ]
         for source, kept in series:

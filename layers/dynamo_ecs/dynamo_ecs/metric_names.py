@@ -31,6 +31,13 @@ LATENCY_UNIT: Final = "Milliseconds"
 REQUEST_RATE: Final = "RequestRate"  # Count/Second: requests started (accepted by the frontend)
 UNAVAILABLE_REQUEST_RATE: Final = "UnavailableRequestRate"  # Count/Second: refused, no worker to serve
 ACTIVE_REQUESTS: Final = "ActiveRequests"  # Count
+# Token rates (Count/Second, tokens per second, Service=frontend: measured where requests enter),
+# from the increase of the frontend's input/output sequence-length histograms' _sum. A request's
+# prompt is counted around its first response, its output when it completes (measured on 1.6.1),
+# so these are the tokens/s served: the predictive floor in tokens reads input for prefill and
+# output for the frontend's decode workers.
+INPUT_TOKEN_RATE: Final = "InputTokenRate"  # noqa: S105 (a metric name)
+OUTPUT_TOKEN_RATE: Final = "OutputTokenRate"  # noqa: S105 (a metric name)
 # Queue depth as Dynamo defines it: requests in the frontend's preprocess, route and dispatch
 # stages (dispatch lasts until the worker's first response). Service=prefill: the prefill
 # phase; Service=frontend: the rest (preprocess, decode, aggregated). The total is both.
@@ -83,6 +90,8 @@ METRIC_UNITS: Final[dict[str, str]] = {
     },
     REQUEST_RATE: COUNT_PER_SECOND,
     UNAVAILABLE_REQUEST_RATE: COUNT_PER_SECOND,
+    INPUT_TOKEN_RATE: COUNT_PER_SECOND,
+    OUTPUT_TOKEN_RATE: COUNT_PER_SECOND,
     ACTIVE_REQUESTS: COUNT,
     QUEUE_DEPTH: COUNT,
     QUEUE_DEPTH_TOTAL: COUNT,

@@ -21,7 +21,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from devtools.local_ecs.client import chat, first_success, get
 from devtools.local_ecs.deployment import MODEL, LocalDeployment, local_deployment
 from devtools.services import MotoServer
-from dynamo_ecs.signals.prometheus_scrape import parse_metrics_text
+from dynamo_ecs import metric_names as names
+from dynamo_ecs.signals.prometheus_scrape import (
+    INPUT_TOKENS,
+    OUTPUT_TOKENS,
+    PreviousScrape,
+    compute_window,
+    parse_metrics_text,
+    sample_to_state,
+)
 from dynamo_ecs.specs import load_default_spec
 
 pytestmark = pytest.mark.xdist_group("real_dynamo")  # one real deployment at a time
@@ -79,6 +87,8 @@ def test_every_frontend_metric_the_collector_reads_exists_with_its_labels(served
         "time_to_first_token_seconds",
         "inter_token_latency_seconds",
         "request_duration_seconds",
+        "input_sequence_tokens",
+        "output_sequence_tokens",
     ):
         family = found[f"dynamo_frontend_{histogram}"]
         assert family.type == "histogram"
@@ -103,6 +113,17 @@ def test_the_collectors_parser_reads_the_real_frontend(served: LocalDeployment) 
     assert sample.active is not None and sample.queue is not None
     ttft = sample.histograms["dynamo_frontend_time_to_first_token_seconds"]
     assert ttft.count >= 6
+    # The token rates: the sequence-length histograms' sums grow with the requests served
+    assert set(sample.token_sums) == {INPUT_TOKENS, OUTPUT_TOKENS}
+    previous = {"frontend": PreviousScrape.from_state(sample_to_state(sample, 0.0))}
+    for _ in range(3):
+        assert chat(served.frontend_url(), MODEL, max_tokens=8).ok
+    _, body = get(f"{served.frontend_url()}/metrics")
+    later = parse_metrics_text(body)
+    rates = compute_window({"frontend": later}, previous, now=10.0, max_window_s=300).token_rates
+    # three prompts (a few tokens each) and three outputs of at most 8 tokens, over 10 s
+    assert 3 / 10 <= rates[names.INPUT_TOKEN_RATE] <= 3 * 200 / 10, rates
+    assert 3 / 10 <= rates[names.OUTPUT_TOKEN_RATE] <= 3 * 8 / 10, rates
 
 
 def test_frontend_health_is_200_without_any_worker_and_live_is_200(served: LocalDeployment) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from devtools.aws_faults import recording
 from devtools.ecs_world import build_world
 from devtools.handlers import load_handler_module
 from devtools.scaling_inputs import (
@@ -305,3 +306,35 @@ def test_scale_ahead_never_lowers_the_group_nor_passes_its_max(services: None) -
     note = scale_ahead(config, aws.client("autoscaling"), {"frontend": 4, "prefill": 4})
     assert group_desired("dynamo-gpu") == 7
     assert "already asks for 7 (needs 8)" in note
+
+
+def test_the_floor_in_tokens_reads_the_collectors_token_rates_in_the_same_call(
+    state_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given per-task token capacities (prefill 8,000 input tokens/s, the frontend 1,600 output
+    # tokens/s) and no request capacity: the floor can only come from the token rates
+    monkeypatch.setenv("DYNAMO_ECS_PREFILL__CAPACITY_TOKENS_PER_S", "8000")
+    monkeypatch.setenv("DYNAMO_ECS_FRONTEND__CAPACITY_TOKENS_PER_S", "1600")
+    world = build_world(CONFIG, region=REGION)
+    world.run_infra_task()
+    world.create_settled_gpu_services(desired=2)
+    scaler = load_handler_module("scaler", fresh=True)
+    # and five minutes of the frontend's token rates as the collector publishes them: 20,000
+    # input and 4,000 output tokens/s (at 1 request/s: a request count would ask for nothing)
+    now = time.time()
+    cloudwatch = aws.client("cloudwatch")
+    for age in (5, 65, 125, 185, 245):
+        put_datapoint(cloudwatch, CONFIG, names.INPUT_TOKEN_RATE, "frontend", 20_000.0, now - age)
+        put_datapoint(cloudwatch, CONFIG, names.OUTPUT_TOKEN_RATE, "frontend", 4_000.0, now - age)
+        put_datapoint(cloudwatch, CONFIG, names.REQUEST_RATE, "frontend", 1.0, now - age)
+    # When the schedule ticks, every AWS call recorded
+    with recording() as record:
+        result = scaler.lambda_handler(schedule_event(now), None)
+    # Then each service is raised to ceil(rate x 1.15 / capacity) = 3 on its own token rate
+    assert result["status"] == "applied"
+    assert (desired("frontend"), desired("prefill")) == (3, 3)
+    [entry] = scaling_decisions()
+    assert "predictive floor: token rate 20000.00/s" in entry["services"]["prefill"]["reason"]
+    assert "predictive floor: token rate 4000.00/s" in entry["services"]["frontend"]["reason"]
+    # and the signals and both token-rate series came in one GetMetricData call
+    assert record.calls.count("GetMetricData") == 1, record.calls

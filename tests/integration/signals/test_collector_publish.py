@@ -144,7 +144,7 @@ def test_published_metrics_read_back_with_dimensions_and_units(
             ],
         )
     server = metrics_server("ok")
-    server.metrics.observe(ttft=[0.1] * 5, requests=5)
+    server.metrics.observe(ttft=[0.1] * 5, requests=5, input_tokens=[800] * 5, output_tokens=[90] * 5)
     server.metrics.set_load(
         active=4, queued_by_stage={("route", "decode"): 2, ("dispatch", "decode"): 1, ("route", "prefill"): 3}
     )
@@ -152,7 +152,14 @@ def test_published_metrics_read_back_with_dimensions_and_units(
     assert first.rounds[0].status == "published"
 
     # When a minute later the frontend served 30 more requests and the collector runs again
-    server.metrics.observe(ttft=[0.3] * 30, itl=[0.02] * 300, duration=[3.0] * 30, requests=30)
+    server.metrics.observe(
+        ttft=[0.3] * 30,
+        itl=[0.02] * 300,
+        duration=[3.0] * 30,
+        requests=30,
+        input_tokens=[1000] * 30,
+        output_tokens=[200] * 30,
+    )
     clock.sleep(60)
     summary = collector(config, [server], nats, clock, world).run().as_dict()
     assert summary["rounds"][0]["status"] == "published"
@@ -160,6 +167,9 @@ def test_published_metrics_read_back_with_dimensions_and_units(
     # Then every metric reads back under its Deployment/Service dimensions and unit
     at = clock.now
     assert read_back(names.REQUEST_RATE, "frontend", "Count/Second", at) == [pytest.approx(0.5)]
+    # the token rates the predictive floor in tokens reads: 30 prompts of 1,000, outputs of 200
+    assert read_back(names.INPUT_TOKEN_RATE, "frontend", "Count/Second", at) == [pytest.approx(500.0)]
+    assert read_back(names.OUTPUT_TOKEN_RATE, "frontend", "Count/Second", at) == [pytest.approx(100.0)]
     assert read_back(names.ACTIVE_REQUESTS, "frontend", "Count", at) == [4.0, 4.0]  # gauges: both rounds
     assert read_back(names.QUEUE_DEPTH, "frontend", "Count", at) == [3.0, 3.0]
     assert read_back(names.QUEUE_DEPTH, "prefill", "Count", at) == [3.0, 3.0]

@@ -47,6 +47,9 @@ def test_a_profile_whose_itl_never_reaches_the_target_says_its_frontend_figure_i
     profile = build_profile(POINTS[:3], "test", 1000, 200, 500.0, 50.0)
     assert profile.prefill_capacity_rps == pytest.approx(3.2)
     assert profile.frontend_capacity_rps == 4 and profile.frontend_is_lower_bound
+    # in tokens at the profile's lengths: 1,000-token prompts, 200 tokens out
+    assert profile.prefill_capacity_tokens_per_s == pytest.approx(3200)
+    assert profile.frontend_capacity_tokens_per_s == pytest.approx(800)
 
 
 def test_the_models_knobs_from_a_profile_give_back_its_capacities() -> None:
@@ -167,7 +170,11 @@ def test_the_profile_command_writes_the_file_and_says_what_to_deploy(frontend: s
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "PrefillCapacityRps=" in result.output and f"--profile {out}" in result.output
-    assert load_profile(out).prefill_capacity_rps > 2
+    profile = load_profile(out)
+    assert profile.prefill_capacity_rps > 2
+    # and the same capacities in tokens, at the profile's lengths
+    assert f"PrefillCapacityTokensPerS={profile.prefill_capacity_tokens_per_s:g}" in result.output
+    assert f"FrontendCapacityTokensPerS={profile.frontend_capacity_tokens_per_s:g}" in result.output
 
 
 def test_the_profile_command_refuses_bad_rates_as_a_usage_error(frontend: str) -> None:

@@ -1,15 +1,17 @@
-"""Scale-ahead's arithmetic, and the request-rate series the predictive floor reads."""
+"""Scale-ahead's arithmetic, and the request- and token-rate series the predictive floor reads."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import DeploymentConfig
 from dynamo_ecs.scaling.metrics_reader import (
     DEMAND_QUERY_ID,
     demand_series,
     metric_queries,
     predictive_floor_on,
+    token_demand_queries,
 )
 from dynamo_ecs.scaling.scale_ahead import instances_for, new_desired_capacity
 
@@ -44,3 +46,24 @@ def test_the_demand_query_is_read_only_with_the_floor_on() -> None:
     assert predictive_floor_on(DeploymentConfig.model_validate({"prefill": {"capacity_rps": 3}}))
     queries, _ = metric_queries(DeploymentConfig(), [])
     assert all(q["Id"] != DEMAND_QUERY_ID for q in queries)
+
+
+def test_each_service_with_a_token_capacity_reads_its_own_token_rate_of_the_frontend() -> None:
+    # Given a token capacity on prefill only
+    config = DeploymentConfig.model_validate({"prefill": {"capacity_tokens_per_s": 8000}})
+    # Then one query: the frontend's input tokens/s, every datapoint of the period
+    [query] = token_demand_queries(config)
+    stat = query["MetricStat"]
+    assert stat["Metric"]["MetricName"] == names.INPUT_TOKEN_RATE
+    assert {d["Name"]: d["Value"] for d in stat["Metric"]["Dimensions"]} == {
+        "Deployment": "dynamo",
+        "Service": "frontend",
+    }
+    assert (stat["Period"], stat["Stat"]) == (config.scaling.metric_period_s, "Average")
+    # With the frontend's too, its output tokens/s; without either, nothing
+    both = DeploymentConfig.model_validate(
+        {"prefill": {"capacity_tokens_per_s": 8000}, "frontend": {"capacity_tokens_per_s": 1600}}
+    )
+    metrics = {q["Id"]: q["MetricStat"]["Metric"]["MetricName"] for q in token_demand_queries(both)}
+    assert metrics == {"tokens_in": names.INPUT_TOKEN_RATE, "tokens_out": names.OUTPUT_TOKEN_RATE}
+    assert token_demand_queries(DeploymentConfig()) == []

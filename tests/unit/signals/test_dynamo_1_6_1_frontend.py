@@ -15,7 +15,9 @@ import pytest
 from dynamo_ecs import metric_names as names
 from dynamo_ecs.signals.base import Datum
 from dynamo_ecs.signals.prometheus_scrape import (
+    INPUT_TOKENS,
     ITL,
+    OUTPUT_TOKENS,
     TTFT,
     PreviousScrape,
     compute_window,
@@ -116,3 +118,37 @@ def test_real_bucket_layout_is_coarse_around_the_planner_targets() -> None:
     # A p90 near 500 ms TTFT / 50 ms ITL is interpolated inside one wide bucket; a mean is exact
     assert bucket_around(0.5, ttft.bounds) == (0.47, 1.0)
     assert bucket_around(0.05, itl.bounds) == (0.035, 0.064)
+
+
+def test_token_rates_come_from_the_real_sequence_length_histograms_sums() -> None:
+    # Given the frontend during and after the burst of 48 requests, 10 s apart
+    loaded = parse_metrics_text(fixture("tcp_frontend_loaded"))
+    after = parse_metrics_text(fixture("tcp_frontend_after"))
+    # Then the sums are the frontend's own: 8 prompts counted mid-burst (1,616 tokens), all 48 after
+    assert loaded.token_sums == {INPUT_TOKENS: 1616, OUTPUT_TOKENS: 240}
+    assert after.token_sums == {INPUT_TOKENS: 9696, OUTPUT_TOKENS: 2880}
+    # and the workers' router histograms of the same lengths are not counted a second time
+    assert "dynamo_component_router_input_sequence_tokens_sum" in fixture("tcp_frontend_after")
+    # When the window is computed
+    previous = {"t": PreviousScrape.from_state(sample_to_state(loaded, 1000.0))}
+    data = published(compute_window({"t": after}, previous, now=1010.0, max_window_s=300).data())
+    # Then the token rates are the sums' increase over the window, measured at the frontend
+    assert data[(names.INPUT_TOKEN_RATE, "frontend")] == pytest.approx((9696 - 1616) / 10)
+    assert data[(names.OUTPUT_TOKEN_RATE, "frontend")] == pytest.approx((2880 - 240) / 10)
+
+
+def test_an_idle_frontend_has_no_token_histogram_and_publishes_no_token_rate() -> None:
+    # Given a frontend that has served nothing, scraped twice (1.6.1 creates the histograms
+    # with the first request)
+    idle = parse_metrics_text(fixture("tcp_frontend_idle"))
+    assert idle.token_sums == {}
+    previous = {"t": PreviousScrape.from_state(sample_to_state(idle, 1000.0))}
+    data = published(compute_window({"t": idle}, previous, now=1010.0, max_window_s=300).data())
+    # Then no token rate is published (no data is not zero), while the request rate is
+    assert (names.INPUT_TOKEN_RATE, "frontend") not in data
+    assert (names.OUTPUT_TOKEN_RATE, "frontend") not in data
+    # When its first requests are served, the histograms count from zero
+    loaded = parse_metrics_text(fixture("tcp_frontend_loaded"))
+    data = published(compute_window({"t": loaded}, previous, now=1010.0, max_window_s=300).data())
+    assert data[(names.INPUT_TOKEN_RATE, "frontend")] == pytest.approx(1616 / 10)
+    assert data[(names.OUTPUT_TOKEN_RATE, "frontend")] == pytest.approx(240 / 10)

@@ -137,3 +137,56 @@ def test_a_frontend_that_served_nothing_yet_is_a_valid_target() -> None:
     assert sample.histograms == {} and sample.requests_total is None
     with pytest.raises(NotPrometheusTextError):
         parse_metrics_text("# just a comment\n")
+
+
+def test_token_rates_add_label_sets_and_targets_over_their_own_windows() -> None:
+    # Given frontend "a" scraped 60 s ago and now, two models' prompts in between
+    a_then, a_now = FrontendMetrics(), FrontendMetrics()
+    a_then.observe(requests=2, input_tokens=[1000, 500], output_tokens=[100, 100])
+    a_now.observe(requests=2, input_tokens=[1000, 500], output_tokens=[100, 100])
+    a_now.observe(requests=3, input_tokens=[2000, 2000], output_tokens=[300], model="b")
+    a_now.observe(requests=1, input_tokens=[2000], output_tokens=[300, 300])
+    # and frontend "b" scraped 30 s ago with no request yet, now with one
+    b_then, b_now = FrontendMetrics(), FrontendMetrics()
+    b_now.observe(requests=1, input_tokens=[600], output_tokens=[60])
+    previous = {
+        "a": PreviousScrape.from_state(sample_to_state(parse_metrics_text(text(a_then)), 1000.0)),
+        "b": PreviousScrape.from_state(sample_to_state(parse_metrics_text(text(b_then)), 1030.0)),
+    }
+    samples = {"a": parse_metrics_text(text(a_now)), "b": parse_metrics_text(text(b_now))}
+    # When the window is computed at t=1060
+    data = {d.metric: d for d in compute_window(samples, previous, now=1060.0, max_window_s=300).data()}
+    # Then each target's increase over its own window, added: a 6,000/60 s, b 600/30 s
+    assert data[names.INPUT_TOKEN_RATE].value == pytest.approx(6000 / 60 + 600 / 30)
+    assert data[names.OUTPUT_TOKEN_RATE].value == pytest.approx(900 / 60 + 60 / 30)
+    assert (data[names.INPUT_TOKEN_RATE].service, data[names.INPUT_TOKEN_RATE].unit) == (
+        "frontend",
+        "Count/Second",
+    )
+
+
+def test_a_restart_counts_token_sums_from_zero_even_past_the_old_sums() -> None:
+    # Given a frontend that restarted between scrapes and has already served longer prompts
+    before, after = FrontendMetrics(), FrontendMetrics()
+    before.observe(ttft=[0.1] * 5, requests=5, input_tokens=[100] * 5)
+    after.observe(ttft=[0.1] * 2, requests=2, input_tokens=[4000, 4000])
+    previous = {"a": PreviousScrape.from_state(sample_to_state(parse_metrics_text(text(before)), 0.0))}
+    window = compute_window({"a": parse_metrics_text(text(after))}, previous, now=60.0, max_window_s=300)
+    # Then the restart is seen (its request counter went down) and the tokens count from zero
+    assert window.reset_targets == ["a"]
+    assert window.token_rates[names.INPUT_TOKEN_RATE] == pytest.approx(8000 / 60)
+
+
+def test_a_scrape_record_from_before_token_sums_is_their_baseline() -> None:
+    # Given the previous scrape stored by a collector that did not keep token sums
+    metrics = FrontendMetrics()
+    metrics.observe(requests=1, input_tokens=[500])
+    stored = sample_to_state(parse_metrics_text(text(metrics)), 0.0)
+    del stored["t"]
+    metrics.observe(requests=1, input_tokens=[500])
+    window = compute_window(
+        {"a": parse_metrics_text(text(metrics))}, {"a": PreviousScrape.from_state(stored)}, 60.0, 300
+    )
+    # Then the request rate is published, the token rates only from the next round on
+    assert window.request_rate == pytest.approx(1 / 60)
+    assert window.token_rates == {}

@@ -19,7 +19,9 @@ explained with its origin in docs/scaling.md):
    or the frontend refuses requests for lack of a worker;
 4. the recommendation, clamped to [min, max], is remembered; stabilization windows per
    direction pick the highest (down) or lowest (up) recommendation of the window; under the
-   predictive floor the down window is ``floor_scale_down_s``;
+   predictive floor the down window is ``floor_scale_down_s``, or ``lull_hold_s`` after a lull
+   too short for a release to pay (an undone scale-in, `recent_short_lull`, or a dip in the
+   demand, `recent_dip`);
 5. rate limits per direction over ``rate_limit_period_s``; no scale-in during a rollout;
 6. hard bounds: [min, max] per service, then the GPU budget across both (`fit_budget`).
 """
@@ -61,6 +63,10 @@ class Recommendation:
     at: float
     role: ServiceRole
     replicas: int
+    # The tasks the demand alone asked for at the time (the predictive floor before rounding up:
+    # projected rate x (1 + headroom) / capacity), None without a floor: `recent_dip` reads
+    # lulls from it.
+    demand: float | None = None
 
 
 @dataclass(frozen=True)
@@ -91,8 +97,14 @@ class History:
             policy.floor_scale_down_s or 0,
             policy.lull_hold_window_s if policy.floor_scale_down_s is not None else 0,
         )
+        # Recommendations carrying the floor's demand: for the lull memory (`recent_dip`).
+        demand_s = lull_memory_s(policy) if policy.floor_scale_down_s is not None else 0
         newest = {r.role: r for r in sorted(self.recommendations, key=lambda r: r.at)}
-        kept = [r for r in self.recommendations if now - r.at <= keep_s or newest[r.role] is r]
+        kept = [
+            r
+            for r in self.recommendations
+            if now - r.at <= keep_s or newest[r.role] is r or (r.demand is not None and now - r.at < demand_s)
+        ]
         # Scale actions: for the rate limits, and for the lull memory (`recent_short_lull`).
         events_s = max(policy.rate_limit_period_s, lull_memory_s(policy))
         return History(
@@ -101,15 +113,25 @@ class History:
         )
 
     def as_dict(self) -> dict[str, Any]:
+        # Each recommendation's demand goes in a list of its own, index for index, so that a
+        # scaler of an earlier release (which unpacks three fields) still reads the record.
         return {
             "recommendations": [[r.at, r.role, r.replicas] for r in self.recommendations],
+            "demand": [r.demand for r in self.recommendations],
             "scale_events": [[e.at, e.role, e.before, e.after] for e in self.scale_events],
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> History:
+        rows = data.get("recommendations", [])
+        demand = data.get("demand")
+        if not isinstance(demand, list) or len(demand) != len(rows):
+            demand = [None] * len(rows)  # a record written before the demand was kept
         return cls(
-            tuple(Recommendation(float(a), r, int(n)) for a, r, n in data.get("recommendations", [])),
+            tuple(
+                Recommendation(float(a), r, int(n), None if d is None else float(d))
+                for (a, r, n), d in zip(rows, demand, strict=True)
+            ),
             tuple(ScaleEvent(float(a), r, int(b), int(n)) for a, r, b, n in data.get("scale_events", [])),
         )
 
@@ -189,6 +211,10 @@ class Decision:
 # -- scale-in that pays ------------------------------------------------------------------
 
 
+# A lull: the demand at most this fraction of the level before it (and after it, inverted).
+LULL_DEPTH = 0.5
+
+
 def lull_memory_s(policy: ScalingPolicy) -> int:
     """How far back a short lull still counts: two hold windows."""
     return 2 * policy.lull_hold_window_s
@@ -211,6 +237,42 @@ def recent_short_lull(
             last_in = event
         elif event.after > event.before and last_in is not None and event.at - last_in.at <= window:
             found = (last_in, event)
+    return found
+
+
+def recent_dip(
+    history: History, role: ServiceRole, policy: ScalingPolicy, now: float
+) -> tuple[Recommendation, Recommendation] | None:
+    """The newest lull in ``role``'s demand (the tasks the predictive floor asked for, kept with
+    each recommendation) that lasted longer than the floor's scale-down window and ended within
+    the hold window: (its first recommendation, the first after it). None without one.
+
+    A lull starts where the demand falls to at most `LULL_DEPTH` of the level before it and
+    ends at the first recommendation above that again, which must be at least twice the
+    lull's highest demand (on/off traffic: spells needing two or three tasks, lulls needing a
+    fifth of one). A demand wavering around a task's edge, or falling step by step (a crowd's
+    decay, a diurnal decline), is no lull. It counts whether or not a scale-in followed it:
+    traffic whose demand comes back this soon has lulls a release does not pay for."""
+    window = policy.lull_hold_window_s
+    long_enough = policy.floor_scale_down_s or 0
+    own = sorted(
+        (r for r in history.recommendations if r.role == role and r.demand is not None), key=lambda r: r.at
+    )
+    level: float | None = None
+    start: Recommendation | None = None
+    deepest = 0.0  # the highest demand within the lull
+    found: tuple[Recommendation, Recommendation] | None = None
+    for rec in own:
+        demand = rec.demand or 0.0
+        if level is not None and demand <= LULL_DEPTH * level:
+            if start is None:
+                start, deepest = rec, demand
+            deepest = max(deepest, demand)
+            continue
+        back = start is not None and demand >= deepest / LULL_DEPTH and now - start.at < lull_memory_s(policy)
+        if back and start is not None and long_enough < rec.at - start.at <= window:
+            found = (start, rec)
+        level, start = demand, None
     return found
 
 
@@ -285,6 +347,7 @@ class _Working:
     recommendation: int = 0
     desired: int = 0
     seeded: bool = False
+    demand: float | None = None  # the tasks the demand asks for, when the service has a floor
     steps: list[str] = field(default_factory=list)
 
     @property
@@ -317,6 +380,10 @@ def _recommend(
         raw = best.replicas or 0
         work.steps.append(f"largest proposal: {best.signal} -> {raw}")
     floor = predictive_floor(config, role, forecasts or {})
+    found = (forecasts or {}).get(role)
+    if found is not None:
+        need = found.forecast.projected * (1 + found.forecast.headroom) / found.capacity
+        work.demand = round(need, 3)
     if floor is not None and floor[0] > raw:
         raw = floor[0]
         work.steps.append(floor[2])
@@ -509,7 +576,16 @@ def decide(
         if down_window is not None and w.recommendation < w.state.desired:
             lull = recent_short_lull(history, role, policy, now) if policy.lull_hold_window_s else None
             hold = policy.lull_hold_window_s
-            if lull is not None and hold > down_window:
+            dip = recent_dip(history, role, policy, now) if policy.lull_hold_window_s else None
+            if lull is None and dip is not None and hold > down_window:
+                down_window = hold
+                low, back = dip
+                w.steps.append(
+                    f"under the predictive floor, scale-in that pays: the demand fell to {low.demand:g} "
+                    f"tasks and was back at {back.demand:g} {back.at - low.at:.0f} s later, sooner than "
+                    f"start-up + instance release; a scale-in now waits {hold} s"
+                )
+            elif lull is not None and hold > down_window:
                 down_window = hold
                 scaled_in, scaled_out = lull
                 w.steps.append(
@@ -548,7 +624,7 @@ def decide(
         w.desired = fitted[role]
         if w.seeded:
             recommendations.append(Recommendation(now, role, w.state.desired))
-        recommendations.append(Recommendation(now, role, w.recommendation))
+        recommendations.append(Recommendation(now, role, w.recommendation, w.demand))
         if w.desired != w.state.desired:
             events.append(ScaleEvent(now, role, w.state.desired, w.desired))
         services[role] = ServiceDecision(

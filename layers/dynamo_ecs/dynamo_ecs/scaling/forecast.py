@@ -9,7 +9,10 @@ within the SLA (``<role>.capacity_rps``, measured by ``dynamo-ecs profile`` or o
 GPUs) is the fewest replicas the service may have. A scale-in stops where the projected rate plus
 ``floor_headroom + floor_hysteresis`` still needs the tasks it would remove, so a rate that
 wanders around one replica's edge does not flap the count. A falling trend is not projected: the floor follows
-the rate itself down, and the scale-down window still applies.
+the rate itself down, and the scale-down window still applies. Nor, after a lull in the window
+(a datapoint at most half the rate now), is a rate below the window's highest: a burst that
+levelled off would otherwise be projected along the line fitted from its lull (on/off
+traffic: every spell sized a task above what it needs); it is held at the highest level seen.
 
 Demand in tokens: with ``<role>.capacity_tokens_per_s`` set and the token-rate datapoints
 given (prefill: input tokens/s, the frontend's decode: output tokens/s), that role's floor is
@@ -38,6 +41,8 @@ if TYPE_CHECKING:  # decide imports this module
 _EPSILON = 1e-9
 # Fewer points than this give no trend (the rate alone sets the floor).
 MIN_TREND_POINTS = 3
+# A datapoint at most this fraction of the rate now is a lull.
+LULL_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,15 @@ def forecast(
     rate = window[-1].value
     slope = least_squares_slope(window)
     projected = rate + max(slope, 0.0) * policy.startup_s
+    # After a lull in the window, the trend is projected only while the rate is the window's
+    # highest: a burst that levelled off (it wavers around its level, below a datapoint the
+    # window holds) is not rising any more, and the line fitted from the lull would carry it
+    # past that level. It is held at the level seen instead. Without a lull (a ramp, a
+    # plateau) the noise is no sign that a trend ended.
+    earlier_peak = max((p.value for p in window[:-1]), default=0.0)
+    lull = any(p.value <= LULL_FRACTION * rate for p in window)
+    if lull and earlier_peak >= rate:
+        projected = min(projected, earlier_peak)
     # The peak a scale-in must still serve: the highest datapoint of the last start-up time (a
     # task released now could not be back sooner if the rate returned to it).
     recent = [p.value for p in window if now - p.at <= max(policy.startup_s, policy.metric_period_s)]

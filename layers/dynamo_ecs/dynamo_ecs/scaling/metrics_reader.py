@@ -4,7 +4,9 @@ One query per distinct (metric, Service dimension): the frontend's TTFT serves b
 frontend's and the prefill's TTFT signal. A datapoint's time is the end of its period (when
 it was complete), so a fresh datapoint has an age close to zero and an old one shows its age.
 With the predictive floor on (a service has ``capacity_rps``), the same call also returns
-the frontend's ``RequestRate`` over ``scaling.trend_window_s`` (`read_signals`).
+the frontend's ``RequestRate`` over ``scaling.trend_window_s`` (`read_signals`); for a service
+with ``capacity_tokens_per_s``, its token rate over the same window (prefill: the frontend's
+``InputTokenRate``, the frontend: its ``OutputTokenRate``), the floor in tokens.
 """
 
 from __future__ import annotations
@@ -13,8 +15,14 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig
-from dynamo_ecs.metric_names import DIMENSION_DEPLOYMENT, DIMENSION_SERVICE, REQUEST_RATE
+from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
+from dynamo_ecs.metric_names import (
+    DIMENSION_DEPLOYMENT,
+    DIMENSION_SERVICE,
+    INPUT_TOKEN_RATE,
+    OUTPUT_TOKEN_RATE,
+    REQUEST_RATE,
+)
 from dynamo_ecs.scaling.decide import Observation
 from dynamo_ecs.scaling.signals import SignalSpec, activation_specs, signal_specs
 
@@ -75,18 +83,28 @@ def latest_observations(
 
 
 DEMAND_QUERY_ID = "demand"
+# The token rate each service's floor in tokens reads (measured at the frontend), and its query id.
+TOKEN_DEMAND: dict[ServiceRole, tuple[str, str]] = {
+    "prefill": (INPUT_TOKEN_RATE, "tokens_in"),
+    "frontend": (OUTPUT_TOKEN_RATE, "tokens_out"),
+}
 
 
 def predictive_floor_on(config: DeploymentConfig) -> bool:
     return any(config.service(role).capacity_rps is not None for role in SERVICE_ROLES)
 
 
-def request_rate_stat(config: DeploymentConfig, period_s: int) -> dict[str, Any]:
-    """GetMetricData's MetricStat of the frontend's published request rate (average per period)."""
+def token_floor_roles(config: DeploymentConfig) -> list[ServiceRole]:
+    """The services whose floor is in tokens (``capacity_tokens_per_s`` set)."""
+    return [role for role in SERVICE_ROLES if config.service(role).capacity_tokens_per_s is not None]
+
+
+def request_rate_stat(config: DeploymentConfig, period_s: int, metric: str = REQUEST_RATE) -> dict[str, Any]:
+    """GetMetricData's MetricStat of a rate the collector publishes for the frontend (average per period)."""
     return {
         "Metric": {
             "Namespace": config.signals.namespace,
-            "MetricName": REQUEST_RATE,
+            "MetricName": metric,
             "Dimensions": [
                 {"Name": DIMENSION_DEPLOYMENT, "Value": config.deployment},
                 {"Name": DIMENSION_SERVICE, "Value": "frontend"},
@@ -106,6 +124,18 @@ def demand_query(config: DeploymentConfig) -> dict[str, Any]:
     }
 
 
+def token_demand_queries(config: DeploymentConfig) -> list[dict[str, Any]]:
+    """The token-rate series of the services whose floor is in tokens, every datapoint of the window."""
+    return [
+        {
+            "Id": TOKEN_DEMAND[role][1],
+            "MetricStat": request_rate_stat(config, config.scaling.metric_period_s, TOKEN_DEMAND[role][0]),
+            "ReturnData": True,
+        }
+        for role in token_floor_roles(config)
+    ]
+
+
 def demand_series(result: dict[str, Any], period_s: int, now: float) -> list[Observation]:
     """Every datapoint of the demand query, oldest first, stamped at its period's end. Pure."""
     points = zip(result.get("Timestamps", []), result.get("Values", []), strict=False)
@@ -121,14 +151,18 @@ def read_observations(cloudwatch: Any, config: DeploymentConfig, now: float) -> 
 
 def read_signals(
     cloudwatch: Any, config: DeploymentConfig, now: float
-) -> tuple[dict[str, Observation], list[Observation]]:
-    """The signals' newest datapoints and, with the predictive floor on, the request-rate series."""
+) -> tuple[dict[str, Observation], list[Observation], dict[ServiceRole, list[Observation]]]:
+    """The signals' newest datapoints, the request-rate series (with the predictive floor on) and
+    per service with a floor in tokens its token-rate series: one GetMetricData call per page."""
     queries, answers = metric_queries(config, all_signal_specs(config))
-    floor_on = predictive_floor_on(config)
-    if floor_on:
+    rate_floor_on = predictive_floor_on(config)
+    if rate_floor_on:
         queries.append(demand_query(config))
+    token_queries = token_demand_queries(config)
+    queries.extend(token_queries)
+    floor_on = rate_floor_on or bool(token_queries)
     if not queries:
-        return {}, []
+        return {}, [], {}
     period = config.scaling.metric_period_s
     lookback = max(config.scaling.metric_max_age_s, config.scaling.trend_window_s if floor_on else 0)
     request: dict[str, Any] = {
@@ -152,4 +186,8 @@ def read_signals(
         entry["Values"].extend(result.get("Values", []))
     demand = merged.pop(DEMAND_QUERY_ID, None)
     series = demand_series(demand, period, now) if demand else []
-    return latest_observations(merged.values(), answers, period, now), series
+    tokens: dict[ServiceRole, list[Observation]] = {}
+    for role in token_floor_roles(config):
+        found = merged.pop(TOKEN_DEMAND[role][1], None)
+        tokens[role] = demand_series(found, period, now) if found else []
+    return latest_observations(merged.values(), answers, period, now), series, tokens

@@ -39,6 +39,14 @@ HISTORY_RECORD = "scaling#history"
 LEASE_WAIT_S = 20.0
 SCALE_ACTIONS_METRIC = "ScaleActions"
 Status = Literal["applied", "unchanged", "dry_run", "busy", "no_services"]
+# What a reconcile reads: counts, signals, history, the request-rate series, the token-rate series.
+Observed = tuple[
+    dict[ServiceRole, ServiceState],
+    dict[str, Observation],
+    History,
+    list[Observation],
+    dict[ServiceRole, list[Observation]],
+]
 
 
 @dataclass
@@ -91,8 +99,8 @@ class CapacityReconciler:
             observed = self._observe()
             if observed is None:
                 return ScalingResult("no_services", "the GPU services do not exist yet")
-            states, observations, history, demand = observed
-            decision = decide(self.config, states, observations, history, self.clock(), demand)
+            states, observations, history, demand, token_demand = observed
+            decision = decide(self.config, states, observations, history, self.clock(), demand, token_demand)
             logger.info("scale decision (dry run)", extra={"services": decision.as_dict()})
             return ScalingResult("dry_run", "would apply the decision; changed nothing", decision)
         try:
@@ -101,8 +109,10 @@ class CapacityReconciler:
                 observed = self._observe(History.from_dict(record.data))
                 if observed is None:
                     return ScalingResult("no_services", "the GPU services do not exist yet")
-                states, observations, history, demand = observed
-                decision = decide(self.config, states, observations, history, self.clock(), demand)
+                states, observations, history, demand, token_demand = observed
+                decision = decide(
+                    self.config, states, observations, history, self.clock(), demand, token_demand
+                )
                 for change in decision.changes:
                     self.ecs.update_service(
                         cluster=self.config.gpu_cluster,
@@ -131,9 +141,7 @@ class CapacityReconciler:
         counts = {role: d.desired for role, d in decision.services.items()}
         return scale_ahead(self.config, self.autoscaling, counts)
 
-    def _observe(
-        self, history: History | None = None
-    ) -> tuple[dict[ServiceRole, ServiceState], dict[str, Observation], History, list[Observation]] | None:
+    def _observe(self, history: History | None = None) -> Observed | None:
         names = {self.config.service(role).service: role for role in SERVICE_ROLES}
         answer = self.ecs.describe_services(cluster=self.config.gpu_cluster, services=list(names))
         found = {s["serviceName"]: s for s in answer.get("services", []) if s.get("status") == "ACTIVE"}
@@ -145,8 +153,8 @@ class CapacityReconciler:
         states = {names[name]: service_state(service) for name, service in found.items()}
         if history is None:
             history = History.from_dict(self.store.get_record(HISTORY_RECORD).data)
-        observations, demand = read_signals(self.cloudwatch, self.config, self.clock())
-        return states, observations, history, demand
+        observations, demand, token_demand = read_signals(self.cloudwatch, self.config, self.clock())
+        return states, observations, history, demand, token_demand
 
     def _record(self, trigger: Trigger, decision: Decision, ahead: str | None = None) -> None:
         entry: dict[str, Any] = {

@@ -23,7 +23,14 @@ frontend, tests/unit/signals/fixtures):
 - refused for lack of a worker: ``dynamo_frontend_failures_total{class="Unavailable"}``. A
   disaggregated 1.6.1 frontend with no prefill worker answers 503 at once (``model_ready``
   0): such requests never reach a stage gauge, so this rate is what wakes prefill from zero.
-  The series appears with the first failure: absent counts as zero.
+  The series appears with the first failure: absent counts as zero;
+- token rates: the increase of ``dynamo_frontend_input_sequence_tokens_sum`` and
+  ``dynamo_frontend_output_sequence_tokens_sum`` (histograms of each request's prompt and
+  output length, label ``model``) over the window. Measured on 1.6.1: a prompt is counted
+  around the request's first response (8 of 48 started, mid-burst), an output when the request
+  completes; so these are tokens/s served, not arriving. The histograms appear with the first
+  request: a target that has never shown them gives no token rate (no data, not zero), one
+  that shows them for the first time counts from zero.
 """
 
 from __future__ import annotations
@@ -50,6 +57,10 @@ UNAVAILABLE_CLASS = "Unavailable"
 ACTIVE_NEW, ACTIVE_OLD = "dynamo_frontend_active_requests", "dynamo_frontend_inflight_requests"
 STAGE_REQUESTS, QUEUED_OLD = "dynamo_frontend_stage_requests", "dynamo_frontend_queued_requests"
 ROUTER_QUEUE_PENDING = "dynamo_frontend_router_queue_pending_requests"
+INPUT_TOKENS = "dynamo_frontend_input_sequence_tokens"
+OUTPUT_TOKENS = "dynamo_frontend_output_sequence_tokens"
+# Sequence-length histogram -> the token-rate metric its _sum's increase gives.
+TOKEN_METRICS: dict[str, str] = {INPUT_TOKENS: names.INPUT_TOKEN_RATE, OUTPUT_TOKENS: names.OUTPUT_TOKEN_RATE}
 QUEUE_STAGES = frozenset({"preprocess", "route", "dispatch"})
 PREFILL_PHASE = "prefill"
 # The router's worker_type -> the service whose workers it is.
@@ -96,6 +107,9 @@ class TargetSample:
     requests_started: float | None = None
     unavailable_total: float = 0.0
     router_queued: dict[ServiceRole, float] = field(default_factory=dict)
+    # Per sequence-length histogram (`TOKEN_METRICS`), its _sum: tokens counted so far. A
+    # histogram the body does not show is absent (no request yet, or a release without it).
+    token_sums: dict[str, float] = field(default_factory=dict)
 
     @property
     def arrivals(self) -> float | None:
@@ -115,6 +129,7 @@ def parse_metrics_text(text: str) -> TargetSample:
     saw_stage_gauge = False
     unavailable = 0.0
     router_queued: dict[ServiceRole, float] = {}
+    token_sums: dict[str, float] = {}
     samples = families = 0
     try:
         for family in text_string_to_metric_families(text):
@@ -134,6 +149,9 @@ def parse_metrics_text(text: str) -> TargetSample:
                         counts[base] = counts.get(base, 0.0) + value
                     elif suffix == "sum":
                         sums[base] = sums.get(base, 0.0) + value
+                elif base in TOKEN_METRICS:
+                    if suffix == "sum":
+                        token_sums[base] = token_sums.get(base, 0.0) + value
                 elif name == STAGE_REQUESTS:
                     saw_stage_gauge = True
                     if labels.get("stage") in QUEUE_STAGES:
@@ -179,6 +197,7 @@ def parse_metrics_text(text: str) -> TargetSample:
         requests_started=plain.get(REQUESTS_STARTED),
         unavailable_total=unavailable,
         router_queued=router_queued,
+        token_sums=token_sums,
     )
 
 
@@ -192,6 +211,8 @@ def sample_to_state(sample: TargetSample, at: float) -> dict[str, Any]:
         "r": sample.requests_total,
         "s": sample.requests_started,
         "u": sample.unavailable_total,
+        # Always written, empty included: a record without "t" predates token rates.
+        "t": dict(sample.token_sums),
     }
 
 
@@ -206,6 +227,7 @@ class PreviousScrape:
     requests_total: float | None
     requests_started: float | None = None
     unavailable_total: float | None = None
+    token_sums: dict[str, float] | None = None  # None: a record written before they were kept
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> PreviousScrape:
@@ -215,6 +237,7 @@ class PreviousScrape:
             _optional_float(data.get("r")),
             _optional_float(data.get("s")),
             _optional_float(data.get("u")),  # absent in records written before it was kept
+            {name: float(v) for name, v in data["t"].items()} if isinstance(data.get("t"), dict) else None,
         )
 
     def earlier_arrivals(self, sample: TargetSample) -> tuple[bool, float | None]:
@@ -245,6 +268,8 @@ class FrontendWindow:
     queue_frontend: float | None = None
     queue_prefill: float | None = None
     router_queued: dict[ServiceRole, float] = field(default_factory=dict)
+    # Per token-rate metric, tokens/s summed over the targets that had the histogram.
+    token_rates: dict[str, float] = field(default_factory=dict)
     windowed_targets: int = 0
     baseline_targets: list[str] = field(default_factory=list)
     reset_targets: list[str] = field(default_factory=list)
@@ -264,6 +289,8 @@ class FrontendWindow:
             out.append(Datum(names.REQUEST_RATE, "frontend", round(self.request_rate, 6)))
         if self.unavailable_rate is not None:
             out.append(Datum(names.UNAVAILABLE_REQUEST_RATE, "frontend", round(self.unavailable_rate, 6)))
+        for metric, value in sorted(self.token_rates.items()):
+            out.append(Datum(metric, "frontend", round(value, 3)))
         if self.queue_frontend is not None:
             out.append(Datum(names.QUEUE_DEPTH, "frontend", self.queue_frontend))
             out.append(
@@ -285,6 +312,31 @@ def _increase(current: float, earlier: float | None) -> tuple[float, bool]:
     if current < earlier:
         return current, True
     return current - earlier, False
+
+
+def _token_rates(
+    sample: TargetSample, before: PreviousScrape, elapsed: float, reset: bool
+) -> tuple[dict[str, float], bool]:
+    """Tokens/s of each sequence-length histogram one target shows, over its window.
+
+    A histogram seen for the first time counts from zero (Dynamo creates it with its first
+    request); one never seen gives nothing. A target whose other counters went down restarted:
+    its sums count from zero too, even if they already grew past the old values. Returns the
+    rates and whether a sum went down (a restart).
+    """
+    if before.token_sums is None:  # the previous record predates token sums: a baseline for them
+        return {}, False
+    rates: dict[str, float] = {}
+    went_down = False
+    for base in TOKEN_METRICS:
+        current = sample.token_sums.get(base)
+        earlier = before.token_sums.get(base)
+        if current is None:
+            continue  # never seen, or gone after a restart: its next window counts from zero
+        increase, lower = _increase(current, None if reset else earlier)
+        went_down = went_down or lower
+        rates[base] = increase / elapsed
+    return rates, went_down
 
 
 def compute_window(
@@ -333,6 +385,11 @@ def compute_window(
             increase, went_down = _increase(sample.unavailable_total, before.unavailable_total)
             unavailable_rate += increase / elapsed
             reset = reset or went_down
+        token_rates, tokens_went_down = _token_rates(sample, before, elapsed, reset)
+        for base, tokens_per_s in token_rates.items():
+            metric = TOKEN_METRICS[base]
+            window.token_rates[metric] = window.token_rates.get(metric, 0.0) + tokens_per_s
+        reset = reset or tokens_went_down
         if reset:
             window.reset_targets.append(key)
     if window.windowed_targets:
