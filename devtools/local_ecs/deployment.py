@@ -26,13 +26,12 @@ REGION = "us-east-1"
 MODEL = "Qwen/Qwen3-0.6B"  # the default specs' --model: the tiny model dir serves under this name
 
 
-@dataclass
-class LocalDeployment:
+class GpuServicesView:
+    """What every local deployment offers of its GPU services: the tasks the load balancer
+    would reach, and UpdateService. Its dataclasses give ``config``, ``world`` and ``runner``."""
+
     config: DeploymentConfig
     world: EcsWorld
-    workdir: Path
-    infra_task: dict[str, Any]
-    infra: LocalInfra
     runner: GpuTaskRunner
 
     def frontend_urls(self) -> list[str]:
@@ -53,6 +52,16 @@ class LocalDeployment:
         self.world.ecs.update_service(
             cluster=self.config.gpu_cluster, service=self.config.service(role).service, desiredCount=count
         )
+
+
+@dataclass
+class LocalDeployment(GpuServicesView):
+    config: DeploymentConfig
+    world: EcsWorld
+    workdir: Path
+    infra_task: dict[str, Any]
+    infra: LocalInfra
+    runner: GpuTaskRunner
 
     def replace_infra(self) -> dict[str, Any]:
         """Fargate replaces the infra task: a new task (new address, empty etcd) starts, the old one stops."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools.ecs_world import ACCOUNT_ID, EcsWorld
-from devtools.local_ecs.deployment import REGION
+from devtools.local_ecs.deployment import REGION, GpuServicesView
 from devtools.local_ecs.infra import LocalTier, local_tier
 from devtools.local_ecs.runner import GpuTaskRunner
 from devtools.moto_stack import DeployedStack, deploy_on_moto, network
@@ -33,28 +33,12 @@ STACK_PARAMETERS = {
 
 
 @dataclass
-class TierDeployment:
+class TierDeployment(GpuServicesView):
     config: DeploymentConfig
     deployed: DeployedStack
     world: EcsWorld
     tier: LocalTier
     runner: GpuTaskRunner
-
-    def frontend_urls(self) -> list[str]:
-        return [
-            f"http://{t.address}:{self.config.frontend.metrics_port}" for t in self.runner.running("frontend")
-        ]
-
-    def frontend_url(self) -> str:
-        urls = self.frontend_urls()
-        if not urls:
-            raise LookupError("no frontend task is running")
-        return urls[0]
-
-    def set_desired(self, role: ServiceRole, count: int) -> None:
-        self.world.ecs.update_service(
-            cluster=self.config.gpu_cluster, service=self.config.service(role).service, desiredCount=count
-        )
 
     def rendered_spec(self, role: ServiceRole) -> dict[str, Any]:
         """The default spec for ``role`` as the operator renders it for this tier."""
