@@ -27,7 +27,11 @@ def function_names() -> list[str]:
 
 
 def load_handler_module(function: str, fresh: bool = False) -> ModuleType:
-    """Import ``functions/<function>/app.py`` as module ``functions_<function>_app``."""
+    """Import ``functions/<function>/app.py`` as module ``functions_<function>_app``.
+
+    Loaded once and shared, as a warm Lambda container is; ``fresh=True`` is a cold start of its
+    own (the environment read again) that no later caller gets: the shared one is kept.
+    """
     name = f"functions_{function}_app"
     if not fresh and name in sys.modules:
         return sys.modules[name]
@@ -36,8 +40,16 @@ def load_handler_module(function: str, fresh: bool = False) -> ModuleType:
     if spec is None or spec.loader is None:
         raise ImportError(f"no handler module at {path}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    shared = sys.modules.get(name)
+    sys.modules[name] = module  # while it runs: what it defines looks itself up by name
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if fresh:
+            if shared is None:
+                del sys.modules[name]
+            else:
+                sys.modules[name] = shared
     setattr(module, "lambda_handler", _under_its_role(function, module))  # noqa: B010 - loaded by path
     return module
 
