@@ -144,3 +144,34 @@ def secured_infra(
     finally:
         for process in reversed(infra.processes):
             process.stop()
+
+
+def dynamo_environment(
+    infra: SecuredInfra, dynamo_payload: dict[str, str], ca_path: Path, base: dict[str, str] | None = None
+) -> dict[str, str]:
+    """A Dynamo process's environment as a GPU task gets it: ``base`` (the spec's values), the
+    planes' URLs, each ECS secret resolved from the Dynamo holder's secret, the CA file's path."""
+    from dynamo_ecs.planes.gpu_credentials import DYNAMO_SECRETS
+
+    env = dict(base or {})
+    env |= {name: dynamo_payload[key] for name, key in DYNAMO_SECRETS.items()}
+    env |= {
+        "ETCD_ENDPOINTS": infra.etcd_url,
+        "NATS_SERVER": infra.nats_url,
+        "NATS_TLS_CA_CERT_PATH": str(ca_path),
+    }
+    return env
+
+
+def write_ca_like_the_task(directory: Path, dynamo_payload: dict[str, str]) -> Path:
+    """Run the GPU task's CA writer command (its path moved into ``directory``)."""
+    from dynamo_ecs.planes.gpu_credentials import CA_DIR, CA_WRITER_VARIABLE, add_plane_credentials
+
+    rendered = add_plane_credentials({"containerDefinitions": []}, "arn:x", "busybox")
+    writer = rendered["containerDefinitions"][-1]
+    script = writer["command"][0].replace(CA_DIR, str(directory))
+    directory.mkdir(parents=True, exist_ok=True)  # ECS mounts the task volume there
+    done = run_script(script, {CA_WRITER_VARIABLE: dynamo_payload["ca_bundle"]})
+    if done.returncode != 0:
+        raise ServiceStartError(f"the CA writer failed: {done.stderr}")
+    return directory / "ca.pem"
