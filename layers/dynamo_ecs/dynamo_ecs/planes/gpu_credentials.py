@@ -49,17 +49,28 @@ def secret_ref(secret_arn: str, key: str) -> str:
     return f"{secret_arn}:{key}::"
 
 
+def plain_credential_problems(task_definition: dict[str, Any]) -> list[str]:
+    """Plane credentials given as plain ``environment`` values (visible to anyone who may describe
+    the task definition), as ``$.path: problem; fix``."""
+    problems: list[str] = []
+    containers = task_definition.get("containerDefinitions")
+    for i, container in enumerate(containers if isinstance(containers, list) else []):
+        environment = container.get("environment") if isinstance(container, dict) else None
+        for j, variable in enumerate(environment if isinstance(environment, list) else []):
+            if isinstance(variable, dict) and variable.get("name") in (*DYNAMO_SECRETS, *COMPETING):
+                problems.append(
+                    f"$.containerDefinitions[{i}].environment[{j}]: {variable['name']} is a plane credential "
+                    "as a plain value; remove it (with the stack's planes on, the operator adds Dynamo's "
+                    "credentials as ECS secrets; docs/security-planes.md)"
+                )
+    return problems
+
+
 def check_no_plain_credentials(task_definition: dict[str, Any], secret_arn: str) -> None:
     """Refuse credentials as values or from another secret, naming the container, variable and fix."""
-    problems: list[str] = []
+    problems = plain_credential_problems(task_definition)
     for container in task_definition.get("containerDefinitions", []):
         name = container.get("name", "?")
-        for variable in container.get("environment", []) or []:
-            if variable.get("name") in (*DYNAMO_SECRETS, *COMPETING):
-                problems.append(
-                    f"containerDefinitions[{name}].environment {variable['name']}: a plane credential as a "
-                    "plain value; remove it (the operator adds Dynamo's credentials as secrets)"
-                )
         for secret in container.get("secrets", []) or []:
             wanted = DYNAMO_SECRETS.get(secret.get("name", ""))
             if wanted and secret.get("valueFrom") != secret_ref(secret_arn, wanted):
