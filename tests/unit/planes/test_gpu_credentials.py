@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import Any, Literal
 
 import pytest
 
@@ -27,12 +28,14 @@ PLANES = RenderContext(ENDPOINT, "123456789012", "us-east-1", PlaneCredentials(A
 PLAIN = RenderContext(ENDPOINT, "123456789012", "us-east-1")
 
 
-def env(container: dict) -> dict[str, str]:
+def env(container: dict[str, Any]) -> dict[str, str]:
     return {v["name"]: v["value"] for v in container.get("environment", [])}
 
 
 @pytest.mark.parametrize("role", ["frontend", "prefill"])
-def test_rendering_with_planes_adds_secrets_tls_urls_and_the_ca_writer(role: str) -> None:
+def test_rendering_with_planes_adds_secrets_tls_urls_and_the_ca_writer(
+    role: Literal["frontend", "prefill"],
+) -> None:
     # Given the default spec, When rendered with the planes on
     rendered = render_task_definition(load_default_spec(role), PLANES)
     dynamo, writer = rendered["containerDefinitions"]
