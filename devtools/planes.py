@@ -9,15 +9,22 @@ addresses, ports and the files' directory differ from the task definition.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import datetime as dt
+import json
 import os
 import ssl
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import nats
 
 from devtools.services import LOOPBACK, ManagedProcess, ServiceStartError, find_binary, free_port, http_ok
+from dynamo_ecs.planes import credentials
 from dynamo_ecs.planes.infra_settings import (
     NATS_CONFIG,
     WRITER_SECRETS,
@@ -175,3 +182,163 @@ def write_ca_like_the_task(directory: Path, dynamo_payload: dict[str, str]) -> P
     if done.returncode != 0:
         raise ServiceStartError(f"the CA writer failed: {done.stderr}")
     return directory / "ca.pem"
+
+
+# --- clients of the planes, right and wrong (the tests and bench_planes) ---------------------
+
+
+@dataclass
+class Planes:
+    infra: SecuredInfra
+    payloads: dict[str, dict[str, str]]
+    files: Path
+
+    def pem(self, holder: str, key: str) -> str:
+        """A holder's PEM field as a file (etcdctl takes paths)."""
+        target = self.files / f"{holder}-{key}.pem"
+        if not target.exists():
+            target.write_text(self.payloads[holder][key])
+        return str(target)
+
+
+@contextlib.contextmanager
+def planes_on_loopback(workdir: Path) -> Iterator[Planes]:
+    """A fresh CA and holders, the secured infra on loopback, and a stranger: another CA's
+    certificate with Dynamo's CN."""
+    now = dt.datetime.now(dt.UTC)
+    authority = credentials.make_authority("dynamo", now)
+    payloads = credentials.holder_payloads(authority, ["infra-0.dynamo-infra.internal"], now)
+    payloads["stranger"] = credentials.holder_payloads(credentials.make_authority("other", now), [], now)[
+        "dynamo"
+    ]
+    files = workdir / "clients"
+    files.mkdir()
+    with secured_infra(workdir, payloads["infra"]) as infra:
+        yield Planes(infra, payloads, files)
+
+
+def etcdctl(
+    planes: Planes, *args: str, holder: str | None, url: str | None = None, extra: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    words = [
+        find_binary("etcdctl"),
+        f"--endpoints={url or planes.infra.etcd_url}",
+        "--dial-timeout=2s",
+        "--command-timeout=3s",
+        f"--cacert={planes.pem('dynamo', 'ca_bundle')}",
+        *extra,
+    ]
+    if holder == "root":
+        words += [f"--cert={planes.pem('infra', 'root_cert')}", f"--key={planes.pem('infra', 'root_key')}"]
+    elif holder is not None:
+        words += [f"--cert={planes.pem(holder, 'client_cert')}", f"--key={planes.pem(holder, 'client_key')}"]
+    return subprocess.run([*words, *args], capture_output=True, text=True, timeout=20, check=False)
+
+
+def etcd_state(planes: Planes) -> tuple[str, str, str]:
+    """Every key and value, the users and the auth status, read as root."""
+    keys = etcdctl(planes, "get", "", "--prefix", "-w", "json", holder="root")
+    users = etcdctl(planes, "user", "list", holder="root")
+    status = etcdctl(planes, "auth", "status", holder="root")
+    assert keys.returncode == 0 and users.returncode == 0, keys.stderr + users.stderr
+    kvs = json.loads(keys.stdout).get("kvs", [])
+    return json.dumps(sorted((kv["key"], kv["value"]) for kv in kvs)), users.stdout, status.stdout
+
+
+@dataclass(frozen=True)
+class EtcdAttempt:
+    holder: str | None
+    url: str | None = None
+    extra: tuple[str, ...] = ()
+    key: str = "v1/dynamo/instances/fake-worker"
+
+
+WRONG_ETCD = {
+    "no client certificate": EtcdAttempt(holder=None),
+    "another CA's certificate with Dynamo's CN": EtcdAttempt(holder="stranger"),
+    "plain HTTP": EtcdAttempt(holder="dynamo", url="http://localhost:{port}"),
+    "root's name with a guessed password": EtcdAttempt(holder=None, extra=("--user=root:root",)),
+    "Dynamo's identity outside its prefix": EtcdAttempt(holder="dynamo", key="registry/fake"),
+    "the operator's identity": EtcdAttempt(holder="operator"),
+}
+
+
+def etcd_attempt(planes: Planes, case: EtcdAttempt) -> bool:
+    """Whether etcd accepted ``case``'s write."""
+    url = case.url.format(port=planes.infra.etcd_port) if case.url else None
+    attempt = etcdctl(planes, "put", case.key, "fake", url=url, holder=case.holder, extra=case.extra)
+    return attempt.returncode == 0
+
+
+def tls_context(planes: Planes) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=planes.pem("dynamo", "ca_bundle"))
+
+
+async def _connect(
+    planes: Planes, url: str, tls: ssl.SSLContext | None, user: str | None, password: str | None
+) -> Any:
+    async def quiet(_: Exception) -> None:
+        return None
+
+    return await nats.connect(
+        servers=[url],
+        tls=tls,
+        user=user,
+        password=password,
+        allow_reconnect=False,
+        max_reconnect_attempts=0,
+        connect_timeout=2,
+        error_cb=quiet,
+    )
+
+
+async def _publish_seen(
+    planes: Planes, url: str, tls: ssl.SSLContext | None, user: str | None, password: str | None
+) -> tuple[bool, bool]:
+    """(the client connected and published, a subscriber with Dynamo's credentials saw it)."""
+    dynamo = planes.payloads["dynamo"]
+    watcher = await _connect(
+        planes, planes.infra.nats_url, tls_context(planes), dynamo["nats_user"], dynamo["nats_password"]
+    )
+    seen: list[bytes] = []
+
+    async def record(msg: Any) -> None:
+        seen.append(msg.data)
+
+    await watcher.subscribe("namespace.dynamo.>", cb=record)
+    await watcher.flush()
+    published = False
+    try:
+        client = await _connect(planes, url, tls, user, password)
+        await client.publish("namespace.dynamo.kv_events", b"forged")
+        await client.flush(timeout=2)
+        await client.close()
+        published = True
+    except Exception:
+        published = False
+    await asyncio.sleep(0.3)
+    await watcher.close()
+    return published, bool(seen)
+
+
+WRONG_NATS = {
+    "no credentials": ("tls", None, None),
+    "a wrong password": ("tls", "dynamo", "not-the-password"),
+    "the routes' credentials as a client": ("tls", "route", "ROUTE"),
+    "no TLS, right credentials": ("plain", "dynamo", "RIGHT"),
+}
+
+
+RIGHT_NATS = ("tls", "dynamo", "RIGHT")
+
+
+def nats_attempt(planes: Planes, case: tuple[str, str | None, str | None]) -> tuple[bool, bool]:
+    """(the client published, Dynamo's subscriber received it) for ``case`` (transport, user, password)."""
+    transport, user, password = case
+    password = {
+        "ROUTE": planes.payloads["infra"]["nats_route_password"],
+        "RIGHT": planes.payloads["dynamo"]["nats_password"],
+    }.get(password or "", password)
+    url = planes.infra.nats_url if transport == "tls" else f"nats://localhost:{planes.infra.nats_port}"
+    tls = tls_context(planes) if transport == "tls" else None
+    return asyncio.run(_publish_seen(planes, url, tls, user, password))
