@@ -93,9 +93,11 @@ def secured_infra(
     *,
     cluster_name: str | None = None,
     routes: list[str] | None = None,
+    with_etcd: bool = True,
+    cluster_port: int | None = None,
 ) -> Iterator[SecuredInfra]:
     directory = workdir / "planes"
-    infra = SecuredInfra(directory, free_port(), free_port(), free_port(), free_port())
+    infra = SecuredInfra(directory, free_port(), free_port(), free_port(), cluster_port or free_port())
     written = run_script(
         writer_script(
             str(directory),
@@ -104,6 +106,7 @@ def secured_infra(
             monitor_port=infra.monitor_port,
             cluster_name=cluster_name,
             cluster_port=infra.cluster_port,
+            server_name=f"node-{infra.nats_port}" if cluster_name else None,
             routes=routes,
             jetstream_dir=str(workdir / "jetstream"),
         ),
@@ -133,10 +136,15 @@ def secured_infra(
     nats = ManagedProcess(
         "nats-server",
         [find_binary("nats-server"), "--config", str(directory / NATS_CONFIG)],
-        ready=lambda: http_ok(f"{infra.monitor_url}/healthz"),
+        ready=lambda: http_ok(f"{infra.monitor_url}/varz"),  # /healthz waits for a JetStream cluster
         log_path=workdir / "nats.log",
     )
     try:
+        if not with_etcd:
+            nats.start()
+            infra.processes.append(nats)
+            yield infra
+            return
         etcd.start()
         infra.processes.append(etcd)
         auth = run_script(

@@ -62,6 +62,7 @@ def nats_config_lines(
     routes: list[str] | None = None,
     jetstream_dir: str | None = None,
     host: str | None = None,
+    server_name: str | None = None,
 ) -> list[str]:
     """nats-server's config as shell double-quoted words: ``$PLANES_*`` expand when written.
 
@@ -74,6 +75,8 @@ def nats_config_lines(
         f'ca_file: \\"{path(directory, "ca.pem")}\\", timeout: 5'
     )
     lines = [f"host: {host}"] if host else []
+    # JetStream in a cluster needs each node's name (the member's: infra-0, infra-1, ...).
+    lines += [f"server_name: {server_name}"] if server_name else []
     lines += [
         f"port: {client_port}",
         f"http_port: {monitor_port}",
