@@ -29,6 +29,7 @@ from dynamo_ecs.planes.infra_settings import (
     NATS_CONFIG,
     WRITER_SECRETS,
     etcd_auth_script,
+    etcd_tls_config_lines,
     etcd_tls_environment,
     writer_script,
 )
@@ -95,6 +96,7 @@ def secured_infra(
     routes: list[str] | None = None,
     with_etcd: bool = True,
     cluster_port: int | None = None,
+    etcd_config_file: bool = False,
 ) -> Iterator[SecuredInfra]:
     directory = workdir / "planes"
     infra = SecuredInfra(directory, free_port(), free_port(), free_port(), cluster_port or free_port())
@@ -126,9 +128,17 @@ def secured_infra(
         "ETCD_INITIAL_CLUSTER": f"infra={peer_url}",
         **etcd_tls_environment(str(directory)),
     }
+    argv = [find_binary("etcd")]
+    if etcd_config_file:
+        # as the three-member tier's members start: every setting in one YAML file
+        config = workdir / "etcd.conf.yml"
+        plain = {k: v for k, v in etcd_env.items() if k not in etcd_tls_environment(str(directory))}
+        lines = [f"{k.removeprefix('ETCD_').lower().replace('_', '-')}: {v}" for k, v in plain.items()]
+        config.write_text("\n".join([*lines, *etcd_tls_config_lines(str(directory))]) + "\n")
+        argv, etcd_env = [*argv, "--config-file", str(config)], {}
     etcd = ManagedProcess(
         "etcd",
-        [find_binary("etcd")],
+        argv,
         ready=lambda: _etcd_ready(directory, infra.etcd_port),
         env=etcd_env,
         log_path=workdir / "etcd.log",
@@ -210,7 +220,7 @@ class Planes:
 
 
 @contextlib.contextmanager
-def planes_on_loopback(workdir: Path) -> Iterator[Planes]:
+def planes_on_loopback(workdir: Path, *, etcd_config_file: bool = False) -> Iterator[Planes]:
     """A fresh CA and holders, the secured infra on loopback, and a stranger: another CA's
     certificate with Dynamo's CN."""
     now = dt.datetime.now(dt.UTC)
@@ -221,7 +231,7 @@ def planes_on_loopback(workdir: Path) -> Iterator[Planes]:
     ]
     files = workdir / "clients"
     files.mkdir()
-    with secured_infra(workdir, payloads["infra"]) as infra:
+    with secured_infra(workdir, payloads["infra"], etcd_config_file=etcd_config_file) as infra:
         yield Planes(infra, payloads, files)
 
 

@@ -130,6 +130,24 @@ def etcd_tls_environment(directory: str = PLANES_DIR) -> dict[str, str]:
     }
 
 
+def etcd_tls_config_lines(directory: str = PLANES_DIR) -> list[str]:
+    """The same TLS settings as lines of etcd's YAML config file: etcd started with
+    ``--config-file`` ignores its environment and flags (the three-member tier's members are)."""
+    files = (
+        f"  cert-file: {path(directory, 'member.pem')}",
+        f"  key-file: {path(directory, 'member-key.pem')}",
+        "  client-cert-auth: true",
+        f"  trusted-ca-file: {path(directory, 'ca.pem')}",
+    )
+    return [
+        "client-transport-security:",
+        *files,
+        "peer-transport-security:",
+        *files,
+        f"  allowed-cn: {MEMBER_CN}",
+    ]
+
+
 def etcdctl_words(
     directory: str = PLANES_DIR, *, etcdctl: str = "etcdctl", endpoint: str = "https://127.0.0.1:2379"
 ) -> str:
