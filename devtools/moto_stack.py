@@ -44,7 +44,7 @@ MOTO_CANNOT_CREATE = {
 # Not a moto gap: creating it invokes the bootstrap function, and moto runs Lambda in Docker.
 # The function's logic is tested against moto in tests/integration (the properties are
 # checked below against the parser the function uses).
-INVOKES_LAMBDA = {"Custom::DynamoGpuServices"}
+INVOKES_LAMBDA = {"Custom::DynamoGpuServices", "Custom::DynamoPlaneCredentials"}
 # Properties moto's CloudFormation accepts but does not apply (checked on the template itself in
 # test_template_structure.py): security groups' inline egress rules, the table's TTL, the ECS
 # service's LaunchType and NetworkConfiguration, the task definition's Cpu, Memory and NetworkMode, the

@@ -190,6 +190,7 @@ def test_every_function_gets_a_valid_config_with_the_stack_parameters(created: C
         "MetricsCollectorFunction",
         "ScalerFunction",
         "DiagnosticsFunction",
+        "PlaneCredentialsFunction",
     }
     for logical_id, function in created.functions.items():
         env = {k: str(v) for k, v in function["Environment"]["Variables"].items()}  # AWS sends strings

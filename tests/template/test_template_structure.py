@@ -32,6 +32,7 @@ FUNCTIONS = (
     "MetricsCollectorFunction",
     "ScalerFunction",
     "DiagnosticsFunction",
+    "PlaneCredentialsFunction",
 )
 # Write actions allowed on Resource "*": AWS offers no resource-level permission for them
 # (the template says so in a comment next to each).
