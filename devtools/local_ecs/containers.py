@@ -37,6 +37,7 @@ from typing import Any
 from devtools.local_ecs import addresses
 from devtools.local_ecs.engine import local_argv
 from devtools.local_ecs.programs import Toolbox
+from devtools.local_ecs.secrets import secret_environment
 from dynamo_ecs.dynamo_release import release_of_image
 from dynamo_ecs.endpoints.model_weights import host_volumes
 
@@ -197,6 +198,8 @@ class LocalTaskLayout:
         }
         for variable in container.get("environment") or []:
             env[variable["name"]] = map_paths(addresses.to_loopback_text(variable["value"]), mounts)
+        # ECS resolves secrets with the execution role before the container starts; values as they are.
+        env.update(secret_environment(dict(container)))
         for name in LISTEN_VARIABLES:
             if name in env:
                 env[name] = _ALL_INTERFACES.sub(f"//{self.address}", env[name])
