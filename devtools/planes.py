@@ -58,30 +58,34 @@ class SecuredInfra:
     nats_port: int
     monitor_port: int
     cluster_port: int
+    host: str = LOOPBACK
     processes: list[ManagedProcess] = field(default_factory=list)
 
     @property
+    def name(self) -> str:
+        """The servers' name for clients: ``localhost`` (a DNS name) on 127.0.0.1, else the address."""
+        return "localhost" if self.host == LOOPBACK else self.host
+
+    @property
     def etcd_url(self) -> str:
-        return f"https://localhost:{self.etcd_port}"
+        return f"https://{self.name}:{self.etcd_port}"
 
     @property
     def nats_url(self) -> str:
-        return f"tls://localhost:{self.nats_port}"
+        return f"tls://{self.name}:{self.nats_port}"
 
     @property
     def monitor_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.monitor_port}"
+        return f"http://{self.host}:{self.monitor_port}"
 
 
-def _etcd_ready(directory: Path, port: int) -> bool:
+def _etcd_ready(directory: Path, url: str) -> bool:
     context = ssl.create_default_context(cafile=str(directory / "ca.pem"))
     context.load_cert_chain(str(directory / "root.pem"), str(directory / "root-key.pem"))
     import urllib.request
 
     try:
-        with urllib.request.urlopen(
-            f"https://localhost:{port}/health", timeout=1, context=context
-        ) as response:
+        with urllib.request.urlopen(f"{url}/health", timeout=1, context=context) as response:
             return bool(response.status == 200)
     except OSError:
         return False
@@ -97,13 +101,23 @@ def secured_infra(
     with_etcd: bool = True,
     cluster_port: int | None = None,
     etcd_config_file: bool = False,
+    host: str = LOOPBACK,
+    etcd_port: int | None = None,
+    nats_port: int | None = None,
 ) -> Iterator[SecuredInfra]:
     directory = workdir / "planes"
-    infra = SecuredInfra(directory, free_port(), free_port(), free_port(), cluster_port or free_port())
+    infra = SecuredInfra(
+        directory,
+        etcd_port or free_port(),
+        nats_port or free_port(),
+        free_port(),
+        cluster_port or free_port(),
+        host,
+    )
     written = run_script(
         writer_script(
             str(directory),
-            host=LOOPBACK,
+            host=host,
             client_port=infra.nats_port,
             monitor_port=infra.monitor_port,
             cluster_name=cluster_name,
@@ -117,7 +131,7 @@ def secured_infra(
     if written.returncode != 0:
         raise ServiceStartError(f"the writer script failed: {written.stderr}")
     peer_port = free_port()
-    client_url, peer_url = f"https://{LOOPBACK}:{infra.etcd_port}", f"https://{LOOPBACK}:{peer_port}"
+    client_url, peer_url = f"https://{host}:{infra.etcd_port}", f"https://{LOOPBACK}:{peer_port}"
     etcd_env = {
         "ETCD_NAME": "infra",
         "ETCD_DATA_DIR": str(workdir / "etcd-data"),
@@ -139,7 +153,7 @@ def secured_infra(
     etcd = ManagedProcess(
         "etcd",
         argv,
-        ready=lambda: _etcd_ready(directory, infra.etcd_port),
+        ready=lambda: _etcd_ready(directory, infra.etcd_url),
         env=etcd_env,
         log_path=workdir / "etcd.log",
     )
