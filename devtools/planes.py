@@ -59,6 +59,7 @@ class SecuredInfra:
     monitor_port: int
     cluster_port: int
     host: str = LOOPBACK
+    peer_port: int = 0
     processes: list[ManagedProcess] = field(default_factory=list)
 
     @property
@@ -130,7 +131,7 @@ def secured_infra(
     )
     if written.returncode != 0:
         raise ServiceStartError(f"the writer script failed: {written.stderr}")
-    peer_port = free_port()
+    infra.peer_port = peer_port = free_port()
     client_url, peer_url = f"https://{host}:{infra.etcd_port}", f"https://{LOOPBACK}:{peer_port}"
     etcd_env = {
         "ETCD_NAME": "infra",
@@ -244,7 +245,7 @@ def planes_on_loopback(workdir: Path, *, etcd_config_file: bool = False) -> Iter
         "dynamo"
     ]
     files = workdir / "clients"
-    files.mkdir()
+    files.mkdir(parents=True)
     with secured_infra(workdir, payloads["infra"], etcd_config_file=etcd_config_file) as infra:
         yield Planes(infra, payloads, files)
 
