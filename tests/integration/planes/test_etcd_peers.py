@@ -68,6 +68,6 @@ def test_only_the_members_certificate_is_a_peer(tmp_path: Path, common_name: str
         process, _ = start_member(planes, tmp_path / "second", common_name)
         try:
             log = tmp_path / "second" / "second.log"
-            assert started(planes, within_s=10 if joins else 6) is joins, log.read_text()[-800:]
+            assert started(planes, within_s=15) is joins, log.read_text()[-800:]
         finally:
             process.stop()
