@@ -16,6 +16,8 @@ import json
 import os
 import ssl
 import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -375,3 +377,111 @@ def nats_attempt(planes: Planes, case: tuple[str, str | None, str | None]) -> tu
     url = planes.infra.nats_url if transport == "tls" else f"nats://localhost:{planes.infra.nats_port}"
     tls = tls_context(planes) if transport == "tls" else None
     return asyncio.run(_publish_seen(planes, url, tls, user, password))
+
+
+# --- cluster planes: NATS routes and etcd peers ----------------------------------------------
+
+
+def routes_of(node: SecuredInfra) -> int:
+    with urllib.request.urlopen(f"{node.monitor_url}/routez", timeout=2) as response:
+        return int(json.loads(response.read())["num_routes"])
+
+
+def routes_within(node: SecuredInfra, within_s: float) -> int:
+    """The node's route connections once any appear, or 0 after ``within_s`` (2.11 pools
+    several connections per peer)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and routes_of(node) == 0:
+        time.sleep(0.2)
+    return routes_of(node)
+
+
+def rogue_node(workdir: Path, config: str) -> ManagedProcess:
+    """A nats-server routing to the tier with the cluster ``config`` given (not the task's)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    monitor = free_port()
+    (workdir / "rogue.conf").write_text(
+        f"host: {LOOPBACK}\nport: {free_port()}\nhttp_port: {monitor}\n"
+        f"cluster {{ name: dynamo, host: {LOOPBACK}, port: {free_port()}, {config} }}\n"
+    )
+    return ManagedProcess(
+        "rogue",
+        [find_binary("nats-server"), "--config", str(workdir / "rogue.conf")],
+        ready=lambda: http_ok(f"http://{LOOPBACK}:{monitor}/healthz"),
+        log_path=workdir / "rogue.log",
+    )
+
+
+def rogue_route_configs(
+    workdir: Path, payloads: dict[str, dict[str, str]], seed_route: str
+) -> dict[str, str]:
+    """Wrong ways to route to the tier: the routes' password without the stack's certificate;
+    the stack's CA and Dynamo's certificate without the password."""
+    infra = payloads["infra"]
+    tls_dir = workdir / "dynamo-tls"
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("client_cert", "client_key", "ca_bundle"):
+        (tls_dir / f"{name}.pem").write_text(payloads["dynamo"][name])
+    return {
+        "the routes' password, no certificate": (
+            f'routes: [ "nats-route://route:{infra["nats_route_password"]}@{seed_route}" ]'
+        ),
+        "Dynamo's certificate, no routes' password": (
+            f'tls {{ cert_file: "{tls_dir}/client_cert.pem", key_file: "{tls_dir}/client_key.pem", '
+            f'ca_file: "{tls_dir}/ca_bundle.pem" }}, routes: [ "nats-route://{seed_route}" ]'
+        ),
+    }
+
+
+def rogue_route_joins(workdir: Path, seed: SecuredInfra, config: str, within_s: float = 4) -> bool:
+    rogue = rogue_node(workdir, config)
+    rogue.start()
+    try:
+        return routes_within(seed, within_s=within_s) > 0
+    finally:
+        rogue.stop()
+
+
+def start_peer(planes: Planes, workdir: Path, common_name: str) -> ManagedProcess:
+    """Root adds a member; a process with a certificate of the stack's CA and ``common_name``
+    (one that could serve: the members' names) starts as it, with the task's TLS settings."""
+    authority = credentials.Authority(planes.payloads["ca"]["ca_cert"], planes.payloads["ca"]["ca_key"])
+    leaf = credentials.issue(
+        authority, common_name, dt.datetime.now(dt.UTC), server_names=["localhost", LOOPBACK]
+    )
+    files = workdir / "planes"
+    files.mkdir(parents=True)
+    (files / "member.pem").write_text(leaf.cert_pem)
+    (files / "member-key.pem").write_text(leaf.key_pem)
+    (files / "ca.pem").write_text(planes.payloads["infra"]["ca_bundle"])
+    peer = f"https://{LOOPBACK}:{free_port()}"
+    added = etcdctl(planes, "member", "add", "second", f"--peer-urls={peer}", holder="root")
+    if added.returncode != 0:
+        raise ServiceStartError(f"member add failed: {added.stderr}")
+    env = {
+        "ETCD_NAME": "second",
+        "ETCD_DATA_DIR": str(workdir / "data"),
+        "ETCD_LISTEN_CLIENT_URLS": f"https://{LOOPBACK}:{free_port()}",
+        "ETCD_ADVERTISE_CLIENT_URLS": f"https://{LOOPBACK}:{free_port()}",
+        "ETCD_LISTEN_PEER_URLS": peer,
+        "ETCD_INITIAL_ADVERTISE_PEER_URLS": peer,
+        "ETCD_INITIAL_CLUSTER": f"infra=https://{LOOPBACK}:{planes.infra.peer_port},second={peer}",
+        "ETCD_INITIAL_CLUSTER_STATE": "existing",
+        **etcd_tls_environment(str(files)),
+    }
+    process = ManagedProcess(
+        "second", [find_binary("etcd")], ready=lambda: True, env=env, log_path=workdir / "second.log"
+    )
+    process.start()
+    return process
+
+
+def peer_started(planes: Planes, within_s: float = 15) -> bool:
+    """Whether every listed member has started (the added one has a name), as the first sees it."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        listed = etcdctl(planes, "member", "list", "-w", "json", holder="root")
+        if listed.returncode == 0 and all(m.get("name") for m in json.loads(listed.stdout)["members"]):
+            return True
+        time.sleep(0.5)
+    return False
