@@ -5,7 +5,9 @@ with each holder's secret ARN, which the task definitions' ``secrets`` refer to;
 the secrets. CloudFormation always gets an answer (docs/security-planes.md).
 
 Properties: ``Deployment`` (the secrets' name prefix), ``ServerNames`` (the members' names the
-member certificate must carry), ``DryRun`` ("true": report, change nothing).
+member certificate must carry), ``Rotate`` (optional: ``trust``, ``issue`` or ``retire``, one
+rotation step after the secrets exist; `dynamo_ecs.planes.rotation`), ``DryRun`` ("true":
+report, change nothing).
 """
 
 from __future__ import annotations
@@ -16,10 +18,22 @@ from typing import Any
 from dynamo_ecs.endpoints.cfn_response import CloudFormationAnswer, answerable, parse_request
 from dynamo_ecs.errors import InvalidInputError
 from dynamo_ecs.observability import logger
+from dynamo_ecs.planes.rotation import STEPS, rotate
 from dynamo_ecs.planes.secrets_store import delete_plane_secrets, ensure_plane_secrets
 
 _DEPLOYMENT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 NOT_CREATED = "plane-credentials-not-created"
+
+
+def _rotation_step(props: dict[str, Any]) -> str | None:
+    step = props.get("Rotate", "")
+    if step in ("", None, "none"):
+        return None
+    if step not in STEPS:
+        raise InvalidInputError(
+            f"Rotate: {step!r} is not a rotation step; give one of {', '.join(STEPS)} in order"
+        )
+    return str(step)
 
 
 def _properties(props: dict[str, Any]) -> tuple[str, list[str], bool]:
@@ -56,11 +70,20 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
             answer.send("SUCCESS", data={"Deleted": ",".join(deleted)})
         else:
             answer.physical_id = f"{deployment}-plane-credentials"
+            step = _rotation_step(request.resource_properties)
             made = ensure_plane_secrets(deployment, names, dry_run=dry_run)
+            # A dry run before the first deploy has nothing to rotate yet.
+            rotated = (
+                rotate(deployment, step, dry_run=dry_run) if step and not (dry_run and made.created) else []
+            )
             data = {
                 f"{holder.capitalize()}SecretArn": arn for holder, arn in made.arns.items() if holder != "ca"
             }
-            data |= {"Created": ",".join(made.created), "Updated": ",".join(made.updated)}
+            data |= {
+                "Created": ",".join(made.created),
+                "Updated": ",".join(made.updated),
+                "Rotated": ",".join(rotated),
+            }
             answer.send("SUCCESS", data=data)
     except Exception as exc:  # every failure must reach CloudFormation, or the stack hangs
         logger.exception("custom resource failed")

@@ -200,6 +200,7 @@ def test_custom_resource_create_update_delete(aws_env: Any, cloudformation: Clou
         "OperatorSecretArn",
         "Created",
         "Updated",
+        "Rotated",
     }
     # the answer carries ARNs only, never a credential
     assert "PRIVATE KEY" not in json.dumps(created) and secret("dynamo")["nats_password"] not in json.dumps(

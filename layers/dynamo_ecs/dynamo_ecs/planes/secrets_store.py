@@ -105,8 +105,10 @@ def ensure_plane_secrets(
             result.created.append("ca")
     _check_fields(secret_name(deployment, "ca"), ca[1], {"ca_cert": "", "ca_key": ""})
     result.arns["ca"] = ca[0]
-    authority = Authority(cert_pem=ca[1]["ca_cert"], key_pem=ca[1]["ca_key"])
-    fresh = credentials.holder_payloads(authority, names, now)
+    fresh = credentials.holder_payloads(signing_authority(ca[1]), names, now)
+    for payload in fresh.values():  # mid-rotation, a new holder trusts both CAs as the others do
+        if "ca_bundle" in payload:
+            payload["ca_bundle"] = trust_bundle(ca[1])
 
     infra_payload: dict[str, str] = {}
     for holder in ("infra", "dynamo", "operator"):
@@ -136,6 +138,18 @@ def ensure_plane_secrets(
         result.arns[holder] = existing[0]
     logger.info("plane secrets", extra={"secrets_created": result.created, "secrets_updated": result.updated})
     return result
+
+
+def signing_authority(ca_payload: dict[str, str]) -> Authority:
+    """The CA that signs leaves now: the next one once a rotation has reached its ``issue`` step."""
+    if ca_payload.get("signing") == "next":
+        return Authority(cert_pem=ca_payload["next_ca_cert"], key_pem=ca_payload["next_ca_key"])
+    return Authority(cert_pem=ca_payload["ca_cert"], key_pem=ca_payload["ca_key"])
+
+
+def trust_bundle(ca_payload: dict[str, str]) -> str:
+    """What every holder trusts: the CA, and the next one while a rotation is under way."""
+    return ca_payload["ca_cert"] + ca_payload.get("next_ca_cert", "")
 
 
 def _member_names(cert_pem: str) -> list[str]:
