@@ -477,7 +477,7 @@ def plane_credentials_cases(draw: st.DrawFn, response_url: str) -> Case:
         "PhysicalResourceId": "dynamo-plane-credentials",
     }
     props: dict[str, Any] = {"Deployment": "dynamo", "ServerNames": ["infra-0.dynamo-infra.internal"]}
-    field = draw(st.sampled_from(["Deployment", "ServerNames", "DryRun"]))
+    field = draw(st.sampled_from(["Deployment", "ServerNames", "DryRun", "Rotate"]))
     if field == "Deployment":
         props[field] = draw(
             st.one_of(
@@ -499,6 +499,14 @@ def plane_credentials_cases(draw: st.DrawFn, response_url: str) -> Case:
                 st.none(),
                 st.dictionaries(LETTERS, LETTERS, max_size=2),
                 st.lists(st.just("a.b"), min_size=21, max_size=25),
+            )
+        )
+    elif field == "Rotate":
+        props[field] = draw(
+            st.one_of(
+                st.sampled_from(["rotate", "TRUST", "trust ", "issue,retire", "1"]),
+                st.integers(),
+                st.lists(st.just("trust"), min_size=1, max_size=2),
             )
         )
     else:
