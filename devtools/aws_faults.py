@@ -10,7 +10,8 @@ Used by the fuzz and fault tests and by ``bench/bench_faults.py``, against moto 
   (nothing happened) or with a *503 after moto did the work* (the answer was lost, as on a
   timeout). ``kill_at=n`` kills the invocation at its n-th call: that call and every call
   after it raise `Killed`, as when Lambda times out or the process dies (the lease's
-  release in a ``finally`` does not happen either).
+  release in a ``finally`` does not happen either). ``throttle`` names operations whose
+  every attempt is throttled (a release of the lease that never gets through).
 
 Hooks are registered on the session's event emitter, so they reach every client made
 afterwards: both context managers forget the cached clients on the way in and out.
@@ -89,9 +90,13 @@ class Faults:
     seed: int = 0
     rate: float = 0.0
     kill_at: int | None = None
+    # Operations (``DeleteItem``) whose every HTTP attempt is throttled, whatever ``rate`` says
+    # (ECS and DynamoDB only: the JSON error body).
+    throttle: frozenset[str] = frozenset()
     calls: int = 0
     dead: bool = False
     injected: Counter[str] = field(default_factory=Counter)
+    throttled_operations: Counter[str] = field(default_factory=Counter)  # by operation name
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
@@ -104,18 +109,24 @@ class Faults:
             raise Killed(f"killed at call {self.calls} ({model.name})")
 
     def before_send(self, request: Any, event_name: str, **_: Any) -> Any:
+        service, operation = event_name.split(".")[1:3]
+        if operation in self.throttle:
+            return self._throttled(request, operation)
         if self.rate <= 0 or self._random.random() >= self.rate:
             return None
-        service = event_name.split(".")[1]
         if service in JSON_PROTOCOL_SERVICES and self._random.random() < 0.5:
-            self.injected["throttled"] += 1
-            body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
-            return AWSResponse(request.url, 400, _headers(), _Body(body))
+            return self._throttled(request, operation)
         from botocore.httpsession import URLLib3Session
 
         URLLib3Session().send(request)  # moto does the work; the answer is then lost
         self.injected["lost_answer"] += 1
         return AWSResponse(request.url, 503, _headers(), _Body(b""))
+
+    def _throttled(self, request: Any, operation: str) -> AWSResponse:
+        self.injected["throttled"] += 1
+        self.throttled_operations[operation] += 1
+        body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+        return AWSResponse(request.url, 400, _headers(), _Body(body))
 
 
 @contextlib.contextmanager

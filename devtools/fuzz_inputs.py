@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from devtools.ecs_world import fill_account_placeholders, load_example_taskdef
 from devtools.scaling_inputs import alarm_state_change_event, schedule_event
+from devtools.services import STACK_GPU_EXECUTION_ROLE_ARN, STACK_GPU_TASK_ROLE_ARN
 from dynamo_ecs.config import DeploymentConfig
 from dynamo_ecs.endpoints.spec_validation import register_input_shape
 from dynamo_ecs.scaling.triggers import our_alarms
@@ -161,6 +162,11 @@ def _no_etcd(spec: dict[str, Any], draw: st.DrawFn) -> str:
     return "ETCD_ENDPOINTS"
 
 
+def _foreign_family(spec: dict[str, Any], draw: st.DrawFn) -> str:
+    spec["family"] = draw(st.one_of(LETTERS, NOT_A_STRING))  # never the stack's ("Dynamo-...")
+    return "family"
+
+
 def _containers_junk(spec: dict[str, Any], draw: st.DrawFn) -> str:
     spec["containerDefinitions"] = draw(
         st.one_of(st.just([]), st.lists(NOT_A_STRING, min_size=1, max_size=2), st.text(max_size=5), st.none())
@@ -189,6 +195,7 @@ SPEC_MUTATIONS: list[Mutation] = [
     _glued_placeholder,
     _no_etcd,
     _containers_junk,
+    _foreign_family,
 ]
 
 
@@ -196,8 +203,12 @@ SPEC_MUTATIONS: list[Mutation] = [
 def broken_spec_payloads(draw: st.DrawFn) -> Case:
     role = draw(st.sampled_from(["frontend", "prefill"]))
     spec = copy.deepcopy(_user_spec(role))
+    if draw(st.integers(0, 9)) == 0:  # a good spec for the service the payload does not select
+        other = "prefill" if role == "frontend" else "frontend"
+        payload: dict[str, Any] = {"services": [other], "spec": {role: spec}}
+        return Case(payload | ({"dry_run": True} if draw(st.booleans()) else {}), f"spec.{role}")
     names = draw(st.sampled_from(SPEC_MUTATIONS))(spec, draw)
-    payload: dict[str, Any] = {"spec": {role: spec}}
+    payload = {"spec": {role: spec}}
     if draw(st.booleans()):
         payload["dry_run"] = True  # a dry run is checked the same way
     return Case(payload, names)
@@ -405,8 +416,8 @@ def infra_event_cases(draw: st.DrawFn) -> Case:
 GOOD_PROPERTIES = {
     "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1",
     "Model": "Qwen/Qwen3-0.6B",
-    "ExecutionRoleArn": "arn:aws:iam::123456789012:role/dynamo-gpu-task",
-    "TaskRoleArn": "arn:aws:iam::123456789012:role/dynamo-gpu-task",
+    "ExecutionRoleArn": STACK_GPU_EXECUTION_ROLE_ARN,
+    "TaskRoleArn": STACK_GPU_TASK_ROLE_ARN,
     "FrontendLogGroup": "/dynamo/frontend",
     "PrefillLogGroup": "/dynamo/prefill",
     "FrontendInitialCount": "1",

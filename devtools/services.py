@@ -257,9 +257,20 @@ def etcd_server(workdir: Path | None = None) -> Iterator[EtcdServer]:
         proc.stop()
 
 
+# The stack's two GPU roles as CloudFormation names them (stack, logical id, random suffix):
+# what the custom resource hands the bootstrap and the template hands the endpoint functions.
+STACK_GPU_EXECUTION_ROLE_ARN = "arn:aws:iam::123456789012:role/dynamo-GpuExecutionRole-1A2B3C4D5E6F"
+STACK_GPU_TASK_ROLE_ARN = "arn:aws:iam::123456789012:role/dynamo-GpuTaskRole-7G8H9I0J1K2L"
+
+
 def aws_test_environment(endpoint_url: str, region: str = "us-east-1") -> dict[str, str]:
-    """Variables that point boto3 at moto and can never reach a real AWS account."""
+    """Variables that point boto3 at moto and can never reach a real AWS account.
+
+    With the stack's GPU role ARNs, as the template sets them on the endpoint functions.
+    """
     return {
+        "DYNAMO_ECS_GPU_EXECUTION_ROLE_ARN": STACK_GPU_EXECUTION_ROLE_ARN,
+        "DYNAMO_ECS_GPU_TASK_ROLE_ARN": STACK_GPU_TASK_ROLE_ARN,
         "AWS_ENDPOINT_URL": endpoint_url,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

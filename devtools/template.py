@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools.handlers import ROOT
+from devtools.services import STACK_GPU_EXECUTION_ROLE_ARN, STACK_GPU_TASK_ROLE_ARN
 
 TEMPLATE_PATH = ROOT / "template.yaml"
 
@@ -87,8 +88,8 @@ def sample_gpu_services_properties(**overrides: str) -> dict[str, str]:
     return {
         "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1",
         "Model": "Qwen/Qwen3-0.6B",
-        "ExecutionRoleArn": "arn:aws:iam::123456789012:role/exec",
-        "TaskRoleArn": "arn:aws:iam::123456789012:role/task",
+        "ExecutionRoleArn": STACK_GPU_EXECUTION_ROLE_ARN,
+        "TaskRoleArn": STACK_GPU_TASK_ROLE_ARN,
         "FrontendLogGroup": "/ecs/dynamo-frontend",
         "PrefillLogGroup": "/ecs/dynamo-prefill",
         **overrides,

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools import netguard
+from devtools import aws_state_rules, netguard
+from devtools.iam_check import enforce as iam_check
 from devtools.local_ecs import addresses
 from devtools.local_ecs.containers import leftover_containers
 from devtools.services import (
@@ -27,6 +28,14 @@ from devtools.services import (
     nats_server,
 )
 from dynamo_ecs import aws
+
+# Before any AWS client exists: every handler's calls are checked against its role.
+iam_check.install()
+# Before any handler module is loaded (each reads its configuration once, as at a cold start):
+# the stack's GPU role ARNs, as the template hands them to the endpoint functions.
+for _name, _value in aws_test_environment("http://127.0.0.1:1").items():
+    if _name.startswith("DYNAMO_ECS_"):
+        os.environ.setdefault(_name, _value)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,6 +76,41 @@ def _loopback_only() -> Iterator[None]:
     netguard.install()
     yield
     netguard.uninstall()
+
+
+@pytest.fixture(autouse=True)
+def _every_call_within_its_role() -> Iterator[None]:
+    """A test fails when a handler made an AWS call its role in template.yaml does not allow.
+
+    The call itself was answered AccessDenied, as AWS would; a handler that catches the error
+    would otherwise let the test pass on moto and fail on AWS (docs/testing.md, "IAM").
+    """
+    iam_check.take_violations()
+    yield
+    found = iam_check.take_violations()
+    if found:
+        lines = "\n".join(f"- {v}" for v in dict.fromkeys(str(v) for v in found))
+        pytest.fail(f"AWS calls outside the calling function's role:\n{lines}", pytrace=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _aws_refuses_in_the_wrong_state() -> Iterator[None]:
+    """Every AWS client a test makes refuses what AWS refuses in the resource's state.
+
+    moto accepts SetInstanceProtection on an instance in a launch hook, or the removal of a
+    capacity provider whose tasks are still stopping; AWS does not (`devtools.aws_state_rules`).
+    """
+    aws_state_rules.install()
+    yield
+    aws_state_rules.uninstall()
+
+
+@pytest.fixture(autouse=True)
+def aws_states() -> Iterator[aws_state_rules.AwsStateRules]:
+    """The states moto cannot hold (an instance in a launch hook, a task STOPPING), clean per test."""
+    aws_state_rules.rules.clear()
+    yield aws_state_rules.rules
+    aws_state_rules.rules.clear()
 
 
 @pytest.fixture(autouse=True, scope="module")

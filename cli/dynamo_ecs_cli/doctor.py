@@ -314,6 +314,34 @@ def check_gpu_ami(aws: Aws, inputs: Inputs) -> Check:
     return Check(name, "pass", detail)
 
 
+ECS_SERVICE_LINKED_ROLE = "AWSServiceRoleForECS"
+CREATE_ECS_SERVICE_LINKED_ROLE = "aws iam create-service-linked-role --aws-service-name ecs.amazonaws.com"
+
+
+def check_ecs_service_linked_role(aws: Aws, inputs: Inputs) -> Check:
+    """ECS's service-linked role: an account that never used ECS may not have it yet.
+
+    ECS creates it with the account's first cluster, but CloudFormation can create the stack's
+    clusters and capacity provider before it exists, and the first deploy then fails and rolls
+    back (a second deploy succeeds). Creating it first avoids that.
+    """
+    name = "ecs-linked-role"
+    try:
+        aws.client("iam").get_role(RoleName=ECS_SERVICE_LINKED_ROLE)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchEntity":
+            return Check(
+                name,
+                "fail",
+                f"no role {ECS_SERVICE_LINKED_ROLE}: this account has not used ECS yet, and the first "
+                "deploy can fail creating the clusters before ECS has made it",
+                CREATE_ECS_SERVICE_LINKED_ROLE,
+            )
+        return Check(name, "warn", f"cannot read role {ECS_SERVICE_LINKED_ROLE} ({code})", "")
+    return Check(name, "pass", f"{ECS_SERVICE_LINKED_ROLE} exists")
+
+
 def check_build_tools(deployed: bool, which: Callable[[str], str | None] = shutil.which) -> Check:
     name = "sam-build-tools"
     missing = [tool for tool in ("sam", "python3.12") if which(tool) is None]
@@ -336,6 +364,7 @@ def run_checks(aws: Aws, inputs: Inputs, deployed: bool) -> list[Check]:
         check_route_out,
         check_ngc_secret,
         check_gpu_ami,
+        check_ecs_service_linked_role,
     ):
         try:
             checks.append(check(aws, inputs))

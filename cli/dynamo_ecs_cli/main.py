@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 # `dynamo-ecs --help` and a usage error answer at once.
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AWS = 0, 1, 2, 3
-PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 MARKS = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[red]fail[/]"}
 
 
@@ -296,13 +295,54 @@ def decisions_command(
 # --- replay -----------------------------------------------------------------------------------
 
 
-@cli.command("replay", context_settings=PASS_THROUGH, add_help_option=False)
+@cli.command("replay")
+@click.option(
+    "--trace",
+    default="bursty",
+    show_default=True,
+    help="a built-in trace (diurnal, bursty, step, ramp, onoff, flash) or a file: a rate CSV, a "
+    "CloudWatch export (.json), a per-request CSV (arrival_s,input_tokens,output_tokens) or "
+    "Mooncake JSON lines (.jsonl), optionally .gz",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="seed of a built-in trace")
+@click.option("--hours", type=float, help="length of a built-in trace, or cut a file's trace to it")
+@click.option(
+    "--scale-to",
+    type=float,
+    metavar="FRACTION",
+    help="scale the trace's rate so its busiest 5 minutes ask this fraction of what the services' "
+    "maxima serve within the SLA (e.g. 0.8)",
+)
+@click.option(
+    "--at-trace-lengths",
+    is_flag=True,
+    help="profile the model at the trace's mean token lengths (per-request traces)",
+)
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="config override, repeatable"
+)
+@click.option("--model", "knobs", multiple=True, metavar="KNOB=VALUE", help="model knob, repeatable")
+@click.option(
+    "--profile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="a profile file (dynamo-ecs profile): per-replica throughput and latency from a measurement",
+)
+@click.option("--policies", help="comma-separated subset of the policies (default: all; docs/replay.md)")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out/replay"), show_default=True
+)
+@click.option("--no-chart", is_flag=True, help="skip the PNG")
+@click.option(
+    "--export-command", is_flag=True, help="print the aws CLI command that exports RequestRate, then exit"
+)
+@click.option("--start", help="export start, ISO 8601 (default: 7 days before --end)")
+@click.option("--end", help="export end, ISO 8601 (default: now, to the minute)")
 @click.pass_context
-def replay_command(ctx: click.Context) -> None:
-    """Replay a load trace through the scaling policy and its baselines (offline; --help for options)."""
+def replay_command(ctx: click.Context, /, **options: Any) -> None:
+    """Replay a load trace through the scaling policy and its peers, offline (docs/replay.md)."""
     from dynamo_ecs_cli.replay import cli as replay_cli
 
-    ctx.exit(replay_cli.main(list(ctx.args)))
+    ctx.exit(replay_cli.run_safely(replay_cli.ReplayOptions(**options)))
 
 
 # --- profile ----------------------------------------------------------------------------------
@@ -407,6 +447,8 @@ def _print_redeploy(result: dict[str, Any], title: str) -> None:
         )
         for path, move in (change.get("diff") or {}).items():
             out.print(f"    {path}: {json.dumps(move, default=str)}", soft_wrap=True)
+        for note in change.get("notes") or []:  # what the operator changes in the spec to register it
+            out.print(f"    note: {note}", soft_wrap=True)
 
 
 def _invoke(aws: Aws, function: str, payload: dict[str, Any]) -> dict[str, Any]:

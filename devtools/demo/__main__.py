@@ -20,6 +20,7 @@ from rich.table import Table
 from devtools.demo.chart import write_chart
 from devtools.demo.scenario import DemoResult, Scenario
 from devtools.demo.stack import LocalStack
+from devtools.iam_check import enforce as iam_check
 from dynamo_ecs.observability import logger
 from dynamo_ecs.state import StateStore
 
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     console = Console(highlight=False)
+    iam_check.install()  # every handler's AWS calls are checked against its role, as in the tests
     logger.setLevel("WARNING")  # the demo narrates; the operator's JSON logs only on warnings
     started = time.perf_counter()
     try:
@@ -116,7 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("interrupted: every local process stopped")
         return 130
-    return 0
+    return report_iam(console)
+
+
+def report_iam(console: Console) -> int:
+    """1 when a handler called AWS outside its role (AWS would have refused what moto did)."""
+    violations = sorted({str(v) for v in iam_check.take_violations()})
+    if not violations:
+        console.print("IAM: every AWS call of every handler was within its role in template.yaml")
+        return 0
+    console.print("[bold red]IAM: calls AWS would refuse[/]: " + "; ".join(violations))
+    return 1
 
 
 if __name__ == "__main__":

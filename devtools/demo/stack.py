@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from devtools import netguard
+from devtools import aws_state_rules, netguard
 from devtools.cloudformation_stub import CloudFormationStub
 from devtools.ecs_world import EcsWorld
 from devtools.handlers import load_handler_module
@@ -123,7 +123,11 @@ class LocalStack:
         try:
             # moto reports a new service's first deployment COMPLETED only when it believes
             # its tasks run; with this knob the bootstrap's services (1 task each) are.
-            with moto_server(workdir, extra_env={"MOTO_ECS_SERVICE_RUNNING": "1"}) as moto:
+            # and every call AWS refuses in its resource's state fails here too (aws_state_rules)
+            with (
+                aws_state_rules.enforced(),
+                moto_server(workdir, extra_env={"MOTO_ECS_SERVICE_RUNNING": "1"}) as moto,
+            ):
                 os.environ.update(aws_test_environment(moto.url))
                 aws.reset_clients()
                 deployed = deploy_on_moto("dynamo", {**STACK_PARAMETERS, **(parameters or {}), **network()})

@@ -10,7 +10,8 @@ what moto says now:
   GPU instance (one GPU task per 1-GPU instance, as placement would allow), after
   ``start_delay_s`` (instance launch; the model load is the mocker's ``--startup-time``);
 - a service over its desired count stops its newest tasks as ECS does: the task is stopped in
-  moto at once (its desired status), a frontend task leaves the load balancer's targets
+  moto at once (its desired status; DescribeTasks reports it STOPPING until its processes are
+  gone, through `devtools.aws_state_rules`), a frontend task leaves the load balancer's targets
   (`LocalDeployment.frontend_urls`) and keeps serving what it has for the target group's
   deregistration delay, then its containers get SIGTERM and, after their ``stopTimeout``,
   SIGKILL; its instance is free once its processes are gone;
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devtools import aws_state_rules
 from devtools.local_ecs import addresses
 from devtools.local_ecs.containers import ContainerStartError, LocalTaskLayout, instance_disk
 from devtools.local_ecs.programs import TINY_MODEL, Toolbox
@@ -149,6 +151,9 @@ class GpuTaskRunner:
     def _scale_in(self, task: GpuTask, reason: str) -> None:
         """ECS's stop of a service task: desired STOPPED now, out of the load balancer, SIGTERM later."""
         self.ecs.stop_task(cluster=self.cluster, task=task.arn, reason=reason)
+        aws_state_rules.rules.task_stopping(
+            task.arn
+        )  # STOPPING to DescribeTasks until its processes are gone
         self.tasks.remove(task)
         delay = self.deregistration_delay_s if task.role in LOAD_BALANCED_ROLES else 0.0
         self.stopping.append(StoppingTask(task, reason, self.clock() + delay))
@@ -164,6 +169,7 @@ class GpuTaskRunner:
             if stopping.terminated and local.finish_stop(self.clock()):
                 self.stopping.remove(stopping)
                 task = stopping.task
+                aws_state_rules.rules.task_stopped(task.arn)
                 self.stopped.append(
                     StoppedTask(
                         task.role,

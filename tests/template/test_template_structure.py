@@ -418,24 +418,30 @@ def test_the_custom_resource_gives_up_in_minutes_and_is_never_replayed() -> None
     assert config["MaximumRetryAttempts"] == 0
 
 
-def test_the_bootstrap_may_unprotect_only_the_stacks_gpu_instances() -> None:
+def test_the_bootstrap_may_release_only_the_stacks_gpu_instances() -> None:
     [group_ref] = [resource("GpuServices")["Properties"]["AutoScalingGroup"]]
     assert group_ref == {"Ref": "GpuAutoScalingGroup"}
     name = resource("GpuAutoScalingGroup")["Properties"]["AutoScalingGroupName"]["Fn::Sub"]
+    releasing = ("autoscaling:SetInstanceProtection", "autoscaling:UpdateAutoScalingGroup")
     statements = [
-        s
-        for o, s in iam_statements(load_template())
-        if "autoscaling:SetInstanceProtection" in as_list(s["Action"])
+        (o, s) for o, s in iam_statements(load_template()) if set(releasing) & set(as_list(s["Action"]))
     ]
-    [statement] = statements
-    assert as_list(statement["Action"]) == ["autoscaling:SetInstanceProtection"]
+    [(owner, statement)] = statements
+    assert owner == "BootstrapFunction"
+    assert sorted(as_list(statement["Action"])) == [
+        "autoscaling:CompleteLifecycleAction",
+        "autoscaling:SetInstanceProtection",
+        "autoscaling:UpdateAutoScalingGroup",
+    ]
     assert statement["Resource"]["Fn::Sub"].endswith(f":autoScalingGroup:*:autoScalingGroupName/{name}")
-    owners = {
-        o
-        for o, s in iam_statements(load_template())
-        if "autoscaling:SetInstanceProtection" in as_list(s["Action"])
-    }
-    assert owners == {"BootstrapFunction"}
+
+
+def test_the_bootstrap_reads_only_the_gpu_clusters_tasks() -> None:
+    statements = [s for o, s in iam_statements(load_template()) if o == "BootstrapFunction"]
+    [listing] = [s for s in statements if as_list(s["Action"]) == ["ecs:ListTasks"]]
+    assert listing["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": ["GpuCluster", "Arn"]}}}
+    [describing] = [s for s in statements if as_list(s["Action"]) == ["ecs:DescribeTasks"]]
+    assert describing["Resource"]["Fn::Sub"].endswith(":task/${GpuCluster}/*")
 
 
 def test_custom_resource_is_created_after_and_deleted_before_what_it_needs() -> None:

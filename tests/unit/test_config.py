@@ -8,11 +8,12 @@ from dynamo_ecs.config import DeploymentConfig, env_name, load_config
 from dynamo_ecs.errors import ConfigError
 
 
-def test_defaults_describe_the_dynamo_ecs_example() -> None:
+def test_defaults_describe_the_stack_deployed_with_its_default_name() -> None:
     config = load_config({})
     assert config.infra.cluster == "dynamo-fargate"
-    assert config.frontend.family == "Dynamo-frontend"
-    assert config.prefill.family == "Dynamo-backend"
+    assert config.gpu_cluster == "dynamo-gpu"
+    assert config.frontend.family == "dynamo-frontend"
+    assert config.prefill.family == "dynamo-prefill"
     # Dynamo planner's SLA defaults, which are means
     assert (config.frontend.targets.ttft_ms, config.frontend.targets.ttft_statistic) == (500, "mean")
     assert (config.frontend.targets.itl_ms, config.frontend.targets.itl_statistic) == (50, "mean")

@@ -1,10 +1,14 @@
 """``dynamo-ecs replay``: replay a load trace through our policy and the baselines.
 
+The options are declared with click in ``dynamo_ecs_cli/main.py`` like every other
+``dynamo-ecs`` command; this module runs them (`run`).
+
 Examples::
 
     dynamo-ecs replay                                # built-in bursty trace
     dynamo-ecs replay --trace diurnal --seed 3
     dynamo-ecs replay --trace week.csv --set frontend.targets.ttft_ms=400
+    dynamo-ecs replay --trace requests.csv.gz --at-trace-lengths --scale-to 0.8
     dynamo-ecs replay --model model_load_s=420 --set scaling.metric_period_s=10
     dynamo-ecs replay --export-command --start 2026-11-20T00:00:00Z --end 2026-11-27T00:00:00Z
 
@@ -14,12 +18,12 @@ each ``--set key.path=value`` overrides one field as its variable would, validat
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +37,13 @@ from dynamo_ecs_cli.replay.catalog import POLICIES
 from dynamo_ecs_cli.replay.model import ModelParams
 from dynamo_ecs_cli.replay.report import print_table, results_table, write_chart
 from dynamo_ecs_cli.replay.simulate import SlaTargets, replay_all
-from dynamo_ecs_cli.replay.traces import SYNTHETIC, TraceError, export_command, resolve_trace
+from dynamo_ecs_cli.replay.traces import (
+    TraceError,
+    at_trace_lengths,
+    export_command,
+    resolve_trace,
+    scale_to_capacity,
+)
 
 DEFAULT_OUT = Path("out/replay")
 _KEY_PATH = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
@@ -98,66 +108,54 @@ def export_window(start: str | None, end: str | None, now: datetime | None = Non
     return first.astimezone(UTC).strftime(iso), last.astimezone(UTC).strftime(iso)
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="dynamo-ecs replay",
-        description="Replay a load trace through the production scaling decision and baselines.",
-    )
-    p.add_argument(
-        "--trace",
-        default="bursty",
-        help=f"a built-in trace ({', '.join(SYNTHETIC)}) or a CSV / CloudWatch JSON file (default: bursty)",
-    )
-    p.add_argument("--seed", type=int, default=1, help="seed of a built-in trace (default: 1)")
-    p.add_argument("--hours", type=float, help="length of a built-in trace, or cut a file's trace")
-    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="config override")
-    p.add_argument("--model", action="append", default=[], metavar="KNOB=VALUE", help="model knob")
-    p.add_argument(
-        "--profile",
-        type=Path,
-        help="a profile file (dynamo-ecs profile): per-replica throughput and latency from a measurement",
-    )
-    p.add_argument(
-        "--policies",
-        default=",".join(POLICIES),
-        help=f"comma-separated, from {', '.join(POLICIES)} (default: all)",
-    )
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default: {DEFAULT_OUT})")
-    p.add_argument("--no-chart", action="store_true", help="skip the PNG")
-    p.add_argument(
-        "--export-command",
-        action="store_true",
-        help="print the aws CLI command that exports RequestRate as a trace, then exit",
-    )
-    p.add_argument("--start", help="export start, ISO 8601 (default: 7 days before --end)")
-    p.add_argument("--end", help="export end, ISO 8601 (default: now, to the minute)")
-    return p
+@dataclass(frozen=True)
+class ReplayOptions:
+    """The options of ``dynamo-ecs replay`` (main.py declares them for click)."""
+
+    trace: str = "bursty"
+    seed: int = 1
+    hours: float | None = None
+    scale_to: float | None = None
+    at_trace_lengths: bool = False
+    overrides: tuple[str, ...] = ()
+    knobs: tuple[str, ...] = ()
+    profile: Path | None = None
+    policies: str | None = None
+    out: Path = DEFAULT_OUT
+    no_chart: bool = False
+    export_command: bool = False
+    start: str | None = None
+    end: str | None = None
 
 
-def run(argv: Sequence[str]) -> int:
-    args = parser().parse_args(argv)
-    config = config_with_overrides(args.set)
-    if args.export_command:
-        start, end = export_window(args.start, args.end)
+def run(options: ReplayOptions) -> int:
+    config = config_with_overrides(options.overrides)
+    if options.export_command:
+        start, end = export_window(options.start, options.end)
         print(export_command(config, start, end) + " > trace.json")
         return 0
-    params = model_params(args.model, args.profile)
-    policies = [name.strip() for name in args.policies.split(",") if name.strip()]
+    params = model_params(options.knobs, options.profile)
+    chosen = options.policies if options.policies is not None else ",".join(POLICIES)
+    policies = [name.strip() for name in chosen.split(",") if name.strip()]
     unknown = [name for name in policies if name not in POLICIES]
     if unknown or not policies:
         raise UsageError(
             f"--policies: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(POLICIES)}"
         )
-    if args.hours is not None and args.hours <= 0:
+    if options.hours is not None and options.hours <= 0:
         raise UsageError("--hours must be > 0")
-    trace = resolve_trace(args.trace, args.seed, args.hours)
+    trace = resolve_trace(options.trace, options.seed, options.hours)
+    if options.at_trace_lengths:
+        params = at_trace_lengths(params, trace)
+    if options.scale_to is not None:
+        trace = scale_to_capacity(trace, params, config, options.scale_to)
     sla = SlaTargets.from_config(config)
     results = replay_all(trace, config, params, policies, sla)
 
     text = print_table(results_table(trace, results))
-    args.out.mkdir(parents=True, exist_ok=True)
+    options.out.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", trace.name)
-    (args.out / f"{stem}.txt").write_text(text, encoding="utf-8")
+    (options.out / f"{stem}.txt").write_text(text, encoding="utf-8")
     summary = {
         "trace": trace.name,
         "hours": trace.duration_s / 3600,
@@ -166,16 +164,34 @@ def run(argv: Sequence[str]) -> int:
         "scaling": config.scaling.model_dump(),
         "results": [r.summary() for r in results],
     }
-    (args.out / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    if not args.no_chart:
-        chart = write_chart(args.out / f"{stem}.png", trace, results, sla, params)
+    (options.out / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if not options.no_chart:
+        chart = write_chart(options.out / f"{stem}.png", trace, results, sla, params)
         print(f"chart: {chart}")
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run_safely(options: ReplayOptions) -> int:
+    """`run`, with bad input printed on stderr and exit code 2 (nothing runs)."""
     try:
-        return run(sys.argv[1:] if argv is None else argv)
+        return run(options)
     except (UsageError, TraceError, ProfileError) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``dynamo-ecs replay ARGS``: the click command of main.py, its exit code returned."""
+    import click
+
+    from dynamo_ecs_cli.main import cli
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = cli.main(["replay", *args], prog_name="dynamo-ecs", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return int(result or 0)

@@ -6,8 +6,9 @@ so both score the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dynamo_ecs.config import DeploymentConfig
@@ -15,7 +16,16 @@ from dynamo_ecs_cli.replay.catalog import PolicyFactory
 from dynamo_ecs_cli.replay.model import ModelParams
 from dynamo_ecs_cli.replay.policies import Ours
 from dynamo_ecs_cli.replay.simulate import SlaTargets, replay, with_profiled_capacity
-from dynamo_ecs_cli.replay.traces import SYNTHETIC, SYNTHETIC_START, SYNTHETIC_STEP_S, Trace, TracePoint
+from dynamo_ecs_cli.replay.traces import (
+    SYNTHETIC,
+    SYNTHETIC_START,
+    SYNTHETIC_STEP_S,
+    Trace,
+    TracePoint,
+    at_trace_lengths,
+    load_trace_file,
+    scale_to_capacity,
+)
 
 # Ours may spend at most this much more than a peer and still count as "at equal GPU-hours".
 GPU_HOURS_SLACK = 1.02
@@ -28,23 +38,98 @@ class Score:
     sla_minutes: float
     gpu_hours: float
     timed_out: float
+    changes_per_hour: float = 0.0  # desired-count changes of either service per hour
+
+
+@dataclass(frozen=True)
+class BenchTrace:
+    """A trace the bench scores: built per seed, with the model it is replayed on.
+
+    A built-in trace draws a new trace per seed; a real trace is the same requests every
+    time, and the seed draws the model's latency noise instead (``noise_per_seed``).
+    """
+
+    name: str
+    build: Callable[[int], Trace]
+    fit: Callable[[ModelParams], ModelParams] = field(default=lambda params: params)
+    noise_per_seed: bool = False
+    lead_in_s: float = 0.0  # replayed before the scored part, not scored
+
+    def run_on(self, seed: int, params: ModelParams) -> tuple[Trace, ModelParams]:
+        fitted = self.fit(params)
+        if self.noise_per_seed:
+            fitted = fitted.model_copy(update={"noise_seed": seed})
+        return self.build(seed), fitted
+
+
+def synthetic_trace(name: str) -> BenchTrace:
+    return BenchTrace(name, lambda seed: SYNTHETIC[name](seed=seed))
+
+
+# A real trace is an hour cut from a day: it starts under load. Before it, this long a lead-in
+# at the mean rate and lengths of its first five minutes lets every policy reach the count that
+# load needs (unscored), instead of scoring the start from the minimums.
+LEAD_IN_S = 1200.0
+LEAD_IN_FROM_S = 300.0
+
+
+def with_lead_in(trace: Trace, lead_in_s: float = LEAD_IN_S) -> Trace:
+    """``trace`` after ``lead_in_s`` of its first five minutes' mean rate and lengths."""
+    first = [p for p in trace.points if p.at < trace.start + LEAD_IN_FROM_S] or list(trace.points[:1])
+    rate = sum(p.request_rate for p in first) / len(first)
+    weight = sum(p.request_rate for p in first) or 1.0
+    inp = sum(p.request_rate * (p.input_tokens or 0.0) for p in first) / weight or None
+    out = sum(p.request_rate * (p.output_tokens or 0.0) for p in first) / weight or None
+    step = trace.step_s
+    count = int(lead_in_s // step)
+    lead = tuple(TracePoint(trace.start - (count - i) * step, rate, inp, out) for i in range(count))
+    return Trace(trace.name, lead + trace.points)
+
+
+def real_trace(name: str, path: Path, fraction: float, config: DeploymentConfig | None = None) -> BenchTrace:
+    """A per-request trace file, the model at its mean lengths, its rate scaled to ``fraction``
+    of what the services' maxima serve within the SLA (traces.scale_to_capacity), after an
+    unscored lead-in (`with_lead_in`)."""
+    loaded = load_trace_file(path)
+    base = config or DeploymentConfig()
+
+    def fit(params: ModelParams) -> ModelParams:
+        return at_trace_lengths(params, loaded)
+
+    scaled = scale_to_capacity(loaded, fit(ModelParams()), base, fraction)
+    named = with_lead_in(Trace(name, scaled.points))
+    return BenchTrace(name, lambda seed: named, fit, noise_per_seed=True, lead_in_s=LEAD_IN_S)
+
+
+def _bench_trace(trace: str | BenchTrace) -> BenchTrace:
+    return trace if isinstance(trace, BenchTrace) else synthetic_trace(trace)
 
 
 def score(
-    trace_name: str,
+    trace_name: str | BenchTrace,
     seeds: Iterable[int],
     config: DeploymentConfig,
     params: ModelParams,
     factory: PolicyFactory,
 ) -> Score:
-    config = with_profiled_capacity(config, params)
-    sla = SlaTargets.from_config(config)
-    runs = [replay(SYNTHETIC[trace_name](seed=seed), config, params, factory, sla) for seed in seeds]
+    bench_trace = _bench_trace(trace_name)
+    runs = []
+    hours = 0.0
+    for seed in seeds:
+        trace, fitted = bench_trace.run_on(seed, params)
+        profiled = with_profiled_capacity(config, fitted)
+        scored_from = trace.start + bench_trace.lead_in_s
+        sla = SlaTargets.from_config(profiled)
+        runs.append(
+            replay(trace, profiled, fitted, factory, sla, scored_from if bench_trace.lead_in_s else None)
+        )
+        hours += (trace.duration_s - bench_trace.lead_in_s) / 3600
     n = len(runs)
     return Score(
         sum(r.sla_minutes for r in runs) / n,
         sum(r.gpu_hours for r in runs) / n,
         sum(r.timed_out for r in runs) / n,
+        sum(r.scale_actions for r in runs) / hours,
     )
 
 

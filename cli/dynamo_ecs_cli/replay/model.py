@@ -37,6 +37,11 @@ from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 from dynamo_ecs.scaling.decide import ServiceState
 from dynamo_ecs_cli.replay.capacity_model import Cluster, ServicePool, Startup, Task
 
+# The token rates the frontend's histograms give (input_sequence_tokens, output_sequence_tokens:
+# the increase of their sums per second); the floor's input in tokens (scaling/forecast.py).
+INPUT_TOKEN_RATE = "InputTokenRate"  # noqa: S105 (a metric name)
+OUTPUT_TOKEN_RATE = "OutputTokenRate"  # noqa: S105 (a metric name)
+
 # The wait the TTFT estimate can show while a service has no serving replica: a request waits
 # at most until its client gives up.
 MAX_WAIT_S = 600.0
@@ -129,6 +134,8 @@ class TickMetrics:
     gpu_utilization_pct: dict[ServiceRole, float | None]
     provisioned_gpus: int
     timed_out: float = 0.0
+    input_tokens_per_s: float = 0.0  # arriving prompt tokens
+    output_tokens_per_s: float = 0.0  # arriving requests' output tokens
 
     def signals(self) -> dict[tuple[str, ServiceRole], float | None]:
         """Values keyed by (metric name, Service dimension), as the collector publishes them."""
@@ -146,6 +153,8 @@ class TickMetrics:
             (names.GPU_UTILIZATION, "frontend"): self.gpu_utilization_pct["frontend"],
             (names.GPU_UTILIZATION, "prefill"): self.gpu_utilization_pct["prefill"],
             (names.REQUEST_RATE, "frontend"): self.arrivals_rps,
+            (INPUT_TOKEN_RATE, "prefill"): self.input_tokens_per_s,
+            (OUTPUT_TOKEN_RATE, "frontend"): self.output_tokens_per_s,
         }
 
 
@@ -296,6 +305,8 @@ class GpuServices:
             gpu_utilization_pct=utilization,
             provisioned_gpus=self.provisioned_gpus(),
             timed_out=timed_out,
+            input_tokens_per_s=rate * inp,
+            output_tokens_per_s=rate * out,
         )
 
     def _gpu_utilization(self, role: ServiceRole, rho: float, now: float) -> float | None:

@@ -15,6 +15,12 @@
 
 Every peer sees what the model publishes, each at its own metric period (`observe`), and
 keeps within [min, max] and the GPU budget (`fit_budget`, the same rule as ours).
+
+**The level field** (``level=True``): the peer's scale-outs also raise the GPU Auto Scaling
+group at once, as ours' scale-ahead does, instead of waiting for the capacity provider's
+once-a-minute reaction. On Kubernetes a cluster autoscaler acts on pending pods as fast, so a
+KEDA or planner user gets new nodes without that minute; the level field compares policies on
+the same capacity path.
 """
 
 from __future__ import annotations
@@ -57,9 +63,16 @@ class StepScaling:
     """Application Auto Scaling step scaling per service, on 1-of-1 alarms."""
 
     def __init__(
-        self, config: DeploymentConfig, start: float, params: ModelParams, knobs: StepKnobs, name: str
+        self,
+        config: DeploymentConfig,
+        start: float,
+        params: ModelParams,
+        knobs: StepKnobs,
+        name: str,
+        level: bool = False,
     ) -> None:
         self.name = name
+        self.scale_ahead = level
         self.config = config
         self.knobs = knobs
         self.points = Datapoints(start, knobs.period_s)
@@ -153,9 +166,16 @@ class Keda:
     """HPA every 15 s on the values KEDA polled last (every 30 s, 30-s means)."""
 
     def __init__(
-        self, config: DeploymentConfig, start: float, params: ModelParams, knobs: KedaKnobs, name: str
+        self,
+        config: DeploymentConfig,
+        start: float,
+        params: ModelParams,
+        knobs: KedaKnobs,
+        name: str,
+        level: bool = False,
     ) -> None:
         self.name = name
+        self.scale_ahead = level
         targets = {
             "itl_ms": config.frontend.targets.itl_ms if knobs.itl else None,
             "gpu_utilization_pct": knobs.gpu_utilization_pct,
@@ -226,9 +246,16 @@ class Planner:
     """Throughput-based sizing from a predicted request rate and the profiled replica throughput."""
 
     def __init__(
-        self, config: DeploymentConfig, start: float, params: ModelParams, knobs: PlannerKnobs, name: str
+        self,
+        config: DeploymentConfig,
+        start: float,
+        params: ModelParams,
+        knobs: PlannerKnobs,
+        name: str,
+        level: bool = False,
     ) -> None:
         self.name = name
+        self.scale_ahead = level
         self.config = config
         self.params = params
         self.knobs = knobs

@@ -29,7 +29,7 @@ from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ScalingPolicy, ServiceRole
 from dynamo_ecs.scaling.decide import History, Observation, ServiceState, decide
 from dynamo_ecs.scaling.signals import SignalSpec, signal_specs
-from dynamo_ecs_cli.replay.model import ModelParams
+from dynamo_ecs_cli.replay.model import INPUT_TOKEN_RATE, OUTPUT_TOKEN_RATE, ModelParams
 
 Counts = dict[ServiceRole, int]
 
@@ -114,6 +114,7 @@ class _Decides:
     config: DeploymentConfig
     history: History
     demand: deque[Observation] | None = None
+    token_demand: dict[ServiceRole, deque[Observation]] | None = None
 
     def initial_counts(self) -> Counts:
         return minimums(self.config)
@@ -122,7 +123,8 @@ class _Decides:
         self, states: Mapping[ServiceRole, ServiceState], observations: Mapping[str, Observation], now: float
     ) -> Counts:
         demand = tuple(self.demand or ())
-        decision = decide(self.config, states, observations, self.history, now, demand)
+        tokens = {role: tuple(series) for role, series in (self.token_demand or {}).items()}
+        decision = decide(self.config, states, observations, self.history, now, demand, tokens)
         self.history = decision.history
         return {role: d.desired for role, d in decision.services.items()}
 
@@ -143,16 +145,26 @@ class Ours(_Decides):
         # The RequestRate datapoints the scaler reads for its predictive floor.
         self.rates = Datapoints(start, config.scaling.metric_period_s)
         self.demand = deque()
+        self.token_demand = {role: deque() for role in SERVICE_ROLES}
         # The scaler raises the GPU Auto Scaling group's capacity itself (scaling.scale_ahead).
         self.scale_ahead = config.scaling.scale_ahead
 
     def observe(self, end: float, signals: Signals) -> None:
-        if self.rates.add(end, signals):
-            rate = self.rates.latest.get((names.REQUEST_RATE, "frontend"))
-            if rate is not None and rate.at == end and self.demand is not None:
-                self.demand.append(rate)
-                while self.demand and end - self.demand[0].at > self.config.scaling.trend_window_s:
-                    self.demand.popleft()
+        if not self.rates.add(end, signals):
+            return
+        window = self.config.scaling.trend_window_s
+        series: list[tuple[tuple[str, ServiceRole], deque[Observation] | None]] = [
+            ((names.REQUEST_RATE, "frontend"), self.demand),
+            ((INPUT_TOKEN_RATE, "prefill"), (self.token_demand or {}).get("prefill")),
+            ((OUTPUT_TOKEN_RATE, "frontend"), (self.token_demand or {}).get("frontend")),
+        ]
+        for source, kept in series:
+            point = self.rates.latest.get(source)
+            if point is None or point.at != end or kept is None:
+                continue
+            kept.append(point)
+            while kept and end - kept[0].at > window:
+                kept.popleft()
 
     def _alarm_fired(self, observations: Mapping[str, Observation], now: float) -> bool:
         """Evaluate every scaling alarm on the period that just ended; True if one went to ALARM.

@@ -89,8 +89,12 @@ def replay(
     params: ModelParams,
     make_policy: PolicyFactory,
     sla: SlaTargets | None = None,
+    score_from: float | None = None,
 ) -> RunResult:
-    """One policy over the whole trace; deterministic for a given trace, config and params."""
+    """One policy over the whole trace; deterministic for a given trace, config and params.
+
+    ``score_from``: the scores count only from then on (a lead-in before it is replayed, not scored).
+    """
     sla = sla or SlaTargets.from_config(config)
     policy = make_policy(config, trace.start, params)
     observe = getattr(policy, "observe", None)
@@ -118,11 +122,13 @@ def replay(
         series.ttft_p90_ms.append(metrics.ttft_p90_ms)
         queue = metrics.frontend_queue + metrics.prefill_queue
         series.queue.append(queue)
-        result.gpu_hours += metrics.provisioned_gpus * dt / 3600.0
-        result.peak_queue = max(result.peak_queue, queue)
-        result.timed_out += metrics.timed_out
-        if sla.violated(metrics.ttft_p90_ms, metrics.itl_p90_ms):
-            result.sla_minutes += dt / 60.0
+        scored = score_from is None or now >= score_from
+        if scored:
+            result.gpu_hours += metrics.provisioned_gpus * dt / 3600.0
+            result.peak_queue = max(result.peak_queue, queue)
+            result.timed_out += metrics.timed_out
+            if sla.violated(metrics.ttft_p90_ms, metrics.itl_p90_ms):
+                result.sla_minutes += dt / 60.0
 
         signals = metrics.signals()
         if observe is not None:
@@ -143,7 +149,8 @@ def replay(
         if wanted is None:
             continue
         result.decisions += 1
-        result.scale_actions += sum(1 for r in SERVICE_ROLES if wanted[r] != before[r].desired)
+        if scored:
+            result.scale_actions += sum(1 for r in SERVICE_ROLES if wanted[r] != before[r].desired)
         services.set_desired(wanted, end, getattr(policy, "scale_ahead", False))
     result.tasks = [(t.asked_at, t.serving_at) for t in services.created]
     return result
@@ -152,17 +159,24 @@ def replay(
 def with_profiled_capacity(config: DeploymentConfig, params: ModelParams) -> DeploymentConfig:
     """The config with each service's ``capacity_rps`` taken from the model where it is unset.
 
-    What ``dynamo-ecs profile`` tells a user to set, at the frontend's targets. An explicit
-    ``--set <role>.capacity_rps=...`` is kept.
+    What ``dynamo-ecs profile`` tells a user to set, at the frontend's targets, and the same in
+    tokens/s at the model's lengths (prefill: input tokens, the frontend: output tokens). An
+    explicit ``--set <role>.capacity_rps=...`` or ``capacity_tokens_per_s`` is kept.
     """
     ttft = config.frontend.targets.ttft_ms or 500.0
     itl = config.frontend.targets.itl_ms or 2 * params.base_itl_ms
     update: dict[str, Any] = {}
     for role in SERVICE_ROLES:
         service = config.service(role)
-        if service.capacity_rps is None:
-            rps = round(params.capacity_at_sla(role, ttft, itl), 2)
-            update[role] = service.model_copy(update={"capacity_rps": rps})
+        fields: dict[str, float] = {}
+        rps = service.capacity_rps
+        if rps is None:
+            rps = fields["capacity_rps"] = round(params.capacity_at_sla(role, ttft, itl), 2)
+        if service.capacity_tokens_per_s is None:
+            length = params.input_tokens if role == "prefill" else params.output_tokens
+            fields["capacity_tokens_per_s"] = round(rps * length, 1)
+        if fields:
+            update[role] = service.model_copy(update=fields)
     return config.model_copy(update=update)
 
 

@@ -21,6 +21,7 @@ from dynamo_ecs import capacity
 from dynamo_ecs.errors import ConfigError
 
 ENV_PREFIX = "DYNAMO_ECS_"
+ROLE_ARN_PATTERN = r"^arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
 ServiceRole = Literal["frontend", "prefill"]
 SERVICE_ROLES: tuple[ServiceRole, ...] = ("frontend", "prefill")
 
@@ -152,17 +153,22 @@ class GpuServiceConfig(StrictModel):
     # Requests/s one task serves within the SLA (``dynamo-ecs profile``, or measured on your
     # GPUs): turns on the predictive floor for this service (scaling/forecast.py).
     capacity_rps: float | None = Field(None, gt=0)
+    # Tokens/s one task serves within the SLA: input (prompt) tokens for prefill, output tokens
+    # for the frontend's decode worker (a profile at your lengths: capacity_rps x its mean
+    # length). With the token-rate datapoints it sizes the floor on tokens instead of requests,
+    # so long prompts and long answers count for what they cost (scaling/forecast.py).
+    capacity_tokens_per_s: float | None = Field(None, gt=0)
 
 
 class FrontendConfig(GpuServiceConfig):
     service: str = Field("dynamo-frontend", min_length=1)
-    family: str = Field("Dynamo-frontend", min_length=1)
+    family: str = Field("dynamo-frontend", min_length=1)
     targets: FrontendTargets = FrontendTargets()
 
 
 class PrefillConfig(GpuServiceConfig):
     service: str = Field("dynamo-prefill", min_length=1)
-    family: str = Field("Dynamo-backend", min_length=1)
+    family: str = Field("dynamo-prefill", min_length=1)
     targets: PrefillTargets = PrefillTargets()
 
 
@@ -207,6 +213,21 @@ class ScalingPolicy(StrictModel):
     # scale_down_stabilization_s: the floor (with its hysteresis) holds what the rate still
     # needs, so the rest can go quickly. null: the long window always.
     floor_scale_down_s: int | None = Field(60, ge=0, le=3600)
+    # Scale-in that pays. A task stopped leaves its instance billed, idle, until the capacity
+    # provider releases it instance_release_s later (its scale-in needs 15 one-minute
+    # datapoints); a burst within that time finds the task gone but the instance still billed,
+    # and waits for a start-up. When a service's last scale-in was undone by a scale-out within
+    # lull_hold_s (None: startup_s + instance_release_s), its traffic has lulls too short for a
+    # release to pay: its next scale-in under the floor waits lull_hold_s instead of
+    # floor_scale_down_s. 0 turns the hold off.
+    instance_release_s: int = Field(900, ge=0, le=7200)
+    lull_hold_s: int | None = Field(None, ge=0, le=7200)
+
+    @property
+    def lull_hold_window_s(self) -> int:
+        """The hold before a scale-in under the predictive floor (`lull_hold_s`, or its default)."""
+        return self.startup_s + self.instance_release_s if self.lull_hold_s is None else self.lull_hold_s
+
     # Ask the GPU Auto Scaling group for the instances a scale-out needs at once, instead of
     # waiting for the capacity provider's once-a-minute reservation metric (needs
     # gpu_autoscaling_group).
@@ -274,7 +295,7 @@ class DeploymentConfig(StrictModel):
     deployment: str = Field("dynamo", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     state_table: str = Field("dynamo-ecs-state", min_length=3)
     alert_topic_arn: str | None = None
-    gpu_cluster: str = Field("dynamo-GPU", min_length=1)
+    gpu_cluster: str = Field("dynamo-gpu", min_length=1)
     infra: InfraConfig = InfraConfig()
     planes: PlanesConfig = PlanesConfig()
     frontend: FrontendConfig = FrontendConfig()
@@ -289,6 +310,12 @@ class DeploymentConfig(StrictModel):
     signals: SignalsConfig = SignalsConfig()
     rollout: RolloutConfig = RolloutConfig()
     dry_run: bool = False
+    # The stack's GPU task roles: the only roles the operator's iam:PassRole allows, so the only
+    # ones a GPU task definition may name (endpoints/task_roles.py). The stack sets both on
+    # every function that registers task definitions; unset (tests, local runs), the roles of
+    # a spec are passed as they are.
+    gpu_execution_role_arn: str | None = Field(None, pattern=ROLE_ARN_PATTERN, max_length=2048)
+    gpu_task_role_arn: str | None = Field(None, pattern=ROLE_ARN_PATTERN, max_length=2048)
 
     def service(self, role: ServiceRole) -> GpuServiceConfig:
         return self.frontend if role == "frontend" else self.prefill
@@ -366,6 +393,11 @@ class DeploymentConfig(StrictModel):
                     f"gpu_budget ({self.gpu_budget}) < GPUs the minimums need ({min_gpus}{on}): raise "
                     f"{env_name('gpu_budget')} or lower frontend.min / prefill.min"
                 )
+        if (self.gpu_execution_role_arn is None) != (self.gpu_task_role_arn is None):
+            problems.append(
+                "gpu_execution_role_arn and gpu_task_role_arn go together: set both "
+                f"({env_name('gpu_execution_role_arn')}, {env_name('gpu_task_role_arn')}) or neither"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -34,3 +34,7 @@ class LeaseHeldError(RetryableError):
 
 class InfraNotReadyError(DynamoEcsError):
     """No infra (etcd + NATS) task is RUNNING: nothing may be rolled onto no endpoint."""
+
+
+class TeardownIncompleteError(DynamoEcsError):
+    """The Delete's time ran out while something still blocks CloudFormation's next steps."""

@@ -26,6 +26,7 @@ from typing import Any
 from dynamo_ecs import aws
 from dynamo_ecs.clock import now as clock_now
 from dynamo_ecs.errors import LeaseHeldError
+from dynamo_ecs.observability import logger
 
 TTL_ATTRIBUTE = "expires_at"
 
@@ -116,7 +117,8 @@ class StateStore:
         """Hold the deployment lease for the block, waiting up to ``wait_s`` for it.
 
         The TTL bounds how long a crashed holder blocks others. Raises `LeaseHeldError`
-        (retryable) when the lease stays taken.
+        (retryable) when the lease stays taken. A release that fails on AWS's side is logged,
+        not raised: the lease expires by its TTL.
         """
         holder = holder or f"{uuid.uuid4()}"
         deadline = time.monotonic() + wait_s
@@ -131,7 +133,24 @@ class StateStore:
         try:
             yield holder
         finally:
+            self._release_after_use(holder)
+
+    def _release_after_use(self, holder: str) -> None:
+        """Release the lease at the end of its block; an AWS error here is logged, never raised.
+
+        The block's work is done (or its own exception is on its way out): a release throttled
+        past botocore's retries must not turn converged work into a failed invocation, nor hide
+        the block's exception. The lease then expires by its TTL.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
             self.release_lease(holder)
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning(
+                "lease release failed; the lease expires by its TTL",
+                extra={"deployment": self.deployment, "holder": holder, "error": repr(exc)},
+            )
 
     # -- versioned records -----------------------------------------------------------------
 

@@ -42,6 +42,22 @@ def registry_login(**login: str) -> str:
     )
 
 
+def ecs_service_linked_role() -> None:
+    """The role as AWS names it for ecs.amazonaws.com. moto's CreateServiceLinkedRole names it
+    ``AWSServiceRoleForecs`` (its own conversion), so it is made here as AWS documents it."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "ecs.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    aws.client("iam").create_role(
+        RoleName=doctor.ECS_SERVICE_LINKED_ROLE,
+        Path="/aws-service-role/ecs.amazonaws.com/",
+        AssumeRolePolicyDocument=json.dumps(trust),
+    )
+
+
 def overrides(network: Network, secret: str, **more: str) -> list[str]:
     values = {"TaskSubnetIds": ",".join(network.subnets), "NgcSecretArn": secret, **more}
     return ["--parameter-overrides", " ".join(f"{k}={v}" for k, v in values.items())]
@@ -82,7 +98,12 @@ def test_before_deploy_a_short_quota_and_a_missing_secret_fail_with_their_fixes(
     assert checks["instance-type-offered"].startswith("pass") and checks["route-out"].startswith("pass")
     assert checks["gpu-ami"].startswith("pass") and "amazon-linux-2023" in checks["gpu-ami"]
     assert checks["sam-build-tools"].startswith("pass")
-    assert "before deploy (no stack 'not-yet' yet)" in done.stdout and "2 failed" in done.stdout
+    # And an account that never used ECS has no ECS service-linked role yet: create it first
+    assert checks["ecs-linked-role"].startswith("fail")
+    assert (
+        "aws iam create-service-linked-role --aws-service-name ecs.amazonaws.com" in checks["ecs-linked-role"]
+    )
+    assert "before deploy (no stack 'not-yet' yet)" in done.stdout and "3 failed" in done.stdout
 
 
 def test_a_covering_quota_and_a_registry_login_pass_and_the_secret_is_never_printed(
@@ -90,6 +111,7 @@ def test_a_covering_quota_and_a_registry_login_pass_and_the_secret_is_never_prin
 ) -> None:
     quotas[("ec2", "L-DB2E81BA")] = 64
     secret = registry_login(username="$oauthtoken", password=SECRET_VALUE)
+    ecs_service_linked_role()
     network = private_network()
     done = run_cli(["doctor", *overrides(network, secret, GpuAmiId=AL2023), "--json"], env=TOOLS_PATH)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -100,6 +122,7 @@ def test_a_covering_quota_and_a_registry_login_pass_and_the_secret_is_never_prin
         "route-out": "pass",
         "ngc-secret": "pass",
         "gpu-ami": "pass",
+        "ecs-linked-role": "pass",
         "sam-build-tools": "pass",
     }
     table = run_cli(["doctor", *overrides(network, secret, GpuAmiId=AL2023)], env=TOOLS_PATH)
@@ -193,6 +216,15 @@ def test_against_moto_alone_the_quota_is_unknown_and_says_so(aws_env: object) ->
     check = doctor.check_gpu_quota(Aws(), doctor.Inputs({}))
     assert check.status == "warn" and check.detail.startswith("could not read the quota L-DB2E81BA")
     assert "\n" not in check.detail and len(check.detail) < 300
+
+
+def test_the_ecs_service_linked_role_is_checked_by_name(aws_env: object) -> None:
+    # Given a brand-new account: the check fails with the command that creates the role
+    missing = doctor.check_ecs_service_linked_role(Aws(), doctor.Inputs({}))
+    assert (missing.status, missing.fix) == ("fail", doctor.CREATE_ECS_SERVICE_LINKED_ROLE)
+    # When the role exists (as ECS or the fix's command makes it), then it passes
+    ecs_service_linked_role()
+    assert doctor.check_ecs_service_linked_role(Aws(), doctor.Inputs({})).status == "pass"
 
 
 def test_the_defaults_are_template_yamls(aws_env: object) -> None:

@@ -7,6 +7,7 @@ moto (moto runs function code only in Docker); the command itself runs in its ow
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,3 +79,31 @@ def test_bad_options_are_usage_errors(deployed: Deployed, tmp_path: Any) -> None
     spec.write_text("{not json", encoding="utf-8")
     assert run_cli(["redeploy", "--spec", str(spec)]).returncode == 2
     assert run_cli(["redeploy", "--service", "decode"]).returncode == 2
+
+
+def test_the_dry_run_shows_which_role_of_the_spec_the_stack_replaces(
+    deployed: Deployed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the Redeploy function as the stack configures it (the GPU roles it may pass), and
+    # services whose spec is Dynamo's example, which names ecsTaskExecutionRole
+    execution = "arn:aws:iam::123456789012:role/dynamo-GpuExecutionRole-AbC123"
+    monkeypatch.setenv("DYNAMO_ECS_GPU_EXECUTION_ROLE_ARN", execution)
+    monkeypatch.setenv("DYNAMO_ECS_GPU_TASK_ROLE_ARN", "arn:aws:iam::123456789012:role/dynamo-GpuTaskRole-1")
+    handler = load_handler_module("redeploy", fresh=True)
+    try:
+        with stand_in(lambda_invoke({REDEPLOY_FUNCTION: handler.lambda_handler}, [])) as url:
+            # When a new image is previewed
+            done = run_cli(
+                ["redeploy", "--image", NEW_IMAGE, "--dry-run"], env={"AWS_ENDPOINT_URL_LAMBDA": url}
+            )
+    finally:
+        sys.modules.pop(
+            "functions_redeploy_app", None
+        )  # the next test cold-starts it with its own environment
+    # Then the preview names the role it would replace and the stack's role it would use
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (
+        "note: executionRoleArn: the spec names arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
+        in done.stdout
+    )
+    assert f"the stack's {execution} is used" in done.stdout

@@ -47,7 +47,7 @@ def test_placement_and_pull_failures_end_up_classified_in_status_and_in_one_aler
         "dynamo-frontend": (1, 1),
         "dynamo-prefill": (1, 1),
     }
-    assert all(s["revision"].startswith(("Dynamo-frontend:", "Dynamo-backend:")) for s in report["services"])
+    assert all(s["revision"].startswith(("dynamo-frontend:", "dynamo-prefill:")) for s in report["services"])
     # When ECS reports a task it cannot place and an image it cannot pull, each more than once
     delivered_twice(diagnostics, sample("placement_failure"))
     delivered_twice(diagnostics, sample("task_pull_failed"))

@@ -11,11 +11,11 @@ import pytest
 from devtools.cloudformation_stub import CloudFormationStub
 from devtools.ecs_world import EcsWorld, build_world, task_private_ip
 from devtools.handlers import load_handler_module
+from devtools.services import STACK_GPU_EXECUTION_ROLE_ARN, STACK_GPU_TASK_ROLE_ARN
 from dynamo_ecs import aws, capacity
 from dynamo_ecs.config import DeploymentConfig
 
 CONFIG = DeploymentConfig()
-ROLE = "arn:aws:iam::123456789012:role/dynamo-gpu-task"
 
 
 @dataclass
@@ -40,8 +40,8 @@ def properties(**overrides: str) -> dict[str, str]:
         "Deployment": "dynamo",
         "Image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1",
         "Model": "Qwen/Qwen3-0.6B",
-        "ExecutionRoleArn": ROLE,
-        "TaskRoleArn": ROLE,
+        "ExecutionRoleArn": STACK_GPU_EXECUTION_ROLE_ARN,
+        "TaskRoleArn": STACK_GPU_TASK_ROLE_ARN,
         "NgcSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ngc-AbCdEf",
         "FrontendLogGroup": "/dynamo/frontend",
         "PrefillLogGroup": "/dynamo/prefill",
@@ -110,12 +110,12 @@ def test_create_update_delete_round_trip(world: EcsWorld, cloudformation: CloudF
         updated["dynamo-prefill"]
     )["environment"]
     # A second identical Update writes nothing new
-    revisions_before = aws.client("ecs").list_task_definitions(familyPrefix="Dynamo-frontend")[
+    revisions_before = aws.client("ecs").list_task_definitions(familyPrefix=CONFIG.frontend.family)[
         "taskDefinitionArns"
     ]
     bootstrap.lambda_handler(request("Update", cloudformation.url, new, old=new), LambdaContext())
     assert (
-        aws.client("ecs").list_task_definitions(familyPrefix="Dynamo-frontend")["taskDefinitionArns"]
+        aws.client("ecs").list_task_definitions(familyPrefix=CONFIG.frontend.family)["taskDefinitionArns"]
         == revisions_before
     )
     # Delete: services gone, revisions deregistered; a repeated Delete still succeeds
@@ -123,7 +123,7 @@ def test_create_update_delete_round_trip(world: EcsWorld, cloudformation: CloudF
         bootstrap.lambda_handler(request("Delete", cloudformation.url, new), LambdaContext())
         assert cloudformation.answers[-1]["Status"] == "SUCCESS"
     assert services() == {}
-    active = aws.client("ecs").list_task_definitions(familyPrefix="Dynamo-frontend", status="ACTIVE")
+    active = aws.client("ecs").list_task_definitions(familyPrefix=CONFIG.frontend.family, status="ACTIVE")
     assert active["taskDefinitionArns"] == []
 
 
@@ -134,7 +134,8 @@ def test_a_repeated_create_creates_nothing_twice(world: EcsWorld, cloudformation
         bootstrap.lambda_handler(request("Create", cloudformation.url, properties()), LambdaContext())
     assert [a["Status"] for a in cloudformation.answers] == ["SUCCESS", "SUCCESS"]
     assert (
-        len(aws.client("ecs").list_task_definitions(familyPrefix="Dynamo-backend")["taskDefinitionArns"]) == 1
+        len(aws.client("ecs").list_task_definitions(familyPrefix=CONFIG.prefill.family)["taskDefinitionArns"])
+        == 1
     )
 
 

@@ -14,15 +14,20 @@ from hypothesis import strategies as st
 
 from devtools.ecs_world import EcsWorld, build_world, task_private_ip, task_state_change_event
 from devtools.handlers import load_handler_module
-from devtools.services import MotoServer
+from devtools.services import (
+    STACK_GPU_EXECUTION_ROLE_ARN,
+    STACK_GPU_TASK_ROLE_ARN,
+    MotoServer,
+    aws_test_environment,
+)
 from dynamo_ecs import aws
-from dynamo_ecs.config import DeploymentConfig
+from dynamo_ecs.config import load_config
 from dynamo_ecs.endpoints.reconcile import REGISTER_ATTEMPTS
 from dynamo_ecs.endpoints.render import RENDERING_TAG
 from dynamo_ecs.state import StateStore
 
 REGION = "us-east-1"
-CONFIG = DeploymentConfig()
+CONFIG = load_config(aws_test_environment("http://127.0.0.1:1"))  # the functions' configuration
 
 
 @dataclass
@@ -91,8 +96,13 @@ def test_replacement_rolls_both_services_onto_the_new_address(deployment: Deploy
             "NATS_SERVER": f"nats://{new_ip}:4222",
         }
         assert after["revision"] == before[role]["revision"] + 1
-        for key in ("networkMode", "cpu", "memory", "executionRoleArn", "taskRoleArn"):
+        for key in ("networkMode", "cpu", "memory"):
             assert after.get(key) == before[role].get(key)
+        # the manual setup's generic role gives way to the stack's, the only ones it may pass
+        assert (after["executionRoleArn"], after["taskRoleArn"]) == (
+            STACK_GPU_EXECUTION_ROLE_ARN,
+            STACK_GPU_TASK_ROLE_ARN,
+        )
         container_before, container_after = (
             before[role]["containerDefinitions"][0],
             after["containerDefinitions"][0],
@@ -114,10 +124,10 @@ def test_replacement_rolls_both_services_onto_the_new_address(deployment: Deploy
 
 def test_a_second_look_writes_nothing(deployment: Deployment, watcher: Any) -> None:
     watcher.lambda_handler(event_for(deployment.second, 2, "e-1"), LambdaContext())
-    counts = [len(revisions("Dynamo-frontend")), len(revisions("Dynamo-backend"))]
+    counts = [len(revisions(CONFIG.frontend.family)), len(revisions(CONFIG.prefill.family))]
     result = watcher.lambda_handler(event_for(deployment.second, 2, "e-1"), LambdaContext())
     assert result["status"] == "unchanged"
-    assert [len(revisions("Dynamo-frontend")), len(revisions("Dynamo-backend"))] == counts
+    assert [len(revisions(CONFIG.frontend.family)), len(revisions(CONFIG.prefill.family))] == counts
 
 
 def test_ten_concurrent_duplicates_register_one_revision_per_family(
@@ -134,8 +144,8 @@ def test_ten_concurrent_duplicates_register_one_revision_per_family(
     for thread in threads:
         thread.join()
     assert sorted(r["status"] for r in results) == ["applied"] + ["unchanged"] * 9
-    assert len(revisions("Dynamo-frontend")) == 2
-    assert len(revisions("Dynamo-backend")) == 2
+    assert len(revisions(CONFIG.frontend.family)) == 2
+    assert len(revisions(CONFIG.prefill.family)) == 2
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -159,15 +169,15 @@ def test_any_event_order_ends_on_the_task_running_now(
         env_of(running_definition("frontend"))["NATS_SERVER"]
         == f"nats://{task_private_ip(deployment.second)}:4222"
     )
-    assert len(revisions("Dynamo-frontend")) == 2
-    assert len(revisions("Dynamo-backend")) == 2
+    assert len(revisions(CONFIG.frontend.family)) == 2
+    assert len(revisions(CONFIG.prefill.family)) == 2
 
 
 def test_no_running_infra_task_changes_nothing(deployment: Deployment, watcher: Any) -> None:
     stopped = deployment.world.stop_task(CONFIG.infra.cluster, deployment.second["taskArn"])
     result = watcher.lambda_handler(event_for(stopped, 3, "e-stop"), LambdaContext())
     assert result["status"] == "no_endpoint"
-    assert len(revisions("Dynamo-frontend")) == 1
+    assert len(revisions(CONFIG.frontend.family)) == 1
     assert StateStore(CONFIG.state_table, CONFIG.deployment).decisions() == []
 
 
@@ -183,7 +193,7 @@ def test_malformed_events_are_dropped_without_writes(
     deployment: Deployment, watcher: Any, event: Any
 ) -> None:
     assert watcher.lambda_handler(event, LambdaContext())["status"] == "ignored"
-    assert len(revisions("Dynamo-frontend")) == 1
+    assert len(revisions(CONFIG.frontend.family)) == 1
 
 
 def test_another_services_event_is_not_ours(deployment: Deployment, watcher: Any) -> None:
@@ -191,7 +201,7 @@ def test_another_services_event_is_not_ours(deployment: Deployment, watcher: Any
     event["detail"]["group"] = "service:someone-else"
     result = watcher.lambda_handler(event, LambdaContext())
     assert result["status"] == "ignored" and "not the infra service" in result["reason"]
-    assert len(revisions("Dynamo-frontend")) == 1
+    assert len(revisions(CONFIG.frontend.family)) == 1
 
 
 def test_a_throttled_write_converges_when_the_platform_retries(deployment: Deployment, watcher: Any) -> None:
@@ -216,7 +226,7 @@ def test_a_throttled_write_converges_when_the_platform_retries(deployment: Deplo
         ecs.meta.events.unregister("before-call.ecs.RegisterTaskDefinition", throttle)
     # Then it converges: the new address, one revision per family
     assert result["status"] == "applied"
-    assert len(revisions("Dynamo-frontend")) == 2
+    assert len(revisions(CONFIG.frontend.family)) == 2
 
 
 def test_a_lost_register_answer_reuses_the_revision_it_made(deployment: Deployment, watcher: Any) -> None:
@@ -241,11 +251,11 @@ def test_a_lost_register_answer_reuses_the_revision_it_made(deployment: Deployme
         ecs.meta.events.unregister("after-call.ecs.RegisterTaskDefinition", lose_answer)
     # Then the revision ECS made is found by its digest tag and rolled: no twin
     assert result["status"] == "applied" and lost["left"] == 0
-    assert len(revisions("Dynamo-frontend")) == 2
-    assert len(revisions("Dynamo-backend")) == 2
-    tags = aws.client("ecs").describe_task_definition(taskDefinition="Dynamo-frontend", include=["TAGS"])[
-        "tags"
-    ]
+    assert len(revisions(CONFIG.frontend.family)) == 2
+    assert len(revisions(CONFIG.prefill.family)) == 2
+    tags = aws.client("ecs").describe_task_definition(
+        taskDefinition=CONFIG.frontend.family, include=["TAGS"]
+    )["tags"]
     assert RENDERING_TAG in {t["key"] for t in tags}
 
 
@@ -258,7 +268,7 @@ def test_redeploy_dry_run_shows_the_diff_and_writes_nothing(deployment: Deployme
     [change] = result["changes"]
     assert change["diff"]["$.containerDefinitions[0].image"]["new"] == image
     assert change["new_endpoints"]["NATS_SERVER"].startswith(f"nats://{task_private_ip(deployment.second)}")
-    assert len(revisions("Dynamo-frontend")) == 1
+    assert len(revisions(CONFIG.frontend.family)) == 1
     assert StateStore(CONFIG.state_table, CONFIG.deployment).get_record("spec#frontend").version == 0
 
 
@@ -350,7 +360,7 @@ def test_redeploy_force_rolls_even_when_nothing_changed(deployment: Deployment, 
     forced = redeploy.lambda_handler({"force": True, "services": ["prefill"]}, LambdaContext())
     assert forced["status"] == "applied"
     assert [c["service"] for c in forced["changes"]] == ["dynamo-prefill"]
-    assert len(revisions("Dynamo-backend")) == 2, "a forced roll needs no new revision"
+    assert len(revisions(CONFIG.prefill.family)) == 2, "a forced roll needs no new revision"
 
 
 @pytest.mark.parametrize(
@@ -375,7 +385,7 @@ def test_bad_payloads_name_the_field_and_change_nothing(
     result = redeploy.lambda_handler(payload, LambdaContext())
     assert result["status"] == "refused"
     assert field in result["error"]
-    assert len(revisions("Dynamo-frontend")) == 1
+    assert len(revisions(CONFIG.frontend.family)) == 1
     assert StateStore(CONFIG.state_table, CONFIG.deployment).decisions() == []
 
 
@@ -386,8 +396,8 @@ def test_every_ordering_of_three_services_requests_is_one_state(
     for order in itertools.islice(itertools.permutations([["frontend"], ["prefill"], None]), 2):
         for services in order:
             redeploy.lambda_handler({"services": services} if services else {}, LambdaContext())
-    assert len(revisions("Dynamo-frontend")) == 2
-    assert len(revisions("Dynamo-backend")) == 2
+    assert len(revisions(CONFIG.frontend.family)) == 2
+    assert len(revisions(CONFIG.prefill.family)) == 2
 
 
 def test_moto_fixture_is_in_use(aws_env: MotoServer) -> None:
@@ -402,8 +412,8 @@ def test_a_service_rolled_back_by_the_circuit_breaker_is_retried_a_bounded_numbe
     queue_url = aws.client("sqs").create_queue(QueueName="alerts")["QueueUrl"]
     queue_arn = aws.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
     aws.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"])
-    watcher.CONFIG = DeploymentConfig(alert_topic_arn=topic)
-    manual = revisions("Dynamo-frontend")[0]
+    watcher.CONFIG = CONFIG.model_copy(update={"alert_topic_arn": topic})
+    manual = revisions(CONFIG.frontend.family)[0]
     ecs = aws.client("ecs")
     statuses = []
     last: dict[str, Any] = {}
@@ -417,7 +427,7 @@ def test_a_service_rolled_back_by_the_circuit_breaker_is_retried_a_bounded_numbe
     # Then three attempts, then no further writes, one alert, and no extra revisions
     assert statuses == ["applied", "applied", "applied", "unchanged", "unchanged"]
     assert "gave up on dynamo-frontend" in last["reason"], last
-    assert len(revisions("Dynamo-frontend")) == 2
+    assert len(revisions(CONFIG.frontend.family)) == 2
     messages = (
         aws.client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
     )

@@ -19,6 +19,7 @@ from devtools.local_ecs.client import first_success
 from devtools.local_ecs.deployment import MODEL, local_deployment
 from devtools.local_ecs.load import LoadRun
 from devtools.services import MotoServer
+from dynamo_ecs import aws
 
 pytestmark = pytest.mark.xdist_group("real_dynamo")  # one real deployment at a time
 
@@ -26,6 +27,12 @@ DEREGISTRATION_DELAY_S = 4.0
 # Requests of about 1-2 s: the decode side at a tenth of its speed (the mocker's knob).
 ENGINE_ARGS = {"frontend": ("--speedup-ratio", "0.1"), "prefill": ()}
 STOP_BOUND_S = 60.0
+
+
+def task_status(cluster: str, arn: str) -> tuple[str, str]:
+    """(lastStatus, desiredStatus) as DescribeTasks answers."""
+    [task] = aws.client("ecs").describe_tasks(cluster=cluster, tasks=[arn])["tasks"]
+    return task["lastStatus"], task["desiredStatus"]
 
 
 def test_a_frontend_scale_in_under_load_loses_no_request(aws_env: MotoServer, tmp_path: Path) -> None:
@@ -48,6 +55,8 @@ def test_a_frontend_scale_in_under_load_loses_no_request(aws_env: MotoServer, tm
         [leaving] = runner.draining("frontend")
         leaving_url = f"http://{leaving.address}:{deployment.config.frontend.metrics_port}"
         assert leaving_url not in deployment.frontend_urls()  # out of the load balancer at once
+        # and ECS reports it STOPPING (desired STOPPED) while its processes still run
+        assert task_status(runner.cluster, leaving.arn) == ("STOPPING", "STOPPED")
         deadline = time.monotonic() + STOP_BOUND_S
         while runner.draining("frontend") and time.monotonic() < deadline:
             runner.tick()
@@ -57,6 +66,7 @@ def test_a_frontend_scale_in_under_load_loses_no_request(aws_env: MotoServer, tm
         # Then the task stopped on its own after SIGTERM, and no request failed
         [stopped] = [s for s in runner.stopped if s.arn == leaving.arn]
         assert stopped.reason == "Scaling activity initiated by the service"
+        assert task_status(runner.cluster, leaving.arn) == ("STOPPED", "STOPPED")
         assert stopped.killed == ()  # every container exited before its stopTimeout
         failed = [o for o in load.outcomes if o.status != 200]
         assert failed == [], failed[:5]

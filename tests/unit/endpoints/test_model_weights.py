@@ -199,6 +199,7 @@ def test_the_same_model_a_new_image_or_hub_weights_stay_allowed() -> None:
     assert all(served_models(s) == {MODEL} for s in imaged.values())
     # A whole spec without the mount (the model from the hub again) is the user's explicit choice
     hub = {"prefill": copy.deepcopy(load_default_spec("prefill"))}
+    hub["prefill"].pop("family")  # the example file's own family is not the stack's: left out
     assert new_specs(parse_payload({"services": ["prefill"], "spec": hub}), reconciler)  # type: ignore[arg-type]
     # Without weights, a new model is the redeploy it always was
     plain = FakeReconciler(FakeStore())

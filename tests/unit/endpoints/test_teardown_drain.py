@@ -1,37 +1,15 @@
-"""A Delete fits its time budget: the drain wait and the deregistration stop at their deadline."""
+"""A Delete fits its time budget: the deregistration stops at its deadline, the wait leaves time to answer.
+
+The wait itself, against moto with tasks STOPPING and instances in the launch hook:
+``tests/integration/endpoints/test_teardown_states.py``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from dynamo_ecs.endpoints.cfn_response import SAFETY_MARGIN_S, drain_budget_s
-from dynamo_ecs.endpoints.gpu_services import wait_until_inactive
 from dynamo_ecs.endpoints.teardown import Deadline, deregister_revisions
-
-
-class DrainingEcs:
-    """Reports DRAINING for the first ``polls`` describes, INACTIVE after."""
-
-    def __init__(self, polls: int) -> None:
-        self.polls = polls
-        self.calls = 0
-
-    def describe_services(self, cluster: str, services: list[str]) -> dict[str, Any]:
-        self.calls += 1
-        status = "DRAINING" if self.calls <= self.polls else "INACTIVE"
-        return {"services": [{"serviceName": s, "status": status} for s in services]}
-
-
-def test_waits_until_every_service_is_inactive() -> None:
-    ecs = DrainingEcs(polls=2)
-    assert wait_until_inactive(ecs, "gpu", ["a", "b"], wait_s=5.0, poll_s=0.01)
-    assert ecs.calls == 3
-
-
-def test_gives_up_when_the_time_runs_out() -> None:
-    ecs = DrainingEcs(polls=10_000)
-    assert not wait_until_inactive(ecs, "gpu", ["a"], wait_s=0.05, poll_s=0.01)
-    assert 1 <= ecs.calls < 10_000
 
 
 class Context:

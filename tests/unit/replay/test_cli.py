@@ -106,3 +106,50 @@ def test_the_export_window_defaults_to_the_last_seven_days() -> None:
         export_window("2026-11-03", "2026-11-02", now)
     with pytest.raises(UsageError, match="not ISO 8601"):
         export_window("last tuesday", None, now)
+
+
+def test_replay_is_a_click_command_of_dynamo_ecs_with_its_options_in_help() -> None:
+    from click.testing import CliRunner
+
+    from dynamo_ecs_cli.main import cli
+
+    result = CliRunner().invoke(cli, ["replay", "--help"])
+    assert result.exit_code == 0
+    for option in ("--trace", "--scale-to", "--at-trace-lengths", "--set", "--model", "--policies", "--out"):
+        assert option in result.output
+    # an option click does not know is a usage error (exit 2), named
+    bad = CliRunner().invoke(cli, ["replay", "--tracee", "step"])
+    assert bad.exit_code == 2 and "--tracee" in bad.output
+
+
+def test_a_per_request_trace_is_scaled_to_the_capacity_and_replayed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a per-request trace of 20 minutes, 6 requests/s of 2000 input and 100 output tokens
+    rows = "".join(f"{i / 6:.3f},2000,100\n" for i in range(6 * 1200))
+    trace = tmp_path / "requests.csv"
+    trace.write_text("arrival_s,input_tokens,output_tokens\n" + rows, encoding="utf-8")
+    out = tmp_path / "out"
+    # When it is replayed at 50 % of the budget's capacity, the model at its lengths
+    code = main(
+        [
+            "--trace",
+            str(trace),
+            "--at-trace-lengths",
+            "--scale-to",
+            "0.5",
+            "--policies",
+            "ours,static",
+            "--no-chart",
+            "--out",
+            str(out),
+        ]
+    )
+    # Then the summary names the scaled trace and the model's lengths are the trace's
+    assert code == 0
+    summary = json.loads((out / "requests-at50.json").read_text())
+    assert summary["model"]["input_tokens"] == 2000 and summary["model"]["output_tokens"] == 100
+    assert [r["policy"] for r in summary["results"]] == ["ours", "static"]
+    # And a fraction out of range stops it before anything runs
+    assert main(["--trace", str(trace), "--scale-to", "0", "--out", str(out)]) == 2
+    assert "fraction of the capacity" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from dynamo_ecs.config import DeploymentConfig, ServiceRole
 from dynamo_ecs.scaling.decide import ServiceState
 from dynamo_ecs_cli.replay.catalog import keda_factory
 from dynamo_ecs_cli.replay.model import ModelParams
-from dynamo_ecs_cli.replay.peers import KedaKnobs, Planner, PlannerKnobs, StepKnobs, StepScaling
+from dynamo_ecs_cli.replay.peers import Keda, KedaKnobs, Planner, PlannerKnobs, StepKnobs, StepScaling
 from dynamo_ecs_cli.replay.simulate import replay
 from dynamo_ecs_cli.replay.traces import constant
 
@@ -92,3 +92,45 @@ def test_keda_without_itl_drops_the_itl_signal_and_uses_hpas_behaviour() -> None
         keda_factory("keda", KedaKnobs()),
     )
     assert result.scale_actions == 0
+
+
+def test_level_peers_take_the_knobs_tuned_with_scale_ahead_and_raise_the_group_at_once() -> None:
+    from dynamo_ecs_cli.replay import catalog
+    from dynamo_ecs_cli.replay.evaluate import stack_config
+
+    # Given the tuned peers of the bursty trace, on both views
+    provider = catalog.peer_factories("bursty-seed3")
+    level = catalog.peer_factories("bursty-seed3", level=True)
+    # Then every peer is on both, the level ones named _level and asking for instances themselves
+    assert set(level) == {name + catalog.LEVEL_SUFFIX for name in provider}
+    config = stack_config()
+    for name, factory in level.items():
+        assert getattr(factory(config, 0.0, ModelParams()), "scale_ahead", False), name
+    for name, factory in provider.items():
+        assert not getattr(factory(config, 0.0, ModelParams()), "scale_ahead", False), name
+    # and a level peer's knobs are those tuned under scale-ahead where there are some
+    keda = level["keda_level"](config, 0.0, ModelParams())
+    assert isinstance(keda, Keda)
+    tuned = catalog.TUNED_LEVEL["bursty"]["keda"]
+    assert isinstance(tuned, KedaKnobs)
+    assert keda.config.scaling.scale_down_stabilization_s == tuned.scale_down_stabilization_s
+
+
+def test_a_level_peer_s_new_instances_do_not_wait_for_the_capacity_provider() -> None:
+    from dynamo_ecs_cli.replay import catalog
+    from dynamo_ecs_cli.replay.evaluate import stack_config
+    from dynamo_ecs_cli.replay.simulate import replay, with_profiled_capacity
+    from dynamo_ecs_cli.replay.traces import step
+
+    trace = step(hours=3, seed=2)
+    config = with_profiled_capacity(stack_config(), ModelParams())
+    knobs = catalog.TUNED["step"]["keda"]
+    assert isinstance(knobs, KedaKnobs)
+    slow = replay(trace, config, ModelParams(), catalog.keda_factory("keda", knobs))
+    fast = replay(trace, config, ModelParams(), catalog.keda_factory("keda_level", knobs, level=True))
+    waits = [serving - asked for asked, serving in slow.tasks if serving < float("inf")]
+    waits_level = [serving - asked for asked, serving in fast.tasks if serving < float("inf")]
+    # the capacity provider's minute is gone from every new task's start
+    assert min(waits) >= ModelParams().capacity_reaction_s
+    assert max(waits_level) < max(waits)
+    assert fast.sla_minutes <= slow.sla_minutes

@@ -8,8 +8,10 @@ the ``Custom::DynamoGpuServices`` resource hands the operator its properties:
   rendered at the infra task running now, with the initial desired count;
 - Update: store the new specs, then the usual endpoint reconcile rolls them out at the
   current address. Desired counts are never touched (the scaler owns them);
-- Delete: scale both services to zero, delete them, deregister the families' revisions and
-  clear the Auto Scaling group's scale-in protection, within the time left to answer.
+- Delete: stop the Auto Scaling group launching, scale both services to zero and delete them,
+  deregister the families' revisions, wait until no task of the GPU cluster is left, abandon
+  launches held in the launch hook and clear the group's scale-in protection, within the time
+  left to answer (FAILED, saying what is left, when it runs out).
 
 Every step is safe to repeat: CloudFormation may send the same request twice.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import copy
 import re
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
@@ -27,11 +30,19 @@ from dynamo_ecs import aws, capacity
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
 from dynamo_ecs.endpoints.model_weights import HOST_DIR_PATTERN, with_model_weights
 from dynamo_ecs.endpoints.reconcile import APPLIED_RECORD, EndpointReconciler, digest
-from dynamo_ecs.endpoints.render import RenderContext, plane_credentials, render_task_definition
+from dynamo_ecs.endpoints.render import RenderContext, plane_credentials
 from dynamo_ecs.endpoints.spec_validation import IMAGE_PATTERN, ModelId, validate_spec
 from dynamo_ecs.endpoints.specs_store import read_spec, spec_record_name, with_image, with_model
-from dynamo_ecs.endpoints.teardown import Deadline, clear_scale_in_protection, deregister_revisions
-from dynamo_ecs.errors import InfraNotReadyError, InvalidInputError
+from dynamo_ecs.endpoints.task_roles import StackRoles
+from dynamo_ecs.endpoints.teardown import (
+    Deadline,
+    GroupRelease,
+    deregister_revisions,
+    release_instances,
+    stop_launching,
+    tasks_not_stopped,
+)
+from dynamo_ecs.errors import InfraNotReadyError, InvalidInputError, TeardownIncompleteError
 from dynamo_ecs.infra import find_infra_endpoint
 from dynamo_ecs.observability import logger
 from dynamo_ecs.specs import load_default_spec
@@ -75,6 +86,8 @@ class GpuServicesProperties(BaseModel):
     auto_scaling_group: str | None = Field(
         None, alias="AutoScalingGroup", pattern=r"^[\w .:/@+=,-]+$", max_length=255
     )  # read by the Delete only
+    # The group's launch hook: the Delete abandons launches it still holds (read by the Delete only).
+    launch_hook: str | None = Field(None, alias="LaunchHook", pattern=r"^[A-Za-z0-9/_-]+$", max_length=255)
     instance_type: capacity.InstanceTypeName | None = Field(None, alias="InstanceType")
     # With ModelWeightsS3Uri: the instance directory holding the model's files (model_weights.py).
     model_weights_dir: str | None = Field(None, alias="ModelWeightsDir", pattern=HOST_DIR_PATTERN)
@@ -184,6 +197,7 @@ def create(reconciler: EndpointReconciler, props: GpuServicesProperties) -> dict
         reconciler.region,
         plane_credentials(config.planes.dynamo_secret_arn, config.planes.ca_writer_image),
     )
+    use_stack_roles(reconciler, props)
     specs = checked_specs(props, config)
     existing = _active_services(reconciler)
     record = reconciler.store.get_record(APPLIED_RECORD)
@@ -193,7 +207,7 @@ def create(reconciler: EndpointReconciler, props: GpuServicesProperties) -> dict
         name = config.service(role).service
         if name in existing:
             continue
-        rendered = render_task_definition(spec, context)
+        rendered, _ = reconciler.render(spec, context)
         revision = reconciler.revision_for(rendered, digest(rendered))
         ecs.create_service(**_service_definition(config, role, props, revision))
         applied[role] = {"revision": revision, "digest": digest(rendered), "attempts": 0}
@@ -281,7 +295,31 @@ def checked_specs(
     }
 
 
+def use_stack_roles(reconciler: EndpointReconciler, props: GpuServicesProperties) -> None:
+    """The roles the GPU task definitions name are the stack's: the properties' and the config's agree.
+
+    Both come from the stack's GpuExecutionRole and GpuTaskRole (template.yaml); the config's
+    are what the operator's iam:PassRole allows on every path. Unconfigured (tests, local
+    runs), the properties' roles are the stack's for this request.
+    """
+    given = StackRoles(props.execution_role_arn, props.task_role_arn)
+    if reconciler.roles is None:
+        reconciler.roles = given
+        return
+    for name, field, variable in (
+        ("ExecutionRoleArn", "executionRoleArn", "DYNAMO_ECS_GPU_EXECUTION_ROLE_ARN"),
+        ("TaskRoleArn", "taskRoleArn", "DYNAMO_ECS_GPU_TASK_ROLE_ARN"),
+    ):
+        if given.for_field(field) != reconciler.roles.for_field(field):
+            raise InvalidInputError(
+                f"{name}: {given.for_field(field)!r} is not the role the operator may pass to ECS "
+                f"({variable} is {reconciler.roles.for_field(field)!r}); both must be the stack's own "
+                "GPU role, as template.yaml sets them"
+            )
+
+
 def update(reconciler: EndpointReconciler, props: GpuServicesProperties) -> dict[str, Any]:
+    use_stack_roles(reconciler, props)
     specs = checked_specs(props, reconciler.config)
     moved = move_frontend_to_target_group(reconciler, props)
     for role, spec in specs.items():
@@ -301,16 +339,26 @@ def delete(
     poll_s: float = 5.0,
     autoscaling: Any = None,
 ) -> dict[str, Any]:
-    """Scale to zero, delete both services, deregister the operator's revisions, unprotect instances.
+    """Tear the GPU side down until nothing blocks CloudFormation's next steps, within ``deadline``.
 
-    Everything fits ``deadline`` (the time left before CloudFormation must be answered):
-    deregistration may use half of it; the rest waits for the services to drain (INACTIVE),
-    because CloudFormation removes the capacity provider next, which ECS refuses while a
-    service still uses it. Last, the Auto Scaling group's instances lose their scale-in
-    protection, or CloudFormation's delete of the group would wait on them.
+    CloudFormation next removes the capacity provider association, which ECS refuses while any
+    task of the GPU cluster is not STOPPED (deleted services' tasks stay STOPPING for the
+    load balancer's deregistration delay and their stop timeout), then deletes the Auto
+    Scaling group, which waits on every instance that is still protected from scale-in. So:
+    no new launches (the group sized to zero), both services to zero and deleted, the
+    families' revisions deregistered (at most half of the time), then, pass after pass, launches
+    held in the launch hook abandoned, and once no task is left, every instance unprotected.
+    SUCCESS only when that is done; when ``deadline`` comes first, `TeardownIncompleteError`
+    says what is left (the Delete is safe to repeat).
     """
     config, ecs = reconciler.config, reconciler.ecs
     deadline = deadline or Deadline.after(0.0)
+    properties = properties or {}
+    group = str(properties.get("AutoScalingGroup") or "")
+    launch_hook = str(properties.get("LaunchHook") or "") or None
+    if group:
+        autoscaling = autoscaling or aws.client("autoscaling")
+        stop_launching(autoscaling, group)
     deleted = []
     for name, service in _active_services(reconciler).items():
         ecs.update_service(cluster=config.gpu_cluster, service=name, desiredCount=0)
@@ -318,52 +366,113 @@ def delete(
         deleted.append(service["serviceName"])
     families = [config.service(role).family for role in SERVICE_ROLES]
     revisions = deregister_revisions(ecs, families, deadline.share(0.5))
-    drain_deadline = Deadline(deadline.at - PROTECTION_RESERVE_S, deadline.clock)
-    drained = wait_until_inactive(ecs, config.gpu_cluster, deleted, drain_deadline.remaining(), poll_s)
-    group = str((properties or {}).get("AutoScalingGroup") or "")
-    unprotected = 0
-    if group:
-        unprotected = clear_scale_in_protection(autoscaling or aws.client("autoscaling"), group)
+    released = wait_until_released(
+        ecs, config.gpu_cluster, deleted, deadline, poll_s, autoscaling if group else None, group, launch_hook
+    )
     logger.info(
         "GPU services deleted",
         extra={
             "services": deleted,
             "deregistered": revisions.deregistered,
             "all_deregistered": revisions.complete,
-            "drained": drained,
-            "unprotected_instances": unprotected,
+            "unprotected_instances": released.unprotected,
+            "abandoned_launches": released.abandoned,
         },
     )
     return {
         "Deleted": ",".join(deleted),
         "Deregistered": str(revisions.deregistered),
         "AllDeregistered": str(revisions.complete).lower(),
-        "Drained": str(drained).lower(),
-        "UnprotectedInstances": str(unprotected),
+        "Drained": "true",
+        "UnprotectedInstances": str(released.unprotected),
+        "AbandonedLaunches": str(released.abandoned),
     }
 
 
-def wait_until_inactive(ecs: Any, cluster: str, names: list[str], wait_s: float, poll_s: float = 5.0) -> bool:
-    """True once every named service is INACTIVE (or gone); False if ``wait_s`` ran out first."""
-    deadline = time.monotonic() + wait_s
-    while names:
-        described = ecs.describe_services(cluster=cluster, services=names).get("services", [])
-        if all(s.get("status") == "INACTIVE" for s in described):
-            return True
-        if time.monotonic() + poll_s > deadline:
-            logger.warning(
-                "GPU services still draining; answering CloudFormation now", extra={"services": names}
-            )
-            return False
+@dataclass
+class Released:
+    unprotected: int = 0
+    abandoned: int = 0
+
+
+def wait_until_released(
+    ecs: Any,
+    cluster: str,
+    services: list[str],
+    deadline: Deadline,
+    poll_s: float,
+    autoscaling: Any = None,
+    group: str = "",
+    launch_hook: str | None = None,
+) -> Released:
+    """Pass after pass until the services are INACTIVE, no task is left and no instance is protected.
+
+    Instances are unprotected only once no task is left, so the group (sized to zero) does not
+    terminate an instance under a task that is still stopping. Raises `TeardownIncompleteError`
+    when ``deadline`` comes first.
+    """
+    total = Released()
+    while True:
+        inactive = services_inactive(ecs, cluster, services)
+        tasks = tasks_not_stopped(ecs, cluster)
+        settled = True
+        release: GroupRelease | None = None
+        if autoscaling is not None and group:
+            release = release_instances(autoscaling, group, launch_hook, unprotect=inactive and not tasks)
+            total.unprotected += release.unprotected
+            total.abandoned += release.abandoned
+            settled = release.settled
+        if inactive and not tasks and settled:
+            return total
+        if deadline.remaining() < poll_s:
+            raise TeardownIncompleteError(_what_is_left(cluster, services, inactive, tasks, group, release))
         time.sleep(poll_s)
-    return True
+
+
+def services_inactive(ecs: Any, cluster: str, names: list[str]) -> bool:
+    """True once every named service is INACTIVE (or gone)."""
+    if not names:
+        return True
+    described = ecs.describe_services(cluster=cluster, services=names).get("services", [])
+    return all(s.get("status") == "INACTIVE" for s in described)
+
+
+def _what_is_left(
+    cluster: str,
+    services: list[str],
+    inactive: bool,
+    tasks: list[str],
+    group: str,
+    release: GroupRelease | None,
+) -> str:
+    left = []
+    if not inactive:
+        left.append(f"services {', '.join(services)} still draining")
+    if tasks:
+        left.append(
+            f"{len(tasks)} task(s) of cluster {cluster} not STOPPED yet (ECS refuses to remove the "
+            f"capacity provider while they stop), e.g. {tasks[0]}"
+        )
+    if release is not None and release.launching:
+        left.append(
+            f"{len(release.launching)} instance(s) of group {group} still launching, protected from "
+            f"scale-in, e.g. {release.launching[0]}"
+        )
+    if release is not None and release.protected:
+        left.append(f"{len(release.protected)} instance(s) of group {group} still protected from scale-in")
+    if release is not None and not release.sized_to_zero:
+        left.append(f"group {group} not sized to zero yet (Auto Scaling refused the update so far)")
+    return (
+        "the GPU side is not torn down yet: "
+        + "; ".join(left)
+        + ". Run `sam delete` again in a few minutes: the Delete is safe to repeat"
+        " (docs/template.md, 'Teardown')"
+    )
 
 
 RequestType = Literal["Create", "Update", "Delete"]
 # The physical id of a Create that failed before it made anything: its rollback Delete is a no-op.
 NOT_CREATED_SUFFIX = "-not-created"
-# Time the Delete keeps for clearing scale-in protection after the drain wait.
-PROTECTION_RESERVE_S = 10.0
 
 
 def handle(

@@ -36,6 +36,7 @@ from dynamo_ecs.endpoints.render import (
     strip_read_only,
 )
 from dynamo_ecs.endpoints.specs_store import read_spec, spec_record_name
+from dynamo_ecs.endpoints.task_roles import StackRoles, check_passable, with_stack_roles
 from dynamo_ecs.infra import InfraEndpoint, find_infra_endpoint
 from dynamo_ecs.observability import logger
 from dynamo_ecs.state import StateStore
@@ -65,6 +66,8 @@ class ServiceChange:
     old_endpoints: dict[str, str]
     new_endpoints: dict[str, str]
     diff: dict[str, Any] = field(default_factory=dict)
+    # What the operator changed in the spec to register it (a role it may not pass, replaced).
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -124,6 +127,7 @@ class _Plan:
     service: dict[str, Any]
     rendered: dict[str, Any]
     digest: str
+    notes: list[str] = field(default_factory=list)
 
 
 def _change(
@@ -137,6 +141,7 @@ def _change(
         old_endpoints=endpoint_of(current),
         new_endpoints=endpoint_of(plan.rendered),
         diff=diff or {},
+        notes=list(plan.notes),
     )
 
 
@@ -159,6 +164,8 @@ class EndpointReconciler:
         self.account_id = account_id
         self.region = region
         self.given_up: list[str] = []
+        # The only roles a registered task definition may name (None: not configured, passed as is).
+        self.roles: StackRoles | None = StackRoles.from_config(config)
 
     def reconcile(
         self,
@@ -213,10 +220,16 @@ class EndpointReconciler:
                     "new_revision": c.new_revision,
                     "old_endpoints": c.old_endpoints,
                     "new_endpoints": c.new_endpoints,
+                    **({"notes": c.notes} if c.notes else {}),
                 }
                 for c in changes
             ],
         }
+        if any(c.notes for c in changes):
+            logger.warning(
+                "the operator changed what a spec names to register it",
+                extra={"notes": {c.service: c.notes for c in changes if c.notes}},
+            )
         self.store.append_decision("endpoints", entry, self.config.scaling.decision_log_ttl_days)
         logger.info("endpoints applied", extra=entry)
         return ReconcileResult("applied", "registered and rolled", endpoint.ip, changes)
@@ -248,8 +261,8 @@ class EndpointReconciler:
             role = names[service["serviceName"]]
             stored = records[spec_record_name(role)]
             spec = dict((specs or {}).get(role) or read_spec(self.store, self.config, role, stored)[0])
-            rendered = render_task_definition(spec, context)
-            plan = _Plan(role, service, rendered, digest(rendered))
+            rendered, notes = self.render(spec, context)
+            plan = _Plan(role, service, rendered, digest(rendered), notes)
             mine = applied.get(role, {})
             if (
                 not force
@@ -261,6 +274,18 @@ class EndpointReconciler:
                 continue
             plans.append(plan)
         return plans
+
+    def render(self, spec: dict[str, Any], context: RenderContext) -> tuple[dict[str, Any], list[str]]:
+        """The RegisterTaskDefinition input for ``spec``, naming the stack's roles, and what was changed.
+
+        Every registration renders here: the automatic path never refuses a stored or default
+        spec for its roles (the services would stay on a dead address), it replaces them and
+        says so (`task_roles.with_stack_roles`).
+        """
+        rendered = render_task_definition(spec, context)
+        if self.roles is None:
+            return rendered, []
+        return with_stack_roles(rendered, self.roles)
 
     def _given_up(self, service: dict[str, Any], plan: _Plan, mine: dict[str, Any]) -> bool:
         """ECS rolled this very rendering back ``max_attempts_per_endpoint`` times: stop writing.
@@ -298,6 +323,7 @@ class EndpointReconciler:
         or the same canonical form). A crash, timeout or lost answer after an earlier call
         therefore reuses that revision instead of registering a twin.
         """
+        check_passable(rendered, self.roles)
         family = rendered["family"]
         for attempt in range(1, REGISTER_ATTEMPTS + 1):
             found = self._find_revision(family, rendering_digest)

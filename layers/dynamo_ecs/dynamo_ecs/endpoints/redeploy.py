@@ -13,15 +13,17 @@ refused, dry run or not (`check_weights_unchanged`).
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
 from dynamo_ecs.endpoints.model_weights import CONTAINER_PATH, served_models
 from dynamo_ecs.endpoints.reconcile import EndpointReconciler, ReconcileResult
 from dynamo_ecs.endpoints.spec_validation import IMAGE_PATTERN, ModelId, validate_spec
 from dynamo_ecs.endpoints.specs_store import read_spec, spec_record_name, with_command, with_image, with_model
+from dynamo_ecs.endpoints.task_roles import StackRoles, written_role_problems
 from dynamo_ecs.errors import InvalidInputError
 
 MAX_COMMAND_PARTS = 64
@@ -42,6 +44,27 @@ class RedeployPayload(BaseModel):
     force: bool = False
     dry_run: bool = False
     spec: dict[ServiceRole, dict[str, Any]] | None = None
+
+    @model_validator(mode="after")
+    def _spec_only_for_selected_services(self) -> RedeployPayload:
+        """A spec for a service the redeploy does not select would be ignored: refuse it instead."""
+        if self.spec is None:
+            return self
+        if not self.spec:
+            raise ValueError(
+                'spec: empty; send {"frontend": {...}} and/or {"prefill": {...}}, or leave spec out'
+            )
+        outside = [role for role in self.spec if role not in self.roles]
+        if outside:
+            selected = ", ".join(self.roles)
+            raise ValueError(
+                "; ".join(
+                    f"spec.{role}: this redeploy selects services [{selected}], so this spec would be "
+                    f"ignored; add {role!r} to services or leave spec.{role} out"
+                    for role in outside
+                )
+            )
+        return self
 
     @property
     def roles(self) -> tuple[ServiceRole, ...]:
@@ -70,8 +93,9 @@ def new_specs(payload: RedeployPayload, reconciler: EndpointReconciler) -> dict[
     for role in payload.roles:
         stored = read_spec(reconciler.store, reconciler.config, role)[0]
         served = served_models(stored)
-        base = (payload.spec or {}).get(role) or stored
-        spec = copy.deepcopy(base)
+        written = (payload.spec or {}).get(role)
+        found = list(written_spec_problems(written, role, reconciler)) if written is not None else []
+        spec = copy.deepcopy(written if written is not None else stored)
         spec["family"] = reconciler.config.service(role).family
         if payload.image:
             with_image(spec, payload.image)
@@ -80,8 +104,30 @@ def new_specs(payload: RedeployPayload, reconciler: EndpointReconciler) -> dict[
         if payload.command:
             with_command(spec, payload.command)
         check_weights_unchanged(payload, role, served, spec)
-        specs[role] = validate_spec(spec, f"spec.{role}")
+        specs[role] = validate_spec(spec, f"spec.{role}", found=found)
     return specs
+
+
+def written_spec_problems(
+    written: dict[str, Any], role: ServiceRole, reconciler: EndpointReconciler
+) -> Iterator[str]:
+    """What a spec sent in the payload names that the operator cannot run as written.
+
+    The family: the operator keeps one family per service (its revisions, their digests and
+    the teardown's deregistration are found by it), so a spec names that family or none, and
+    any other is refused rather than replaced. The roles: the stack's own or none
+    (`task_roles.written_role_problems`): the operator may pass no other role to ECS.
+    """
+    family = reconciler.config.service(role).family
+    if "family" in written and written["family"] != family:
+        yield (
+            f"$.family: {str(written['family'])[:255]!r} is not this stack's {role} family; write "
+            f"{family!r} or leave family out (the operator registers every {role} revision in its "
+            "own family)"
+        )
+    roles = StackRoles.from_config(reconciler.config)
+    if roles is not None:
+        yield from written_role_problems(written, roles, reconciler.account_id)
 
 
 def check_weights_unchanged(

@@ -438,12 +438,15 @@ def spec_problems(spec: Any, checks: Sequence[SpecCheck] = DEFAULT_CHECKS) -> li
     return list(dict.fromkeys(problems))
 
 
-def validate_spec(spec: Any, where: str, checks: Sequence[SpecCheck] = DEFAULT_CHECKS) -> dict[str, Any]:
+def validate_spec(
+    spec: Any, where: str, checks: Sequence[SpecCheck] = DEFAULT_CHECKS, found: Sequence[str] = ()
+) -> dict[str, Any]:
     """``spec`` if it is good; else `InvalidSpecError` listing every problem.
 
-    ``where`` replaces the ``$`` of each path, e.g. ``spec.frontend``.
+    ``where`` replaces the ``$`` of each path, e.g. ``spec.frontend``. ``found``: problems the
+    caller found already (on what the user wrote, before the operator filled anything), listed first.
     """
-    problems = spec_problems(spec, checks)
+    problems = list(dict.fromkeys([*found, *spec_problems(spec, checks)]))
     if problems:
         raise InvalidSpecError(
             where, [p.replace("$", where, 1) if p.startswith("$") else p for p in problems]

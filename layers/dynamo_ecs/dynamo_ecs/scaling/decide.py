@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ScalingPolicy, ServiceRole
-from dynamo_ecs.scaling.forecast import Forecast, forecast, predictive_floor
+from dynamo_ecs.scaling.forecast import RoleForecast, predictive_floor, role_forecasts
 from dynamo_ecs.scaling.signals import SignalSpec, signal_specs
 
 Action = Literal["scale_out", "scale_in", "none"]
@@ -86,13 +86,18 @@ class History:
         the current count as recommended now (as for a lost history) and never scale in.
         """
         keep_s = max(
-            policy.scale_up_stabilization_s, policy.scale_down_stabilization_s, policy.floor_scale_down_s or 0
+            policy.scale_up_stabilization_s,
+            policy.scale_down_stabilization_s,
+            policy.floor_scale_down_s or 0,
+            policy.lull_hold_window_s if policy.floor_scale_down_s is not None else 0,
         )
         newest = {r.role: r for r in sorted(self.recommendations, key=lambda r: r.at)}
         kept = [r for r in self.recommendations if now - r.at <= keep_s or newest[r.role] is r]
+        # Scale actions: for the rate limits, and for the lull memory (`recent_short_lull`).
+        events_s = max(policy.rate_limit_period_s, lull_memory_s(policy))
         return History(
             tuple(kept),
-            tuple(e for e in self.scale_events if now - e.at < policy.rate_limit_period_s),
+            tuple(e for e in self.scale_events if now - e.at < events_s),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -181,6 +186,34 @@ class Decision:
         return {role: d.as_dict() for role, d in self.services.items()}
 
 
+# -- scale-in that pays ------------------------------------------------------------------
+
+
+def lull_memory_s(policy: ScalingPolicy) -> int:
+    """How far back a short lull still counts: two hold windows."""
+    return 2 * policy.lull_hold_window_s
+
+
+def recent_short_lull(
+    history: History, role: ServiceRole, policy: ScalingPolicy, now: float
+) -> tuple[ScaleEvent, ScaleEvent] | None:
+    """The newest scale-in of ``role`` followed within the hold window by a scale-out, both in
+    the lull memory: a lull that ended before a release could pay for itself. None without one."""
+    window = policy.lull_hold_window_s
+    events = sorted(
+        (e for e in history.scale_events if e.role == role and now - e.at < lull_memory_s(policy)),
+        key=lambda e: e.at,
+    )
+    last_in: ScaleEvent | None = None
+    found: tuple[ScaleEvent, ScaleEvent] | None = None
+    for event in events:
+        if event.after < event.before:
+            last_in = event
+        elif event.after > event.before and last_in is not None and event.at - last_in.at <= window:
+            found = (last_in, event)
+    return found
+
+
 # -- step 1: one metric's proposal --------------------------------------------------------
 
 
@@ -266,7 +299,7 @@ def _recommend(
     state: ServiceState,
     observations: Mapping[str, Observation],
     now: float,
-    prediction: Forecast | None = None,
+    forecasts: Mapping[ServiceRole, RoleForecast] | None = None,
 ) -> _Working:
     policy = config.scaling
     bounds = config.service(role)
@@ -283,7 +316,7 @@ def _recommend(
         best = max(fresh, key=lambda p: p.replicas or 0)
         raw = best.replicas or 0
         work.steps.append(f"largest proposal: {best.signal} -> {raw}")
-    floor = predictive_floor(config, role, prediction)
+    floor = predictive_floor(config, role, forecasts or {})
     if floor is not None and floor[0] > raw:
         raw = floor[0]
         work.steps.append(floor[2])
@@ -459,19 +492,35 @@ def decide(
     history: History,
     now: float,
     demand: Sequence[Observation] = (),
+    token_demand: Mapping[ServiceRole, Sequence[Observation]] | None = None,
 ) -> Decision:
     """Desired counts for both services. ``observations`` is keyed by `SignalSpec.key`;
-    ``demand`` is the frontend's recent ``RequestRate`` datapoints (the predictive floor's input)."""
+    ``demand`` is the frontend's recent ``RequestRate`` datapoints (the predictive floor's input);
+    ``token_demand`` per service its recent token-rate datapoints (prefill: input tokens/s, the
+    frontend: output tokens/s), the floor's input where ``capacity_tokens_per_s`` is set."""
     policy = config.scaling
     history = history.pruned(now, policy)
-    prediction = forecast(config, demand, now) if demand else None
+    forecasts = role_forecasts(config, demand, now, token_demand)
     work: dict[ServiceRole, _Working] = {}
     for role in SERVICE_ROLES:
-        w = _recommend(role, config, states[role], observations, now, prediction)
-        floored = predictive_floor(config, role, prediction) is not None
+        w = _recommend(role, config, states[role], observations, now, forecasts)
+        floored = predictive_floor(config, role, forecasts) is not None
         down_window = policy.floor_scale_down_s if floored else None
         if down_window is not None and w.recommendation < w.state.desired:
-            w.steps.append(f"under the predictive floor: scale-down window {down_window} s")
+            lull = recent_short_lull(history, role, policy, now) if policy.lull_hold_window_s else None
+            hold = policy.lull_hold_window_s
+            if lull is not None and hold > down_window:
+                down_window = hold
+                scaled_in, scaled_out = lull
+                w.steps.append(
+                    f"under the predictive floor, scale-in that pays: the last lull lasted "
+                    f"{scaled_out.at - scaled_in.at:.0f} s (in {scaled_in.before} -> {scaled_in.after}, "
+                    f"out {scaled_out.before} -> {scaled_out.after}), shorter than start-up + instance "
+                    f"release: the task came back while its instance was still billed; a scale-in now "
+                    f"waits {hold} s"
+                )
+            else:
+                w.steps.append(f"under the predictive floor: scale-down window {down_window} s")
         target = _stabilize(w, history, policy, now, down_window)
         target = _rate_limit(w, target, history, policy, now)
         if target < w.state.desired and w.state.rollout_in_progress:

@@ -21,6 +21,7 @@ Dry run (``dry_run``): everything but steps 4 and 5; the summary lists what woul
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -181,8 +182,16 @@ class Collector:
         context = RoundContext(now=now, cluster=cluster)
         states: dict[str, Any] = record.data.get("sources", {})
         with ThreadPoolExecutor(max_workers=max(1, len(self.sources)), thread_name_prefix="source") as pool:
+            # Each source runs in a copy of this invocation's context (what context variables
+            # the caller set, such as the tests' record of which function is calling AWS).
             futures = [
-                pool.submit(self._read_source, source, context, states.get(source.name))
+                pool.submit(
+                    contextvars.copy_context().run,
+                    self._read_source,
+                    source,
+                    context,
+                    states.get(source.name),
+                )
                 for source in self.sources
             ]
             readings = [(source, f.result()) for source, f in zip(self.sources, futures, strict=True)]
