@@ -40,6 +40,10 @@ MOTO_CANNOT_CREATE = {
     "AWS::SNS::TopicPolicy": "no CloudFormation model in moto",
     "AWS::SQS::QueuePolicy": "no CloudFormation model in moto",
     "AWS::AutoScaling::WarmPool": "no CloudFormation model in moto; test_template_capacity.py checks it",
+    "AWS::ServiceDiscovery::PrivateDnsNamespace": "no CloudFormation model in moto (Cloud Map API: yes)",
+    "AWS::ServiceDiscovery::Service": "no CloudFormation model in moto (Cloud Map API: yes)",
+    "AWS::CloudFormation::WaitConditionHandle": "moto's CloudFormation ignores it (creates nothing)",
+    "AWS::EC2::SecurityGroupEgress": "no CloudFormation model in moto; test_template_structure.py checks it",
 }
 # Not a moto gap: creating it invokes the bootstrap function, and moto runs Lambda in Docker.
 # The function's logic is tested against moto in tests/integration (the properties are
@@ -110,7 +114,31 @@ def without(template: dict[str, Any], types: set[str]) -> dict[str, Any]:
                 resource["DependsOn"] if isinstance(resource["DependsOn"], list) else [resource["DependsOn"]]
             )
             resource["DependsOn"] = [d for d in depends if d in trimmed["Resources"]]
-    return trimmed
+    return stand_in_references(trimmed, set(template["Resources"]) - set(trimmed["Resources"]))
+
+
+def stand_in_references(template: dict[str, Any], missing: set[str]) -> dict[str, Any]:
+    """Every ``Ref`` or ``Fn::GetAtt`` of a ``missing`` resource, outside those resources,
+    becomes a marked literal (moto's CloudFormation refuses a reference it cannot resolve)."""
+    changed = copy.deepcopy(template)
+    for section in ("Resources", "Outputs"):
+        for name, value in list(changed.get(section, {}).items()):
+            if section == "Outputs" or name not in missing:
+                changed[section][name] = _stand_in(value, missing)
+    return changed
+
+
+def _stand_in(value: Any, missing: set[str]) -> Any:
+    if isinstance(value, dict):
+        ref, attribute = value.get("Ref"), value.get("Fn::GetAtt")
+        if isinstance(ref, str) and ref in missing:
+            return f"not-on-moto:{ref}"
+        if isinstance(attribute, list) and attribute and attribute[0] in missing:
+            return f"not-on-moto:{'.'.join(map(str, attribute))}"
+        return {k: _stand_in(v, missing) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stand_in(v, missing) for v in value]
+    return value
 
 
 def stand_in_for_missing(value: Any, template: dict[str, Any]) -> Any:
@@ -177,8 +205,18 @@ def add_capacity_provider(template: dict[str, Any], cluster: str) -> str:
     return name
 
 
-def placeable_infra_definition(template: dict[str, Any], outputs: dict[str, str]) -> str:
-    """The infra service's task definition as moto can run it; returns the new revision's ARN.
+def infra_service_name(outputs: dict[str, str], member: int | None = None) -> str:
+    """The single infra task's service, or member ``member``'s of the three-member tier."""
+    if member is None:
+        return outputs["InfraServiceName"]
+    return outputs["InfraMemberServiceNames"].split(",")[member]
+
+
+def placeable_infra_definition(
+    template: dict[str, Any], outputs: dict[str, str], member: int | None = None
+) -> str:
+    """The infra service's (or member ``member``'s) task definition as moto can run it; returns
+    the new revision's ARN.
 
     moto's CloudFormation drops the task definition's NetworkMode, Cpu and Memory, and moto's
     RunTask needs a container-level memory: the same containers are registered again with
@@ -186,10 +224,11 @@ def placeable_infra_definition(template: dict[str, Any], outputs: dict[str, str]
     """
     ecs: Any = boto3.client("ecs")
     service = ecs.describe_services(
-        cluster=outputs["InfraClusterName"], services=[outputs["InfraServiceName"]]
+        cluster=outputs["InfraClusterName"], services=[infra_service_name(outputs, member)]
     )["services"][0]
     stored = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
-    props = template["Resources"]["InfraTaskDefinition"]["Properties"]
+    logical_id = "InfraTaskDefinition" if member is None else f"InfraMember{member}TaskDefinition"
+    props = template["Resources"][logical_id]["Properties"]
     containers = [
         {**c, "memory": int(props["Memory"]) // len(stored["containerDefinitions"])}
         for c in stored["containerDefinitions"]

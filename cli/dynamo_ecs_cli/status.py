@@ -16,8 +16,13 @@ DECISIONS_SHOWN = 5
 
 def infra_status(aws: Aws, stack: Stack) -> dict[str, Any]:
     ecs = aws.client("ecs")
+    # One service, or the three members' (InfraMembers 3: the output lists them comma-separated)
     cluster, service = stack.output("InfraClusterName"), stack.output("InfraServiceName")
-    arns = ecs.list_tasks(cluster=cluster, serviceName=service, desiredStatus="RUNNING")["taskArns"]
+    arns = [
+        arn
+        for name in service.split(",")
+        for arn in ecs.list_tasks(cluster=cluster, serviceName=name, desiredStatus="RUNNING")["taskArns"]
+    ]
     tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else []
     return {
         "service": service,

@@ -1,4 +1,5 @@
-"""`make demo`: run the six steps with a live narration, a summary table and a PNG timeline.
+"""`make demo`: run the six steps with a live narration, a summary table and a PNG timeline,
+then a member of the three-member etcd + NATS tier lost under load (``--skip-tier``: not).
 
 Usage: ``python -m devtools.demo [--chart PATH]``. Every process it starts (moto server,
 etcd, nats-server, the Dynamo frontends and workers) is stopped at the end, also on Ctrl-C.
@@ -20,6 +21,7 @@ from rich.table import Table
 from devtools.demo.chart import write_chart
 from devtools.demo.scenario import DemoResult, Scenario
 from devtools.demo.stack import LocalStack
+from devtools.demo.tier import member_loss_demo
 from devtools.iam_check import enforce as iam_check
 from dynamo_ecs.observability import logger
 from dynamo_ecs.state import StateStore
@@ -85,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--chart", type=Path, default=Path("demo-timeline.png"), help="where to write the PNG"
     )
+    parser.add_argument(
+        "--skip-tier", action="store_true", help="leave out the three-member tier's member loss at the end"
+    )
     args = parser.parse_args(argv)
     console = Console(highlight=False)
     iam_check.install()  # every handler's AWS calls are checked against its role, as in the tests
@@ -114,6 +119,25 @@ def main(argv: list[str] | None = None) -> int:
             summary(console, scenario, result, time.perf_counter() - started)
             chart = write_chart(result, args.chart, stack.config.frontend.targets.ttft_ms or 0.0)
         console.print(f"timeline chart: {chart}")
+        if not args.skip_tier:
+            with tempfile.TemporaryDirectory(prefix="dynamo-ecs-demo-tier-") as workdir:
+                tier = member_loss_demo(Path(workdir), console.print)
+            outage = result.steps.get("replace_infra", {}).get("outage_s")
+            table = Table(title="an infra loss, side by side")
+            table.add_column("layout")
+            table.add_column("failed requests / outage", justify="right")
+            table.add_column("GPU tasks started again", justify="right")
+            table.add_row(
+                "one task, replaced (operator on)",
+                "no completion for " + ("ever" if outage is None else f"{outage:.1f} s"),
+                "all",
+            )
+            table.add_row(
+                "three members, one lost",
+                f"{tier.loss.failed} of {tier.loss.requests} failed",
+                str(tier.loss.gpu_tasks_started),
+            )
+            console.print(table)
         console.print("all local processes stopped")
     except KeyboardInterrupt:
         console.print("interrupted: every local process stopped")

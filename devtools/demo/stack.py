@@ -47,6 +47,8 @@ GPU_INSTANCES = 8
 STACK_PARAMETERS = {
     "DeploymentName": "dynamo",
     "NgcSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ngc-login-AbCdEf",
+    # The demo runs the single etcd + NATS task (its outage is what the operator repairs).
+    "InfraMembers": "1",
     # No GPUs here: the GPU utilization signals have nothing to read. No JetStream streams
     # either (Dynamo 1.6 keeps no work in JetStream, docs/signals.md).
     "FrontendGpuUtilizationPct": "off",

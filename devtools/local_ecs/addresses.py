@@ -45,3 +45,18 @@ def vpc_cidr() -> str:
 
 def subnet_cidr(index: int) -> str:
     return f"10.{vpc_octet()}.{index}.0/24"
+
+
+# Cloud Map's stand-in: names are given addresses in 10.N.250.0/24, a block no subnet uses.
+NAME_BLOCK = 250
+
+
+def name_address(index: int) -> str:
+    """The loopback address standing for the ``index``-th private DNS name (Cloud Map's A record).
+
+    A task registered under the name listens there, so whoever uses the name reaches the
+    task registered under it now, as a DNS name does on AWS (without its caching).
+    """
+    if not 0 <= index < 254:
+        raise ValueError(f"name index {index}: at most 254 names")
+    return to_loopback(f"10.{vpc_octet()}.{NAME_BLOCK}.{index + 1}")

@@ -6,18 +6,25 @@ here with these substitutions only, each forced by there being one machine and n
 
 - **programs**: the image's binary (``/nats-server``, ``/usr/local/bin/etcd``) is the same
   program from this machine's packages, of the image tag's release line (checked); a shell
-  image's ``sh`` is /bin/sh; Dynamo images run the PyPI Dynamo (``python`` on PATH is its
-  environment), with the engine swapped for the mocker (`devtools.local_ecs.engine`);
+  image's ``sh`` is /bin/sh, and its ``wget`` this machine's, told to try once as busybox's
+  does; Dynamo images run the PyPI Dynamo (``python`` on PATH is its environment), with the
+  engine swapped for the mocker (`devtools.local_ecs.engine`);
 - **addresses**: every private ``10.a.b.c`` in the environment becomes ``127.a.b.c``
-  (`devtools.local_ecs.addresses`); "all interfaces" in a listen setting becomes the task's
+  (`devtools.local_ecs.addresses`); "all interfaces" in a listen setting (nats-server's
+  ``--cluster`` too) becomes the task's
   (or, in host network mode, the instance's) own loopback address, and so does the address
   Dynamo would detect for itself; a Dynamo bind address the host does not have stays one
   that cannot be bound (`LocalTaskLayout.host_address`);
+- **names**: a private DNS name of the task's world (a Cloud Map name, `LocalTaskLayout.names`)
+  in an environment value or a command word becomes the loopback address standing for it,
+  where the task registered under it listens (`addresses.name_address`);
 - **paths**: a volume's ``containerPath`` becomes a directory of the task, or, for a host
   volume (``host.sourcePath``), that path under a directory of the task's *instance*, which
   every task on the instance shares and which outlives the task (as the instance's disk);
-  ``readOnly`` is not enforced here. The process runs in a directory of its own, standing in
-  for the image's WORKDIR.
+  ``readOnly`` is not enforced here. A path in an environment value that is another
+  container's mount of a task volume becomes that volume's directory too (a config file one
+  container writes for another names paths only the other has). The process runs in a
+  directory of its own, standing in for the image's WORKDIR.
 """
 
 from __future__ import annotations
@@ -135,10 +142,22 @@ class LocalTaskLayout:
     extra_env: dict[str, str] = field(default_factory=dict)
     instance_disk: Path | None = None  # the instance's root volume, for host volumes (`instance_disk`)
     host_paths: dict[str, str] = field(default_factory=dict)  # host volume name -> sourcePath
+    names: dict[str, str] = field(default_factory=dict)  # private DNS name -> its loopback address
+    task_mounts: dict[str, str] = field(default_factory=dict)  # containerPath -> volume, any container
 
     def use_volumes(self, task_definition: Mapping[str, Any]) -> None:
         """The task definition's ``volumes``: those with a ``host.sourcePath`` are the instance's."""
         self.host_paths = host_volumes(dict(task_definition))
+        self.task_mounts = {
+            m["containerPath"]: m["sourceVolume"]
+            for c in task_definition.get("containerDefinitions") or []
+            for m in c.get("mountPoints") or []
+        }
+
+    def map_names(self, text: str) -> str:
+        for name, address in sorted(self.names.items(), key=lambda item: -len(item[0])):
+            text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", address, text)
+        return text
 
     def volume_dir(self, name: str) -> Path:
         """A volume's local directory; as Docker does for a bind mount, it is made when missing."""
@@ -186,7 +205,8 @@ class LocalTaskLayout:
         mounts = {
             m["containerPath"]: self.volume_dir(m["sourceVolume"]) for m in container.get("mountPoints") or []
         }
-        argv = [map_paths(word, mounts) for word in container_argv(container)]
+        argv = [self.map_names(map_paths(word, mounts)) for word in container_argv(container)]
+        task_mounts = {path: self.volume_dir(volume) for path, volume in self.task_mounts.items()}
         image = container["image"]
         kind = repository_name(image)
         cwd = self.root / "containers" / container["name"]
@@ -197,7 +217,8 @@ class LocalTaskLayout:
             "LANG": "C.UTF-8",
         }
         for variable in container.get("environment") or []:
-            env[variable["name"]] = map_paths(addresses.to_loopback_text(variable["value"]), mounts)
+            value = self.map_names(addresses.to_loopback_text(variable["value"]))
+            env[variable["name"]] = map_paths(value, task_mounts | mounts)
         # ECS resolves secrets with the execution role before the container starts; values as they are.
         env.update(secret_environment(dict(container)))
         for name in LISTEN_VARIABLES:
@@ -213,7 +234,14 @@ class LocalTaskLayout:
             env.setdefault("HF_HUB_OFFLINE", "1")
         elif kind == "nats":
             self.toolbox.check_release("nats-server", image)
-            argv = [self.toolbox.binary("nats-server"), "--addr", self.address, *argv[1:]]
+            words = [_ALL_INTERFACES.sub(f"//{self.address}", word) for word in argv[1:]]  # --cluster
+            argv = [self.toolbox.binary("nats-server"), "--addr", self.address, *words]
+        elif kind == "busybox":
+            # busybox's wget makes one attempt; this machine's GNU wget retries 20 times unless told
+            wgetrc = self.root / "containers" / container["name"] / "wgetrc"
+            wgetrc.parent.mkdir(parents=True, exist_ok=True)
+            wgetrc.write_text("tries = 1\n")
+            env["WGETRC"] = str(wgetrc)
         elif kind == "etcd":
             self.toolbox.check_release("etcd", image)
             argv = [self.toolbox.binary("etcd"), *argv[1:]]

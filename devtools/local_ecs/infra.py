@@ -1,4 +1,5 @@
-"""The infra task (etcd + NATS) for real: its registered task definition, run as local processes.
+"""The infra task (etcd + NATS), or the three members of the tier, for real: their registered
+task definitions, run as local processes.
 
 The containers, their commands and environment are read back from ECS (moto), where the
 stack registered them from template.yaml: no argument of the harness's own reaches
@@ -9,8 +10,11 @@ a setting the real server rejects stops the task here as it would on Fargate.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+import json
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,8 @@ from devtools.local_ecs import addresses
 from devtools.local_ecs.containers import LocalTaskLayout
 from devtools.local_ecs.programs import TINY_MODEL, Toolbox
 from devtools.local_ecs.task import LocalTask
-from devtools.services import http_ok
+from devtools.services import http_ok, http_post_json
+from dynamo_ecs import aws
 from dynamo_ecs.infra import eni_private_ip
 
 START_TIMEOUT_S = 30.0
@@ -90,3 +95,199 @@ def running_infra(ecs: Any, cluster: str, task_arn: str, workdir: Path) -> Itera
         yield infra
     finally:
         infra.stop()
+
+
+# --- The three-member tier (InfraMembers 3, docs/infra-tier.md) ---------------------------------
+
+
+@dataclass
+class LocalMember:
+    """Member ``index``'s running task, listening where its DNS name points (Cloud Map's stand-in)."""
+
+    index: int
+    name: str
+    address: str
+    task_arn: str
+    task: LocalTask
+    started_at: float
+
+    @property
+    def etcd_url(self) -> str:
+        return f"http://{self.address}:2379"
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://{self.address}:4222"
+
+    @property
+    def monitor_url(self) -> str:
+        return f"http://{self.address}:8222"
+
+    def ready(self) -> bool:
+        return http_ok(f"{self.etcd_url}/health") and http_ok(
+            f"{self.monitor_url}/healthz?js-enabled-only=true"
+        )
+
+
+@dataclass
+class LocalTier:
+    """The three member services of a stack on moto, each run from its registered task definition.
+
+    ECS's part is played as the service scheduler would: a member's task is started with
+    RunTask (``group=service:<member service>``) in the member's own subnet, and a stopped
+    member's service gets a new task from the same task definition. The processes are the
+    task definition's own (`LocalTaskLayout.plan`); each member's DNS name is a fixed loopback
+    address (`addresses.name_address`) where the member's current task listens.
+    """
+
+    ecs: Any
+    cluster: str
+    services: list[str]  # member k's service
+    definitions: list[str]  # member k's task definition (as moto can place it)
+    subnets: list[str]  # member k's subnet
+    security_group: str
+    names: dict[str, str]  # DNS name -> loopback address, member k's k-th
+    workdir: Path
+    toolbox: Toolbox = field(default_factory=Toolbox)
+    members: dict[int, LocalMember] = field(default_factory=dict)
+    stopped: list[tuple[int, str, str]] = field(default_factory=list)  # (member, task, reason)
+
+    @property
+    def member_names(self) -> list[str]:
+        return list(self.names)
+
+    def start(self, indexes: Iterable[int] | None = None, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Start the members' tasks at once (as ECS starts three services) and wait until all serve."""
+        indexes = list(range(len(self.services)) if indexes is None else indexes)
+        errors: list[BaseException] = []
+
+        def start_one(index: int) -> None:
+            try:
+                self.start_member(index, wait=False)
+            except BaseException as error:  # reported below, after every start has returned
+                errors.append(error)
+
+        threads = [threading.Thread(target=start_one, args=(k,)) for k in indexes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        for index in indexes:
+            member = self.members[index]
+            member.task.wait_until(member.ready, timeout_s, f"infra member {index} at {member.address}")
+
+    def start_member(self, index: int, wait: bool = True) -> LocalMember:
+        """A new task for member ``index``'s service, started for real; returns once it serves."""
+        if index in self.members:
+            raise RuntimeError(f"infra member {index} already runs task {self.members[index].task_arn}")
+        service = self.services[index]
+        arn = self.ecs.run_task(
+            cluster=self.cluster,
+            taskDefinition=self.definitions[index],
+            launchType="FARGATE",
+            group=f"service:{service}",
+            startedBy=f"ecs-svc/{service}",
+            networkConfiguration={
+                "awsvpcConfiguration": {
+                    "subnets": [self.subnets[index]],
+                    "securityGroups": [self.security_group],
+                    "assignPublicIp": "DISABLED",
+                }
+            },
+        )["tasks"][0]["taskArn"]
+        definition = self.ecs.describe_task_definition(taskDefinition=self.definitions[index])[
+            "taskDefinition"
+        ]
+        name = self.member_names[index]
+        layout = LocalTaskLayout(
+            root=self.workdir / f"infra-{index}-{arn.rsplit('/', 1)[-1]}",
+            address=self.names[name],
+            toolbox=self.toolbox,
+            model_dir=TINY_MODEL,
+            names=dict(self.names),
+        )
+        task = LocalTask(arn, layout)
+        member = LocalMember(index, name, self.names[name], arn, task, time.monotonic())
+        self.members[index] = member
+        try:
+            task.start(definition)
+            if wait:
+                task.wait_until(member.ready, START_TIMEOUT_S, f"infra member {index} at {member.address}")
+        except Exception as error:
+            self._stopped(index, f"Task failed to start: {error}"[:1024])
+            raise
+        return member
+
+    def stop_member(self, index: int, reason: str = "Task stopped by the test") -> str:
+        """Member ``index``'s task stops (its processes first, then ECS's record); its ARN."""
+        member = self.members[index]
+        self._stopped(index, reason)
+        return member.task_arn
+
+    def _stopped(self, index: int, reason: str) -> None:
+        member = self.members.pop(index)
+        member.task.stop(reason)
+        self.ecs.stop_task(cluster=self.cluster, task=member.task_arn, reason=reason)
+        self.stopped.append((index, member.task_arn, reason))
+
+    def replace_member(self, index: int, reason: str = "Task stopped by the test") -> LocalMember:
+        """Fargate replaces member ``index``'s task: the old one stops first (MaximumPercent 100)."""
+        self.stop_member(index, reason)
+        return self.start_member(index)
+
+    def etcd_members(self) -> list[dict[str, Any]]:
+        """The etcd membership as a live member reports it (etcd's JSON gateway)."""
+        for member in self.members.values():
+            try:
+                answer = json.loads(
+                    http_post_json(f"{member.etcd_url}/v3/cluster/member/list", {}, timeout=3)
+                )
+            except OSError:
+                continue
+            return list(answer.get("members", []))
+        raise RuntimeError("no infra member answers")
+
+    def etcd_urls(self) -> str:
+        """``ETCD_ENDPOINTS`` as the operator renders it for this tier (the members' names, mapped)."""
+        return ",".join(f"http://{address}:2379" for address in self.names.values())
+
+    def stop(self) -> None:
+        for index in list(self.members):
+            self.members.pop(index).task.stop("Tier stopped")
+
+
+def member_names_of(outputs: Mapping[str, str]) -> dict[str, str]:
+    """The stack's members' DNS names (its ``InfraMemberNames`` output), each with its stand-in address."""
+    return {name: addresses.name_address(k) for k, name in enumerate(outputs["InfraMemberNames"].split(","))}
+
+
+def local_tier(deployed: Any, workdir: Path) -> LocalTier:
+    """The three-member tier of ``deployed`` (a `devtools.moto_stack.DeployedStack`), not started."""
+    from devtools.moto_stack import infra_service_name, placeable_infra_definition
+
+    outputs = deployed.outputs
+    subnets = deployed.parameters["TaskSubnetIds"].split(",")
+    names = member_names_of(outputs)
+    return LocalTier(
+        ecs=aws.client("ecs"),
+        cluster=outputs["InfraClusterName"],
+        services=[infra_service_name(outputs, k) for k in range(len(names))],
+        definitions=[placeable_infra_definition(deployed.full, outputs, k) for k in range(len(names))],
+        # member k in the k-th subnet; with two, the third in the first (as template.yaml has it)
+        subnets=[[*subnets, subnets[0]][k] for k in range(len(names))],
+        security_group=deployed.physical["InfraSecurityGroup"],
+        names=names,
+        workdir=workdir,
+    )
+
+
+@contextlib.contextmanager
+def running_tier(deployed: Any, workdir: Path) -> Iterator[LocalTier]:
+    tier = local_tier(deployed, workdir)
+    try:
+        tier.start()
+        yield tier
+    finally:
+        tier.stop()

@@ -92,6 +92,7 @@ class GpuTaskRunner:
     model_dir: Path = TINY_MODEL
     engine_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    names: Mapping[str, str] = field(default_factory=dict)  # private DNS name -> its loopback address
     start_delay_s: float = 0.0
     # The target group's deregistration_delay.timeout_seconds (template.yaml: 120 s); tests shorten it.
     deregistration_delay_s: float = 0.0
@@ -245,6 +246,7 @@ class GpuTaskRunner:
             extra_engine_args=self.engine_args.get(role, ()),
             extra_env=dict(self.extra_env),
             instance_disk=instance_disk(self.workdir, index),
+            names=dict(self.names),
         )
         local = LocalTask(arn, layout)
         self.tasks.append(GpuTask(role, arn, index, definition, local, self.clock()))

@@ -1,4 +1,5 @@
-"""Infra watcher: an ECS task of the etcd + NATS service changed state; look again and reconcile.
+"""Infra watcher: an ECS task of the etcd + NATS service (or of a member of the three-member
+tier) changed state; look again and reconcile, and, for the tier, alert when it loses quorum.
 
 The event only says *that* something changed. The reconcile reads which infra task runs now
 and rolls the GPU services onto its address if they are not on it already. Events that are
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from dynamo_ecs import aws
 from dynamo_ecs.config import load_config
 from dynamo_ecs.endpoints.events import parse_infra_event
 from dynamo_ecs.endpoints.runtime import reconciler
 from dynamo_ecs.errors import InvalidInputError
+from dynamo_ecs.infra_quorum import read_quorum, record_change
 from dynamo_ecs.observability import logger
+from dynamo_ecs.state import StateStore
 
 CONFIG = load_config()
 
@@ -32,9 +36,19 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         "version": change.detail.version,
     }
     logger.append_keys(**trigger)
+    quorum: dict[str, Any] = {}
+    if CONFIG.infra.members:  # the three-member tier: its names never change; watch its majority
+        state = read_quorum(CONFIG.infra, aws.client("ecs"))
+        noted = record_change(state, CONFIG, StateStore(CONFIG.state_table, CONFIG.deployment), _publish)
+        quorum = {"quorum": {"running": list(state.running), "has_quorum": state.quorum, "change": noted}}
     try:
         result = reconciler(CONFIG, context).reconcile(trigger)
     except InvalidInputError as exc:
         logger.error("reconcile refused", extra={"reason": str(exc)})
-        return {"status": "refused", "reason": str(exc)}
-    return result.as_dict()
+        return {"status": "refused", "reason": str(exc), **quorum}
+    return result.as_dict() | quorum
+
+
+def _publish(subject: str, message: str) -> None:
+    if CONFIG.alert_topic_arn:
+        aws.client("sns").publish(TopicArn=CONFIG.alert_topic_arn, Subject=subject, Message=message)

@@ -8,23 +8,29 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
 
+from devtools.handlers import load_handler_module
 from devtools.moto_stack import (
     CUSTOM_RESOURCE_ID,
     INVOKES_LAMBDA,
     MOTO_CANNOT_CREATE,
+    add_capacity_provider,
     create_stack,
     network,
+    stand_in_references,
     transformed_template,
     upload_artifact,
     with_property_outputs,
     without,
 )
 from devtools.services import MotoServer, aws_test_environment
+from dynamo_ecs import aws
 
 __all__ = [
     "CUSTOM_RESOURCE_ID",
@@ -37,6 +43,7 @@ __all__ = [
     "fresh_account",
     "iam_statements",
     "moto_stack_template",
+    "stand_in_references",
     "transformed_template",
     "with_property_outputs",
     "without",
@@ -105,3 +112,57 @@ def fresh_account(moto: MotoServer) -> Iterator[dict[str, str]]:
         patch.setenv("AWS_MAX_ATTEMPTS", "1")  # moto's 500s are answers here, not flakes
         upload_artifact(boto3.client("s3"))
         yield {**PARAMETERS, **network()}
+
+
+@dataclass
+class BootstrapStack:
+    """The stack on moto, ready for its custom resource: what a test of the bootstrap needs."""
+
+    full: dict[str, Any]  # the transformed template
+    outputs: dict[str, str]
+    physical: dict[str, str]  # logical id -> physical id
+    gpu_cluster: str
+    provider: str  # the capacity provider moto's CloudFormation cannot make
+    properties: dict[str, Any]  # the custom resource's, as CloudFormation sends them
+    bootstrap: ModuleType  # the function, loaded with the environment the stack gave it
+    function_arn: str
+
+
+@contextlib.contextmanager
+def stack_for_bootstrap(moto: MotoServer) -> Iterator[BootstrapStack]:
+    """The stack on moto (the three-member tier: the GPU tasks name its members, no task needed)
+    with its capacity provider and the bootstrap function; the custom resource not created yet."""
+    full = transformed_template()
+    with fresh_account(moto) as parameters, pytest.MonkeyPatch.context() as patch:
+        cfn: Any = boto3.client("cloudformation")
+        stack = create_stack(cfn, "dynamo", moto_stack_template(full), parameters)
+        assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+        summaries = cfn.list_stack_resources(StackName="dynamo")["StackResourceSummaries"]
+        physical = {s["LogicalResourceId"]: s["PhysicalResourceId"] for s in summaries}
+        gpu_cluster = outputs["GpuClusterName"]
+        provider = add_capacity_provider(full, gpu_cluster)
+        properties: dict[str, Any] = {
+            key.removeprefix("Prop"): value for key, value in outputs.items() if key.startswith("Prop")
+        }
+        properties["CapacityProvider"] = provider
+        properties["ServiceToken"] = "arn:aws:lambda:us-east-1:123456789012:function:bootstrap"
+        function = boto3.client("lambda").get_function_configuration(
+            FunctionName=outputs["BootstrapFunctionName"]
+        )
+        for key, value in function["Environment"]["Variables"].items():
+            patch.setenv(key, str(value))  # moto hands Number parameters over as numbers
+        aws.reset_clients()
+        try:
+            yield BootstrapStack(
+                full,
+                outputs,
+                physical,
+                gpu_cluster,
+                provider,
+                properties,
+                load_handler_module("bootstrap", fresh=True),
+                function["FunctionArn"],
+            )
+        finally:
+            aws.reset_clients()

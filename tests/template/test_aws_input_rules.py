@@ -177,7 +177,6 @@ def test_the_deployment_on_moto_applies_the_rules() -> None:
 NOT_SET_TODAY = {
     ("AWS::EC2::SecurityGroup", "SecurityGroupIngress.*", "_references_group"),
     ("AWS::EC2::SecurityGroupIngress", "", "_cidr"),
-    ("AWS::EC2::SecurityGroupEgress", "", "_references_group"),
     ("AWS::EC2::SecurityGroupEgress", "", "_cidr"),
     ("AWS::ElasticLoadBalancingV2::LoadBalancer", "Name", None),
     ("AWS::EC2::LaunchTemplate", "LaunchTemplateName", None),

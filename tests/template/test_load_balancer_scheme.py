@@ -23,11 +23,8 @@ import pytest
 
 from devtools import aws_input_rules as air
 from devtools.cloudformation_stub import CloudFormationStub
-from devtools.handlers import load_handler_module
-from devtools.moto_stack import add_capacity_provider, start_infra_task
 from devtools.services import MotoServer
-from dynamo_ecs import aws
-from tests.template.stack import create_stack, fresh_account, moto_stack_template, transformed_template
+from tests.template.stack import stack_for_bootstrap, transformed_template
 from tests.template.test_template_gpu_services_on_moto import LambdaContext, gpu_services, request
 
 pytestmark = pytest.mark.xdist_group("moto-stack")
@@ -188,33 +185,12 @@ def listeners_by_target_group() -> dict[str, set[str]]:
 
 
 def test_changing_the_scheme_moves_the_frontend_to_the_new_target_group(moto: MotoServer) -> None:
-    full = transformed_template()
-    template = moto_stack_template(full)
     cloudformation = CloudFormationStub()
-    with fresh_account(moto) as parameters, pytest.MonkeyPatch.context() as patch:
-        # Given the stack deployed internal, with its GPU services created by the bootstrap
-        cfn: Any = boto3.client("cloudformation")
-        stack = create_stack(cfn, "dynamo", template, parameters)
-        assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
-        summaries = cfn.list_stack_resources(StackName="dynamo")["StackResourceSummaries"]
-        physical = {s["LogicalResourceId"]: s["PhysicalResourceId"] for s in summaries}
-        cluster = outputs["GpuClusterName"]
-        provider = add_capacity_provider(full, cluster)
-        start_infra_task(full, outputs, physical, parameters["TaskSubnetIds"])
-        properties: dict[str, Any] = {
-            k.removeprefix("Prop"): v for k, v in outputs.items() if k.startswith("Prop")
-        }
-        properties["CapacityProvider"] = provider
-        properties["ServiceToken"] = "arn:aws:lambda:us-east-1:123456789012:function:bootstrap"
-        function = boto3.client("lambda").get_function_configuration(
-            FunctionName=outputs["BootstrapFunctionName"]
-        )
-        for key, value in function["Environment"]["Variables"].items():
-            patch.setenv(key, str(value))
-        aws.reset_clients()
-        bootstrap = load_handler_module("bootstrap", fresh=True)
-        context = LambdaContext(function["FunctionArn"])
+    # Given the stack deployed internal, with its GPU services created by the bootstrap
+    with stack_for_bootstrap(moto) as deployed:
+        full, physical, properties = deployed.full, deployed.physical, deployed.properties
+        cluster, bootstrap = deployed.gpu_cluster, deployed.bootstrap
+        context = LambdaContext(deployed.function_arn)
         try:
             bootstrap.lambda_handler(request("Create", cloudformation.url, properties), context)
             assert cloudformation.answers[-1]["Status"] == "SUCCESS", cloudformation.answers[-1]
@@ -259,4 +235,3 @@ def test_changing_the_scheme_moves_the_frontend_to_the_new_target_group(moto: Mo
             assert groups == [created["FrontendTargetGroup"]]
         finally:
             cloudformation.close()
-            aws.reset_clients()

@@ -22,11 +22,8 @@ from botocore.exceptions import ClientError
 
 from devtools.aws_state_rules import AwsStateRules
 from devtools.cloudformation_stub import CloudFormationStub
-from devtools.handlers import load_handler_module
-from devtools.moto_stack import add_capacity_provider, start_infra_task
 from devtools.services import MotoServer
-from dynamo_ecs import aws
-from tests.template.stack import create_stack, fresh_account, moto_stack_template, transformed_template
+from tests.template.stack import stack_for_bootstrap, transformed_template
 from tests.template.test_template_gpu_services_on_moto import instances_of, request
 
 pytestmark = pytest.mark.xdist_group("moto-stack")
@@ -100,35 +97,16 @@ def launch_hook_of(full: dict[str, Any]) -> str:
 @contextlib.contextmanager
 def created_stack(moto: MotoServer) -> Iterator[Stack]:
     """The stack on moto with its custom resource created (both GPU services), as CloudFormation leaves it."""
-    full = transformed_template()
     cloudformation = CloudFormationStub()
-    with fresh_account(moto) as parameters, pytest.MonkeyPatch.context() as patch:
-        cfn = boto3.client("cloudformation")
-        stack = create_stack(cfn, "dynamo", moto_stack_template(full), parameters)
-        assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
-        summaries = cfn.list_stack_resources(StackName="dynamo")["StackResourceSummaries"]
-        physical = {s["LogicalResourceId"]: s["PhysicalResourceId"] for s in summaries}
-        gpu_cluster = outputs["GpuClusterName"]
-        provider = add_capacity_provider(full, gpu_cluster)
-        start_infra_task(full, outputs, physical, parameters["TaskSubnetIds"])
-        properties = {k.removeprefix("Prop"): v for k, v in outputs.items() if k.startswith("Prop")}
-        properties["CapacityProvider"] = provider
-        properties["ServiceToken"] = "arn:aws:lambda:us-east-1:123456789012:function:bootstrap"
-        function = boto3.client("lambda").get_function_configuration(
-            FunctionName=outputs["BootstrapFunctionName"]
-        )
-        for key, value in function["Environment"]["Variables"].items():
-            patch.setenv(key, str(value))
-        aws.reset_clients()
+    with stack_for_bootstrap(moto) as ready:
         deployed = Stack(
-            full,
-            properties,
-            physical,
-            gpu_cluster,
-            provider,
-            load_handler_module("bootstrap", fresh=True),
-            function["FunctionArn"],
+            ready.full,
+            ready.properties,
+            ready.physical,
+            ready.gpu_cluster,
+            ready.provider,
+            ready.bootstrap,
+            ready.function_arn,
             cloudformation,
         )
         try:
@@ -136,7 +114,6 @@ def created_stack(moto: MotoServer) -> Iterator[Stack]:
             yield deployed
         finally:
             cloudformation.close()
-            aws.reset_clients()
 
 
 def test_the_launch_hook_is_read_from_the_group_the_template_defines() -> None:

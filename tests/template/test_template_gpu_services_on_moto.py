@@ -3,7 +3,7 @@
 moto's CloudFormation cannot invoke the bootstrap function (Lambda runs in Docker there), so
 this test plays CloudFormation's part: it creates the stack on moto, adds what moto's
 CloudFormation cannot create (the capacity provider) through ECS from the template's own
-properties, starts the infra task as the infra service would, and sends the bootstrap
+properties, and sends the bootstrap
 handler the Create, Update and Delete requests CloudFormation would send, with the
 properties and the environment the stack resolved.
 """
@@ -17,18 +17,8 @@ import boto3
 import pytest
 
 from devtools.cloudformation_stub import CloudFormationStub
-from devtools.handlers import load_handler_module
-from devtools.moto_stack import add_capacity_provider, start_infra_task
 from devtools.services import MotoServer
-from dynamo_ecs import aws
-from tests.template.stack import (
-    CUSTOM_RESOURCE_ID,
-    NGC_SECRET,
-    create_stack,
-    fresh_account,
-    moto_stack_template,
-    transformed_template,
-)
+from tests.template.stack import CUSTOM_RESOURCE_ID, NGC_SECRET, stack_for_bootstrap
 
 pytestmark = pytest.mark.xdist_group("moto-stack")
 
@@ -78,38 +68,20 @@ def instances_of(autoscaling: Any, group: str) -> list[dict[str, Any]]:
 def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_services(
     moto: MotoServer,
 ) -> None:
-    full = transformed_template()
-    template = moto_stack_template(full)
     cloudformation = CloudFormationStub()
-    with fresh_account(moto) as parameters, pytest.MonkeyPatch.context() as patch:
-        # Given the stack on moto, its capacity provider and its running infra task
-        cfn = boto3.client("cloudformation")
-        stack = create_stack(cfn, "dynamo", template, parameters)
-        assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
-        summaries = cfn.list_stack_resources(StackName="dynamo")["StackResourceSummaries"]
-        physical = {s["LogicalResourceId"]: s["PhysicalResourceId"] for s in summaries}
-        gpu_cluster = outputs["GpuClusterName"]
-        provider = add_capacity_provider(full, gpu_cluster)
-        ip = start_infra_task(full, outputs, physical, parameters["TaskSubnetIds"])
-        properties = {
-            key.removeprefix("Prop"): value for key, value in outputs.items() if key.startswith("Prop")
-        }
-        properties["CapacityProvider"] = provider
-        properties["ServiceToken"] = "arn:aws:lambda:us-east-1:123456789012:function:bootstrap"
+    # Given the stack on moto (the three-member tier) and its capacity provider
+    with stack_for_bootstrap(moto) as deployed:
+        physical, gpu_cluster, properties = deployed.physical, deployed.gpu_cluster, deployed.properties
+        # (the three-member tier: its members' DNS names, whichever tasks run; no task needed)
+        names = deployed.outputs["InfraMemberNames"].split(",")
+        etcd = ",".join(f"http://{name}:2379" for name in names)
         # and the bootstrap function loaded with the environment the stack gave it
-        function = boto3.client("lambda").get_function_configuration(
-            FunctionName=outputs["BootstrapFunctionName"]
-        )
-        for key, value in function["Environment"]["Variables"].items():
-            patch.setenv(key, str(value))  # moto hands Number parameters over as numbers
-        aws.reset_clients()
-        bootstrap = load_handler_module("bootstrap", fresh=True)
-        context = LambdaContext(function["FunctionArn"])
+        bootstrap = deployed.bootstrap
+        context = LambdaContext(deployed.function_arn)
         try:
             # When CloudFormation creates the custom resource
             bootstrap.lambda_handler(request("Create", cloudformation.url, properties), context)
-            # Then both services run on the infra task's address with the stack's roles, secret,
+            # Then both services run on the infra members' names with the stack's roles, secret,
             # logs, capacity provider and load balancer
             assert cloudformation.answers[-1]["Status"] == "SUCCESS", cloudformation.answers[-1]
             created = gpu_services(gpu_cluster)
@@ -132,8 +104,8 @@ def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_s
             assert definition["executionRoleArn"].endswith(f"/{physical['GpuExecutionRole']}")
             assert definition["taskRoleArn"].endswith(f"/{physical['GpuTaskRole']}")
             main = container(frontend)
-            assert {"name": "ETCD_ENDPOINTS", "value": f"http://{ip}:2379"} in main["environment"]
-            assert {"name": "NATS_SERVER", "value": f"nats://{ip}:4222"} in main["environment"]
+            assert {"name": "ETCD_ENDPOINTS", "value": etcd} in main["environment"]
+            assert {"name": "NATS_SERVER", "value": f"nats://{names[0]}:4222"} in main["environment"]
             assert main["repositoryCredentials"] == {"credentialsParameter": NGC_SECRET}
             assert main["logConfiguration"]["options"]["awslogs-group"] == "/ecs/dynamo-frontend"
             assert container(prefill)["logConfiguration"]["options"]["awslogs-group"] == "/ecs/dynamo-prefill"
@@ -150,7 +122,7 @@ def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_s
             for service in updated.values():
                 rolled = container(service)
                 assert rolled["image"].endswith(":1.6.0")
-                assert {"name": "ETCD_ENDPOINTS", "value": f"http://{ip}:2379"} in rolled["environment"]
+                assert {"name": "ETCD_ENDPOINTS", "value": etcd} in rolled["environment"]
 
             # Given managed scaling has launched two GPU instances, protected from scale-in as the
             # group's NewInstancesProtectedFromScaleIn makes every new instance
@@ -172,4 +144,3 @@ def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_s
                 assert active["taskDefinitionArns"] == [], family
         finally:
             cloudformation.close()
-            aws.reset_clients()

@@ -27,6 +27,7 @@ from tests.template.stack import (
     create_stack,
     fresh_account,
     moto_stack_template,
+    stand_in_references,
     transformed_template,
     without,
 )
@@ -82,13 +83,14 @@ def created(moto: MotoServer) -> Iterator[CreatedStack]:
             result.rules[rule["Name"]] = rule
         ecs = boto3.client("ecs")
         infra = ecs.describe_services(
-            cluster=result.outputs["InfraClusterName"], services=[result.outputs["InfraServiceName"]]
+            cluster=result.outputs["InfraClusterName"],
+            services=result.outputs["InfraMemberServiceNames"].split(","),
         )["services"]
         result.extra["infra_services"] = infra
-        if infra:
-            result.extra["infra_task_definition"] = ecs.describe_task_definition(
-                taskDefinition=infra[0]["taskDefinition"]
-            )["taskDefinition"]
+        result.extra["infra_task_definitions"] = [
+            ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
+            for service in infra
+        ]
         result.extra["clusters"] = ecs.describe_clusters(
             clusters=[result.outputs["InfraClusterName"], result.outputs["GpuClusterName"]]
         )["clusters"]
@@ -115,7 +117,10 @@ pytestmark = pytest.mark.xdist_group("moto-stack")
 
 def test_every_resource_moto_supports_is_created(created: CreatedStack) -> None:
     assert created.status == "CREATE_COMPLETE", created.reason
-    wanted = set(created.template["Resources"])
+    # (the single infra task's resources are InfraMembers 1's: test_single_infra_task_layout)
+    single = {k for k, v in created.template["Resources"].items() if v.get("Condition") == "InfraOneTask"}
+    assert single == {"InfraService", "InfraTaskDefinition"}
+    wanted = set(created.template["Resources"]) - single
     assert wanted - set(created.physical) == set(), "created by CloudFormation on moto"
     # (moto leaves the physical id of ingress rules, permissions and layer versions empty;
     # the rules are read back below through EC2's own API)
@@ -152,7 +157,8 @@ def test_moto_still_cannot_create_the_listed_types(moto: MotoServer, created: Cr
     assert {full["Resources"][k]["Type"] for k in listed} == set(MOTO_CANNOT_CREATE), (
         "each listed type is used"
     )
-    template = without(full, INVOKES_LAMBDA)
+    # (an attribute of a type moto has no model for cannot be resolved: a marked literal)
+    template = stand_in_references(without(full, INVOKES_LAMBDA), listed)
     template.pop("Outputs", None)
     with fresh_account(moto) as parameters:
         cfn = boto3.client("cloudformation")
@@ -163,7 +169,8 @@ def test_moto_still_cannot_create_the_listed_types(moto: MotoServer, created: Cr
             for s in cfn.list_stack_resources(StackName="probe")["StackResourceSummaries"]
         }
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
-    assert set(template["Resources"]) - listed <= made, "everything else was created"
+    single = {k for k, v in template["Resources"].items() if v.get("Condition") == "InfraOneTask"}
+    assert set(template["Resources"]) - listed - single <= made, "everything else was created"
     # Then none of the listed resources exists: if one does, moto learned it; shorten the list
     assert listed & made == set()
 
@@ -174,7 +181,9 @@ def test_outputs_name_everything_a_user_needs(created: CreatedStack) -> None:
     assert "#dashboards:name=dynamo-dynamo-ecs" in outputs["DashboardUrl"]
     assert outputs["InfraClusterName"] == "dynamo-fargate"
     assert outputs["GpuClusterName"] == "dynamo-gpu"
-    assert outputs["InfraServiceName"] == "dynamo-infra"
+    assert outputs["InfraServiceName"] == "dynamo-infra-0,dynamo-infra-1,dynamo-infra-2"  # (status reads it)
+    assert outputs["InfraMemberServiceNames"] == "dynamo-infra-0,dynamo-infra-1,dynamo-infra-2"
+    assert outputs["InfraMemberNames"] == ",".join(f"infra-{k}.dynamo-infra.internal" for k in range(3))
     assert outputs["FrontendServiceName"] == "dynamo-frontend"
     assert outputs["PrefillServiceName"] == "dynamo-prefill"
     for name in ("InfraWatcher", "Redeploy", "Bootstrap", "MetricsCollector", "Scaler"):
@@ -202,6 +211,7 @@ def test_every_function_gets_a_valid_config_with_the_stack_parameters(created: C
         assert config.alert_topic_arn == created.outputs["AlertTopicArn"]
         assert config.infra.cluster == "dynamo-fargate"
         assert config.infra.service == "dynamo-infra"
+        assert config.infra.members == created.outputs["InfraMemberNames"].split(",")
         assert config.gpu_cluster == "dynamo-gpu"
         assert (config.frontend.service, config.prefill.service) == ("dynamo-frontend", "dynamo-prefill")
         assert (config.frontend.family, config.prefill.family) == ("dynamo-frontend", "dynamo-prefill")
@@ -254,7 +264,17 @@ def test_infra_security_group_admits_only_gpu_instances_and_the_collector(create
         assert permission.get("IpRanges", []) == [] and permission.get("Ipv6Ranges", []) == []
         for pair in permission["UserIdGroupPairs"]:
             admitted.add((pair["GroupId"], permission["FromPort"], permission["ToPort"]))
-    assert admitted == {(gpu, 2379, 2379), (gpu, 4222, 4222), (collector, 8222, 8222)}
+    infra = created.physical["InfraSecurityGroup"]
+    assert admitted == {
+        (gpu, 2379, 2379),
+        (gpu, 4222, 4222),
+        (collector, 8222, 8222),
+        # the members: etcd clients and peers, NATS routes
+        (infra, 2379, 2380),
+        (infra, 6222, 6222),
+    }
+    # (the members' egress to each other: AWS::EC2::SecurityGroupEgress, which moto's
+    # CloudFormation cannot create; test_template_structure.py checks those rules)
 
 
 def test_load_balancer_admits_only_the_allowed_cidr(created: CreatedStack) -> None:
@@ -281,18 +301,31 @@ def test_gpu_instances_admit_the_load_balancer_each_other_and_the_collector(crea
     }
 
 
-def test_infra_service_runs_etcd_and_nats_with_jetstream_and_its_monitor(created: CreatedStack) -> None:
-    [service] = created.extra["infra_services"]
-    assert service["desiredCount"] == 1
-    task = created.extra["infra_task_definition"]
-    containers = {c["name"]: c for c in task["containerDefinitions"]}
-    assert set(containers) == {"etcd", "nats", "nats-config"}
-    # nats-server reads Dynamo's config file (JetStream, monitor on 8222), which nats-config writes
-    assert containers["nats"]["command"] == ["--config", "/etc/nats/nats-server.conf"]
-    assert "jetstream {}" in containers["nats-config"]["command"][0]
-    assert "http_port: 8222" in containers["nats-config"]["command"][0]
-    assert {p["containerPort"] for p in containers["nats"]["portMappings"]} >= {4222, 8222}
-    assert {p["containerPort"] for p in containers["etcd"]["portMappings"]} >= {2379}
+def test_three_infra_members_run_etcd_and_nats_with_jetstream_and_its_monitor(created: CreatedStack) -> None:
+    services = created.extra["infra_services"]
+    assert [s["serviceName"] for s in services] == [f"dynamo-infra-{k}" for k in range(3)]
+    assert all(s["desiredCount"] == 1 for s in services)
+    names = [f"infra-{k}.dynamo-infra.internal" for k in range(3)]
+    for k, task in enumerate(created.extra["infra_task_definitions"]):
+        assert task["family"] == f"dynamo-infra-{k}"
+        containers = {c["name"]: c for c in task["containerDefinitions"]}
+        assert set(containers) == {"etcd-join", "etcd", "nats", "nats-config"}
+        # etcd reads the config file etcd-join writes, with this member's name and DNS name
+        assert containers["etcd"]["command"] == ["/usr/local/bin/etcd", "--config-file", "/etc/etcd/etcd.yml"]
+        env = {e["name"]: e["value"] for e in containers["etcd-join"]["environment"]}
+        assert env["ETCD_NAME"] == f"infra-{k}"
+        assert env["ETCD_INITIAL_ADVERTISE_PEER_URLS"] == f"http://{names[k]}:2380"
+        assert env["ETCD_INITIAL_CLUSTER"] == ",".join(f"infra-{j}=http://{names[j]}:2380" for j in range(3))
+        assert env["JOIN_VIA"].split() == [f"http://{names[j]}:2379" for j in range(3) if j != k]
+        # nats-server reads Dynamo's config file (JetStream, monitor on 8222) and routes to every member
+        command = containers["nats"]["command"]
+        assert command[:2] == ["--config", "/etc/nats/nats-server.conf"]
+        assert command[command.index("--routes") + 1].split(",") == [
+            f"nats-route://{name}:6222" for name in names
+        ]
+        assert "jetstream {}" in containers["nats-config"]["command"][0]
+        assert {p["containerPort"] for p in containers["nats"]["portMappings"]} >= {4222, 6222, 8222}
+        assert {p["containerPort"] for p in containers["etcd"]["portMappings"]} >= {2379, 2380}
 
 
 def test_gpu_capacity_launch_template_and_load_balancer_health_check(created: CreatedStack) -> None:
@@ -339,3 +372,32 @@ def test_event_rules_trigger_the_operator(created: CreatedStack) -> None:
     [alarm_pattern] = [p for p in patterns if p["source"] == ["aws.cloudwatch"]]
     assert alarm_pattern["detail"]["alarmName"] == [{"prefix": "dynamo-scale-"}]
     assert metric_names.TTFT_P90  # the alarms' metric names come from the contract module
+
+
+def test_single_infra_task_layout(moto: MotoServer, created: CreatedStack) -> None:
+    # (runs after `created` captured its stack: this test resets the moto account)
+    # Given InfraMembers 1 (development: today's single etcd + NATS task)
+    with fresh_account(moto) as parameters:
+        template = moto_stack_template(created.extra["full"])
+        cfn = boto3.client("cloudformation")
+        # When the stack is created
+        stack = create_stack(cfn, "single", template, {**parameters, "InfraMembers": "1"})
+        assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+        ecs = boto3.client("ecs")
+        services = ecs.list_services(cluster=outputs["InfraClusterName"])["serviceArns"]
+        [service] = ecs.describe_services(cluster=outputs["InfraClusterName"], services=services)["services"]
+        task = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
+        env = {
+            k: str(v)
+            for k, v in boto3.client("lambda")
+            .get_function_configuration(FunctionName=outputs["InfraWatcherFunctionName"])["Environment"][
+                "Variables"
+            ]
+            .items()
+        }
+    # Then one service of one task runs etcd and NATS, and the operator names no members
+    assert outputs["InfraServiceName"] == service["serviceName"] == "dynamo-infra"
+    assert "InfraMemberServiceNames" not in outputs and "InfraMemberNames" not in outputs
+    assert {c["name"] for c in task["containerDefinitions"]} == {"etcd", "nats", "nats-config"}
+    assert load_config(env).infra.members == []

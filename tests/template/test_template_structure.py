@@ -298,7 +298,30 @@ def test_infra_security_group_admits_only_the_two_named_sources() -> None:
         ("GpuInstanceSecurityGroup", 2379, 2379),  # etcd
         ("GpuInstanceSecurityGroup", 4222, 4222),  # NATS
         ("MetricsCollectorSecurityGroup", 8222, 8222),  # NATS monitor
+        ("InfraSecurityGroup", 2379, 2380),  # the other members: etcd clients (a join) and peers
+        ("InfraSecurityGroup", 6222, 6222),  # the other members: NATS routes
     }
+
+
+def test_infra_members_reach_each_other_on_etcd_and_nats_routes_only() -> None:
+    # Given the infra group's egress: HTTPS out (images, logs) and the members' own traffic
+    sent = {
+        (ref(r.get("DestinationSecurityGroupId")) or r.get("CidrIp"), r["FromPort"], r["ToPort"])
+        for r in egress_rules("InfraSecurityGroup")
+    }
+    assert sent == {
+        ("0.0.0.0/0", 443, 443),
+        ("InfraSecurityGroup", 2379, 2380),
+        ("InfraSecurityGroup", 6222, 6222),
+    }
+    # and the member rules exist only with the three-member tier
+    member_rules = [
+        r
+        for kind in ("AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress")
+        for name, r in resources_of_type(kind).items()
+        if name.startswith("InfraMembers")
+    ]
+    assert len(member_rules) == 4 and all(r["Condition"] == "InfraThreeMembers" for r in member_rules)
 
 
 def test_gpu_instances_admit_only_the_load_balancer_each_other_and_the_collector() -> None:
@@ -379,12 +402,55 @@ def test_infra_service_is_fargate_in_private_subnets_without_public_ip() -> None
     assert (task["NetworkMode"], task["Cpu"], task["Memory"]) == ("awsvpc", "1024", "3072")
 
 
+def test_each_infra_member_is_one_fargate_task_in_its_own_subnet_under_its_own_name() -> None:
+    subnets = []
+    for k in range(3):
+        service = resource(f"InfraMember{k}Service")
+        props = service["Properties"]
+        assert service["Condition"] == "InfraThreeMembers"
+        assert (props["LaunchType"], props["DesiredCount"]) == ("FARGATE", 1)
+        assert props["ServiceName"] == {"Fn::Sub": f"${{DeploymentName}}-infra-{k}"}
+        # never two tasks of one member (one name, one etcd identity): the old stops first
+        deployment = props["DeploymentConfiguration"]
+        assert (deployment["MinimumHealthyPercent"], deployment["MaximumPercent"]) == (0, 100)
+        assert props["ServiceRegistries"] == [
+            {"RegistryArn": {"Fn::GetAtt": [f"InfraMember{k}Discovery", "Arn"]}}
+        ]
+        discovery = resource(f"InfraMember{k}Discovery")["Properties"]
+        assert discovery["Name"] == f"infra-{k}"
+        assert discovery["DnsConfig"]["DnsRecords"] == [{"Type": "A", "TTL": 10}]
+        vpc = props["NetworkConfiguration"]["AwsvpcConfiguration"]
+        assert vpc["AssignPublicIp"] == "DISABLED" and vpc["SecurityGroups"] == [
+            {"Ref": "InfraSecurityGroup"}
+        ]
+        [subnet] = vpc["Subnets"]
+        subnets.append(subnet)
+        task = resource(f"InfraMember{k}TaskDefinition")["Properties"]
+        assert (task["NetworkMode"], task["RequiresCompatibilities"]) == ("awsvpc", ["FARGATE"])
+    # member k in the k-th subnet; with two subnets the third member goes to the first
+    assert subnets[0] == {"Fn::Select": [0, {"Ref": "TaskSubnetIds"}]}
+    assert subnets[1] == {"Fn::Select": [1, {"Ref": "TaskSubnetIds"}]}
+    [index, split] = subnets[2]["Fn::Select"]
+    joined = split["Fn::Split"][1]["Fn::Join"][1]
+    assert index == 2 and joined == [
+        {"Fn::Join": [",", {"Ref": "TaskSubnetIds"}]},
+        {"Fn::Select": [0, {"Ref": "TaskSubnetIds"}]},
+    ]
+    namespace = resource("InfraNamespace")["Properties"]
+    assert namespace["Name"] == {"Fn::Sub": "${DeploymentName}-infra.internal"}
+    assert namespace["Vpc"] == {"Ref": "VpcId"}
+
+
 # --- Ownership of the GPU services ------------------------------------------------------------
 
 
 def test_cloudformation_owns_no_gpu_service_and_no_gpu_task_definition() -> None:
-    assert set(resources_of_type("AWS::ECS::Service")) == {"InfraService"}
-    assert set(resources_of_type("AWS::ECS::TaskDefinition")) == {"InfraTaskDefinition"}
+    members = [f"InfraMember{k}" for k in range(3)]
+    assert set(resources_of_type("AWS::ECS::Service")) == {"InfraService", *(f"{m}Service" for m in members)}
+    assert set(resources_of_type("AWS::ECS::TaskDefinition")) == {
+        "InfraTaskDefinition",
+        *(f"{m}TaskDefinition" for m in members),
+    }
     [custom] = resources_of_type("Custom::DynamoGpuServices").values()
     assert custom["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["BootstrapFunction", "Arn"]}
 
@@ -446,7 +512,14 @@ def test_the_bootstrap_reads_only_the_gpu_clusters_tasks() -> None:
 
 def test_custom_resource_is_created_after_and_deleted_before_what_it_needs() -> None:
     depends = set(resource("GpuServices")["DependsOn"])
-    assert {"InfraService", "GpuClusterCapacityProviders", "ApiListener", "BootstrapLogGroup"} <= depends
+    assert {"InfraReady", "GpuClusterCapacityProviders", "ApiListener", "BootstrapLogGroup"} <= depends
+    # InfraReady stands for whichever infra layout the stack has: the single task, or the last
+    # member (which waits for the two before it)
+    assert resource("InfraReady")["Metadata"]["InfraService"] == {
+        "Fn::If": ["InfraOneTask", {"Ref": "InfraService"}, {"Ref": "InfraMember2Service"}]
+    }
+    assert resource("InfraMember2Service")["DependsOn"] == "InfraMember1Service"
+    assert resource("InfraMember1Service")["DependsOn"] == "InfraMember0Service"
 
 
 # --- Configuration --------------------------------------------------------------------------------
@@ -794,7 +867,10 @@ def test_infra_watcher_rule_matches_what_aws_sends_and_nothing_else(aws_env: Mot
         "Pattern"
     ]
     assert pattern["detail"]["clusterArn"] == [{"Fn::GetAtt": ["InfraCluster", "Arn"]}]
-    assert pattern["detail"]["group"] == [{"Fn::Sub": "service:${DeploymentName}-infra"}]
+    assert pattern["detail"]["group"] == [
+        {"Fn::Sub": "service:${DeploymentName}-infra"},
+        {"prefix": {"Fn::Sub": "service:${DeploymentName}-infra-"}},  # the members' services
+    ]
     ours = json.loads((EVENTS / "infra_task_running.json").read_text())
     # (the sample event is what a stack deployed with the defaults receives)
     deployment = load_template()["Parameters"]["DeploymentName"]["Default"]
@@ -802,17 +878,21 @@ def test_infra_watcher_rule_matches_what_aws_sends_and_nothing_else(aws_env: Mot
     assert ours["detail"]["clusterArn"].endswith(f":cluster/{deployment}-fargate")
     pattern = json.loads(json.dumps(pattern))
     pattern["detail"]["clusterArn"] = [ours["detail"]["clusterArn"]]
-    pattern["detail"]["group"] = [ours["detail"]["group"]]
+    pattern["detail"]["group"] = [ours["detail"]["group"], {"prefix": f"{ours['detail']['group']}-"}]
     events, sqs = aws.client("events"), aws.client("sqs")
     queue = _route(events, sqs, "infra-watcher", pattern)
-    # When our sample event and one of another service are put on the bus
-    other = json.loads(json.dumps(ours))
+    # When our sample event, a member's (the three-member tier) and one of another service are put
+    member, other = json.loads(json.dumps(ours)), json.loads(json.dumps(ours))
+    member["detail"]["group"] = f"service:{deployment}-infra-1"
     other["detail"]["group"] = "service:dynamo-frontend"
-    for event in (ours, other):
+    for event in (ours, member, other):
         _put(events, event["source"], event["detail-type"], event["detail"])
-    # Then only ours reaches the target
+    # Then only ours and the member's reach the target
     received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
-    assert [json.loads(m["Body"])["detail"]["group"] for m in received] == [ours["detail"]["group"]]
+    assert sorted(json.loads(m["Body"])["detail"]["group"] for m in received) == [
+        ours["detail"]["group"],
+        member["detail"]["group"],
+    ]
 
 
 def test_scaler_alarm_rule_matches_only_our_scale_alarms_going_to_alarm(aws_env: MotoServer) -> None:
@@ -888,7 +968,11 @@ def test_no_infra_image_is_pulled_anonymously_from_docker_hub() -> None:
     # Tasks behind one NAT share Docker Hub's anonymous pull limit: a few infra task restarts
     # and the task cannot start. Every infra image names a registry host of its own.
     parameters = load_template()["Parameters"]
-    containers = resource("InfraTaskDefinition")["Properties"]["ContainerDefinitions"]
+    containers = [
+        container
+        for name in ("InfraTaskDefinition", *(f"InfraMember{k}TaskDefinition" for k in range(3)))
+        for container in resource(name)["Properties"]["ContainerDefinitions"]
+    ]
     for container in containers:
         image = container["Image"]
         default = parameters[image["Ref"]]["Default"] if isinstance(image, dict) else image

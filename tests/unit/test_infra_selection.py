@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from dynamo_ecs.config import InfraConfig
-from dynamo_ecs.infra import select_infra_task
+from dynamo_ecs.infra import find_infra_endpoint, select_infra_task
 
 CONFIG = InfraConfig()
 
@@ -67,3 +69,39 @@ def test_endpoint_urls_use_configured_ports() -> None:
     assert endpoint is not None
     assert endpoint.etcd_url == "http://10.0.0.7:12379"
     assert endpoint.nats_url == "nats://10.0.0.7:14222"
+
+
+# --- The three-member tier: its members' DNS names, whichever tasks run -----------------------
+
+MEMBERS = [f"infra-{k}.dynamo-infra.internal" for k in range(3)]
+
+
+def test_the_three_member_tier_is_reached_under_its_members_names_without_any_task() -> None:
+    # Given the three members' names and no task at all (a member's task is being replaced)
+    config = InfraConfig(members=MEMBERS)
+    # When the endpoint is found
+    selection = find_infra_endpoint(config, ecs=None)  # no API call: names need no task
+    # Then ETCD_ENDPOINTS lists every member and NATS_SERVER is one seed (a list makes Dynamo exit 1)
+    assert selection.endpoint is not None
+    assert selection.endpoint.etcd_url == ",".join(f"http://{name}:2379" for name in MEMBERS)
+    assert selection.endpoint.nats_url == f"nats://{MEMBERS[0]}:4222"
+    assert selection.endpoint.nats_monitor_url == f"http://{MEMBERS[0]}:8222"
+
+
+def test_the_single_task_keeps_one_address() -> None:
+    endpoint = select_infra_task([_task("arn:task/a", "10.0.1.5", "2026-11-28T10:00:00Z")], CONFIG).endpoint
+    assert endpoint is not None
+    assert (endpoint.etcd_url, endpoint.nats_url) == ("http://10.0.1.5:2379", "nats://10.0.1.5:4222")
+
+
+@pytest.mark.parametrize(
+    ("members", "wanted"),
+    [
+        (["infra-0.dynamo-infra.internal", "http://infra-1:2379"], "is not a DNS name"),
+        (["10.0.1.5"], "is not a DNS name"),
+        ([MEMBERS[0], MEMBERS[0]], "name one member twice"),
+    ],
+)
+def test_a_member_that_is_no_dns_name_is_refused_naming_the_field(members: list[str], wanted: str) -> None:
+    with pytest.raises(ValueError, match=wanted):
+        InfraConfig(members=members)

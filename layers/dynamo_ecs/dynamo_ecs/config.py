@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,7 @@ ENV_PREFIX = "DYNAMO_ECS_"
 ROLE_ARN_PATTERN = r"^arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
 ServiceRole = Literal["frontend", "prefill"]
 SERVICE_ROLES: tuple[ServiceRole, ...] = ("frontend", "prefill")
+_DNS_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+")
 
 
 class StrictModel(BaseModel):
@@ -33,13 +35,29 @@ class StrictModel(BaseModel):
 
 
 class InfraConfig(StrictModel):
-    """The Fargate service that runs etcd and NATS (one task)."""
+    """Where etcd and NATS run: one Fargate service of one task, or three members under DNS names."""
 
     cluster: str = Field("dynamo-fargate", min_length=1)
     service: str = Field("dynamo-infra", min_length=1)
     etcd_port: int = Field(2379, ge=1, le=65535)
     nats_port: int = Field(4222, ge=1, le=65535)
     nats_monitor_port: int = Field(8222, ge=1, le=65535)
+    # The three-member tier's private DNS names (docs/infra-tier.md); empty: the single task.
+    members: list[str] = Field(default_factory=list)
+
+    @field_validator("members")
+    @classmethod
+    def _dns_names(cls, members: list[str]) -> list[str]:
+        for name in members:
+            if not _DNS_NAME.fullmatch(name) or re.fullmatch(r"[\d.]+", name):
+                raise ValueError(
+                    f"infra member {name!r} is not a DNS name (letters, digits, hyphens, dots; not an "
+                    "address, which changes with the task): give the members' names as template.yaml's "
+                    "InfraMemberNames output has them"
+                )
+        if members and len(members) != len(set(members)):
+            raise ValueError(f"infra members {members} name one member twice: give each name once")
+        return members
 
 
 class PlanesConfig(StrictModel):

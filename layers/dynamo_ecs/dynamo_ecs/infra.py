@@ -11,6 +11,11 @@ from ECS itself. Selection rule when several tasks qualify (a replacement under 
 3. ties are broken by the larger task ARN, so every invocation picks the same task.
 
 No qualifying task means no endpoint: callers change nothing.
+
+The three-member tier (``InfraConfig.members``, docs/infra-tier.md) needs no task at all: its
+members are reached under private DNS names that follow each member's task, so the endpoint
+is those names (``ETCD_ENDPOINTS`` lists all three, ``NATS_SERVER`` the first as the seed)
+and never changes when a member's task is replaced.
 """
 
 from __future__ import annotations
@@ -30,15 +35,17 @@ class InfraEndpoint:
     """The infra task chosen now and the URLs GPU tasks must use."""
 
     task_arn: str
-    ip: str
+    ip: str  # the single task's address, or the seed member's DNS name
     started_at: datetime | None
     etcd_port: int = 2379
     nats_port: int = 4222
     nats_monitor_port: int = 8222
+    etcd_hosts: tuple[str, ...] = ()  # every member's DNS name (three-member tier), else empty
 
     @property
     def etcd_url(self) -> str:
-        return f"http://{self.ip}:{self.etcd_port}"
+        """``ETCD_ENDPOINTS``: the task's URL, or every member's (comma-separated, as Dynamo reads it)."""
+        return ",".join(f"http://{host}:{self.etcd_port}" for host in self.etcd_hosts or (self.ip,))
 
     @property
     def nats_url(self) -> str:
@@ -117,8 +124,25 @@ def select_infra_task(tasks: Iterable[dict[str, Any]], config: InfraConfig) -> I
     return InfraSelection(endpoint, reason, len(candidates))
 
 
+def member_endpoint(config: InfraConfig) -> InfraSelection:
+    """The three-member tier's endpoint: its members' DNS names. Pure."""
+    endpoint = InfraEndpoint(
+        task_arn="",
+        ip=config.members[0],
+        started_at=None,
+        etcd_port=config.etcd_port,
+        nats_port=config.nats_port,
+        nats_monitor_port=config.nats_monitor_port,
+        etcd_hosts=tuple(config.members),
+    )
+    return InfraSelection(endpoint, f"the {len(config.members)} members' DNS names", len(config.members))
+
+
 def find_infra_endpoint(config: InfraConfig, ecs: Any) -> InfraSelection:
-    """Read the infra service's tasks from ECS (2 API calls when it runs one task) and select."""
+    """The members' names (three-member tier, no API call), or the infra service's tasks read
+    from ECS (2 API calls when it runs one task) and selected."""
+    if config.members:
+        return member_endpoint(config)
     arns: list[str] = []
     for page in ecs.get_paginator("list_tasks").paginate(
         cluster=config.cluster, serviceName=config.service, desiredStatus="RUNNING"

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.xdist_group("real_dynamo")  # one real deployment at a 
 PARAMETERS = {
     "DeploymentName": "dynamo",
     "NgcSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ngc-login-AbCdEf",
+    "InfraMembers": "1",  # the single task (the three members: tests/integration/infra_tier)
 }
 # The nats command of the template before the config file: every test passed with it.
 OLD_NATS_COMMAND = ["-js", "-m", "8222", "--max_payload", "15728640"]

@@ -32,7 +32,8 @@ class TaskStateChange(AwsEnvelope):
 
 
 def parse_infra_event(event: Any, infra: InfraConfig) -> TaskStateChange:
-    """The event if it is a task state change of the infra service; else `InvalidInputError`."""
+    """The event if it is a task state change of the infra service or of a member's service
+    (``<service>-<k>``, the three-member tier); else `InvalidInputError`."""
     try:
         parsed = TaskStateChange.model_validate(event)
     except ValidationError as exc:
@@ -41,7 +42,11 @@ def parse_infra_event(event: Any, infra: InfraConfig) -> TaskStateChange:
     if parsed.source != "aws.ecs" or parsed.detail_type != "ECS Task State Change":
         raise InvalidInputError(f"not ours: {parsed.source[:80]} / {parsed.detail_type[:80]}")
     cluster = parsed.detail.cluster_arn.rsplit("/", 1)[-1]
-    if cluster != infra.cluster or parsed.detail.group != f"service:{infra.service}":
+    groups = {
+        f"service:{infra.service}",
+        *(f"service:{infra.service}-{k}" for k in range(len(infra.members))),
+    }
+    if cluster != infra.cluster or parsed.detail.group not in groups:
         raise InvalidInputError(
             f"not the infra service: cluster {cluster[:80]}, group {parsed.detail.group[:80]!r}"
         )

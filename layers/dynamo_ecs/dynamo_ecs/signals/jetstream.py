@@ -235,10 +235,17 @@ def jetstream_depth(
 
 
 def nats_monitors(infra: InfraConfig, extra: Sequence[str], ecs: Any = None) -> tuple[list[str], str | None]:
-    """The infra task's NATS monitor, then the other cluster servers', and why the first is missing."""
+    """The infra task's NATS monitor, then the other cluster servers', and why the first is missing.
+
+    The three-member tier: every member's monitor under its name (a sum over the cluster's
+    servers needs each of them), then any others configured.
+    """
     from dynamo_ecs import aws
     from dynamo_ecs.infra import find_infra_endpoint
 
+    if infra.members:
+        members = [f"http://{name}:{infra.nats_monitor_port}" for name in infra.members]
+        return [*members, *(u for u in extra if u not in members)], None
     selection = find_infra_endpoint(infra, ecs or aws.client("ecs"))
     urls = list(extra)
     if selection.endpoint is not None:
