@@ -45,6 +45,13 @@ def resolved(value: Any) -> Any:
         }.items():
             text = text.replace("${" + name + "}", given)
         return text
+    if isinstance(value, dict) and "Fn::If" in value:
+        # the stack's default layout: InfraMembers 3 (the planes on, the members' names)
+        condition, yes, _no = value["Fn::If"]
+        assert condition == "InfraThreeMembers", condition
+        return resolved(yes)
+    if isinstance(value, list):
+        return [resolved(v) for v in value]
     return value
 
 

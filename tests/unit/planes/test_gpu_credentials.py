@@ -102,3 +102,13 @@ def test_other_secrets_of_the_users_are_kept() -> None:
     spec["containerDefinitions"][0]["secrets"] = [{"name": "HF_TOKEN", "valueFrom": "arn:x:hf"}]
     rendered = render_task_definition(spec, PLANES)
     assert {"name": "HF_TOKEN", "valueFrom": "arn:x:hf"} in rendered["containerDefinitions"][0]["secrets"]
+
+
+def test_with_the_members_every_etcd_url_of_the_list_takes_tls() -> None:
+    members = tuple(f"infra-{k}.dynamo-infra.internal" for k in range(3))
+    endpoint = InfraEndpoint("t", members[0], None, etcd_hosts=members)
+    context = RenderContext(endpoint, "123456789012", "us-east-1", PlaneCredentials(ARN, BUSYBOX))
+    rendered = render_task_definition(load_default_spec("frontend"), context)
+    dynamo, _writer = rendered["containerDefinitions"]
+    assert env(dynamo)["ETCD_ENDPOINTS"] == ",".join(f"https://{m}:2379" for m in members)
+    assert env(dynamo)["NATS_SERVER"] == f"tls://{members[0]}:4222"

@@ -90,9 +90,13 @@ def _substitute_values(node: Any, context: RenderContext, key: str | None = None
 
 
 def secure_url(url: str) -> str:
-    """The planes' TLS scheme for an etcd (``http``) or NATS (``nats``) URL."""
-    scheme, sep, rest = url.partition("://")
-    return f"{ {'http': 'https', 'nats': 'tls'}.get(scheme, scheme) }{sep}{rest}"
+    """The planes' TLS scheme for an etcd (``http``) or NATS (``nats``) URL, or for each URL of
+    a comma-separated list (``ETCD_ENDPOINTS`` names every member of the three-member tier)."""
+    secured = []
+    for one in url.split(","):
+        scheme, sep, rest = one.partition("://")
+        secured.append(f"{ {'http': 'https', 'nats': 'tls'}.get(scheme, scheme) }{sep}{rest}")
+    return ",".join(secured)
 
 
 def _rewrite_endpoint_variables(container: dict[str, Any], endpoint: InfraEndpoint, secure: bool) -> None:

@@ -63,6 +63,7 @@ def nats_config_lines(
     jetstream_dir: str | None = None,
     host: str | None = None,
     server_name: str | None = None,
+    cluster_host: str | None = None,
 ) -> list[str]:
     """nats-server's config as shell double-quoted words: ``$PLANES_*`` expand when written.
 
@@ -92,8 +93,9 @@ def nats_config_lines(
             f'\\"nats-route://$PLANES_NATS_ROUTE_USER:$PLANES_NATS_ROUTE_PASSWORD@{route}\\"'
             for route in routes or []
         )
+        listen = f"host: {cluster_host}, " if cluster_host else ""
         lines.append(
-            f"cluster {{ name: {cluster_name}, port: {cluster_port}, "
+            f"cluster {{ name: {cluster_name}, {listen}port: {cluster_port}, "
             # Routes verify each other's certificate both ways and present the routes' password.
             f"tls {{ {tls}, verify: true }}, "
             'authorization { user: \\"$PLANES_NATS_ROUTE_USER\\", '
@@ -103,9 +105,16 @@ def nats_config_lines(
     return lines
 
 
-def writer_script(directory: str = PLANES_DIR, **nats: object) -> str:
-    """The busybox container's ``sh -c`` script: the PEM files and nats-server's config (task only)."""
+def writer_script(directory: str = PLANES_DIR, *, tools_dir: str | None = None, **nats: object) -> str:
+    """The busybox container's ``sh -c`` script: the PEM files and nats-server's config (task only).
+
+    With ``tools_dir``, busybox itself is copied there too (statically linked), so that the
+    containers of the etcd image, which has no shell, can run `join_script` and
+    `etcd_auth_script` with ``<tools_dir>/busybox sh -c``.
+    """
     commands = ["set -e", "umask 077", f"mkdir -p {shlex.quote(directory)}"]
+    if tools_dir:
+        commands.append(f"cp /bin/busybox {shlex.quote(path(tools_dir, 'busybox'))}")
     for name, variable in PEM_FILES.items():
         commands.append(f'printf "%s\\n" "${variable}" > {shlex.quote(path(directory, name))}')
     words = " ".join(f'"{line}"' for line in nats_config_lines(directory, **nats))  # type: ignore[arg-type]
@@ -148,11 +157,16 @@ def etcd_tls_config_lines(directory: str = PLANES_DIR) -> list[str]:
     ]
 
 
+def _word(text: str) -> str:
+    """A shell word; a ``$VARIABLE`` in it still expands (double quotes)."""
+    return f'"{text}"' if "$" in text else shlex.quote(text)
+
+
 def etcdctl_words(
     directory: str = PLANES_DIR, *, etcdctl: str = "etcdctl", endpoint: str = "https://127.0.0.1:2379"
 ) -> str:
     return " ".join(
-        shlex.quote(w)
+        _word(w)
         for w in (
             etcdctl,
             f"--endpoints={endpoint}",
@@ -196,3 +210,86 @@ def etcd_auth_script(
         f"{ctl} auth status | grep -q 'Authentication Status: true'",
     ]
     return "set -e; " + "; ".join(steps)
+
+
+# The etcd settings etcd-join writes into etcd's config file, from the container's ETCD_* variables.
+JOIN_CONFIG_KEYS = (
+    "NAME",
+    "DATA_DIR",
+    "LISTEN_PEER_URLS",
+    "LISTEN_CLIENT_URLS",
+    "INITIAL_ADVERTISE_PEER_URLS",
+    "ADVERTISE_CLIENT_URLS",
+    "INITIAL_CLUSTER",
+    "INITIAL_CLUSTER_TOKEN",
+)
+
+
+def join_script(
+    directory: str = PLANES_DIR, *, etcdctl: str = "/usr/local/bin/etcdctl", conf: str = "/etc/etcd/etcd.yml"
+) -> str:
+    """etcd-join of the three-member tier with the planes on (docs/infra-tier.md, "Membership").
+
+    Run by ``busybox sh`` in a container of the etcd image: it asks the other members
+    (``$JOIN_VIA``, https URLs) for the membership with ``etcdctl`` as root (the root
+    certificate; busybox's wget has no client certificate), removes and adds this member's
+    peer URL as the design says, then writes etcd's config file with the TLS settings. A
+    member that answers (``endpoint status``) but cannot list the members (etcdctl's member
+    list is linearizable: it needs the quorum) refuses the join with exit 1. A
+    member is *started* when it has client URLs (etcdctl's simple output: id, status, name,
+    peer URLs, client URLs, learner); a change etcd refuses is retried four times, 2 s apart,
+    and then exits 1, so etcd never starts unless this member was added.
+    """
+    ctl = etcdctl_words(directory, etcdctl=etcdctl, endpoint="$url")
+    tls = "\\n".join(etcd_tls_config_lines(directory))
+    keys = " ".join(JOIN_CONFIG_KEYS)
+    return f"""set -u
+conf={shlex.quote(conf)}
+me=$ETCD_INITIAL_ADVERTISE_PEER_URLS
+say() {{ echo "etcd-join: $*"; }}
+ctl() {{ url=$1; shift; {ctl} "$@"; }}
+change() {{
+  for attempt in 1 2 3 4; do
+    ctl "$via" member "$@" > /dev/null && return 0
+    sleep 2
+  done
+  return 1
+}}
+add() {{ change add "$ETCD_NAME" --peer-urls="$me" && say "added $me"; }}
+via=""
+for candidate in $JOIN_VIA; do
+  if ctl "$candidate" endpoint status > /dev/null; then via=$candidate; break; fi
+done
+state=new
+if [ -z "$via" ]; then
+  say "no member answers: bootstrapping the tier"
+else
+  state=existing
+  listed=""
+  for attempt in 1 2 3 4; do
+    if members=$(ctl "$via" member list); then listed=yes; break; fi
+    sleep 2
+  done
+  [ -n "$listed" ] || {{ say "$via answers but lists no members (no quorum)"; exit 1; }}
+  entry=$(printf '%s\\n' "$members" | grep -F ", $me, " || true)
+  if [ -z "$entry" ]; then
+    add || {{ say "member add refused by $via"; exit 1; }}
+  elif [ -n "$(printf '%s' "$entry" | awk -F', ' '{{print $5}}')" ]; then
+    id=${{entry%%,*}}
+    say "$me was member $id, whose data is gone: removing it"
+    change remove "$id" || {{ say "member remove refused by $via"; exit 1; }}
+    add || {{ say "member add refused by $via"; exit 1; }}
+  else
+    say "$me is already added: joining"
+  fi
+fi
+{{
+  for key in {keys}; do
+    eval "value=\\${{ETCD_$key}}"
+    printf "%s: '%s'\\n" "$(echo "$key" | tr 'A-Z_' 'a-z-')" "$value"
+  done
+  echo "initial-cluster-state: '$state'"
+  printf '{tls}\\n'
+}} > "$conf"
+say "state $state"
+"""
