@@ -473,3 +473,56 @@ def bootstrap_cases(draw: st.DrawFn, response_url: str) -> Case:
         return Case(request, "ResourceProperties")
     request.setdefault("ResourceProperties", props)
     return Case(request, field)
+
+
+@st.composite
+def plane_credentials_cases(draw: st.DrawFn, response_url: str) -> Case:
+    """``Custom::DynamoPlaneCredentials`` requests with one property broken."""
+    request: dict[str, Any] = {
+        "RequestType": draw(st.sampled_from(["Create", "Update"])),
+        "ResponseURL": response_url,
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/dynamo/1",
+        "RequestId": "req-1",
+        "LogicalResourceId": "PlaneCredentials",
+        "ResourceType": "Custom::DynamoPlaneCredentials",
+        "PhysicalResourceId": "dynamo-plane-credentials",
+    }
+    props: dict[str, Any] = {"Deployment": "dynamo", "ServerNames": ["infra-0.dynamo-infra.internal"]}
+    field = draw(st.sampled_from(["Deployment", "ServerNames", "DryRun", "Rotate"]))
+    if field == "Deployment":
+        props[field] = draw(
+            st.one_of(
+                NOT_A_STRING,
+                HUGE,
+                st.sampled_from(["", "a b", "x;rm", "../etc", "dynamo/planes", "ümlaut"]),
+            )
+        )
+    elif field == "ServerNames":
+        bad_name = st.one_of(
+            st.sampled_from(["-x", "a..b", "a b", "*.internal", "x" * 64, "é.internal", ""]),
+            st.integers(),
+            st.none(),
+        )
+        props[field] = draw(
+            st.one_of(
+                st.lists(bad_name, min_size=1, max_size=3),
+                st.integers(),
+                st.none(),
+                st.dictionaries(LETTERS, LETTERS, max_size=2),
+                st.lists(st.just("a.b"), min_size=21, max_size=25),
+            )
+        )
+    elif field == "Rotate":
+        props[field] = draw(
+            st.one_of(
+                st.sampled_from(["rotate", "TRUST", "trust ", "issue,retire", "1"]),
+                st.integers(),
+                st.lists(st.just("trust"), min_size=1, max_size=2),
+            )
+        )
+    else:
+        props[field] = draw(
+            st.one_of(LETTERS, st.integers(min_value=2), st.sampled_from(["yes", "1", "TRUE "]))
+        )
+    request["ResourceProperties"] = props
+    return Case(request, field)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -25,6 +26,7 @@ from devtools.aws_input_rules import require_valid
 from devtools.local_ecs import addresses
 from devtools.template import load_template
 from dynamo_ecs.infra import eni_private_ip
+from dynamo_ecs.planes.secrets_store import ensure_plane_secrets
 
 ARTIFACT_BUCKET = "dynamo-ecs-artifacts"
 ARTIFACT_KEY = "code.zip"
@@ -48,7 +50,7 @@ MOTO_CANNOT_CREATE = {
 # Not a moto gap: creating it invokes the bootstrap function, and moto runs Lambda in Docker.
 # The function's logic is tested against moto in tests/integration (the properties are
 # checked below against the parser the function uses).
-INVOKES_LAMBDA = {"Custom::DynamoGpuServices"}
+INVOKES_LAMBDA = {"Custom::DynamoGpuServices", "Custom::DynamoPlaneCredentials"}
 # Properties moto's CloudFormation accepts but does not apply (checked on the template itself in
 # test_template_structure.py): security groups' inline egress rules, the table's TTL, the ECS
 # service's LaunchType and NetworkConfiguration, the task definition's Cpu, Memory and NetworkMode, the
@@ -56,6 +58,7 @@ INVOKES_LAMBDA = {"Custom::DynamoGpuServices"}
 # environments and conditions as numbers (so `PrefillMin = "0"` would not be equal to "0").
 
 CUSTOM_RESOURCE_ID = "GpuServices"
+PLANES_RESOURCE_ID = "PlaneCredentials"
 # Properties of a custom resource that are CloudFormation's, not the function's.
 CLOUDFORMATION_OWN_PROPERTIES = {"ServiceToken", "ServiceTimeout"}
 
@@ -135,6 +138,11 @@ def _stand_in(value: Any, missing: set[str]) -> Any:
             return f"not-on-moto:{ref}"
         if isinstance(attribute, list) and attribute and attribute[0] in missing:
             return f"not-on-moto:{'.'.join(map(str, attribute))}"
+        sub = value.get("Fn::Sub")
+        if isinstance(sub, str):
+            for name in missing:
+                sub = re.sub(r"\$\{" + re.escape(name) + r"(\.[^}]*)?\}", f"not-on-moto:{name}", sub)
+            return {"Fn::Sub": sub}
         return {k: _stand_in(v, missing) for k, v in value.items()}
     if isinstance(value, list):
         return [_stand_in(v, missing) for v in value]
@@ -161,6 +169,78 @@ def with_property_outputs(template: dict[str, Any], properties: dict[str, Any]) 
         if name not in CLOUDFORMATION_OWN_PROPERTIES:
             echoed["Outputs"][f"Prop{name}"] = {"Value": stand_in_for_missing(value, template)}
     return echoed
+
+
+def _resolve(value: Any, template: dict[str, Any], parameters: dict[str, str]) -> Any:
+    """The few intrinsics the plane credentials' properties use: Ref to a parameter, Fn::Sub of
+    parameters, Fn::If on a condition that is an Fn::Equals of a parameter and a literal."""
+    defaults = {k: str(v.get("Default", "")) for k, v in template.get("Parameters", {}).items()}
+    given = defaults | parameters
+
+    def resolve(item: Any) -> Any:
+        if isinstance(item, list):
+            return [resolve(i) for i in item]
+        if not isinstance(item, dict):
+            return item
+        if "Ref" in item:
+            return given[item["Ref"]]
+        if "Fn::Sub" in item:
+            text = item["Fn::Sub"]
+            for name, value in given.items():
+                text = text.replace("${" + name + "}", value)
+            return text
+        if "Fn::If" in item:
+            condition, yes, no = item["Fn::If"]
+            left, right = template["Conditions"][condition]["Fn::Equals"]
+            return resolve(yes if resolve(left) == resolve(right) else no)
+        raise ValueError(f"{item}: an intrinsic the plane credentials' stand-in does not resolve")
+
+    return resolve(value)
+
+
+def make_plane_credentials(template: dict[str, Any], parameters: dict[str, str]) -> dict[str, str]:
+    """What ``Custom::DynamoPlaneCredentials`` makes, made by its own code on moto's Secrets
+    Manager (moto's CloudFormation would run the function in Docker); its attributes by name.
+
+    The member certificate also names the loopback address standing for each member name
+    (`addresses.name_address`): locally every URL's member name becomes that address, so the
+    certificate must vouch for it as it vouches for the name on AWS.
+    """
+    props = template["Resources"][PLANES_RESOURCE_ID]["Properties"]
+    names = list(_resolve(props["ServerNames"], template, parameters))
+    stand_ins = [addresses.name_address(k) for k in range(len(names))]
+    made = ensure_plane_secrets(str(_resolve(props["Deployment"], template, parameters)), names + stand_ins)
+    return {f"{holder.capitalize()}SecretArn": arn for holder, arn in made.arns.items() if holder != "ca"}
+
+
+def with_attributes(value: Any, logical_id: str, attributes: dict[str, str]) -> Any:
+    """Each ``Fn::GetAtt`` of ``logical_id``, and ``${logical_id.X}`` in an ``Fn::Sub``: its value."""
+    if isinstance(value, list):
+        return [with_attributes(v, logical_id, attributes) for v in value]
+    if not isinstance(value, dict):
+        return value
+    attribute = value.get("Fn::GetAtt")
+    if isinstance(attribute, list) and len(attribute) == 2 and attribute[0] == logical_id:
+        return attributes[attribute[1]]
+    sub = value.get("Fn::Sub")
+    if isinstance(sub, str) and "${" + logical_id + "." in sub:
+        for name, given in attributes.items():
+            sub = sub.replace("${" + f"{logical_id}.{name}" + "}", given)
+        return {"Fn::Sub": sub}
+    return {k: with_attributes(v, logical_id, attributes) for k, v in value.items()}
+
+
+def with_plane_credentials(
+    full: dict[str, Any], parameters: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``full`` with the plane credentials made (`make_plane_credentials`) and their attributes
+    in place of every reference to them; and the attributes."""
+    planes = make_plane_credentials(full, parameters)
+    resources = {
+        k: with_attributes(v, PLANES_RESOURCE_ID, planes) if k != PLANES_RESOURCE_ID else v
+        for k, v in full["Resources"].items()
+    }
+    return {**full, "Resources": resources}, planes
 
 
 def create_stack(cfn: Any, name: str, template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
@@ -280,6 +360,7 @@ class DeployedStack:
     outputs: dict[str, str]
     physical: dict[str, str]
     parameters: dict[str, str]
+    planes: dict[str, str] = field(default_factory=dict)  # the plane credentials' attributes (ARNs)
 
     @property
     def custom_resource_properties(self) -> dict[str, str]:
@@ -311,8 +392,9 @@ def deploy_on_moto(name: str, parameters: dict[str, str]) -> DeployedStack:
     full = transformed_template()
     # moto accepts values AWS refuses (docs/testing.md): refuse them here first.
     require_valid(full, parameters)
+    with_planes, planes = with_plane_credentials(full, parameters)
     template = with_property_outputs(
-        without(full, set(MOTO_CANNOT_CREATE) | INVOKES_LAMBDA),
+        without(with_planes, set(MOTO_CANNOT_CREATE) | INVOKES_LAMBDA),
         full["Resources"][CUSTOM_RESOURCE_ID]["Properties"],
     )
     cfn = boto3.client("cloudformation")
@@ -326,4 +408,5 @@ def deploy_on_moto(name: str, parameters: dict[str, str]) -> DeployedStack:
         outputs={o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])},
         physical={s["LogicalResourceId"]: s["PhysicalResourceId"] for s in summaries},
         parameters=parameters,
+        planes=planes,
     )

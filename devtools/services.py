@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -47,19 +48,21 @@ def find_binary(name: str) -> str:
     return found
 
 
-def http_ok(url: str, timeout: float = 1.0) -> bool:
+def http_ok(url: str, timeout: float = 1.0, context: ssl.SSLContext | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
             return bool(200 <= response.status < 300)
     except (urllib.error.URLError, OSError):
         return False
 
 
-def http_post_json(url: str, body: object, timeout: float = 5.0) -> bytes:
+def http_post_json(
+    url: str, body: object, timeout: float = 5.0, context: ssl.SSLContext | None = None
+) -> bytes:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
         return bytes(response.read())
 
 

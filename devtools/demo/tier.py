@@ -46,7 +46,8 @@ def member_loss_demo(workdir: Path, narrate: Narrate) -> TierDemoResult:
                 names = ", ".join(deployment.tier.member_names)
                 narrate(
                     f"[bold]three-member tier[/] (InfraMembers 3): etcd + NATS members {names}, each from "
-                    "its own task definition; the GPU task definitions name all three"
+                    "its own task definition, etcd and NATS with TLS and authentication; the GPU task "
+                    "definitions name all three (https/tls) and take Dynamo's credentials as ECS secrets"
                 )
                 if not first_success(deployment.frontend_url(), MODEL, 90, on_wait=deployment.runner.tick):
                     raise RuntimeError("the deployment on the three members never served")

@@ -187,6 +187,33 @@ def _put_metric_data(params: Mapping[str, Any], _site: CallSite) -> list[Authori
     ]
 
 
+# A secret's ARN ends in a suffix Secrets Manager draws (``-`` and six characters); a request
+# that names the secret by name is authorized on that ARN, so a stand-in suffix takes its place.
+SECRET_ARN_SUFFIX = "-AbCdEf"  # noqa: S105 - not a password: the ARN suffix stand-in
+
+
+def _secret(key: str) -> Callable[[Mapping[str, Any], CallSite], list[str]]:
+    def resources(params: Mapping[str, Any], site: CallSite) -> list[str]:
+        value = str(params.get(key, ""))
+        return [
+            value
+            if value.startswith("arn:")
+            else _arn(site, "secretsmanager", f"secret:{value}{SECRET_ARN_SUFFIX}")
+        ]
+
+    return resources
+
+
+def _create_secret(params: Mapping[str, Any], site: CallSite) -> list[AuthorizationRequest]:
+    [secret] = _secret("Name")(params, site)
+    context = {"secretsmanager:Name": str(params.get("Name", ""))}
+    found = [AuthorizationRequest("secretsmanager:CreateSecret", secret, context)]
+    if params.get("Tags"):
+        # CreateSecret with tags needs TagResource as well (Secrets Manager's API reference).
+        found.append(AuthorizationRequest("secretsmanager:TagResource", secret))
+    return found
+
+
 OPERATIONS: dict[tuple[str, str], Mapper] = {
     # ECS
     ("ecs", "ListTasks"): _anywhere("ecs:ListTasks", lambda p, s: {"ecs:cluster": _cluster_arn(p, s)}),
@@ -225,6 +252,13 @@ OPERATIONS: dict[tuple[str, str], Mapper] = {
     ("logs", "GetLogEvents"): _on_resource("logs:GetLogEvents", _log_stream),
     ("sns", "Publish"): _publish,
     ("ec2", "DescribeInstances"): _anywhere("ec2:DescribeInstances"),
+    # Secrets Manager (the planes' credentials)
+    ("secretsmanager", "CreateSecret"): _create_secret,
+    ("secretsmanager", "GetSecretValue"): _on_resource("secretsmanager:GetSecretValue", _secret("SecretId")),
+    ("secretsmanager", "DescribeSecret"): _on_resource("secretsmanager:DescribeSecret", _secret("SecretId")),
+    ("secretsmanager", "PutSecretValue"): _on_resource("secretsmanager:PutSecretValue", _secret("SecretId")),
+    ("secretsmanager", "DeleteSecret"): _on_resource("secretsmanager:DeleteSecret", _secret("SecretId")),
+    ("secretsmanager", "TagResource"): _on_resource("secretsmanager:TagResource", _secret("SecretId")),
 }
 
 

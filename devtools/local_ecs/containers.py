@@ -44,6 +44,7 @@ from typing import Any
 from devtools.local_ecs import addresses
 from devtools.local_ecs.engine import local_argv
 from devtools.local_ecs.programs import Toolbox
+from devtools.local_ecs.secrets import secret_environment
 from dynamo_ecs.dynamo_release import release_of_image
 from dynamo_ecs.endpoints.model_weights import host_volumes
 
@@ -70,6 +71,12 @@ IMAGE_DEFAULTS = {
 }
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LISTEN_VARIABLES = ("ETCD_LISTEN_CLIENT_URLS", "ETCD_LISTEN_PEER_URLS", "ETCD_LISTEN_METRICS_URLS")
+# Bind hosts given as a bare address (nats-server's cluster host in a written config).
+LISTEN_HOST_ONLY_VARIABLES = ("NATS_CLUSTER_HOST",)
+# The programs of the images that the containers name by path, and their local stand-ins.
+IMAGE_PROGRAMS = {"busybox": {"/bin/busybox"}, "etcd": {"/usr/local/bin/etcdctl"}}
+# busybox run as ``busybox sh ...``: here the machine's sh (busybox's own applets are not needed).
+_BUSYBOX_SHIM = '#!/bin/sh\n[ "$1" = sh ] && shift\nexec /bin/sh "$@"\n'
 # Dynamo bind addresses that it also advertises to other hosts; unset, the host's detected address.
 ADVERTISED_HOST_VARIABLES = ("DYN_TCP_RPC_HOST", "DYN_TCP_RESPONSE_STREAM_HOST")
 # Dynamo bind addresses of servers that listen on all interfaces unless told otherwise.
@@ -158,6 +165,23 @@ class LocalTaskLayout:
             text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", address, text)
         return text
 
+    def image_programs(self, kind: str, word: str) -> str:
+        """The image's own programs named by path in ``word`` become their local stand-ins."""
+        for program in sorted(IMAGE_PROGRAMS.get(kind, ())):
+            if program in word:
+                word = re.sub(rf"(?<![\w/.-]){re.escape(program)}(?![\w/.-])", self.stand_in(program), word)
+        return word
+
+    def stand_in(self, program: str) -> str:
+        if program == "/bin/busybox":
+            shim = self.root / "programs" / "busybox"
+            if not shim.exists():
+                shim.parent.mkdir(parents=True, exist_ok=True)
+                shim.write_text(_BUSYBOX_SHIM)
+                shim.chmod(0o755)
+            return str(shim)
+        return self.toolbox.binary(Path(program).name)
+
     def volume_dir(self, name: str) -> Path:
         """A volume's local directory; as Docker does for a bind mount, it is made when missing."""
         if name in self.host_paths:
@@ -204,10 +228,13 @@ class LocalTaskLayout:
         mounts = {
             m["containerPath"]: self.volume_dir(m["sourceVolume"]) for m in container.get("mountPoints") or []
         }
-        argv = [self.map_names(map_paths(word, mounts)) for word in container_argv(container)]
-        task_mounts = {path: self.volume_dir(volume) for path, volume in self.task_mounts.items()}
         image = container["image"]
         kind = repository_name(image)
+        argv = [
+            self.image_programs(kind, self.map_names(map_paths(word, mounts)))
+            for word in container_argv(container)
+        ]
+        task_mounts = {path: self.volume_dir(volume) for path, volume in self.task_mounts.items()}
         cwd = self.root / "containers" / container["name"]
         env = {
             "PATH": os.pathsep.join([str(self.toolbox.dynamo_bin), "/usr/local/bin", "/usr/bin", "/bin"]),
@@ -218,9 +245,14 @@ class LocalTaskLayout:
         for variable in container.get("environment") or []:
             value = self.map_names(addresses.to_loopback_text(variable["value"]))
             env[variable["name"]] = map_paths(value, task_mounts | mounts)
+        # ECS resolves secrets with the execution role before the container starts; values as they are.
+        env.update(secret_environment(dict(container)))
         for name in LISTEN_VARIABLES:
             if name in env:
                 env[name] = _ALL_INTERFACES.sub(f"//{self.address}", env[name])
+        for name in LISTEN_HOST_ONLY_VARIABLES:
+            if env.get(name) == "0.0.0.0":  # noqa: S104 (the template's value, mapped)
+                env[name] = self.address
         if kind == "vllm-runtime":
             release = release_of_image(image)
             cwd = self.toolbox.image_workdir(release)
@@ -241,7 +273,9 @@ class LocalTaskLayout:
             env["WGETRC"] = str(wgetrc)
         elif kind == "etcd":
             self.toolbox.check_release("etcd", image)
-            argv = [self.toolbox.binary("etcd"), *argv[1:]]
+            if argv and argv[0] == "/usr/local/bin/etcd":
+                argv = [self.toolbox.binary("etcd"), *argv[1:]]
+            # else: a shell copied into a volume (busybox) running the image's etcdctl
         env.update(self.extra_env)
         (self.root / "containers" / container["name"] / "tmp").mkdir(parents=True, exist_ok=True)
         cwd.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,11 @@ a setting the real server rejects stops the task here as it would on Fargate.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -22,7 +25,7 @@ from devtools.local_ecs import addresses
 from devtools.local_ecs.containers import LocalTaskLayout
 from devtools.local_ecs.programs import TINY_MODEL, Toolbox
 from devtools.local_ecs.task import LocalTask
-from devtools.services import http_ok, http_post_json
+from devtools.services import find_binary, http_ok, http_post_json
 from dynamo_ecs import aws
 from dynamo_ecs.infra import eni_private_ip
 
@@ -110,10 +113,11 @@ class LocalMember:
     task_arn: str
     task: LocalTask
     started_at: float
+    planes: PlanesClient | None = None  # the planes on: Dynamo's client identity (`planes_client`)
 
     @property
     def etcd_url(self) -> str:
-        return f"http://{self.address}:2379"
+        return f"{'https' if self.planes else 'http'}://{self.address}:2379"
 
     @property
     def nats_url(self) -> str:
@@ -124,9 +128,51 @@ class LocalMember:
         return f"http://{self.address}:8222"
 
     def ready(self) -> bool:
-        return http_ok(f"{self.etcd_url}/health") and http_ok(
+        context = self.planes.context if self.planes else None
+        return http_ok(f"{self.etcd_url}/health", context=context) and http_ok(
             f"{self.monitor_url}/healthz?js-enabled-only=true"
         )
+
+
+@dataclass(frozen=True)
+class PlanesClient:
+    """A holder's identity on the planes, as its tasks get it: a TLS context for etcd's HTTP
+    endpoints and etcdctl with its certificate (etcd's JSON gateway talks to etcd under the
+    member's own certificate, so with auth on it is no client's identity)."""
+
+    context: ssl.SSLContext
+    directory: Path
+
+    def etcdctl(self, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+        files = {k: str(self.directory / f"{k}.pem") for k in ("ca_bundle", "client_cert", "client_key")}
+        words = [
+            find_binary("etcdctl"),
+            f"--endpoints={url}",
+            "--dial-timeout=2s",
+            "--command-timeout=3s",
+            f"--cacert={files['ca_bundle']}",
+            f"--cert={files['client_cert']}",
+            f"--key={files['client_key']}",
+        ]
+        return subprocess.run([*words, *args], capture_output=True, text=True, timeout=20, check=False)
+
+
+def planes_client(secret_arn: str, workdir: Path) -> PlanesClient:
+    """The identity of the holder whose secret is ``secret_arn`` (its CA bundle, client
+    certificate and key)."""
+    payload = json.loads(aws.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"])
+    directory = workdir / "planes-client"
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("ca_bundle", "client_cert", "client_key"):
+        (directory / f"{name}.pem").write_text(payload[name])
+        (directory / f"{name}.pem").chmod(0o600)
+    context = ssl.create_default_context(cafile=str(directory / "ca_bundle.pem"))
+    context.load_cert_chain(str(directory / "client_cert.pem"), str(directory / "client_key.pem"))
+    return PlanesClient(context, directory)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
 @dataclass
@@ -151,6 +197,7 @@ class LocalTier:
     toolbox: Toolbox = field(default_factory=Toolbox)
     members: dict[int, LocalMember] = field(default_factory=dict)
     stopped: list[tuple[int, str, str]] = field(default_factory=list)  # (member, task, reason)
+    planes: PlanesClient | None = None  # the planes on: how the harness talks to etcd (Dynamo's identity)
 
     @property
     def member_names(self) -> list[str]:
@@ -209,7 +256,7 @@ class LocalTier:
             names=dict(self.names),
         )
         task = LocalTask(arn, layout)
-        member = LocalMember(index, name, self.names[name], arn, task, time.monotonic())
+        member = LocalMember(index, name, self.names[name], arn, task, time.monotonic(), self.planes)
         self.members[index] = member
         try:
             task.start(definition)
@@ -238,20 +285,63 @@ class LocalTier:
         return self.start_member(index)
 
     def etcd_members(self) -> list[dict[str, Any]]:
-        """The etcd membership as a live member reports it (etcd's JSON gateway)."""
+        """The etcd membership as a live member reports it (etcdctl with the planes on, else etcd's
+        JSON gateway); a member's ``ID`` as a string either way."""
         for member in self.members.values():
             try:
-                answer = json.loads(
-                    http_post_json(f"{member.etcd_url}/v3/cluster/member/list", {}, timeout=3)
-                )
+                if self.planes:
+                    listed = self.planes.etcdctl(member.etcd_url, "member", "list", "-w", "json")
+                    if listed.returncode != 0:
+                        continue
+                    answer = json.loads(listed.stdout)
+                else:
+                    answer = json.loads(
+                        http_post_json(f"{member.etcd_url}/v3/cluster/member/list", {}, timeout=3)
+                    )
             except OSError:
                 continue
-            return list(answer.get("members", []))
+            return [{**m, "ID": str(m["ID"])} for m in answer.get("members", [])]
         raise RuntimeError("no infra member answers")
+
+    def member_id(self, index: int) -> str | None:
+        """Member ``index``'s etcd member ID as it reports it (``endpoint status``: needs no quorum)."""
+        url = self.members[index].etcd_url
+        if self.planes:
+            done = self.planes.etcdctl(url, "endpoint", "status", "-w", "json")
+            if done.returncode != 0:
+                return None
+            return str(json.loads(done.stdout)[0]["Status"]["header"]["member_id"])
+        try:
+            answer = json.loads(http_post_json(f"{url}/v3/maintenance/status", {}, timeout=3))
+        except OSError:
+            return None
+        return str(answer["header"]["member_id"])
+
+    def put(self, url: str, key: str, value: str) -> None:
+        """Write ``key`` through the member at ``url`` (Dynamo's identity with the planes on)."""
+        if self.planes:
+            done = self.planes.etcdctl(url, "put", key, value)
+            if done.returncode != 0:
+                raise OSError(f"etcdctl put {key} at {url}: {done.stderr.strip()}")
+        else:
+            http_post_json(f"{url}/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
+
+    def value_at(self, url: str, key: str) -> str | None:
+        """``key``'s value as the member at ``url`` serves it; None when absent or unanswered."""
+        try:
+            if self.planes:
+                read = self.planes.etcdctl(url, "get", key, "--print-value-only")
+                return read.stdout.rstrip("\n") or None if read.returncode == 0 else None
+            answer = json.loads(http_post_json(f"{url}/v3/kv/range", {"key": _b64(key)}, timeout=3))
+        except OSError:
+            return None
+        kvs = answer.get("kvs") or []
+        return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
 
     def etcd_urls(self) -> str:
         """``ETCD_ENDPOINTS`` as the operator renders it for this tier (the members' names, mapped)."""
-        return ",".join(f"http://{address}:2379" for address in self.names.values())
+        scheme = "https" if self.planes else "http"
+        return ",".join(f"{scheme}://{address}:2379" for address in self.names.values())
 
     def stop(self) -> None:
         for index in list(self.members):
@@ -270,6 +360,11 @@ def local_tier(deployed: Any, workdir: Path) -> LocalTier:
     outputs = deployed.outputs
     subnets = deployed.parameters["TaskSubnetIds"].split(",")
     names = member_names_of(outputs)
+    dynamo_secret = (
+        deployed.planes.get("DynamoSecretArn")
+        if deployed.parameters.get("InfraMembers", "3") == "3"
+        else None
+    )
     return LocalTier(
         ecs=aws.client("ecs"),
         cluster=outputs["InfraClusterName"],
@@ -280,6 +375,7 @@ def local_tier(deployed: Any, workdir: Path) -> LocalTier:
         security_group=deployed.physical["InfraSecurityGroup"],
         names=names,
         workdir=workdir,
+        planes=planes_client(dynamo_secret, workdir) if dynamo_secret else None,
     )
 
 

@@ -22,7 +22,7 @@ from devtools.local_ecs.infra import LocalTier, local_tier
 from devtools.local_ecs.runner import GpuTaskRunner
 from devtools.moto_stack import DeployedStack, deploy_on_moto, network
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, load_config
-from dynamo_ecs.endpoints.render import RenderContext, render_task_definition
+from dynamo_ecs.endpoints.render import RenderContext, plane_credentials, render_task_definition
 from dynamo_ecs.infra import find_infra_endpoint
 
 STACK_PARAMETERS = {
@@ -45,7 +45,13 @@ class TierDeployment(GpuServicesView):
         selection = find_infra_endpoint(self.config.infra, self.world.ecs)
         if selection.endpoint is None:
             raise RuntimeError(selection.reason)
-        context = RenderContext(selection.endpoint, ACCOUNT_ID, REGION)
+        planes = self.config.planes
+        context = RenderContext(
+            selection.endpoint,
+            ACCOUNT_ID,
+            REGION,
+            plane_credentials(planes.dynamo_secret_arn, planes.ca_writer_image),
+        )
         return render_task_definition(self.world.gpu_spec(role), context)
 
     def stop(self) -> None:

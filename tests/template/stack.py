@@ -26,6 +26,7 @@ from devtools.moto_stack import (
     stand_in_references,
     transformed_template,
     upload_artifact,
+    with_plane_credentials,
     with_property_outputs,
     without,
 )
@@ -89,11 +90,12 @@ def iam_statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]
     return found
 
 
-def moto_stack_template(full: dict[str, Any]) -> dict[str, Any]:
-    """``full`` (the transformed template) as moto can create it, with the custom resource's
+def moto_stack_template(full: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
+    """``full`` (the transformed template) as moto can create it with ``parameters``: the plane
+    credentials made in the account (`with_plane_credentials`), the custom resource's
     properties echoed as ``Prop<Name>`` outputs (moto resolves their intrinsics)."""
     return with_property_outputs(
-        without(full, set(MOTO_CANNOT_CREATE) | INVOKES_LAMBDA),
+        without(with_plane_credentials(full, parameters)[0], set(MOTO_CANNOT_CREATE) | INVOKES_LAMBDA),
         full["Resources"][CUSTOM_RESOURCE_ID]["Properties"],
     )
 
@@ -135,7 +137,7 @@ def stack_for_bootstrap(moto: MotoServer) -> Iterator[BootstrapStack]:
     full = transformed_template()
     with fresh_account(moto) as parameters, pytest.MonkeyPatch.context() as patch:
         cfn: Any = boto3.client("cloudformation")
-        stack = create_stack(cfn, "dynamo", moto_stack_template(full), parameters)
+        stack = create_stack(cfn, "dynamo", moto_stack_template(full, parameters), parameters)
         assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
         summaries = cfn.list_stack_resources(StackName="dynamo")["StackResourceSummaries"]

@@ -65,10 +65,11 @@ def test_the_parameter_refuses_anything_else(uri: str) -> None:
 def created(moto: MotoServer, uri: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """The warm-up policy's statements and the custom resource's properties, as the stack resolved them."""
     full = transformed_template()
-    template = moto_stack_template(full)
     with fresh_account(moto) as parameters:
+        given = {**parameters, "ModelWeightsS3Uri": uri}
+        template = moto_stack_template(full, given)
         cfn = boto3.client("cloudformation")
-        stack = create_stack(cfn, "dynamo", template, {**parameters, "ModelWeightsS3Uri": uri})
+        stack = create_stack(cfn, "dynamo", template, given)
         assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
         summaries = cfn.list_stack_resources(StackName="dynamo")["StackResourceSummaries"]

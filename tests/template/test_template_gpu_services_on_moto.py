@@ -74,7 +74,8 @@ def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_s
         physical, gpu_cluster, properties = deployed.physical, deployed.gpu_cluster, deployed.properties
         # (the three-member tier: its members' DNS names, whichever tasks run; no task needed)
         names = deployed.outputs["InfraMemberNames"].split(",")
-        etcd = ",".join(f"http://{name}:2379" for name in names)
+        # the planes on with the three members: TLS URLs, and Dynamo's credentials as secrets
+        etcd = ",".join(f"https://{name}:2379" for name in names)
         # and the bootstrap function loaded with the environment the stack gave it
         bootstrap = deployed.bootstrap
         context = LambdaContext(deployed.function_arn)
@@ -105,7 +106,11 @@ def test_the_stack_and_the_bootstrap_function_create_update_and_delete_the_gpu_s
             assert definition["taskRoleArn"].endswith(f"/{physical['GpuTaskRole']}")
             main = container(frontend)
             assert {"name": "ETCD_ENDPOINTS", "value": etcd} in main["environment"]
-            assert {"name": "NATS_SERVER", "value": f"nats://{names[0]}:4222"} in main["environment"]
+            assert {"name": "NATS_SERVER", "value": f"tls://{names[0]}:4222"} in main["environment"]
+            dynamo_secret = boto3.client("secretsmanager").describe_secret(SecretId="dynamo/planes/dynamo")[
+                "ARN"
+            ]
+            assert main["secrets"] and all(s["valueFrom"].startswith(dynamo_secret) for s in main["secrets"])
             assert main["repositoryCredentials"] == {"credentialsParameter": NGC_SECRET}
             assert main["logConfiguration"]["options"]["awslogs-group"] == "/ecs/dynamo-frontend"
             assert container(prefill)["logConfiguration"]["options"]["awslogs-group"] == "/ecs/dynamo-prefill"

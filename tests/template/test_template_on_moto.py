@@ -20,6 +20,7 @@ from devtools.services import MotoServer
 from dynamo_ecs import metric_names
 from dynamo_ecs.config import load_config
 from dynamo_ecs.endpoints.gpu_services import parse_properties
+from dynamo_ecs.planes.infra_settings import WRITER_SECRETS, join_script, writer_script
 from tests.template.stack import (
     INVOKES_LAMBDA,
     MOTO_CANNOT_CREATE,
@@ -53,7 +54,7 @@ class CreatedStack:
 def created(moto: MotoServer) -> Iterator[CreatedStack]:
     with fresh_account(moto) as parameters:
         full = transformed_template()
-        template = moto_stack_template(full)
+        template = moto_stack_template(full, parameters)
         cfn = boto3.client("cloudformation")
         stack = create_stack(cfn, "dynamo", template, parameters)
         summaries = cfn.list_stack_resources(StackName="dynamo")["StackResourceSummaries"]
@@ -199,6 +200,7 @@ def test_every_function_gets_a_valid_config_with_the_stack_parameters(created: C
         "MetricsCollectorFunction",
         "ScalerFunction",
         "DiagnosticsFunction",
+        "PlaneCredentialsFunction",
     }
     for logical_id, function in created.functions.items():
         env = {k: str(v) for k, v in function["Environment"]["Variables"].items()}  # AWS sends strings
@@ -308,21 +310,36 @@ def test_three_infra_members_run_etcd_and_nats_with_jetstream_and_its_monitor(cr
     for k, task in enumerate(created.extra["infra_task_definitions"]):
         assert task["family"] == f"dynamo-infra-{k}"
         containers = {c["name"]: c for c in task["containerDefinitions"]}
-        assert set(containers) == {"etcd-join", "etcd", "nats", "nats-config"}
-        # etcd reads the config file etcd-join writes, with this member's name and DNS name
+        assert set(containers) == {"planes-writer", "etcd-join", "etcd", "etcd-auth", "nats"}
+        # etcd reads the config file etcd-join writes, with this member's name and DNS name, over TLS
         assert containers["etcd"]["command"] == ["/usr/local/bin/etcd", "--config-file", "/etc/etcd/etcd.yml"]
         env = {e["name"]: e["value"] for e in containers["etcd-join"]["environment"]}
         assert env["ETCD_NAME"] == f"infra-{k}"
-        assert env["ETCD_INITIAL_ADVERTISE_PEER_URLS"] == f"http://{names[k]}:2380"
-        assert env["ETCD_INITIAL_CLUSTER"] == ",".join(f"infra-{j}=http://{names[j]}:2380" for j in range(3))
-        assert env["JOIN_VIA"].split() == [f"http://{names[j]}:2379" for j in range(3) if j != k]
-        # nats-server reads Dynamo's config file (JetStream, monitor on 8222) and routes to every member
-        command = containers["nats"]["command"]
-        assert command[:2] == ["--config", "/etc/nats/nats-server.conf"]
-        assert command[command.index("--routes") + 1].split(",") == [
-            f"nats-route://{name}:6222" for name in names
+        assert env["ETCD_INITIAL_ADVERTISE_PEER_URLS"] == f"https://{names[k]}:2380"
+        assert env["ETCD_INITIAL_CLUSTER"] == ",".join(f"infra-{j}=https://{names[j]}:2380" for j in range(3))
+        assert env["JOIN_VIA"].split() == [f"https://{names[j]}:2379" for j in range(3) if j != k]
+        # the scripts are infra_settings.py's; the etcd image's containers run the copied busybox
+        assert containers["etcd-join"]["command"] == [join_script()]
+        assert containers["etcd-join"]["entryPoint"] == ["/planes-tools/busybox", "sh", "-c"]
+        assert containers["etcd-auth"]["entryPoint"] == ["/planes-tools/busybox", "sh", "-c"]
+        assert containers["planes-writer"]["command"] == [
+            writer_script(
+                tools_dir="/planes-tools",
+                cluster_name="$CLUSTER_NAME",
+                server_name="$MEMBER_NAME",
+                routes=["$ROUTE_0", "$ROUTE_1", "$ROUTE_2"],
+                cluster_host="$NATS_CLUSTER_HOST",
+            )
         ]
-        assert "jetstream {}" in containers["nats-config"]["command"][0]
+        # the writer gets the infra secret's fields as ECS secrets, nothing as a plain value
+        secrets = {s["name"]: s["valueFrom"] for s in containers["planes-writer"]["secrets"]}
+        assert set(secrets) == set(WRITER_SECRETS)
+        assert all(v.endswith(f":{WRITER_SECRETS[n]}::") for n, v in secrets.items())
+        writer_env = {e["name"]: e["value"] for e in containers["planes-writer"]["environment"]}
+        assert [writer_env[f"ROUTE_{j}"] for j in range(3)] == [f"{name}:6222" for name in names]
+        # nats-server reads the written config (TLS, users, JetStream, routes with their password)
+        assert containers["nats"]["command"] == ["--config", "/planes/nats-server.conf"]
+        assert "jetstream {}" in containers["planes-writer"]["command"][0]
         assert {p["containerPort"] for p in containers["nats"]["portMappings"]} >= {4222, 6222, 8222}
         assert {p["containerPort"] for p in containers["etcd"]["portMappings"]} >= {2379, 2380}
 
@@ -377,10 +394,11 @@ def test_single_infra_task_layout(moto: MotoServer, created: CreatedStack) -> No
     # (runs after `created` captured its stack: this test resets the moto account)
     # Given InfraMembers 1 (development: today's single etcd + NATS task)
     with fresh_account(moto) as parameters:
-        template = moto_stack_template(created.extra["full"])
+        single = {**parameters, "InfraMembers": "1"}
+        template = moto_stack_template(created.extra["full"], single)
         cfn = boto3.client("cloudformation")
         # When the stack is created
-        stack = create_stack(cfn, "single", template, {**parameters, "InfraMembers": "1"})
+        stack = create_stack(cfn, "single", template, single)
         assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
         ecs = boto3.client("ecs")

@@ -32,6 +32,7 @@ FUNCTIONS = (
     "MetricsCollectorFunction",
     "ScalerFunction",
     "DiagnosticsFunction",
+    "PlaneCredentialsFunction",
 )
 # Write actions allowed on Resource "*": AWS offers no resource-level permission for them
 # (the template says so in a comment next to each).
@@ -227,12 +228,28 @@ def test_gpu_services_are_updated_only_by_arn_and_only_the_two_of_them() -> None
             ], owner
 
 
-def test_the_gpu_execution_role_reads_only_the_ngc_secret() -> None:
+def test_the_gpu_execution_role_reads_only_the_ngc_secret_and_with_the_planes_dynamos() -> None:
     role = resource("GpuExecutionRole")["Properties"]
     assert "ManagedPolicyArns" not in role
     statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    # the Dynamo plane secret's read exists only with the planes on (the three-member tier)
+    conditional = [s["Fn::If"] for s in statements if "Fn::If" in s]
+    assert conditional == [
+        [
+            "InfraThreeMembers",
+            {
+                "Sid": "OnlyTheDynamoPlaneSecret",
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": {"Fn::GetAtt": ["PlaneCredentials", "DynamoSecretArn"]},
+            },
+            {"Ref": "AWS::NoValue"},
+        ]
+    ]
     secret_reads = [
-        s for s in statements if any(a.startswith("secretsmanager:") for a in as_list(s["Action"]))
+        s
+        for s in statements
+        if "Fn::If" not in s and any(a.startswith("secretsmanager:") for a in as_list(s["Action"]))
     ]
     assert secret_reads == [
         {

@@ -60,6 +60,26 @@ class InfraConfig(StrictModel):
         return members
 
 
+class PlanesConfig(StrictModel):
+    """The authenticated, encrypted planes (docs/security-planes.md). Off while no secret is named.
+
+    ``dynamo_secret_arn``: the Dynamo holder's secret (``Custom::DynamoPlaneCredentials``);
+    set, every GPU task definition the operator renders carries its credentials as ECS secrets
+    and the planes' TLS URLs (``https://`` for etcd, ``tls://`` for NATS).
+    """
+
+    dynamo_secret_arn: str | None = Field(
+        None, pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$"
+    )
+    ca_writer_image: str = Field(
+        "public.ecr.aws/docker/library/busybox:1.37", pattern=r"^[A-Za-z0-9._/:#@-]+$"
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.dynamo_secret_arn is not None
+
+
 LatencyStatistic = Literal["mean", "p90"]
 
 
@@ -295,6 +315,7 @@ class DeploymentConfig(StrictModel):
     alert_topic_arn: str | None = None
     gpu_cluster: str = Field("dynamo-gpu", min_length=1)
     infra: InfraConfig = InfraConfig()
+    planes: PlanesConfig = PlanesConfig()
     frontend: FrontendConfig = FrontendConfig()
     prefill: PrefillConfig = PrefillConfig()
     gpu_budget: int = Field(8, ge=1)

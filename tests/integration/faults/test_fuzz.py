@@ -24,6 +24,7 @@ from devtools.fuzz_inputs import (
     bootstrap_cases,
     collector_cases,
     infra_event_cases,
+    plane_credentials_cases,
     redeploy_cases,
     scaler_cases,
 )
@@ -131,3 +132,16 @@ def test_bootstrap_without_a_url_to_answer_ignores_the_event(calls: AwsCalls, ev
     result = load_handler_module("bootstrap").lambda_handler(event, LambdaContext())
     assert result["status"] == "ignored" and "ResponseURL" in result["reason"]
     assert calls.calls == []
+
+
+@FUZZ
+@given(data=plane_credentials_cases(response_url="http://127.0.0.1:1/unused"))
+def test_plane_credentials_answer_failed_naming_the_property_and_write_nothing(
+    calls: AwsCalls, cloudformation: CloudFormationStub, data: Case
+) -> None:
+    event = dict(data.event) | {"ResponseURL": cloudformation.url}
+    calls.clear()
+    result = load_handler_module("plane_credentials").lambda_handler(event, LambdaContext())
+    assert result["status"] == "FAILED", (data, result)
+    assert data.names in cloudformation.answers[-1]["Reason"], (data, cloudformation.answers[-1])
+    assert calls.writes == [], (data, calls.writes)

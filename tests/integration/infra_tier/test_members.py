@@ -4,18 +4,21 @@ replaced (its data gone with it) rejoins under its name, the way etcd documents 
 
 from __future__ import annotations
 
-import base64
 import json
+import socket
+import ssl
+import subprocess
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 
 from devtools.local_ecs.client import get
 from devtools.local_ecs.containers import ContainerStartError
 from devtools.local_ecs.infra import LocalTier, local_tier, running_tier
 from devtools.moto_stack import DeployedStack, deploy_on_moto, network
-from devtools.services import MotoServer, http_post_json
+from devtools.services import MotoServer, find_binary, http_ok
 
 pytestmark = pytest.mark.xdist_group("real_dynamo")  # fixed loopback addresses: one tier at a time
 
@@ -44,23 +47,6 @@ def routes(tier: LocalTier, index: int) -> set[str]:
     return {str(r.get("remote_name") or r.get("remote_id")) for r in answer.get("routes") or []}
 
 
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def put(url: str, key: str, value: str) -> None:
-    http_post_json(f"{url}/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
-
-
-def value_at(url: str, key: str) -> str | None:
-    try:
-        answer = json.loads(http_post_json(f"{url}/v3/kv/range", {"key": _b64(key)}, timeout=3))
-    except OSError:
-        return None
-    kvs = answer.get("kvs") or []
-    return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
-
-
 def wait_for(check: object, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -78,11 +64,13 @@ def test_the_three_members_form_one_etcd_cluster_and_one_nats_cluster(
         names = tier.member_names
         # Then etcd has three started members, named infra-0..2, each at its DNS name's peer URL
         members = started(tier.etcd_members())
-        assert members == {f"infra-{k}": f"http://{tier.names[names[k]]}:2380" for k in range(3)}
+        assert members == {f"infra-{k}": f"https://{tier.names[names[k]]}:2380" for k in range(3)}
         # and a write through one member is read through every other
-        put(tier.members[0].etcd_url, "v1/probe", "written-at-0")
+        tier.put(tier.members[0].etcd_url, "v1/probe", "written-at-0")
         for k in (1, 2):
-            assert wait_for(lambda k=k: value_at(tier.members[k].etcd_url, "v1/probe") == "written-at-0", 5)
+            assert wait_for(
+                lambda k=k: tier.value_at(tier.members[k].etcd_url, "v1/probe") == "written-at-0", 5
+            )
         # and every NATS node has routes to both others
         for k in range(3):
             assert wait_for(lambda k=k: routes(tier, k) >= {f"infra-{j}" for j in range(3) if j != k}, 10), (
@@ -95,7 +83,7 @@ def test_a_replaced_member_rejoins_under_its_name_with_a_new_identity(
 ) -> None:
     with running_tier(deployed, tmp_path) as tier:
         before = {m["name"]: m["ID"] for m in tier.etcd_members()}
-        put(tier.members[0].etcd_url, "v1/kept", "yes")
+        tier.put(tier.members[0].etcd_url, "v1/kept", "yes")
         # When member 1's task stops (its data goes with it) and its service starts a new one
         stopped_at = time.monotonic()
         tier.replace_member(1, "Task stopped: host maintenance")
@@ -107,7 +95,7 @@ def test_a_replaced_member_rejoins_under_its_name_with_a_new_identity(
         assert (after["infra-0"], after["infra-2"]) == (before["infra-0"], before["infra-2"])
         assert len(tier.etcd_members()) == 3  # the old identity is gone, not left as a fourth member
         # and it holds what was written before it came (replicated from the others)
-        assert wait_for(lambda: value_at(tier.members[1].etcd_url, "v1/kept") == "yes", 5)
+        assert wait_for(lambda: tier.value_at(tier.members[1].etcd_url, "v1/kept") == "yes", 5)
         # and its NATS node has routes to both others again
         assert wait_for(lambda: routes(tier, 1) >= {"infra-0", "infra-2"}, 15), routes(tier, 1)
         assert rejoined_s < 30, rejoined_s
@@ -119,6 +107,8 @@ def test_two_members_lost_at_once_no_replacement_joins_and_a_full_restart_recove
     deployed: DeployedStack, tmp_path: Path
 ) -> None:
     with running_tier(deployed, tmp_path) as tier:
+        survivor = tier.member_id(0)
+        assert survivor
         # Given two members lost at once: the survivor has no quorum
         tier.stop_member(1, "Task stopped: zone outage")
         tier.stop_member(2, "Task stopped: zone outage")
@@ -131,13 +121,14 @@ def test_two_members_lost_at_once_no_replacement_joins_and_a_full_restart_recove
         assert time.monotonic() - began < 30
         index, _, reason = tier.stopped[-1]
         assert index == 1 and "etcd-join exited with 1" in reason, reason
-        assert {m.get("name") for m in tier.etcd_members()} == {"infra-0", "infra-1", "infra-2"}
+        # (etcdctl lists members only with a quorum: the survivor answers as the same member)
+        assert tier.members[0].task.check() is None and tier.member_id(0) == survivor
         # When every member's task is replaced (the recovery docs/template.md gives)
         tier.stop_member(0, "Task stopped: recovery of the tier")
         tier.start()
         # Then a new tier forms, empty, as a replaced single task is
         assert set(started(tier.etcd_members())) == {"infra-0", "infra-1", "infra-2"}
-        assert value_at(tier.members[0].etcd_url, "v1/probe") is None
+        assert tier.value_at(tier.members[0].etcd_url, "v1/probe") is None
 
 
 def test_created_one_member_after_another_the_tier_forms(deployed: DeployedStack, tmp_path: Path) -> None:
@@ -159,3 +150,66 @@ def test_created_one_member_after_another_the_tier_forms(deployed: DeployedStack
         assert "already added: joining" in tier.members[2].task.logs(20)["etcd-join"]
     finally:
         tier.stop()
+
+
+def nats_answer(address: str, context: ssl.SSLContext | None, connect: dict[str, object]) -> str:
+    """What member ``address``'s NATS says to CONNECT ``connect`` then PING (TLS with ``context``)."""
+    raw = socket.create_connection((address, 4222), timeout=5)
+    try:
+        info = raw.recv(4096).decode()
+        assert info.startswith("INFO "), info
+        stream: socket.socket = context.wrap_socket(raw, server_hostname=address) if context else raw
+        stream.sendall(f"CONNECT {json.dumps({'verbose': False, **connect})}\r\nPING\r\n".encode())
+        answer = b""
+        while b"PONG" not in answer and b"-ERR" not in answer:
+            chunk = stream.recv(4096)
+            if not chunk:
+                break  # closed by the server
+            answer += chunk
+        return answer.decode(errors="replace")
+    except OSError as error:
+        return f"closed: {error}"
+    finally:
+        raw.close()
+
+
+def test_the_running_tier_refuses_clients_without_the_planes_credentials(
+    deployed: DeployedStack, tmp_path: Path
+) -> None:
+    secrets = boto3.client("secretsmanager")
+    dynamo = json.loads(secrets.get_secret_value(SecretId=deployed.planes["DynamoSecretArn"])["SecretString"])
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text(dynamo["ca_bundle"])
+    with running_tier(deployed, tmp_path) as tier:
+        assert tier.planes is not None
+        member = tier.members[0]
+        tier.put(member.etcd_url, "v1/probe", "dynamo")  # the control: Dynamo's identity writes
+        # etcd: plain HTTP, or TLS without a client certificate, never gets a key in
+        assert not http_ok(f"http://{member.address}:2379/health")
+        no_cert = subprocess.run(
+            [
+                find_binary("etcdctl"),
+                f"--endpoints={member.etcd_url}",
+                f"--cacert={ca_file}",
+                "--dial-timeout=2s",
+                "--command-timeout=3s",
+                "put",
+                "v1/probe",
+                "intruder",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+        assert no_cert.returncode != 0, no_cert.stdout
+        assert tier.value_at(member.etcd_url, "v1/probe") == "dynamo"
+        # NATS: without TLS, or over TLS without the user's password, refused; with it, served
+        verified = ssl.create_default_context(cafile=str(ca_file))
+        plain = nats_answer(member.address, None, {})  # the server expects a TLS handshake
+        assert "PONG" not in plain, plain
+        assert "Authorization Violation" in nats_answer(member.address, verified, {})
+        wrong = {"user": dynamo["nats_user"], "pass": "not-the-password"}
+        assert "Authorization Violation" in nats_answer(member.address, verified, wrong)
+        right = {"user": dynamo["nats_user"], "pass": dynamo["nats_password"]}
+        assert nats_answer(member.address, verified, right).startswith("PONG")

@@ -77,6 +77,16 @@ SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("logs", "GetLogEvents"): {"logGroupName": "/ecs/dynamo-frontend", "logStreamName": "frontend/x/1"},
     ("sns", "Publish"): {"TopicArn": "arn:aws:sns:us-east-1:123456789012:alerts", "Message": "m"},
     ("ec2", "DescribeInstances"): {"InstanceIds": ["i-1"]},
+    ("secretsmanager", "CreateSecret"): {
+        "Name": "dynamo/planes/infra",
+        "SecretString": "{}",
+        "Tags": [{"Key": "dynamo-ecs:deployment", "Value": "dynamo"}],
+    },
+    ("secretsmanager", "GetSecretValue"): {"SecretId": "dynamo/planes/infra"},
+    ("secretsmanager", "DescribeSecret"): {"SecretId": "dynamo/planes/infra"},
+    ("secretsmanager", "PutSecretValue"): {"SecretId": "dynamo/planes/infra", "SecretString": "{}"},
+    ("secretsmanager", "DeleteSecret"): {"SecretId": "dynamo/planes/infra"},
+    ("secretsmanager", "TagResource"): {"SecretId": "dynamo/planes/infra", "Tags": []},
 }
 # Authorized on "*" although IAM lists a resource type: ECS authorizes ListTasks on a container
 # instance only when the request names one; a cluster's tasks are scoped by ecs:cluster.

@@ -30,7 +30,7 @@ from dynamo_ecs import aws, capacity
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
 from dynamo_ecs.endpoints.model_weights import HOST_DIR_PATTERN, with_model_weights
 from dynamo_ecs.endpoints.reconcile import APPLIED_RECORD, EndpointReconciler, digest
-from dynamo_ecs.endpoints.render import RenderContext
+from dynamo_ecs.endpoints.render import RenderContext, plane_credentials
 from dynamo_ecs.endpoints.spec_validation import IMAGE_PATTERN, ModelId, validate_spec
 from dynamo_ecs.endpoints.specs_store import read_spec, spec_record_name, with_image, with_model
 from dynamo_ecs.endpoints.task_roles import StackRoles
@@ -191,7 +191,12 @@ def create(reconciler: EndpointReconciler, props: GpuServicesProperties) -> dict
     selection = find_infra_endpoint(config.infra, ecs)
     if selection.endpoint is None:
         raise InfraNotReadyError(f"cannot create the GPU services yet: {selection.reason}")
-    context = RenderContext(selection.endpoint, reconciler.account_id, reconciler.region)
+    context = RenderContext(
+        selection.endpoint,
+        reconciler.account_id,
+        reconciler.region,
+        plane_credentials(config.planes.dynamo_secret_arn, config.planes.ca_writer_image),
+    )
     use_stack_roles(reconciler, props)
     specs = checked_specs(props, config)
     existing = _active_services(reconciler)

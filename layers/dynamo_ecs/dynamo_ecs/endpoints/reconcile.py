@@ -31,6 +31,7 @@ from dynamo_ecs.endpoints.render import (
     RENDERING_TAG,
     RenderContext,
     endpoint_of,
+    plane_credentials,
     render_task_definition,
     strip_read_only,
 )
@@ -248,7 +249,13 @@ class EndpointReconciler:
         ]
         records = self.store.get_records([APPLIED_RECORD, *(spec_record_name(role) for role in roles)])
         applied = records[APPLIED_RECORD].data
-        context = RenderContext(endpoint, self.account_id, self.region)
+        planes = self.config.planes
+        context = RenderContext(
+            endpoint,
+            self.account_id,
+            self.region,
+            plane_credentials(planes.dynamo_secret_arn, planes.ca_writer_image),
+        )
         plans = []
         for service in described:
             role = names[service["serviceName"]]

@@ -10,6 +10,9 @@ A spec is a task definition in the format ``aws ecs register-task-definition
 - ``AWS_ID`` and ``AWS_REGION`` (role ARNs, secret ARNs, log options) become the account and
   region the operator runs in. Environment variable *names* are never touched, so a
   variable called ``AWS_REGION`` keeps its name;
+- with the authenticated planes on (``planes``), the URLs take the TLS schemes (``https://``,
+  ``tls://``) and every container gets Dynamo's plane credentials as ECS secrets
+  (`dynamo_ecs.planes.gpu_credentials`); credentials given as plain values are refused;
 - the read-only fields of a described revision are dropped;
 - everything else is kept exactly. A result that still holds a placeholder is refused with
   `PlaceholderError` naming every JSON path, so it can never be registered.
@@ -24,6 +27,7 @@ from typing import Any
 
 from dynamo_ecs.errors import PlaceholderError
 from dynamo_ecs.infra import InfraEndpoint
+from dynamo_ecs.planes.gpu_credentials import add_plane_credentials
 
 PLACEHOLDERS = ("IP_ADDRESS", "AWS_ID", "AWS_REGION")
 _PLACEHOLDER_RE = re.compile(r"\b(IP_ADDRESS|AWS_ID|AWS_REGION)\b")
@@ -47,10 +51,19 @@ RENDERING_TAG = "dynamo-ecs:rendering-sha256"
 
 
 @dataclass(frozen=True)
+class PlaneCredentials:
+    """The Dynamo holder's secret and the image that writes the CA file into each GPU task."""
+
+    dynamo_secret_arn: str
+    ca_writer_image: str
+
+
+@dataclass(frozen=True)
 class RenderContext:
     endpoint: InfraEndpoint
     account_id: str
     region: str
+    planes: PlaneCredentials | None = None
 
     def substitute(self, text: str) -> str:
         values = {"IP_ADDRESS": self.endpoint.ip, "AWS_ID": self.account_id, "AWS_REGION": self.region}
@@ -76,8 +89,20 @@ def _substitute_values(node: Any, context: RenderContext, key: str | None = None
     return node
 
 
-def _rewrite_endpoint_variables(container: dict[str, Any], endpoint: InfraEndpoint) -> None:
+def secure_url(url: str) -> str:
+    """The planes' TLS scheme for an etcd (``http``) or NATS (``nats``) URL, or for each URL of
+    a comma-separated list (``ETCD_ENDPOINTS`` names every member of the three-member tier)."""
+    secured = []
+    for one in url.split(","):
+        scheme, sep, rest = one.partition("://")
+        secured.append(f"{ {'http': 'https', 'nats': 'tls'}.get(scheme, scheme) }{sep}{rest}")
+    return ",".join(secured)
+
+
+def _rewrite_endpoint_variables(container: dict[str, Any], endpoint: InfraEndpoint, secure: bool) -> None:
     urls = {"ETCD_ENDPOINTS": endpoint.etcd_url, "NATS_SERVER": endpoint.nats_url}
+    if secure:
+        urls = {name: secure_url(url) for name, url in urls.items()}
     environment = container.get("environment")
     for variable in environment if isinstance(environment, list) else []:
         if isinstance(variable, dict) and variable.get("name") in urls:
@@ -95,13 +120,21 @@ def find_placeholders(node: Any, path: str = "$") -> list[str]:
     return []
 
 
+def plane_credentials(dynamo_secret_arn: str | None, ca_writer_image: str) -> PlaneCredentials | None:
+    return PlaneCredentials(dynamo_secret_arn, ca_writer_image) if dynamo_secret_arn else None
+
+
 def render_task_definition(spec: dict[str, Any], context: RenderContext) -> dict[str, Any]:
     """The RegisterTaskDefinition input for ``spec`` at ``context``'s endpoint."""
     rendered: dict[str, Any] = _substitute_values(strip_read_only(copy.deepcopy(spec)), context)
     containers = rendered.get("containerDefinitions")
     for container in containers if isinstance(containers, list) else []:
         if isinstance(container, dict):
-            _rewrite_endpoint_variables(container, context.endpoint)
+            _rewrite_endpoint_variables(container, context.endpoint, context.planes is not None)
+    if context.planes is not None:
+        rendered = add_plane_credentials(
+            rendered, context.planes.dynamo_secret_arn, context.planes.ca_writer_image
+        )
     left = find_placeholders(rendered)
     if left:
         raise PlaceholderError(

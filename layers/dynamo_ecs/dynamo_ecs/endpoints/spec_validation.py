@@ -393,7 +393,19 @@ def check_tags(spec: dict[str, Any]) -> Iterator[str]:
         yield f"$.tags: {len(tags)} tags; at most {MAX_TAGS - 1} (the operator adds one)"
 
 
-ECS_RULES: tuple[SpecCheck, ...] = (check_task_size, check_containers, check_endpoint_variables, check_tags)
+def check_plain_credentials(spec: dict[str, Any]) -> Iterator[str]:
+    from dynamo_ecs.planes.gpu_credentials import plain_credential_problems
+
+    yield from plain_credential_problems(spec)
+
+
+ECS_RULES: tuple[SpecCheck, ...] = (
+    check_task_size,
+    check_containers,
+    check_endpoint_variables,
+    check_tags,
+    check_plain_credentials,
+)
 DEFAULT_CHECKS: tuple[SpecCheck, ...] = (
     *ECS_RULES,
     check_dynamo_release,

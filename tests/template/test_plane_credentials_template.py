@@ -1,0 +1,92 @@
+"""Custom::DynamoPlaneCredentials in template.yaml: its properties, and its function's role covering exactly
+the secrets it makes (run against moto's Secrets Manager with the stack's own properties)."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from devtools.cloudformation_stub import CloudFormationStub
+from devtools.handlers import load_handler_module
+from devtools.template import resource
+from dynamo_ecs import aws
+
+ACCOUNT, REGION, DEPLOYMENT = "123456789012", "us-east-1", "dynamo"
+
+
+@dataclass
+class LambdaContext:
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+@pytest.fixture
+def cloudformation() -> Iterator[CloudFormationStub]:
+    stub = CloudFormationStub()
+    yield stub
+    stub.close()
+
+
+def resolved(value: Any) -> Any:
+    """The few intrinsics these properties use, as CloudFormation resolves them for this stack."""
+    if isinstance(value, dict) and value.get("Ref") == "DeploymentName":
+        return DEPLOYMENT
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        text = value["Fn::Sub"]
+        for name, given in {
+            "AWS::Partition": "aws",
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "DeploymentName": DEPLOYMENT,
+        }.items():
+            text = text.replace("${" + name + "}", given)
+        return text
+    if isinstance(value, dict) and "Fn::If" in value:
+        # the stack's default layout: InfraMembers 3 (the planes on, the members' names)
+        condition, yes, _no = value["Fn::If"]
+        assert condition == "InfraThreeMembers", condition
+        return resolved(yes)
+    if isinstance(value, list):
+        return [resolved(v) for v in value]
+    return value
+
+
+def test_the_maker_role_allows_exactly_the_secrets_the_custom_resource_makes(
+    aws_env: Any, cloudformation: CloudFormationStub
+) -> None:
+    props = {k: resolved(v) for k, v in resource("PlaneCredentials")["Properties"].items()}
+    assert props["Deployment"] == DEPLOYMENT and props["ServiceTimeout"] > 120  # the function's timeout
+    [statement] = resource("PlaneCredentialsFunction")["Properties"]["Policies"][0]["Statement"]
+    allowed = resolved(statement["Resource"])
+    # When the handler runs with the stack's properties
+    event = {
+        "RequestType": "Create",
+        "ResponseURL": cloudformation.url,
+        "StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/dynamo/1",
+        "RequestId": "r",
+        "ResourceType": "Custom::DynamoPlaneCredentials",
+        "LogicalResourceId": "PlaneCredentials",
+        "ResourceProperties": props,
+    }
+    load_handler_module("plane_credentials").lambda_handler(event, LambdaContext())
+    assert cloudformation.answers[-1]["Status"] == "SUCCESS", cloudformation.answers[-1]
+    # Then every secret it made is inside the role's one resource pattern, and nothing else would be
+    made = [s["ARN"] for s in aws.client("secretsmanager").list_secrets()["SecretList"]]
+    assert len(made) == 4
+    assert all(fnmatch.fnmatchcase(arn, allowed) for arn in made), (allowed, made)
+    assert not fnmatch.fnmatchcase(f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ngc-AbCdEf", allowed)
+    assert not fnmatch.fnmatchcase(
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:other/planes/ca-x", allowed
+    )
+    assert set(statement["Action"]) == {
+        "secretsmanager:CreateSecret",
+        "secretsmanager:TagResource",
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:DeleteSecret",
+    }
