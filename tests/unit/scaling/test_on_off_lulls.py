@@ -4,34 +4,26 @@ lull the demand showed holds the next scale-in for start-up plus release."""
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from dynamo_ecs.config import DeploymentConfig, ServiceRole
+from dynamo_ecs.config import ServiceRole
 from dynamo_ecs.scaling.decide import (
     History,
     Observation,
     Recommendation,
-    ServiceState,
     decide,
     recent_dip,
 )
 from dynamo_ecs.scaling.forecast import forecast
+from tests.unit.scaling import builders
+from tests.unit.scaling.builders import config, states
 
 NOW = 100_000.0
 FLOORED = {"prefill": {"capacity_rps": 2.0}, "scaling": {"scale_down_max_step": 4}}
 
 
-def config(**tree: Any) -> DeploymentConfig:
-    return DeploymentConfig.model_validate(tree)
-
-
-def states(frontend: int, prefill: int) -> dict[ServiceRole, ServiceState]:
-    return {"frontend": ServiceState(frontend, frontend), "prefill": ServiceState(prefill, prefill)}
-
-
 def series(*values: float, every_s: float = 10.0) -> list[Observation]:
     """Datapoints, the newest at NOW."""
-    return [Observation(v, NOW - every_s * (len(values) - 1 - i)) for i, v in enumerate(values)]
+    return builders.series(*values, now=NOW, every_s=every_s)
 
 
 def calm() -> dict[str, Observation]:

@@ -2,36 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from dynamo_ecs.config import DeploymentConfig, ServiceRole, load_config
+from dynamo_ecs.config import ServiceRole, load_config
 from dynamo_ecs.errors import ConfigError
 from dynamo_ecs.scaling.decide import (
     History,
     Observation,
     Recommendation,
     ScaleEvent,
-    ServiceState,
     decide,
     recent_short_lull,
 )
+from tests.unit.scaling import builders
+from tests.unit.scaling.builders import config, states
 
 NOW = 100_000.0
 
 
-def config(**tree: Any) -> DeploymentConfig:
-    return DeploymentConfig.model_validate(tree)
-
-
-def states(frontend: int, prefill: int) -> dict[ServiceRole, ServiceState]:
-    return {"frontend": ServiceState(frontend, frontend), "prefill": ServiceState(prefill, prefill)}
-
-
 def series(*values: float, every_s: float = 10.0) -> list[Observation]:
     """Datapoints, the newest at NOW."""
-    return [Observation(v, NOW - every_s * (len(values) - 1 - i)) for i, v in enumerate(values)]
+    return builders.series(*values, now=NOW, every_s=every_s)
 
 
 def calm(**values: float) -> dict[str, Observation]:
