@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from devtools import aws_state_rules, netguard
+from devtools.cloudformation_stub import CloudFormationStub
 from devtools.iam_check import enforce as iam_check
 from devtools.local_ecs import addresses
 from devtools.local_ecs.containers import leftover_containers
@@ -157,6 +158,14 @@ def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
 def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
     with etcd_server(tmp_path_factory.mktemp("etcd")) as server:
         yield server
+
+
+@pytest.fixture
+def cloudformation() -> Iterator[CloudFormationStub]:
+    """A loopback stand-in for CloudFormation's response URL: what custom resources answer."""
+    stub = CloudFormationStub()
+    yield stub
+    stub.close()
 
 
 @pytest.fixture

@@ -4,11 +4,8 @@ the secrets it makes (run against moto's Secrets Manager with the stack's own pr
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-
-import pytest
 
 from devtools.cloudformation_stub import CloudFormationStub
 from devtools.handlers import load_handler_module
@@ -22,13 +19,6 @@ ACCOUNT, REGION, DEPLOYMENT = "123456789012", "us-east-1", "dynamo"
 class LambdaContext:
     def get_remaining_time_in_millis(self) -> int:
         return 60_000
-
-
-@pytest.fixture
-def cloudformation() -> Iterator[CloudFormationStub]:
-    stub = CloudFormationStub()
-    yield stub
-    stub.close()
 
 
 def resolved(value: Any) -> Any:

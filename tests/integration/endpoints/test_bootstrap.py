@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,14 +23,6 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 120_000
-
-
-@pytest.fixture
-def cloudformation() -> Iterator[CloudFormationStub]:
-    stub = CloudFormationStub()
-    yield stub
-    stub.server.shutdown()
-    stub.server.server_close()
 
 
 def properties(**overrides: str) -> dict[str, str]:

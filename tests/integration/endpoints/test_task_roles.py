@@ -221,14 +221,6 @@ def create_request(url: str, **overrides: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def cloudformation() -> Iterator[CloudFormationStub]:
-    stub = CloudFormationStub()
-    yield stub
-    stub.server.shutdown()
-    stub.server.server_close()
-
-
-@pytest.fixture
 def fresh_world(state_table: str) -> EcsWorld:
     """No GPU services yet: the bootstrap's Create makes them."""
     world = build_world(CONFIG, region=REGION)

@@ -104,13 +104,6 @@ def test_infra_watcher_ignores_malformed_events_and_writes_nothing(calls: AwsCal
     assert calls.calls == []
 
 
-@pytest.fixture
-def cloudformation() -> Iterator[CloudFormationStub]:
-    stub = CloudFormationStub()
-    yield stub
-    stub.close()
-
-
 @FUZZ
 @given(data=bootstrap_cases(response_url="http://127.0.0.1:1/unused"))
 def test_bootstrap_answers_failed_naming_the_property_and_writes_nothing(

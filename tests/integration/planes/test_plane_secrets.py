@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,13 +160,6 @@ def test_delete_removes_every_holder_and_can_run_twice(aws_env: Any) -> None:
 class LambdaContext:
     def get_remaining_time_in_millis(self) -> int:
         return 60_000
-
-
-@pytest.fixture
-def cloudformation() -> Iterator[CloudFormationStub]:
-    stub = CloudFormationStub()
-    yield stub
-    stub.close()
 
 
 def request(kind: str, url: str, props: dict[str, Any], physical: str | None = None) -> dict[str, Any]:
