@@ -9,7 +9,7 @@ from typing import Any
 
 from devtools.cloudformation_stub import CloudFormationStub
 from devtools.handlers import load_handler_module
-from devtools.template import resource
+from devtools.template import load_template, resource
 from dynamo_ecs import aws
 
 ACCOUNT, REGION, DEPLOYMENT = "123456789012", "us-east-1", "dynamo"
@@ -25,6 +25,8 @@ def resolved(value: Any) -> Any:
     """The few intrinsics these properties use, as CloudFormation resolves them for this stack."""
     if isinstance(value, dict) and value.get("Ref") == "DeploymentName":
         return DEPLOYMENT
+    if isinstance(value, dict) and value.get("Ref") in load_template()["Parameters"]:
+        return load_template()["Parameters"][value["Ref"]]["Default"]
     if isinstance(value, dict) and "Fn::Sub" in value:
         text = value["Fn::Sub"]
         for name, given in {
@@ -43,6 +45,47 @@ def resolved(value: Any) -> Any:
     if isinstance(value, list):
         return [resolved(v) for v in value]
     return value
+
+
+def _request(cloudformation: CloudFormationStub, request_type: str, props: dict[str, Any]) -> dict[str, Any]:
+    event = {
+        "RequestType": request_type,
+        "ResponseURL": cloudformation.url,
+        "StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/dynamo/1",
+        "RequestId": f"r-{len(cloudformation.answers)}",
+        "ResourceType": "Custom::DynamoPlaneCredentials",
+        "LogicalResourceId": "PlaneCredentials",
+        "PhysicalResourceId": f"{DEPLOYMENT}-plane-credentials",
+        "ResourceProperties": props,
+    }
+    load_handler_module("plane_credentials").lambda_handler(event, LambdaContext())
+    answer = cloudformation.answers[-1]
+    assert answer["Status"] == "SUCCESS", answer
+    return dict(answer.get("Data") or {})
+
+
+def test_the_rotation_parameter_reaches_the_function_and_each_of_its_values_is_a_step_it_takes(
+    aws_env: Any, cloudformation: CloudFormationStub
+) -> None:
+    parameter = load_template()["Parameters"]["PlaneRotationStep"]
+    props = {k: resolved(v) for k, v in resource("PlaneCredentials")["Properties"].items()}
+    assert resource("PlaneCredentials")["Properties"]["Rotate"] == {"Ref": "PlaneRotationStep"}
+    assert parameter["Default"] == "none" and props["Rotate"] == "none"
+    # The first deploy (the default) makes the secrets and rotates nothing
+    assert _request(cloudformation, "Create", props)["Rotated"] == ""
+    ca = aws.client("secretsmanager").get_secret_value(SecretId=f"{DEPLOYMENT}/planes/ca")["SecretString"]
+    # Then each later value, in the documented order, is one step the function applies
+    rotated = {
+        step: _request(cloudformation, "Update", {**props, "Rotate": step})["Rotated"]
+        for step in parameter["AllowedValues"]
+        if step != "none"
+    }
+    assert list(rotated) == ["trust", "issue", "retire"]
+    assert all(rotated.values()), rotated
+    # and the rotation went through: the CA is a new one; "none" again changes nothing
+    after = aws.client("secretsmanager").get_secret_value(SecretId=f"{DEPLOYMENT}/planes/ca")["SecretString"]
+    assert after != ca
+    assert _request(cloudformation, "Update", props)["Rotated"] == ""
 
 
 def test_the_maker_role_allows_exactly_the_secrets_the_custom_resource_makes(
