@@ -78,7 +78,7 @@ def fail_on_aws(run: Callable[[], int]) -> int:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="dynamo-ecs")
 def cli() -> None:
-    """Operate a dynamo-ecs-operator deployment: preflight, status, decisions, replay, redeploy.
+    """Operate a dynamo-ecs-operator deployment: preflight, status, decisions, replay, redeploy, roll-infra.
 
     Exit codes: 0 ok, 1 a check failed or a diagnosis is open, 2 usage error, 3 AWS could not answer.
     """
@@ -437,6 +437,82 @@ def profile_command(
         f"PrefillCapacityTokensPerS={result.prefill_capacity_tokens_per_s:g}), replay with --profile {out}"
     )
     sys.exit(EXIT_OK)
+
+
+# --- roll-infra -------------------------------------------------------------------------------
+
+
+@cli.command("roll-infra")
+@aws_options
+@click.option(
+    "--dry-run", is_flag=True, help="check that every member is steady and show the order, change nothing"
+)
+@click.option("--yes", "-y", is_flag=True, help="roll without asking")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    default=900.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="seconds a member may take to be steady again",
+)
+@click.option(
+    "--poll",
+    "poll_s",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="seconds between checks",
+)
+def roll_infra_command(
+    stack_name: str,
+    region: str | None,
+    profile: str | None,
+    as_json: bool,
+    dry_run: bool,
+    yes: bool,
+    timeout_s: float,
+    poll_s: float,
+) -> None:
+    """Start each etcd + NATS member's task again, one at a time, each once all are steady.
+
+    Run after each step of the planes' rotation (PlaneRotationStep), then `redeploy --force`.
+    """
+
+    def run() -> int:
+        from dynamo_ecs_cli.roll_infra import roll_members
+        from dynamo_ecs_cli.stack import Aws, require_stack
+
+        aws = Aws(profile, region)
+        stack = require_stack(aws, stack_name)
+        cluster = stack.output("InfraClusterName")
+        services = [s for s in stack.output("InfraServiceName").split(",") if s]
+        ecs = aws.client("ecs")
+        say = (lambda _: None) if as_json else console().print
+        plan = roll_members(ecs, cluster, services, dry_run=True, say=say)
+        if dry_run or not plan.ok:
+            return _finish_roll(plan, as_json)
+        if not yes:
+            if not sys.stdin.isatty():
+                click.echo("dynamo-ecs: not rolled: pass --yes to roll without a terminal", err=True)
+                return EXIT_USAGE
+            if not click.confirm("roll?", default=False):
+                return EXIT_OK
+        done = roll_members(ecs, cluster, services, timeout_s=timeout_s, poll_s=poll_s, say=say)
+        return _finish_roll(done, as_json)
+
+    sys.exit(fail_on_aws(run))
+
+
+def _finish_roll(report: Any, as_json: bool) -> int:
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    elif report.ok:
+        what = "every member is steady" if report.dry_run else f"rolled {', '.join(report.rolled)}"
+        console().print(f"{what} ({report.cluster})")
+    else:
+        console().print(f"[red]stopped at {report.stopped_at}[/]: {report.reason}", soft_wrap=True)
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 # --- redeploy ---------------------------------------------------------------------------------

@@ -1,0 +1,165 @@
+"""``dynamo-ecs roll-infra``: start each etcd + NATS member's task again, one member at a time.
+
+A task reads its ECS ``secrets`` when it starts, so after each step of the planes' rotation
+(docs/security-planes.md, "Rotation") every member must be started again, and with the
+three-member tier no two may be away at once: etcd keeps its quorum with two of three. So a
+member is rolled only when every member's service is steady, and the next one only when the
+rolled one is steady again: one deployment, COMPLETED, as many tasks running as desired, and
+each task HEALTHY where its task definition has a container health check (the members' etcd
+check). Any member not steady stops the roll before it touches one more, naming the member
+and why. Running it again rolls again (each member restarts once more); nothing else changes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Steadiness:
+    steady: bool
+    why: str
+    deployment_id: str | None = None
+
+
+@dataclass
+class RollReport:
+    cluster: str
+    services: list[str]
+    rolled: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    stopped_at: str | None = None
+    reason: str | None = None
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.stopped_at is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cluster": self.cluster,
+            "services": self.services,
+            "dry_run": self.dry_run,
+            "rolled": self.rolled,
+            "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
+            "stopped_at": self.stopped_at,
+            "reason": self.reason,
+        }
+
+
+def steadiness(
+    service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]], health_checked: bool
+) -> Steadiness:
+    """Whether a described service is steady (see the module's docstring), and if not, why."""
+    name = service.get("serviceName", "?")
+    deployments = service.get("deployments") or []
+    primary = next((d for d in deployments if d.get("status") == "PRIMARY"), None)
+    if primary is None:
+        return Steadiness(False, f"{name}: no primary deployment")
+    deployment_id = str(primary.get("id"))
+    if len(deployments) > 1:
+        return Steadiness(False, f"{name}: {len(deployments)} deployments under way", deployment_id)
+    rollout = primary.get("rolloutState", "COMPLETED")
+    if rollout != "COMPLETED":
+        reason = primary.get("rolloutStateReason") or ""
+        return Steadiness(False, f"{name}: deployment {rollout} {reason}".rstrip(), deployment_id)
+    desired = int(service.get("desiredCount", 0))
+    running = [t for t in tasks if t.get("lastStatus") == "RUNNING"]
+    if desired == 0:
+        return Steadiness(False, f"{name}: desired count is 0 (the member is off)", deployment_id)
+    if len(running) < desired:
+        return Steadiness(False, f"{name}: {len(running)} of {desired} tasks running", deployment_id)
+    if health_checked:
+        unhealthy = [t for t in running if t.get("healthStatus") != "HEALTHY"]
+        if unhealthy:
+            states = ", ".join(sorted({str(t.get("healthStatus", "UNKNOWN")) for t in unhealthy}))
+            return Steadiness(
+                False, f"{name}: {len(unhealthy)} task(s) not yet HEALTHY ({states})", deployment_id
+            )
+    return Steadiness(True, f"{name}: steady", deployment_id)
+
+
+class ServiceReader:
+    """Reads what `steadiness` needs for one of the infra cluster's services."""
+
+    def __init__(self, ecs: Any, cluster: str) -> None:
+        self.ecs = ecs
+        self.cluster = cluster
+        self._health_checked: dict[str, bool] = {}
+
+    def __call__(self, name: str) -> Steadiness:
+        described = self.ecs.describe_services(cluster=self.cluster, services=[name])
+        if not described.get("services"):
+            return Steadiness(False, f"{name}: no such service in {self.cluster}")
+        service = described["services"][0]
+        arns = self.ecs.list_tasks(cluster=self.cluster, serviceName=name, desiredStatus="RUNNING")[
+            "taskArns"
+        ]
+        described_tasks = self.ecs.describe_tasks(cluster=self.cluster, tasks=arns)["tasks"] if arns else []
+        # A service's tasks carry its group (moto's ListTasks ignores serviceName; AWS's filters).
+        tasks = [t for t in described_tasks if t.get("group") == f"service:{name}"]
+        return steadiness(service, tasks, self._checks_health(service))
+
+    def _checks_health(self, service: Mapping[str, Any]) -> bool:
+        family = str(service.get("taskDefinition", ""))
+        if family not in self._health_checked:
+            definition = self.ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
+            self._health_checked[family] = any(
+                c.get("healthCheck") for c in definition.get("containerDefinitions", [])
+            )
+        return self._health_checked[family]
+
+
+def roll_members(
+    ecs: Any,
+    cluster: str,
+    services: Sequence[str],
+    *,
+    dry_run: bool = False,
+    timeout_s: float = 900.0,
+    poll_s: float = 10.0,
+    say: Say = lambda _: None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RollReport:
+    """Force a new deployment of each service in turn, each only once all are steady."""
+    read = ServiceReader(ecs, cluster)
+    report = RollReport(cluster, list(services), dry_run=dry_run)
+    for name in services:
+        for other in services:  # every member, not only this one: two away at once lose the quorum
+            state = read(other)
+            if not state.steady:
+                report.stopped_at, report.reason = (
+                    name,
+                    f"not rolled: {state.why}; wait, or see `dynamo-ecs status`",
+                )
+                return report
+        if dry_run:
+            say(f"would roll {name} (force a new deployment, then wait until it is steady)")
+            continue
+        before = read(name).deployment_id
+        say(f"rolling {name}")
+        began = clock()
+        ecs.update_service(cluster=cluster, service=name, forceNewDeployment=True)
+        while True:
+            state = read(name)
+            if state.steady and state.deployment_id != before:
+                break
+            if clock() - began > timeout_s:
+                report.stopped_at = name
+                report.reason = (
+                    f"not steady after {timeout_s:.0f} s: {state.why}; the members after it were not "
+                    "touched (the service's events and `dynamo-ecs status` say why)"
+                )
+                return report
+            sleep(poll_s)
+        report.rolled.append(name)
+        report.seconds[name] = clock() - began
+        say(f"  {name} steady again after {report.seconds[name]:.0f} s")
+    return report
