@@ -133,12 +133,12 @@ def _changes(
             "deploy makes it again from the infra secret), then rotate"
         )
     nats_issued = len(users) > 1 and presented == users[-1]
+    if step == "trust" and (nats_issued or ca.get("signing") == "next"):
+        # Past 'trust' (what it makes is still trusted and accepted): nothing to do. Not a new
+        # rotation before 'retire' (a third user nobody drops), and not a refusal either: the
+        # rollback of a deploy that ran 'issue' sends the previous 'trust' again.
+        return {}
     if step == "trust":
-        if nats_issued or ca.get("signing") == "next":
-            raise InvalidInputError(
-                "Rotate: 'trust' would start a rotation while the last one is past its 'issue' step; run "
-                "the 'retire' step first (and roll)"
-            )
         if "next_ca_cert" not in ca:
             made = credentials.make_authority(f"{deployment} next", now)
             ca = {**ca, "next_ca_cert": made.cert_pem, "next_ca_key": made.key_pem}
