@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import ssl
 import subprocess
@@ -21,9 +22,11 @@ from typing import Any
 
 import nats
 
-from devtools.planes import SecuredInfra, routes_within, secured_infra
+from devtools.planes import SecuredInfra, routes_within, run_script, secured_infra, writer_environment
 from devtools.services import LOOPBACK, find_binary, free_port
 from dynamo_ecs import aws
+from dynamo_ecs.planes import credentials
+from dynamo_ecs.planes.infra_settings import NATS_CONFIG, writer_script
 from dynamo_ecs.planes.rotation import rotate
 from dynamo_ecs.planes.secrets_store import ensure_plane_secrets, secret_name
 
@@ -222,3 +225,27 @@ def test_nats_server_takes_one_cluster_user_so_the_routes_password_is_not_rotate
     )
     assert checked.returncode != 0
     assert "Cluster authorization does not allow multiple users" in checked.stdout + checked.stderr
+
+
+def test_the_writer_writes_one_users_entry_per_accepted_user_and_refuses_none(tmp_path: Path) -> None:
+    now = dt.datetime.now(dt.UTC)
+    infra = credentials.holder_payloads(credentials.make_authority("dynamo", now), [], now)["infra"]
+    users = [("dynamo", credentials.new_password()), ("dynamo-2", credentials.new_password())]
+    env = writer_environment({**infra, "nats_dynamo_users": credentials.nats_users_text(users)})
+    written = run_script(writer_script(str(tmp_path / "two")), env)
+    assert written.returncode == 0, written.stderr
+    config = (tmp_path / "two" / NATS_CONFIG).read_text()
+    assert config.count("{ user:") == 2 and all(f'password: "{p}"' in config for _, p in users)
+    # nats-server takes the written config as it is
+    checked = subprocess.run(
+        [find_binary("nats-server"), "-c", str(tmp_path / "two" / NATS_CONFIG), "-t"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # a list with no user stops the writer (and so the member) instead of a server nobody can use
+    refused = run_script(writer_script(str(tmp_path / "none")), {**env, "PLANES_NATS_DYNAMO_USERS": " "})
+    assert refused.returncode != 0 and "nats_dynamo_users lists no NATS user" in refused.stderr
+    assert not (tmp_path / "none" / NATS_CONFIG).exists()
