@@ -7,7 +7,8 @@ the secrets. CloudFormation always gets an answer (docs/security-planes.md).
 Properties: ``Deployment`` (the secrets' name prefix), ``ServerNames`` (the members' names the
 member certificate must carry), ``Rotate`` (optional: ``trust``, ``issue`` or ``retire``, one
 rotation step after the secrets exist; `dynamo_ecs.planes.rotation`), ``DryRun`` ("true":
-report, change nothing).
+report, change nothing), ``SecretsLayout`` (not read: a new value makes CloudFormation send the
+Update that upgrades secrets an older stack made to the fields today's task definitions use).
 """
 
 from __future__ import annotations

@@ -70,6 +70,8 @@ def test_first_deploy_makes_one_secret_per_holder_all_from_one_ca(aws_env: Any) 
     )
     assert "ca_key" not in infra and "ca_key" not in dynamo and "ca_key" not in operator
     assert dynamo["nats_password"] == infra["nats_dynamo_password"]
+    # the field the members' writer reads lists that one user (a rotation adds a second)
+    assert infra["nats_dynamo_users"] == f"dynamo:{dynamo['nats_password']}"
     assert len(dynamo["nats_password"]) >= 32 and infra["nats_route_password"] != dynamo["nats_password"]
 
 
@@ -133,6 +135,40 @@ def test_new_member_names_reissue_only_the_member_certificate(aws_env: Any) -> N
     assert {h: secret(h) for h in ("ca", "dynamo", "operator")} == {
         h: before[h] for h in ("ca", "dynamo", "operator")
     }
+
+
+def test_an_infra_secret_of_the_older_layout_is_upgraded_keeping_every_password(
+    aws_env: Any, cloudformation: CloudFormationStub
+) -> None:
+    # Given secrets made before the infra secret listed NATS users
+    ensure_plane_secrets("dynamo", NAMES)
+    older = {k: v for k, v in secret("infra").items() if k != "nats_dynamo_users"}
+    aws.client("secretsmanager").put_secret_value(
+        SecretId=secret_name("dynamo", "infra"), SecretString=json.dumps(older)
+    )
+    before = {h: secret(h) for h in ("ca", "infra", "dynamo", "operator")}
+    # When the stack is updated: a dry run reports the upgrade and changes nothing
+    handler = load_handler_module("plane_credentials").lambda_handler
+    props = {"Deployment": "dynamo", "ServerNames": NAMES}
+    handler(
+        request("Update", cloudformation.url, {**props, "DryRun": "true"}, "dynamo-plane-credentials"),
+        LambdaContext(),
+    )
+    assert cloudformation.answers[-1]["Data"]["Updated"] == "infra"
+    assert {h: secret(h) for h in before} == before
+    handler(request("Update", cloudformation.url, props, "dynamo-plane-credentials"), LambdaContext())
+    assert cloudformation.answers[-1]["Status"] == "SUCCESS"
+    assert cloudformation.answers[-1]["Data"]["Updated"] == "infra"
+    # Then the infra secret has the field the task definitions refer to, listing the user and
+    # password in use; nothing else changed
+    upgraded = secret("infra")
+    assert upgraded == {**older, "nats_dynamo_users": f"dynamo:{older['nats_dynamo_password']}"}
+    assert {h: secret(h) for h in ("ca", "dynamo", "operator")} == {
+        h: before[h] for h in ("ca", "dynamo", "operator")
+    }
+    # and a second update finds nothing to do
+    handler(request("Update", cloudformation.url, props, "dynamo-plane-credentials"), LambdaContext())
+    assert cloudformation.answers[-1]["Data"]["Updated"] == "" and secret("infra") == upgraded
 
 
 def test_dry_run_and_bad_names_change_nothing(aws_env: Any) -> None:

@@ -26,12 +26,13 @@ def secret(holder: str) -> dict[str, str]:
 
 
 def files(directory: Path, payload: dict[str, str]) -> dict[str, str]:
+    """A GPU task's credentials as started now: PEM files, and its NATS user and password."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = {}
     for key in ("ca_bundle", "client_cert", "client_key"):
         (directory / f"{key}.pem").write_text(payload[key])
         paths[key] = str(directory / f"{key}.pem")
-    return paths
+    return paths | {"nats_user": payload["nats_user"], "nats_password": payload["nats_password"]}
 
 
 def etcd_put(url: str, client: dict[str, str]) -> bool:
@@ -56,7 +57,7 @@ def etcd_put(url: str, client: dict[str, str]) -> bool:
     return done.returncode == 0
 
 
-def nats_ok(url: str, client: dict[str, str], password: str) -> bool:
+def nats_ok(url: str, client: dict[str, str]) -> bool:
     async def attempt() -> bool:
         async def quiet(_: Exception) -> None:
             return None
@@ -65,8 +66,8 @@ def nats_ok(url: str, client: dict[str, str], password: str) -> bool:
             connection: Any = await nats.connect(
                 servers=[url],
                 tls=ssl.create_default_context(cafile=client["ca_bundle"]),
-                user="dynamo",
-                password=password,
+                user=client["nats_user"],
+                password=client["nats_password"],
                 allow_reconnect=False,
                 max_reconnect_attempts=0,
                 connect_timeout=2,
@@ -84,9 +85,7 @@ def test_old_and_new_credentials_work_between_steps_and_only_new_after_retire(
     aws_env: Any, tmp_path: Path
 ) -> None:
     ensure_plane_secrets("dynamo", [])
-    original = secret("dynamo")
-    password = original["nats_password"]
-    before = files(tmp_path / "before", original)  # a GPU task started before the rotation
+    before = files(tmp_path / "before", secret("dynamo"))  # a GPU task started before the rotation
     rotate("dynamo", "trust")
     trusting = files(tmp_path / "trusting", secret("dynamo"))  # one rolled after 'trust'
     rotate("dynamo", "issue")
@@ -94,14 +93,18 @@ def test_old_and_new_credentials_work_between_steps_and_only_new_after_retire(
     with secured_infra(tmp_path / "infra-issued", secret("infra")) as infra:
         # the members rolled after 'issue' present a certificate of the new CA
         assert etcd_put(infra.etcd_url, trusting) and etcd_put(infra.etcd_url, issued)
-        assert nats_ok(infra.nats_url, trusting, password) and nats_ok(infra.nats_url, issued, password)
+        # (the first holds the old NATS user, the second the next one: members accept both)
+        assert nats_ok(infra.nats_url, trusting) and nats_ok(infra.nats_url, issued)
+        assert trusting["nats_user"] != issued["nats_user"]
         # a task that was not rolled after 'trust' cannot verify them: why 'trust' comes with a roll
         assert not etcd_put(infra.etcd_url, before)
-        assert not nats_ok(infra.nats_url, before, password)
+        assert not nats_ok(infra.nats_url, before)
     rotate("dynamo", "retire")
     retired = files(tmp_path / "retired", secret("dynamo"))
     with secured_infra(tmp_path / "infra-retired", secret("infra")) as infra:
-        assert etcd_put(infra.etcd_url, retired) and nats_ok(infra.nats_url, retired, password)
+        assert etcd_put(infra.etcd_url, retired) and nats_ok(infra.nats_url, retired)
         # the old CA's client certificate (a task still on 'trust') is refused once retired
         old_cert_new_trust = dict(trusting, ca_bundle=retired["ca_bundle"])
         assert not etcd_put(infra.etcd_url, old_cert_new_trust)
+        # and so is its NATS user, the old one
+        assert not nats_ok(infra.nats_url, old_cert_new_trust)

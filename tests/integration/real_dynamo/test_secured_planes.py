@@ -78,6 +78,12 @@ def models(frontend_url: str) -> list[str]:
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     workdir = tmp_path_factory.mktemp("secured-dynamo")
     payloads = credentials.holder_payloads(credentials.make_authority("dynamo", NOW), [], NOW)
+    # The member as rolled after a rotation's 'trust' step: it accepts Dynamo's user and the next
+    # one (`rotate`); the frontend and worker below present the user in use.
+    current = (payloads["dynamo"]["nats_user"], payloads["dynamo"]["nats_password"])
+    upcoming = (credentials.next_nats_user(current[0]), credentials.new_password())
+    payloads["infra"]["nats_dynamo_users"] = credentials.nats_users_text([current, upcoming])
+    payloads["next_dynamo"] = {**payloads["dynamo"], "nats_user": upcoming[0], "nats_password": upcoming[1]}
     with secured_infra(workdir, payloads["infra"]) as infra:
         ca_path = write_ca_like_the_task(workdir / "task-volume", payloads["dynamo"])
         port = free_port()
@@ -108,6 +114,31 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 def test_dynamo_serves_with_the_planes_credentials(deployment: Deployment) -> None:
     results = [chat(deployment.frontend_url, "m", max_tokens=4) for _ in range(5)]
     assert [r.status for r in results] == [200] * 5, results[-1].body
+
+
+def test_a_worker_with_the_next_nats_user_serves_next_to_processes_with_the_old_one(
+    deployment: Deployment,
+) -> None:
+    # Given a GPU task rolled after the rotation's 'issue' step: its worker presents the next NATS
+    # user, while the frontend and the other worker still present the old one
+    env = dynamo_environment(
+        deployment.infra, deployment.payloads["next_dynamo"], deployment.ca_path, spec_environment()
+    )
+    assert env["NATS_AUTH_USERNAME"] == "dynamo-2"
+    worker = dynamo_process(
+        "next-user-worker",
+        ["dynamo.mocker", "--model-path", str(TINY_MODEL), "--model-name", "m-next"],
+        env,
+        deployment.workdir,
+        lambda: "m-next" in models(deployment.frontend_url),
+    )
+    worker.start(timeout=90)
+    try:
+        # Then it registers and serves, and so does the deployment started before the rotation
+        results = [chat(deployment.frontend_url, name, max_tokens=4) for name in ("m-next", "m") * 3]
+        assert [r.status for r in results] == [200] * 6, results[-1].body
+    finally:
+        worker.stop()
 
 
 def test_a_worker_with_the_operators_identity_never_registers(deployment: Deployment) -> None:

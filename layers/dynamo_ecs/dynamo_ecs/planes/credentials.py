@@ -31,6 +31,11 @@ ETCD_OPERATOR_USER = "operator"
 ETCD_ROOT_USER = "root"
 NATS_DYNAMO_USER = "dynamo"
 NATS_ROUTE_USER = "route"
+# The infra secret's list of every NATS user nats-server accepts for Dynamo (two while a
+# rotation is under way): ``user:password`` entries separated by spaces, never empty.
+NATS_DYNAMO_USERS = "nats_dynamo_users"
+_NATS_WORD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_GENERATION = re.compile(r"^(?P<base>.+?)(?:-(?P<generation>[0-9]+))?$")
 # Always among the member certificate's names: the probes inside the task (health checks,
 # the auth set-up) reach etcd on loopback.
 LOOPBACK_NAMES = ("localhost", "127.0.0.1")
@@ -197,6 +202,33 @@ def new_password() -> str:
     return secrets.token_urlsafe(24)
 
 
+def nats_users_text(users: list[tuple[str, str]]) -> str:
+    """The ``nats_dynamo_users`` field for ``users`` (user, password), in the order given."""
+    return " ".join(f"{user}:{password}" for user, password in users)
+
+
+def parse_nats_users(text: object, *, where: str) -> list[tuple[str, str]]:
+    """``nats_dynamo_users`` as (user, password) pairs; a bad field is refused, naming the fix."""
+    entries = text.split() if isinstance(text, str) else []
+    pairs = [entry.partition(":") for entry in entries]
+    well_formed = all(sep and _NATS_WORD.match(user) and _NATS_WORD.match(pw) for user, sep, pw in pairs)
+    if not pairs or not well_formed or len({user for user, _, _ in pairs}) != len(pairs):
+        raise InvalidInputError(
+            f"{where}: {NATS_DYNAMO_USERS} is not a list of distinct user:password entries (letters, "
+            "digits, '_', '-'); put back the secret's previous version, or delete the planes' secrets to "
+            "make new ones"
+        )
+    return [(user, password) for user, _, password in pairs]
+
+
+def next_nats_user(user: str) -> str:
+    """The next generation's user name: ``dynamo`` -> ``dynamo-2`` -> ``dynamo-3`` (nats-server
+    takes one password per user, so two valid passwords need two users)."""
+    match = _GENERATION.match(user)
+    assert match is not None  # the pattern matches any non-empty name
+    return f"{match['base']}-{int(match['generation'] or 1) + 1}"
+
+
 def holder_payloads(
     authority: Authority, server_names: list[str], now: dt.datetime
 ) -> dict[str, dict[str, str]]:
@@ -218,8 +250,11 @@ def holder_payloads(
             "member_key": member.key_pem,
             "root_cert": root.cert_pem,
             "root_key": root.key_pem,
+            # the NATS user and password Dynamo presents now (the Dynamo secret's), and every
+            # user nats-server accepts (the writer's config)
             "nats_dynamo_user": NATS_DYNAMO_USER,
             "nats_dynamo_password": nats_dynamo_password,
+            NATS_DYNAMO_USERS: nats_users_text([(NATS_DYNAMO_USER, nats_dynamo_password)]),
             "nats_route_user": NATS_ROUTE_USER,
             "nats_route_password": new_password(),
         },

@@ -20,7 +20,12 @@ from __future__ import annotations
 
 import shlex
 
-from dynamo_ecs.planes.credentials import ETCD_DYNAMO_USER, ETCD_OPERATOR_USER, ETCD_ROOT_USER
+from dynamo_ecs.planes.credentials import (
+    ETCD_DYNAMO_USER,
+    ETCD_OPERATOR_USER,
+    ETCD_ROOT_USER,
+    NATS_DYNAMO_USERS,
+)
 
 PLANES_DIR = "/planes"
 MEMBER_CN = "infra-member"
@@ -33,8 +38,10 @@ WRITER_SECRETS = {
     "PLANES_MEMBER_KEY": "member_key",
     "PLANES_ROOT_CERT": "root_cert",
     "PLANES_ROOT_KEY": "root_key",
-    "PLANES_NATS_DYNAMO_USER": "nats_dynamo_user",
-    "PLANES_NATS_DYNAMO_PASSWORD": "nats_dynamo_password",
+    # every Dynamo user nats-server accepts (``user:password ...``; two during a rotation): one
+    # field that is always there, so a rotation changes the secret's values, never the fields
+    # the task definitions refer to (ECS stops a task whose secret lacks a referenced key)
+    "PLANES_NATS_DYNAMO_USERS": NATS_DYNAMO_USERS,
     "PLANES_NATS_ROUTE_USER": "nats_route_user",
     "PLANES_NATS_ROUTE_PASSWORD": "nats_route_password",
 }
@@ -46,6 +53,8 @@ PEM_FILES = {
     "root-key.pem": "PLANES_ROOT_KEY",
 }
 NATS_CONFIG = "nats-server.conf"
+# The writer's shell variable holding nats-server's ``users`` entries, one per accepted user.
+NATS_USERS_VARIABLE = "nats_users"
 
 
 def path(directory: str, name: str) -> str:
@@ -85,8 +94,7 @@ def nats_config_lines(
         f'jetstream {{ store_dir: \\"{jetstream_dir}\\" }}' if jetstream_dir else "jetstream {}",
         # TLS on the client port: a client that does not speak TLS is refused.
         f"tls {{ {tls} }}",
-        'authorization { users: [ { user: \\"$PLANES_NATS_DYNAMO_USER\\", '
-        'password: \\"$PLANES_NATS_DYNAMO_PASSWORD\\" } ] }',
+        f"authorization {{ users: [ ${NATS_USERS_VARIABLE} ] }}",
     ]
     if cluster_name:
         route_urls = ", ".join(
@@ -117,9 +125,22 @@ def writer_script(directory: str = PLANES_DIR, *, tools_dir: str | None = None, 
         commands.append(f"cp /bin/busybox {shlex.quote(path(tools_dir, 'busybox'))}")
     for name, variable in PEM_FILES.items():
         commands.append(f'printf "%s\\n" "${variable}" > {shlex.quote(path(directory, name))}')
+    commands.append(_nats_users_commands())
     words = " ".join(f'"{line}"' for line in nats_config_lines(directory, **nats))  # type: ignore[arg-type]
     commands.append(f'printf "%s\\n" {words} > {shlex.quote(path(directory, NATS_CONFIG))}')
     return "; ".join(commands)
+
+
+def _nats_users_commands() -> str:
+    """Shell commands that turn ``$PLANES_NATS_DYNAMO_USERS`` (``user:password`` entries) into
+    nats-server's ``users`` entries in ``$nats_users``; no entry at all stops the writer, and so
+    the task (its containers depend on the writer's success)."""
+    var = NATS_USERS_VARIABLE
+    entry = '{ user: \\"${entry%%:*}\\", password: \\"${entry#*:}\\" }'
+    return (
+        f'{var}=""; for entry in $PLANES_NATS_DYNAMO_USERS; do {var}="${{{var}:+${var}, }}{entry}"; done; '
+        f'[ -n "${var}" ] || {{ echo "planes-writer: {NATS_DYNAMO_USERS} lists no NATS user" >&2; exit 1; }}'
+    )
 
 
 def etcd_tls_environment(directory: str = PLANES_DIR) -> dict[str, str]:

@@ -3,16 +3,22 @@
 `ensure_plane_secrets` is safe to run twice, concurrently and after a partial run: a secret
 that exists is read and kept (a second deploy never re-issues anything), a missing one is made
 from the CA that exists, and a concurrent maker that loses the race to create a secret reads
-the winner's. The NATS password Dynamo presents is taken from the infra secret whenever that
-exists, so the infra task and the GPU tasks can never hold different ones.
+the winner's. The NATS user and password Dynamo presents are taken from the infra secret
+whenever that exists, so the infra task and the GPU tasks can never hold different ones.
+
+Every change of an existing secret is a compare-and-set (`put_if_unchanged`): the new version's
+id is derived from the version that was read, so of two writers that read the same version only
+the first lands a different content; the second gets `ConcurrentChangeError`, reads again and
+computes its result from the winner's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from dynamo_ecs import aws
 from dynamo_ecs.errors import InvalidInputError
@@ -21,6 +27,33 @@ from dynamo_ecs.planes import credentials
 from dynamo_ecs.planes.credentials import HOLDERS, Authority
 
 DEPLOYMENT_TAG = "dynamo-ecs:deployment"
+ATTEMPTS = 5  # reads and computes again after a concurrent writer changed a secret first
+_VERSIONS = uuid.UUID("5b0c1c52-8d0e-4c55-9a57-2f1f3c3f6b0e")  # namespace of derived version ids
+
+
+class Stored(NamedTuple):
+    """A secret as read: its ARN, its JSON and the id of the version read."""
+
+    arn: str
+    payload: dict[str, str]
+    version: str
+
+
+class ConcurrentChangeError(Exception):
+    """Another writer changed the secret since it was read: read again, compute again."""
+
+
+def put_if_unchanged(client: Any, stored: Stored, payload: dict[str, str]) -> None:
+    """Write ``payload`` as the secret's next version, unless another writer has put a different
+    one on top of the version read (``ConcurrentChangeError``). The same content from two writers
+    lands once (Secrets Manager ignores a repeated request token with the same content)."""
+    token = str(uuid.uuid5(_VERSIONS, f"{stored.arn}|{stored.version}"))
+    try:
+        client.put_secret_value(
+            SecretId=stored.arn, SecretString=json.dumps(payload), ClientRequestToken=token
+        )
+    except client.exceptions.ResourceExistsException:
+        raise ConcurrentChangeError(stored.arn) from None
 
 
 def secret_name(deployment: str, holder: str) -> str:
@@ -37,7 +70,7 @@ class PlaneSecrets:
     dry_run: bool = False
 
 
-def _read(client: Any, name: str) -> tuple[str, dict[str, str]] | None:
+def read_secret(client: Any, name: str) -> Stored | None:
     try:
         answer = client.get_secret_value(SecretId=name)
     except client.exceptions.ResourceNotFoundException:
@@ -48,12 +81,15 @@ def _read(client: Any, name: str) -> tuple[str, dict[str, str]] | None:
         raise InvalidInputError(
             f"secret {name} is not the JSON the planes need: delete it (the next deploy makes it again)"
         ) from None
-    return answer["ARN"], payload
+    if not isinstance(payload, dict):
+        raise InvalidInputError(
+            f"secret {name} is not the JSON object the planes need: delete it (the next deploy makes it "
+            "again)"
+        )
+    return Stored(answer["ARN"], payload, answer["VersionId"])
 
 
-def _create(
-    client: Any, deployment: str, holder: str, payload: dict[str, str]
-) -> tuple[str, dict[str, str], bool]:
+def _create(client: Any, deployment: str, holder: str, payload: dict[str, str]) -> tuple[Stored, bool]:
     """Create the holder's secret, or read it if a concurrent maker created it first."""
     name = secret_name(deployment, holder)
     try:
@@ -64,11 +100,11 @@ def _create(
             Tags=[{"Key": DEPLOYMENT_TAG, "Value": deployment}],
         )
     except client.exceptions.ResourceExistsException:
-        found = _read(client, name)
+        found = read_secret(client, name)
         if found is None:  # created and deleted again meanwhile: let the caller retry
             raise
-        return found[0], found[1], False
-    return answer["ARN"], payload, True
+        return found, False
+    return Stored(answer["ARN"], payload, answer["VersionId"]), True
 
 
 def _check_fields(name: str, payload: dict[str, str], wanted: dict[str, str]) -> None:
@@ -80,35 +116,79 @@ def _check_fields(name: str, payload: dict[str, str], wanted: dict[str, str]) ->
         )
 
 
+def upgraded_infra(payload: dict[str, str]) -> dict[str, str]:
+    """An infra secret of an older layout with the fields today's task definitions refer to:
+    the list of accepted NATS users, made of the one user and password in use (nothing changes
+    for a running task)."""
+    if credentials.NATS_DYNAMO_USERS in payload or not {"nats_dynamo_user", "nats_dynamo_password"} <= set(
+        payload
+    ):
+        return payload
+    users = credentials.nats_users_text([(payload["nats_dynamo_user"], payload["nats_dynamo_password"])])
+    return {**payload, credentials.NATS_DYNAMO_USERS: users}
+
+
+def _infra_update(payload: dict[str, str], names: list[str], fresh: dict[str, str]) -> dict[str, str]:
+    """The infra secret as this deploy wants it: upgraded to today's fields and, when the members'
+    names changed (a new namespace, the tier's layout), with a member certificate for them (only
+    that certificate is issued again; every identity and password is kept)."""
+    payload = upgraded_infra(payload)
+    if "member_cert" in payload and _member_names(payload["member_cert"]) != sorted(names):
+        payload = {**payload, "member_cert": fresh["member_cert"], "member_key": fresh["member_key"]}
+    return payload
+
+
 def ensure_plane_secrets(
     deployment: str, server_names: list[str], *, dry_run: bool = False, now: dt.datetime | None = None
 ) -> PlaneSecrets:
     names = credentials.validate_server_names(server_names)
     now = now or dt.datetime.now(dt.UTC)
     client = aws.client("secretsmanager")
+    for _ in range(ATTEMPTS):
+        try:
+            result = _ensure_once(client, deployment, names, dry_run=dry_run, now=now)
+        except ConcurrentChangeError:
+            continue
+        logger.info(
+            "plane secrets", extra={"secrets_created": result.created, "secrets_updated": result.updated}
+        )
+        return result
+    raise InvalidInputError(
+        f"the planes' secrets of {deployment} kept changing while this deploy read them (a rotation at "
+        "the same time?); deploy again"
+    )
+
+
+def _ensure_once(
+    client: Any, deployment: str, names: list[str], *, dry_run: bool, now: dt.datetime
+) -> PlaneSecrets:
     result = PlaneSecrets(dry_run=dry_run)
-    found = {holder: _read(client, secret_name(deployment, holder)) for holder in HOLDERS}
+    found = {holder: read_secret(client, secret_name(deployment, holder)) for holder in HOLDERS}
     missing = [holder for holder in HOLDERS if found[holder] is None]
     if dry_run:
-        result.arns = {h: f[0] for h, f in found.items() if f is not None}
+        result.arns = {h: f.arn for h, f in found.items() if f is not None}
         result.created = missing
+        infra = found["infra"]
+        if infra is not None:
+            fresh_member = {"member_cert": "", "member_key": ""}
+            if _infra_update(infra.payload, names, fresh_member) != infra.payload:
+                result.updated.append("infra")
         return result
 
     ca = found["ca"]
     if ca is None:
         authority = credentials.make_authority(deployment, now)
-        arn, payload, made = _create(
+        ca, made = _create(
             client, deployment, "ca", {"ca_cert": authority.cert_pem, "ca_key": authority.key_pem}
         )
-        ca = (arn, payload)
         if made:
             result.created.append("ca")
-    _check_fields(secret_name(deployment, "ca"), ca[1], {"ca_cert": "", "ca_key": ""})
-    result.arns["ca"] = ca[0]
-    fresh = credentials.holder_payloads(signing_authority(ca[1]), names, now)
+    _check_fields(secret_name(deployment, "ca"), ca.payload, {"ca_cert": "", "ca_key": ""})
+    result.arns["ca"] = ca.arn
+    fresh = credentials.holder_payloads(signing_authority(ca.payload), names, now)
     for payload in fresh.values():  # mid-rotation, a new holder trusts both CAs as the others do
         if "ca_bundle" in payload:
-            payload["ca_bundle"] = trust_bundle(ca[1])
+            payload["ca_bundle"] = trust_bundle(ca.payload)
 
     infra_payload: dict[str, str] = {}
     for holder in ("infra", "dynamo", "operator"):
@@ -116,27 +196,25 @@ def ensure_plane_secrets(
         if existing is None:
             payload = fresh[holder]
             if holder == "dynamo":
-                # nats-server accepts the password in the infra secret (made above or earlier).
-                payload = {**payload, "nats_password": infra_payload["nats_dynamo_password"]}
-            arn, kept, made = _create(client, deployment, holder, payload)
-            existing = (arn, kept)
+                # nats-server accepts the user and password in the infra secret (made above or
+                # earlier; after a rotation's 'issue' step, the next user's).
+                payload = {
+                    **payload,
+                    "nats_user": infra_payload["nats_dynamo_user"],
+                    "nats_password": infra_payload["nats_dynamo_password"],
+                }
+            existing, made = _create(client, deployment, holder, payload)
             if made:
                 result.created.append(holder)
-        _check_fields(secret_name(deployment, holder), existing[1], fresh[holder])
         if holder == "infra":
-            infra_payload = existing[1]
-            if _member_names(infra_payload["member_cert"]) != sorted(names):
-                # The members' names changed (a new namespace, the tier's layout): only the
-                # member certificate is issued again; every identity and password is kept.
-                infra_payload = {
-                    **infra_payload,
-                    "member_cert": fresh["infra"]["member_cert"],
-                    "member_key": fresh["infra"]["member_key"],
-                }
-                client.put_secret_value(SecretId=existing[0], SecretString=json.dumps(infra_payload))
+            infra_payload = _infra_update(existing.payload, names, fresh["infra"])
+            _check_fields(secret_name(deployment, holder), infra_payload, fresh[holder])
+            if infra_payload != existing.payload:
+                put_if_unchanged(client, existing, infra_payload)
                 result.updated.append("infra")
-        result.arns[holder] = existing[0]
-    logger.info("plane secrets", extra={"secrets_created": result.created, "secrets_updated": result.updated})
+        else:
+            _check_fields(secret_name(deployment, holder), existing.payload, fresh[holder])
+        result.arns[holder] = existing.arn
     return result
 
 
