@@ -6,7 +6,8 @@ the secrets. CloudFormation always gets an answer (docs/security-planes.md).
 
 Properties: ``Deployment`` (the secrets' name prefix), ``ServerNames`` (the members' names the
 member certificate must carry), ``Rotate`` (optional: ``trust``, ``issue`` or ``retire``, one
-rotation step after the secrets exist; `dynamo_ecs.planes.rotation`), ``DryRun`` ("true":
+rotation step after the secrets exist; `dynamo_ecs.planes.rotation`; an Update from ``retire``
+back to ``issue``, a rollback, rotates nothing), ``DryRun`` ("true":
 report, change nothing), ``SecretsLayout`` (not read: a new value makes CloudFormation send the
 Update that upgrades secrets an older stack made to the fields today's task definitions use).
 """
@@ -16,7 +17,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dynamo_ecs.endpoints.cfn_response import CloudFormationAnswer, answerable, parse_request
+from dynamo_ecs.endpoints.cfn_response import (
+    CloudFormationAnswer,
+    CustomResourceRequest,
+    answerable,
+    parse_request,
+)
 from dynamo_ecs.errors import InvalidInputError
 from dynamo_ecs.observability import logger
 from dynamo_ecs.planes.rotation import STEPS, rotate
@@ -35,6 +41,17 @@ def _rotation_step(props: dict[str, Any]) -> str | None:
             f"Rotate: {step!r} is not a rotation step; give one of {', '.join(STEPS)} in order"
         )
     return str(step)
+
+
+def _rolled_back_from_retire(request: CustomResourceRequest) -> bool:
+    """An Update from ``retire`` to ``issue``: the rollback of a deploy that ran ``retire`` (or a
+    step moved back by hand). The old CA is gone and every leaf is the new CA's, so there is
+    nothing to undo; refusing would leave the stack in UPDATE_ROLLBACK_FAILED."""
+    return (
+        request.request_type == "Update"
+        and request.old_resource_properties.get("Rotate") == "retire"
+        and request.resource_properties.get("Rotate") == "issue"
+    )
 
 
 def _properties(props: dict[str, Any]) -> tuple[str, list[str], bool]:
@@ -72,6 +89,11 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         else:
             answer.physical_id = f"{deployment}-plane-credentials"
             step = _rotation_step(request.resource_properties)
+            if step and _rolled_back_from_retire(request):
+                logger.info(
+                    "rotation step not run", extra={"reason": "Rotate moved back from retire to issue"}
+                )
+                step = None
             made = ensure_plane_secrets(deployment, names, dry_run=dry_run)
             # A dry run before the first deploy has nothing to rotate yet.
             rotated = (

@@ -47,8 +47,14 @@ def resolved(value: Any) -> Any:
     return value
 
 
-def _request(cloudformation: CloudFormationStub, request_type: str, props: dict[str, Any]) -> dict[str, Any]:
-    event = {
+def _request(
+    cloudformation: CloudFormationStub,
+    request_type: str,
+    props: dict[str, Any],
+    old: dict[str, Any] | None = None,
+    status: str = "SUCCESS",
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
         "RequestType": request_type,
         "ResponseURL": cloudformation.url,
         "StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/dynamo/1",
@@ -58,10 +64,12 @@ def _request(cloudformation: CloudFormationStub, request_type: str, props: dict[
         "PhysicalResourceId": f"{DEPLOYMENT}-plane-credentials",
         "ResourceProperties": props,
     }
+    if old is not None:
+        event["OldResourceProperties"] = old
     load_handler_module("plane_credentials").lambda_handler(event, LambdaContext())
     answer = cloudformation.answers[-1]
-    assert answer["Status"] == "SUCCESS", answer
-    return dict(answer.get("Data") or {})
+    assert answer["Status"] == status, answer
+    return dict(answer.get("Data") or {"Reason": answer.get("Reason")})
 
 
 def test_the_rotation_parameter_reaches_the_function_and_each_of_its_values_is_a_step_it_takes(
@@ -86,6 +94,39 @@ def test_the_rotation_parameter_reaches_the_function_and_each_of_its_values_is_a
     after = aws.client("secretsmanager").get_secret_value(SecretId=f"{DEPLOYMENT}/planes/ca")["SecretString"]
     assert after != ca
     assert _request(cloudformation, "Update", props)["Rotated"] == ""
+
+
+def test_a_rollback_from_retire_rotates_nothing_and_a_new_rotation_starts_from_trust(
+    aws_env: Any, cloudformation: CloudFormationStub
+) -> None:
+    props = {k: resolved(v) for k, v in resource("PlaneCredentials")["Properties"].items()}
+    secrets = aws.client("secretsmanager")
+    _request(cloudformation, "Create", props)
+    # 'issue' before any 'trust' is refused (FAILED, naming the step to run first)
+    refused = _request(cloudformation, "Update", {**props, "Rotate": "issue"}, {**props}, status="FAILED")
+    assert "trust" in refused["Reason"]
+    previous = "none"
+    for step in ("trust", "issue", "retire"):
+        _request(cloudformation, "Update", {**props, "Rotate": step}, {**props, "Rotate": previous})
+        previous = step
+    after_retire = {
+        h: secrets.get_secret_value(SecretId=f"{DEPLOYMENT}/planes/{h}")["VersionId"]
+        for h in ("ca", "infra", "dynamo")
+    }
+    # When the deploy that ran 'retire' fails and CloudFormation rolls back to 'issue'
+    rolled_back = _request(
+        cloudformation, "Update", {**props, "Rotate": "issue"}, {**props, "Rotate": "retire"}
+    )
+    # Then it answers SUCCESS and changes nothing (the code refused it before: UPDATE_ROLLBACK_FAILED)
+    assert rolled_back["Rotated"] == ""
+    assert after_retire == {
+        h: secrets.get_secret_value(SecretId=f"{DEPLOYMENT}/planes/{h}")["VersionId"]
+        for h in ("ca", "infra", "dynamo")
+    }
+    # and the next rotation starts from 'trust' as usual
+    assert _request(cloudformation, "Update", {**props, "Rotate": "trust"}, {**props, "Rotate": "retire"})[
+        "Rotated"
+    ]
 
 
 def test_the_maker_role_allows_exactly_the_secrets_the_custom_resource_makes(

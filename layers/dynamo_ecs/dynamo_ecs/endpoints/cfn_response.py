@@ -38,6 +38,8 @@ class CustomResourceRequest(AwsEnvelope):
     logical_resource_id: ShortText = Field(alias="LogicalResourceId")
     physical_resource_id: ShortText | None = Field(None, alias="PhysicalResourceId")
     resource_properties: dict[str, Any] = Field(default_factory=dict, alias="ResourceProperties")
+    # Update only: the properties before this change (also what a rollback moves away from).
+    old_resource_properties: dict[str, Any] = Field(default_factory=dict, alias="OldResourceProperties")
 
 
 def answerable(event: Any) -> bool:
