@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +17,7 @@ from devtools.services import MotoServer
 from dynamo_ecs import aws
 from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import DeploymentConfig
-from dynamo_ecs.signals.base import RoundContext
+from dynamo_ecs.signals.base import RoundContext, SourceReading
 from dynamo_ecs.signals.etcd_health import EtcdHealthSource, forget_cached_identities
 
 MEMBER = "infra-0.dynamo-infra.internal"  # a name the member certificate carries
@@ -41,9 +40,10 @@ def resolving(planes: Planes) -> Iterator[None]:
 
 
 def secret_holding(payload: dict[str, str]) -> str:
-    return aws.client("secretsmanager").create_secret(
+    made = aws.client("secretsmanager").create_secret(
         Name="dynamo/planes/operator", SecretString=json.dumps(payload)
-    )["ARN"]
+    )
+    return str(made["ARN"])
 
 
 def source_for(planes: Planes, secret_arn: str) -> EtcdHealthSource:
@@ -56,8 +56,8 @@ def source_for(planes: Planes, secret_arn: str) -> EtcdHealthSource:
     return EtcdHealthSource(config)
 
 
-def values(reading: object) -> dict[str, float]:
-    return {d.metric: d.value for d in reading.data}  # type: ignore[attr-defined]
+def values(reading: SourceReading) -> dict[str, float]:
+    return {d.metric: d.value for d in reading.data}
 
 
 def test_the_operator_identity_reads_the_members_health_and_database(
@@ -119,7 +119,7 @@ def test_the_cached_identity_is_used_while_the_members_accept_it(
 
 
 def test_a_member_that_does_not_answer_counts_not_healthy_and_the_read_goes_on(
-    planes: Planes, aws_env: MotoServer, tmp_path: Path
+    planes: Planes, aws_env: MotoServer
 ) -> None:
     # Given a second name that resolves where nothing listens
     forget_cached_identities()
