@@ -36,6 +36,7 @@ from dynamo_ecs.signals.publish import metric_data
 FIXTURES = Path(__file__).parent / "fixtures"
 HEALTH = (FIXTURES / "etcd_3_5_1_leader_health.json").read_bytes()
 METRICS = (FIXTURES / "etcd_3_5_1_leader_metrics.txt").read_bytes()
+NOSPACE = (FIXTURES / "etcd_3_5_1_nospace_health.json").read_bytes()
 TWO_GIB = 2 * 1024**3
 
 
@@ -44,8 +45,8 @@ def test_the_real_health_document_says_healthy() -> None:
 
 
 def test_a_health_document_with_an_alarm_is_not_healthy_and_keeps_its_reason() -> None:
-    # etcd 3.5 answers this shape when an alarm (NOSPACE) is raised or there is no leader
-    assert parse_health(b'{"health":"false","reason":"ALARM NOSPACE"}') == (False, "ALARM NOSPACE")
+    # etcd 3.5.1 past its quota (HTTP 503 with this body, captured)
+    assert parse_health(NOSPACE) == (False, "ALARM NOSPACE")
 
 
 @pytest.mark.parametrize("body", [b"<html>", b"[]", b'{"status":"ok"}', b""])
@@ -78,7 +79,7 @@ def test_a_member_without_a_leader_is_not_healthy_even_when_health_says_true() -
 
 
 def test_a_member_whose_health_is_false_is_not_healthy() -> None:
-    member = member_health("infra-1", b'{"health":"false","reason":"ALARM NOSPACE"}', METRICS)
+    member = member_health("infra-1", NOSPACE, METRICS)
     assert not member.healthy and member.problem == "/health false: ALARM NOSPACE"
 
 

@@ -11,8 +11,10 @@ measured on 3.5), while ``/health`` and ``/metrics`` answer it.
 Per round (`tier_data`, pure):
 
 - ``EtcdMembersHealthy``: the members whose ``/health`` says ``true`` and whose
-  ``etcd_server_has_leader`` is 1. A member that does not answer either document, refuses
-  the identity, or answers something else is not healthy; the round goes on without it;
+  ``etcd_server_has_leader`` is 1 (an alarm makes ``/health`` false: with NOSPACE raised,
+  503 ``{"health":"false","reason":"ALARM NOSPACE"}``, measured on 3.5.1). A member that
+  does not answer either document, refuses the identity, or answers something else is not
+  healthy; the round goes on without it;
 - ``EtcdDatabaseSize``: the largest ``etcd_mvcc_db_total_size_in_bytes`` of the members
   that answered ``/metrics``;
 - ``EtcdDatabaseQuotaUsed``: the largest size over ``etcd_server_quota_backend_bytes`` of
@@ -311,7 +313,10 @@ class EtcdHealthSource:
 
     def _fetch(self, tls: ssl.SSLContext, members: Sequence[str]) -> dict[str, list[FetchResult]]:
         urls = [f"https://{m}:{self.port}{path}" for m in members for path in (HEALTH_PATH, METRICS_PATH)]
-        results = fetch_all(urls, self.timeout_s, ssl_context=tls)
+        # etcd answers an unhealthy /health with 503 and the reason in its body (measured:
+        # {"health":"false","reason":"ALARM NOSPACE"}): read it. A 503 /metrics is no
+        # Prometheus text and counts as not healthy as well.
+        results = fetch_all(urls, self.timeout_s, ssl_context=tls, ok_statuses=(200, 503))
         return {m: results[2 * k : 2 * k + 2] for k, m in enumerate(members)}
 
     def read(self, context: RoundContext, previous_state: dict[str, Any] | None) -> SourceReading:

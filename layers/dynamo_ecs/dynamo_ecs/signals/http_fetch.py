@@ -42,9 +42,14 @@ class FetchResult:
 
 
 def http_get(
-    url: str, timeout_s: float, max_bytes: int = MAX_BODY_BYTES, ssl_context: ssl.SSLContext | None = None
+    url: str,
+    timeout_s: float,
+    max_bytes: int = MAX_BODY_BYTES,
+    ssl_context: ssl.SSLContext | None = None,
+    ok_statuses: tuple[int, ...] = (200,),
 ) -> bytes:
-    """The body of a 200 answer to GET ``url`` within ``timeout_s`` in all, or `FetchError`."""
+    """The body of a 200 answer (or another of ``ok_statuses``) to GET ``url`` within
+    ``timeout_s`` in all, or `FetchError`."""
     parts = urlsplit(url)
     wanted = "https" if ssl_context is not None else "http"
     if parts.scheme != wanted or not parts.hostname:
@@ -72,7 +77,7 @@ def http_get(
         if connection.sock is not None:
             connection.sock.settimeout(remaining())
         response = connection.getresponse()
-        if response.status != 200:
+        if response.status not in ok_statuses:
             raise FetchError("http_status", f"{url}: HTTP {response.status}")
         chunks: list[bytes] = []
         size = 0
@@ -101,17 +106,23 @@ def http_get(
         connection.close()
 
 
-def _timed_get(url: str, timeout_s: float, ssl_context: ssl.SSLContext | None = None) -> FetchResult:
+def _timed_get(
+    url: str, timeout_s: float, ssl_context: ssl.SSLContext | None, ok_statuses: tuple[int, ...]
+) -> FetchResult:
     started = time.monotonic()
     try:
-        body = http_get(url, timeout_s, ssl_context=ssl_context)
+        body = http_get(url, timeout_s, ssl_context=ssl_context, ok_statuses=ok_statuses)
     except FetchError as exc:
         return FetchResult(url, None, exc, time.monotonic() - started)
     return FetchResult(url, body, None, time.monotonic() - started)
 
 
 def fetch_all(
-    urls: list[str], timeout_s: float, max_workers: int = 64, ssl_context: ssl.SSLContext | None = None
+    urls: list[str],
+    timeout_s: float,
+    max_workers: int = 64,
+    ssl_context: ssl.SSLContext | None = None,
+    ok_statuses: tuple[int, ...] = (200,),
 ) -> list[FetchResult]:
     """GET every URL concurrently; one result per URL, in order. Never raises for a target.
 
@@ -125,7 +136,7 @@ def fetch_all(
     waves = -(-len(urls) // workers)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrape")
     try:
-        futures = [pool.submit(_timed_get, url, timeout_s, ssl_context) for url in urls]
+        futures = [pool.submit(_timed_get, url, timeout_s, ssl_context, ok_statuses) for url in urls]
         wait(futures, timeout=waves * timeout_s + 1.0)
         results = []
         for url, future in zip(urls, futures, strict=True):
