@@ -13,16 +13,25 @@ addresses a local meaning instead:
 `redirect` maps ``(10.x address, port)`` to a loopback port, like a NAT in front of the
 simulated VPC, so the operator's unchanged code reaches the NATS monitor of "the infra task"
 or the ``/metrics`` of "a frontend task" at the address ECS (moto) reports.
+
+`resolving` is Cloud Map's stand-in for the operator's own process: a private DNS name (an
+infra member's) resolves to the loopback address where the local ECS runs the task registered
+under it (`devtools.local_ecs.addresses.name_address`), so the operator's unchanged code
+connects by name, and TLS checks the certificate against that name, as on AWS.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 _original_connect = socket.socket.connect
 _original_connect_ex = socket.socket.connect_ex
+_original_getaddrinfo = socket.getaddrinfo
+_names: dict[str, str] = {}
 
 
 _redirects: dict[tuple[str, int], int] = {}
@@ -45,6 +54,24 @@ def clear_redirects(host: str | None = None) -> None:
     """Forget every redirect (or those of ``host``: a task that stopped)."""
     for key in [k for k in _redirects if host is None or k[0] == host]:
         del _redirects[key]
+
+
+@contextlib.contextmanager
+def resolving(names: Mapping[str, str]) -> Iterator[None]:
+    """While inside, each of ``names`` (DNS name -> address) resolves to its address."""
+    before = dict(_names)
+    _names.update({name.lower(): address for name, address in names.items()})
+    try:
+        yield
+    finally:
+        _names.clear()
+        _names.update(before)
+
+
+def _getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    if isinstance(host, str) and host.lower() in _names:
+        host = _names[host.lower()]
+    return _original_getaddrinfo(host, *args, **kwargs)
 
 
 def _translate(sock: socket.socket, address: Any) -> Any:
@@ -93,10 +120,12 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
 
 
 def install() -> None:
+    socket.getaddrinfo = _getaddrinfo
     socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
     socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,assignment]
 
 
 def uninstall() -> None:
+    socket.getaddrinfo = _original_getaddrinfo
     socket.socket.connect = _original_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _original_connect_ex  # type: ignore[method-assign]

@@ -20,6 +20,7 @@ from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig
 from dynamo_ecs.scaling.decide import ServiceDecision
 from dynamo_ecs.scaling.reconcile import SCALE_ACTIONS_METRIC, _emit_scale_action
 from dynamo_ecs.signals.base import Datum
+from dynamo_ecs.signals.etcd_health import MemberHealth, tier_data
 from dynamo_ecs.signals.publish import metric_data
 
 NAMESPACE = "DynamoEcs"
@@ -54,8 +55,18 @@ def emitted_scale_actions(capsys: pytest.CaptureFixture[str], monkeypatch: pytes
 
 
 def emitted_by_the_collector() -> set[Query]:
-    """Every contract metric as the collector's PutMetricData entries carry it, for both services."""
-    data = [Datum(metric, role, 1.0) for metric in metric_names.METRIC_UNITS for role in SERVICE_ROLES]
+    """Every contract metric as the collector's PutMetricData entries carry it: the GPU services'
+    for both services, the infra tier's as its etcd health source makes them."""
+    infra = tier_data(
+        [MemberHealth("infra-0", health=True, has_leader=True, db_size_bytes=1.0, quota_bytes=2.0)]
+    )
+    infra_metrics = {datum.metric for datum in infra}
+    data = [
+        Datum(metric, role, 1.0)
+        for metric in metric_names.METRIC_UNITS
+        if metric not in infra_metrics
+        for role in SERVICE_ROLES
+    ] + infra
     return {
         (entry["MetricName"], frozenset((d["Name"], d["Value"]) for d in entry["Dimensions"]))
         for entry in metric_data(data, DEPLOYMENT, 0.0, high_resolution=False)

@@ -270,6 +270,7 @@ def test_infra_security_group_admits_only_gpu_instances_and_the_collector(create
         (gpu, 2379, 2379),
         (gpu, 4222, 4222),
         (collector, 8222, 8222),
+        (collector, 2379, 2379),  # etcd /health and /metrics as the operator (three-member tier)
         # the members: etcd clients and peers, NATS routes
         (infra, 2379, 2380),
         (infra, 6222, 6222),

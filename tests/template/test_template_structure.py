@@ -314,6 +314,7 @@ def test_infra_security_group_admits_only_the_two_named_sources() -> None:
         ("GpuInstanceSecurityGroup", 2379, 2379),  # etcd
         ("GpuInstanceSecurityGroup", 4222, 4222),  # NATS
         ("MetricsCollectorSecurityGroup", 8222, 8222),  # NATS monitor
+        ("MetricsCollectorSecurityGroup", 2379, 2379),  # etcd /health, /metrics (operator identity)
         ("InfraSecurityGroup", 2379, 2380),  # the other members: etcd clients (a join) and peers
         ("InfraSecurityGroup", 6222, 6222),  # the other members: NATS routes
     }
@@ -395,7 +396,22 @@ def test_metrics_collector_reaches_the_nats_monitor_the_frontends_and_https_only
         (ref(r.get("DestinationSecurityGroupId")) or r.get("CidrIp"), r["FromPort"])
         for r in egress_rules("MetricsCollectorSecurityGroup")
     }
-    assert egress == {("InfraSecurityGroup", 8222), ("GpuInstanceSecurityGroup", 8000), ("0.0.0.0/0", 443)}
+    assert egress == {
+        ("InfraSecurityGroup", 8222),
+        ("InfraSecurityGroup", 2379),  # etcd's /health and /metrics, the planes on
+        ("GpuInstanceSecurityGroup", 8000),
+        ("0.0.0.0/0", 443),
+    }
+    # the etcd rules both ways exist only with the three-member tier (the planes on)
+    etcd = [
+        r
+        for kind in ("AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress")
+        for r in resources_of_type(kind).values()
+        if r["Properties"]["FromPort"] == 2379
+        and "MetricsCollectorSecurityGroup"
+        in {ref(r["Properties"]["GroupId"]), ref(r["Properties"].get("SourceSecurityGroupId"))}
+    ]
+    assert len(etcd) == 2 and all(r["Condition"] == "InfraThreeMembers" for r in etcd)
     assert ingress_rules("MetricsCollectorSecurityGroup") == []
     vpc = resource("MetricsCollectorFunction")["Properties"]["VpcConfig"]
     assert vpc["SecurityGroupIds"] == [{"Ref": "MetricsCollectorSecurityGroup"}]
@@ -968,9 +984,51 @@ def test_scaler_breach_rule_matches_the_collectors_event_for_this_deployment_onl
 
 def test_collector_may_put_only_its_own_events_on_the_default_bus() -> None:
     [document] = resource("MetricsCollectorFunction")["Properties"]["Policies"]
-    [statement] = [s for s in document["Statement"] if s["Action"] == "events:PutEvents"]
+    [statement] = [s for s in document["Statement"] if s.get("Action") == "events:PutEvents"]
     assert statement["Resource"]["Fn::Sub"].endswith(":event-bus/default")
     assert statement["Condition"]["StringEquals"]["events:source"] == "dynamo-ecs.collector"
+
+
+def test_the_collector_reads_only_the_operator_plane_secret_and_only_with_the_planes() -> None:
+    import fnmatch
+
+    [document] = resource("MetricsCollectorFunction")["Properties"]["Policies"]
+    secret_reads = [s for s in document["Statement"] if "secretsmanager" in json.dumps(s)]
+    [(condition, statement, otherwise)] = [s["Fn::If"] for s in secret_reads]
+    assert (condition, otherwise) == ("InfraThreeMembers", {"Ref": "AWS::NoValue"})
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    pattern = statement["Resource"]["Fn::Sub"].replace("${AWS::Partition}", "aws")
+    pattern = pattern.replace("${AWS::Region}", "us-east-1").replace("${AWS::AccountId}", "123456789012")
+    pattern = pattern.replace("${DeploymentName}", "dynamo")
+
+    def arn(name: str) -> str:  # Secrets Manager appends a hyphen and six characters
+        return f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf"
+
+    assert fnmatch.fnmatchcase(arn("dynamo/planes/operator"), pattern)
+    for other in ("dynamo/planes/dynamo", "dynamo/planes/infra", "dynamo/planes/ca", "other/planes/operator"):
+        assert not fnmatch.fnmatchcase(arn(other), pattern), other
+    assert not fnmatch.fnmatchcase(arn("dynamo/planes/operator-abcdef"), pattern)
+    # and the collector is given the secret (the same condition) and the members' names
+    variables = resource("MetricsCollectorFunction")["Properties"]["Environment"]["Variables"]
+    assert variables["DYNAMO_ECS_PLANES__OPERATOR_SECRET_ARN"] == {
+        "Fn::If": ["InfraThreeMembers", {"Fn::GetAtt": ["PlaneCredentials", "OperatorSecretArn"]}, "null"]
+    }
+    members = load_template()["Globals"]["Function"]["Environment"]["Variables"]["DYNAMO_ECS_INFRA__MEMBERS"]
+    assert members["Fn::If"][0] == "InfraThreeMembers"
+
+
+def test_the_etcd_health_alarm_alerts_below_two_healthy_members_with_the_three_member_tier() -> None:
+    alarm = resource("EtcdMembersHealthyAlarm")
+    props = alarm["Properties"]
+    assert alarm["Condition"] == "InfraThreeMembers"
+    assert (props["Namespace"], props["MetricName"]) == ("DynamoEcs", metric_names.ETCD_MEMBERS_HEALTHY)
+    assert props["Dimensions"] == [
+        {"Name": metric_names.DIMENSION_DEPLOYMENT, "Value": {"Ref": "DeploymentName"}},
+        {"Name": metric_names.DIMENSION_SERVICE, "Value": metric_names.SERVICE_INFRA},
+    ]
+    assert (props["ComparisonOperator"], props["Threshold"]) == ("LessThanThreshold", 2)
+    assert props["TreatMissingData"] == "ignore"  # 0 is published when no member answers
+    assert props["AlarmActions"] == [{"Ref": "AlertTopic"}] == props["OKActions"]
 
 
 def test_schedules_run_the_collector_and_the_scaler_every_minute() -> None:

@@ -60,17 +60,22 @@ class InfraConfig(StrictModel):
         return members
 
 
+_SECRET_ARN_PATTERN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$"  # noqa: S105 - an ARN pattern, not a password
+
+
 class PlanesConfig(StrictModel):
     """The authenticated, encrypted planes (docs/security-planes.md). Off while no secret is named.
 
     ``dynamo_secret_arn``: the Dynamo holder's secret (``Custom::DynamoPlaneCredentials``);
     set, every GPU task definition the operator renders carries its credentials as ECS secrets
     and the planes' TLS URLs (``https://`` for etcd, ``tls://`` for NATS).
+    ``operator_secret_arn``: the operator holder's secret (CA bundle, client certificate with
+    CN ``operator``); set (the metrics collector, with the three members), the collector reads
+    each member's etcd ``/health`` and ``/metrics`` over mutual TLS (signals/etcd_health.py).
     """
 
-    dynamo_secret_arn: str | None = Field(
-        None, pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$"
-    )
+    dynamo_secret_arn: str | None = Field(None, pattern=_SECRET_ARN_PATTERN)
+    operator_secret_arn: str | None = Field(None, pattern=_SECRET_ARN_PATTERN)
     ca_writer_image: str = Field(
         "public.ecr.aws/docker/library/busybox:1.37", pattern=r"^[A-Za-z0-9._/:#@-]+$"
     )
@@ -411,6 +416,12 @@ class DeploymentConfig(StrictModel):
                     f"gpu_budget ({self.gpu_budget}) < GPUs the minimums need ({min_gpus}{on}): raise "
                     f"{env_name('gpu_budget')} or lower frontend.min / prefill.min"
                 )
+        if self.planes.operator_secret_arn is not None and not self.infra.members:
+            problems.append(
+                "planes.operator_secret_arn needs the three members' names (the planes are on only "
+                f"with them): set {env_name('infra', 'members')} or "
+                f"{env_name('planes', 'operator_secret_arn')}=null"
+            )
         if (self.gpu_execution_role_arn is None) != (self.gpu_task_role_arn is None):
             problems.append(
                 "gpu_execution_role_arn and gpu_task_role_arn go together: set both "

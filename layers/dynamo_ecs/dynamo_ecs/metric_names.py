@@ -1,7 +1,8 @@
 """The metrics contract between the collector (publisher) and the scaler, alarms and dashboard.
 
 Every metric lives in the project namespace (config ``signals.namespace``, default
-``DynamoEcs``) with dimensions ``Deployment`` and ``Service`` (``frontend`` or ``prefill``).
+``DynamoEcs``) with dimensions ``Deployment`` and ``Service`` (``frontend`` or ``prefill``;
+``infra`` for the etcd + NATS tier's own health).
 Renaming anything here is a breaking change for alarms and dashboards in deployed stacks.
 """
 
@@ -11,6 +12,8 @@ from typing import Final
 
 DIMENSION_DEPLOYMENT: Final = "Deployment"
 DIMENSION_SERVICE: Final = "Service"
+# The Service value of the infra tier's metrics (not a GPU service: nothing scales on them).
+SERVICE_INFRA: Final = "infra"
 
 # Latency over the window since the previous scrape, from histogram bucket deltas.
 TTFT_P50: Final = "TimeToFirstTokenP50"
@@ -61,6 +64,13 @@ NATS_WORKER_SUBSCRIPTIONS: Final = "NatsWorkerSubscriptions"  # Count
 # GPU utilization, per-service average over the service's instances.
 GPU_UTILIZATION: Final = "GpuUtilization"  # Percent
 
+# etcd's own health, read by the collector with the operator's identity (Service=infra; the
+# three-member tier with the planes on). A member is healthy when its /health says true and it
+# has a leader; one that does not answer is not. The database figures are the largest member's.
+ETCD_MEMBERS_HEALTHY: Final = "EtcdMembersHealthy"  # Count
+ETCD_DATABASE_SIZE: Final = "EtcdDatabaseSize"  # Bytes: etcd_mvcc_db_total_size_in_bytes
+ETCD_DATABASE_QUOTA_USED: Final = "EtcdDatabaseQuotaUsed"  # Percent of etcd_server_quota_backend_bytes
+
 # Collector health.
 SCRAPE_ERRORS: Final = "ScrapeErrors"  # Count
 SCRAPE_TARGETS: Final = "ScrapeTargets"  # Count
@@ -105,6 +115,9 @@ METRIC_UNITS: Final[dict[str, str]] = {
     NATS_WORKER_PENDING_BYTES: BYTES,
     NATS_WORKER_SUBSCRIPTIONS: COUNT,
     GPU_UTILIZATION: PERCENT,
+    ETCD_MEMBERS_HEALTHY: COUNT,
+    ETCD_DATABASE_SIZE: BYTES,
+    ETCD_DATABASE_QUOTA_USED: PERCENT,
     SCRAPE_ERRORS: COUNT,
     SCRAPE_TARGETS: COUNT,
 }

@@ -3,8 +3,9 @@
 The collector is the one function in the VPC: without a NAT path it reaches AWS only through
 the endpoints the docs name, so the list must be exactly what it calls. One collector
 invocation through its handler, on moto, with every path taken (the GPU cluster's tasks and
-instances, the infra task's NATS monitor, GPU utilization read back, the signals published,
-a breach event sent), every call recorded with the service it goes to.
+instances, the NATS monitors, the operator's plane secret for the members' etcd health, GPU
+utilization read back, the signals published, a breach event sent), every call recorded with
+the service it goes to.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from devtools import netguard
 from devtools.aws_faults import recording
 from devtools.ecs_world import build_world
 from devtools.handlers import load_handler_module
 from devtools.services import MotoServer
 from dynamo_ecs import aws
 from dynamo_ecs.config import DeploymentConfig
+from dynamo_ecs.planes import credentials
+from dynamo_ecs.signals.etcd_health import forget_cached_identities
 
 ROOT = Path(__file__).resolve().parents[3]
 MARKER = "<!-- collector-vpc-endpoints -->"
@@ -40,7 +44,8 @@ def test_the_collector_calls_exactly_the_services_of_the_documented_vpc_endpoint
     state_table: str, aws_env: MotoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a GPU cluster with a frontend task on an instance whose GPU is busy (above the
-    # frontend's 80 % target), an infra service, and a named JetStream stream
+    # frontend's 80 % target), an infra service, a named JetStream stream, and the planes on
+    # (the three members' names, the operator's plane secret)
     config = DeploymentConfig.model_validate({"state_table": state_table})
     world = build_world(config, region="us-east-1", gpu_instances=1)
     world.run_infra_task()
@@ -62,10 +67,22 @@ def test_the_collector_calls_exactly_the_services_of_the_documented_vpc_endpoint
     monkeypatch.setenv("DYNAMO_ECS_STATE_TABLE", state_table)
     monkeypatch.setenv("DYNAMO_ECS_SIGNALS__SCRAPE_TIMEOUT_S", "0.3")
     monkeypatch.setenv("DYNAMO_ECS_SIGNALS__JETSTREAM_STREAMS", '["prefill_queue"]')
+    members = [f"infra-{k}.dynamo-infra.internal" for k in range(3)]
+    now = datetime.now(UTC)
+    operator = credentials.holder_payloads(credentials.make_authority("dynamo", now), members, now)[
+        "operator"
+    ]
+    secret = aws.client("secretsmanager").create_secret(
+        Name="dynamo/planes/operator", SecretString=json.dumps(operator)
+    )
+    monkeypatch.setenv("DYNAMO_ECS_INFRA__MEMBERS", json.dumps(members))
+    monkeypatch.setenv("DYNAMO_ECS_PLANES__OPERATOR_SECRET_ARN", secret["ARN"])
+    forget_cached_identities()
     handler = load_handler_module("metrics_collector", fresh=True)
     event = json.loads((ROOT / "events" / "metrics_collector_schedule.json").read_text())
     # When the schedule fires, with every AWS call recorded
-    with recording() as record:
+    # (the members' names resolve where nothing listens: etcd and NATS refuse at once)
+    with recording() as record, netguard.resolving({name: "127.0.0.77" for name in members}):
         summary = handler.lambda_handler(event, None)
     # Then every path ran: the round was published and the breach event sent
     assert summary["rounds"][0]["status"] == "published", summary
@@ -73,6 +90,7 @@ def test_the_collector_calls_exactly_the_services_of_the_documented_vpc_endpoint
         "DescribeContainerInstances",
         "DescribeInstances",
         "GetMetricData",
+        "GetSecretValue",
         "PutMetricData",
         "PutEvents",
     ):

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from dynamo_ecs.config import ServiceRole
 from dynamo_ecs.metric_names import METRIC_UNITS
 
+# The ``Service`` dimension: a GPU service's role, or the infra tier (`metric_names.SERVICE_INFRA`).
+MetricService = ServiceRole | Literal["infra"]
+
 
 @dataclass(frozen=True)
 class Datum:
-    """One value of one metric of the contract, for one service."""
+    """One value of one metric of the contract, for one service (or the infra tier)."""
 
     metric: str
-    service: ServiceRole
+    service: MetricService
     value: float
 
     @property
