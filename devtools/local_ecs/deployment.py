@@ -35,9 +35,11 @@ class GpuServicesView:
     runner: GpuTaskRunner
 
     def frontend_urls(self) -> list[str]:
-        """The load balancer's targets: running frontend tasks, not those a scale-in is stopping."""
+        """The load balancer's targets: running frontend tasks, not those being stopped; with the
+        target group's check modelled (`GpuTaskRunner.target_check`), the healthy ones."""
         return [
-            f"http://{t.address}:{self.config.frontend.metrics_port}" for t in self.runner.running("frontend")
+            f"http://{t.address}:{self.config.frontend.metrics_port}"
+            for t in self.runner.load_balancer_targets("frontend")
         ]
 
     def frontend_url(self) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devtools.local_ecs.load import LoadRun
+from devtools.local_ecs.runner import GpuTask
 from devtools.local_ecs.tier_deployment import TierDeployment
 
 RATE_PER_S = 3.0
@@ -34,16 +35,20 @@ class MemberLossResult:
 
 def dynamo_pids(deployment: TierDeployment) -> set[int]:
     """The live Dynamo processes (``python -m dynamo.*``) of every GPU task."""
+    return {pid for task in deployment.runner.tasks for pid in task_dynamo_pids(task)}
+
+
+def task_dynamo_pids(task: GpuTask) -> set[int]:
+    """The live Dynamo processes (``python -m dynamo.*``) of one GPU task."""
     pids = set()
-    for task in deployment.runner.tasks:
-        for container in task.local.containers.values():
-            for pid in container.pids():
-                try:
-                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                except OSError:
-                    continue
-                if any(word.startswith(b"dynamo.") for word in argv):
-                    pids.add(pid)
+    for container in task.local.containers.values():
+        for pid in container.pids():
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(word.startswith(b"dynamo.") for word in argv):
+                pids.add(pid)
     return pids
 
 

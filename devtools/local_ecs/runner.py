@@ -15,7 +15,18 @@ what moto says now:
   (`LocalDeployment.frontend_urls`) and keeps serving what it has for the target group's
   deregistration delay, then its containers get SIGTERM and, after their ``stopTimeout``,
   SIGKILL; its instance is free once its processes are gone;
-- a service on a new task definition replaces every task (start the new, stop the old at once).
+- a service on a new deployment (a new task definition, or UpdateService with
+  ``forceNewDeployment``: moto gives the service's PRIMARY deployment a new id) replaces its
+  tasks as ECS's rolling update does, within the service's ``deploymentConfiguration``: at most
+  ``maximumPercent`` of the desired count running (rounded down), new tasks first where an
+  instance is free; an old task stops (the same way as a scale-in: out of the load balancer,
+  the deregistration delay, SIGTERM, ``stopTimeout``) only while at least
+  ``minimumHealthyPercent`` of the desired count (rounded up) stays healthy without it. A task
+  is healthy, as ECS counts it for a deployment: a load-balanced one once the target group's
+  check (`target_check`, when given) passed ``HealthyThreshold`` times in a row; any other
+  ``healthy_after_s`` after it started (ECS: 40 s for a task with no container health check;
+  tests shorten it). The containers' own ``healthCheck`` commands are not run here
+  (tests/integration/real_dynamo/test_readiness.py runs them).
 
 Each task's processes listen on its instance's loopback address (host network mode), so
 the operator finds a frontend's ``/metrics`` at the address ECS reports for it; a host
@@ -25,6 +36,7 @@ user data would have written.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +46,7 @@ from typing import Any
 from devtools import aws_state_rules
 from devtools.local_ecs import addresses
 from devtools.local_ecs.containers import ContainerStartError, LocalTaskLayout, instance_disk
+from devtools.local_ecs.health import TargetGroupCheck
 from devtools.local_ecs.programs import TINY_MODEL, Toolbox
 from devtools.local_ecs.task import LocalTask
 from dynamo_ecs.endpoints.render import strip_read_only
@@ -49,6 +62,10 @@ class GpuTask:
     task_definition: str
     local: LocalTask
     started_at: float
+    deployment: str = ""  # the service's PRIMARY deployment when the task was started
+    target_passes: int = 0  # the target group's checks passed in a row
+    target_failures: int = 0  # ... and failed in a row
+    target_healthy: bool = False  # as the target group sees it (between the thresholds)
 
     @property
     def address(self) -> str:
@@ -78,6 +95,30 @@ class StoppingTask:
 
 # The services behind the load balancer (template.yaml: only the frontend's).
 LOAD_BALANCED_ROLES = ("frontend",)
+# ECS's defaults for a REPLICA service whose deploymentConfiguration leaves them out.
+DEFAULT_MINIMUM_HEALTHY_PERCENT = 100
+DEFAULT_MAXIMUM_PERCENT = 200
+
+
+@dataclass(frozen=True)
+class RolloutBounds:
+    """A service's rolling-update bounds in tasks, from its desired count and deploymentConfiguration."""
+
+    minimum_healthy: int  # desired x minimumHealthyPercent, rounded up
+    maximum: int  # desired x maximumPercent, rounded down
+
+    @classmethod
+    def of(cls, service: Mapping[str, Any]) -> RolloutBounds:
+        desired = int(service["desiredCount"])
+        configuration = service.get("deploymentConfiguration") or {}
+        minimum = int(configuration.get("minimumHealthyPercent", DEFAULT_MINIMUM_HEALTHY_PERCENT))
+        maximum = int(configuration.get("maximumPercent", DEFAULT_MAXIMUM_PERCENT))
+        return cls(math.ceil(desired * minimum / 100), math.floor(desired * maximum / 100))
+
+
+def primary_deployment(service: Mapping[str, Any]) -> str:
+    """The id of the service's PRIMARY deployment ("" when moto reports none)."""
+    return next((str(d["id"]) for d in service.get("deployments") or [] if d.get("status") == "PRIMARY"), "")
 
 
 @dataclass
@@ -96,6 +137,11 @@ class GpuTaskRunner:
     start_delay_s: float = 0.0
     # The target group's deregistration_delay.timeout_seconds (template.yaml: 120 s); tests shorten it.
     deregistration_delay_s: float = 0.0
+    # The target group's health check (`TargetGroupCheck.from_template`; tests shorten its
+    # interval); None: no check modelled, a load-balanced task counts as healthy like any other.
+    target_check: TargetGroupCheck | None = None
+    # ECS counts a task without a health check as healthy 40 s after it runs; tests shorten it.
+    healthy_after_s: float = 0.0
     clock: Clock = time.monotonic
     tasks: list[GpuTask] = field(default_factory=list)
     stopping: list[StoppingTask] = field(default_factory=list)
@@ -105,9 +151,58 @@ class GpuTaskRunner:
     pending: dict[str, list[float]] = field(default_factory=dict)
     _placeable: dict[str, str] = field(default_factory=dict)
     _instance_ips: dict[int, str] = field(default_factory=dict)
+    _next_target_check: float = 0.0
 
     def running(self, role: str) -> list[GpuTask]:
         return [t for t in self.tasks if t.role == role]
+
+    def healthy(self, task: GpuTask) -> bool:
+        """Whether ECS counts ``task`` as healthy for a deployment (see the module's docstring)."""
+        if task.role in LOAD_BALANCED_ROLES and self.target_check is not None:
+            return task.target_healthy
+        return self.clock() - task.started_at >= self.healthy_after_s
+
+    def load_balancer_targets(self, role: str) -> list[GpuTask]:
+        """The tasks of ``role`` the load balancer sends requests to: with a target check, the
+        healthy ones, or every registered one while none is healthy (an ALB fails open); tasks
+        being stopped are deregistered already."""
+        registered = self.running(role)
+        if role not in LOAD_BALANCED_ROLES or self.target_check is None:
+            return registered
+        return [t for t in registered if t.target_healthy] or registered
+
+    def rollout_complete(self, role: str) -> bool:
+        """The service runs only tasks of its current deployment, as many as desired, all healthy,
+        and none of its old tasks is still stopping."""
+        service = self.service(role)
+        current = self._current(role, service)
+        return (
+            len(current) == len(self.running(role)) == int(service["desiredCount"])
+            and all(self.healthy(t) for t in current)
+            and not self.draining(role)
+        )
+
+    def _current(self, role: str, service: Mapping[str, Any]) -> list[GpuTask]:
+        definition, deployment = service["taskDefinition"], primary_deployment(service)
+        return [
+            t for t in self.running(role) if t.task_definition == definition and t.deployment == deployment
+        ]
+
+    def _check_targets(self) -> None:
+        check = self.target_check
+        now = self.clock()
+        if check is None or now < self._next_target_check:
+            return
+        self._next_target_check = now + check.interval_s
+        for task in self.tasks:
+            if task.role not in LOAD_BALANCED_ROLES:
+                continue
+            if check.passes(task.address):
+                task.target_passes, task.target_failures = task.target_passes + 1, 0
+                task.target_healthy = task.target_healthy or task.target_passes >= check.healthy_threshold
+            else:
+                task.target_passes, task.target_failures = 0, task.target_failures + 1
+                task.target_healthy = task.target_healthy and task.target_failures < check.unhealthy_threshold
 
     def service(self, role: str) -> dict[str, Any]:
         answer = self.ecs.describe_services(cluster=self.cluster, services=[self.services[role]])
@@ -116,38 +211,64 @@ class GpuTaskRunner:
     def tick(self) -> list[str]:
         """Converge every service one step; what happened, for a narration."""
         notes = [self._reap(task) for task in list(self.tasks) if task.local.check() is not None]
+        self._check_targets()
         for role in self.services:
-            service = self.service(role)
-            desired, definition = int(service["desiredCount"]), service["taskDefinition"]
-            stale = [t for t in self.running(role) if t.task_definition != definition]
-            waiting = self.pending.setdefault(role, [])
-            missing = desired - (len(self.running(role)) - len(stale)) - len(waiting)
-            now = self.clock()
-            if missing > 0:
-                waiting.extend([now + (0.0 if stale else self.start_delay_s)] * missing)
-            while waiting and len(self.running(role)) - len(stale) + len(waiting) > desired:
-                waiting.pop()
-            ready = [at for at in waiting if at <= now]
-            self.pending[role] = [at for at in waiting if at > now]
-            # A rollout (maximumPercent 200): new tasks on free instances first, then the old stop;
-            # with no free instance, an old task makes room (the frontend binds :8000 once per host).
-            started = 0
-            for _ in ready:
-                if self._free_instance() is None and stale:
-                    self._stop(stale.pop(0), "Task replaced: the service runs a new task definition")
-                started += self._start(role, definition)
-            for task in stale:
-                self._stop(task, "Task replaced: the service runs a new task definition")
-            if stale:
-                notes.append(f"{role}: task(s) replaced by {definition.rsplit('/', 1)[-1]}")
-            if started:
-                notes.append(f"{role}: {started} task(s) started")
-            extra = self.running(role)[desired:] if len(self.running(role)) > desired else []
-            for task in reversed(extra):
-                self._scale_in(task, "Scaling activity initiated by the service")
-                notes.append(f"{role}: one task stopping (scale-in)")
+            notes += self._converge(role, self.service(role))
         notes += self._advance_stopping()  # a SIGTERM due now goes out in this tick
         return [n for n in notes if n]
+
+    def _converge(self, role: str, service: Mapping[str, Any]) -> list[str]:
+        notes = []
+        desired, definition = int(service["desiredCount"]), service["taskDefinition"]
+        deployment = primary_deployment(service)
+        bounds = RolloutBounds.of(service)
+        current = self._current(role, service)
+        stale = [t for t in self.running(role) if t not in current]
+        waiting = self.pending.setdefault(role, [])
+        missing = desired - len(current) - len(waiting)
+        now = self.clock()
+        if missing > 0:
+            waiting.extend([now + (0.0 if stale else self.start_delay_s)] * missing)
+        while waiting and len(current) + len(waiting) > desired:
+            waiting.pop()
+        # New tasks first, within maximumPercent, where an instance is free; with none free, an
+        # old task makes room only if minimumHealthyPercent allows stopping it (its instance is
+        # free once its processes are gone: the new task starts on a later tick).
+        started = 0
+        for at in sorted(waiting):
+            if at > now or len(self.running(role)) >= max(bounds.maximum, desired):
+                break
+            if self._free_instance() is None:
+                victim = self._stoppable(role, stale, bounds)
+                if victim is not None:
+                    self._scale_in(victim, replaced_reason(deployment))
+                    stale.remove(victim)
+                    notes.append(f"{role}: an old task stopping to make room for the new deployment")
+                break
+            if not self._start(role, definition, deployment):
+                break
+            waiting.remove(at)
+            started += 1
+        # Old tasks stop as new ones turn healthy, keeping minimumHealthyPercent.
+        while stale and (victim := self._stoppable(role, stale, bounds)) is not None:
+            self._scale_in(victim, replaced_reason(deployment))
+            stale.remove(victim)
+            notes.append(f"{role}: an old task stopping (deployment {deployment or definition})")
+        if started:
+            notes.append(f"{role}: {started} task(s) started")
+        current = self._current(role, service)
+        for task in reversed(current[desired:]):
+            self._scale_in(task, "Scaling activity initiated by the service")
+            notes.append(f"{role}: one task stopping (scale-in)")
+        return notes
+
+    def _stoppable(self, role: str, stale: list[GpuTask], bounds: RolloutBounds) -> GpuTask | None:
+        """An old task whose stop keeps ``minimum_healthy`` healthy tasks (an unhealthy one first)."""
+        healthy = [t for t in self.running(role) if self.healthy(t)]
+        for task in sorted(stale, key=self.healthy):
+            if len(healthy) - (task in healthy) >= bounds.minimum_healthy:
+                return task
+        return None
 
     def _scale_in(self, task: GpuTask, reason: str) -> None:
         """ECS's stop of a service task: desired STOPPED now, out of the load balancer, SIGTERM later."""
@@ -225,7 +346,7 @@ class GpuTaskRunner:
             self._placeable[definition] = registered["taskDefinitionArn"]
         return self._placeable[definition]
 
-    def _start(self, role: str, definition: str) -> int:
+    def _start(self, role: str, definition: str, deployment: str = "") -> int:
         index = self._free_instance()
         if index is None:
             return 0  # no free GPU instance: the task stays pending, as on ECS
@@ -249,7 +370,7 @@ class GpuTaskRunner:
             names=dict(self.names),
         )
         local = LocalTask(arn, layout)
-        self.tasks.append(GpuTask(role, arn, index, definition, local, self.clock()))
+        self.tasks.append(GpuTask(role, arn, index, definition, local, self.clock(), deployment))
         self.started_count += 1
         try:
             local.start(described)
@@ -260,13 +381,13 @@ class GpuTaskRunner:
         )
         return 1
 
-    def _stop(self, task: GpuTask, reason: str) -> None:
-        task.local.stop(reason)
-        self.ecs.stop_task(cluster=self.cluster, task=task.arn, reason=reason)
-        self.tasks.remove(task)
-
     def stop_all(self) -> None:
         for task in [*self.tasks, *(s.task for s in self.stopping)]:
             task.local.stop("runner stopped")
         self.tasks.clear()
         self.stopping.clear()
+
+
+def replaced_reason(deployment: str) -> str:
+    """The stopped reason ECS gives a task its service's rolling deployment replaced."""
+    return f"Scaling activity initiated by (deployment {deployment or 'new task definition'})"

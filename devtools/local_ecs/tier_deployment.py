@@ -18,6 +18,7 @@ from typing import Any
 
 from devtools.ecs_world import ACCOUNT_ID, EcsWorld
 from devtools.local_ecs.deployment import REGION, GpuServicesView
+from devtools.local_ecs.health import TargetGroupCheck
 from devtools.local_ecs.infra import LocalTier, local_tier
 from devtools.local_ecs.runner import GpuTaskRunner
 from devtools.moto_stack import DeployedStack, deploy_on_moto, network
@@ -65,8 +66,15 @@ def tier_deployment(
     gpu_instances: int = 4,
     desired: int | Mapping[str, int] = 1,
     engine_args: Mapping[str, tuple[str, ...]] | None = None,
+    target_check: TargetGroupCheck | None = None,
+    healthy_after_s: float = 0.0,
+    deregistration_delay_s: float = 0.0,
 ) -> Iterator[TierDeployment]:
-    """The stack with three members running, both GPU services at ``desired`` tasks on them."""
+    """The stack with three members running, both GPU services at ``desired`` tasks on them.
+
+    ``target_check``, ``healthy_after_s`` and ``deregistration_delay_s``: how the runner models
+    the load balancer and ECS's count of healthy tasks (`devtools.local_ecs.runner`).
+    """
     deployed = deploy_on_moto("dynamo", {**STACK_PARAMETERS, **network()})
     config = load_config(deployed.function_environment("InfraWatcherFunction"))
     world = EcsWorld(
@@ -88,6 +96,9 @@ def tier_deployment(
         workdir,
         engine_args=engine_args or {},
         names=tier.names,
+        target_check=target_check,
+        healthy_after_s=healthy_after_s,
+        deregistration_delay_s=deregistration_delay_s,
     )
     deployment = TierDeployment(config, deployed, world, tier, runner)
     try:
