@@ -457,6 +457,11 @@ def profile_command(
     help="seconds a member may take to be steady again",
 )
 @click.option(
+    "--skip-etcd-health",
+    is_flag=True,
+    help="rely on ECS alone: do not wait for the collector's EtcdMembersHealthy between members",
+)
+@click.option(
     "--poll",
     "poll_s",
     default=10.0,
@@ -472,6 +477,7 @@ def roll_infra_command(
     dry_run: bool,
     yes: bool,
     timeout_s: float,
+    skip_etcd_health: bool,
     poll_s: float,
 ) -> None:
     """Start each etcd + NATS member's task again, one at a time, each once all are steady.
@@ -480,7 +486,8 @@ def roll_infra_command(
     """
 
     def run() -> int:
-        from dynamo_ecs_cli.roll_infra import roll_members
+        from dynamo_ecs.config import SignalsConfig
+        from dynamo_ecs_cli.roll_infra import etcd_members_healthy, roll_members
         from dynamo_ecs_cli.stack import Aws, require_stack
 
         aws = Aws(profile, region)
@@ -489,7 +496,12 @@ def roll_infra_command(
         services = [s for s in stack.output("InfraServiceName").split(",") if s]
         ecs = aws.client("ecs")
         say = (lambda _: None) if as_json else console().print
-        plan = roll_members(ecs, cluster, services, dry_run=True, say=say)
+        healthy = None
+        if len(services) > 1 and not skip_etcd_health:  # the three-member tier: the collector reads etcd
+            healthy = etcd_members_healthy(
+                aws.client("cloudwatch"), SignalsConfig().namespace, stack.deployment
+            )
+        plan = roll_members(ecs, cluster, services, dry_run=True, say=say, healthy=healthy)
         if dry_run or not plan.ok:
             return _finish_roll(plan, as_json)
         if not yes:
@@ -498,7 +510,9 @@ def roll_infra_command(
                 return EXIT_USAGE
             if not click.confirm("roll?", default=False):
                 return EXIT_OK
-        done = roll_members(ecs, cluster, services, timeout_s=timeout_s, poll_s=poll_s, say=say)
+        done = roll_members(
+            ecs, cluster, services, timeout_s=timeout_s, poll_s=poll_s, say=say, healthy=healthy
+        )
         return _finish_roll(done, as_json)
 
     sys.exit(fail_on_aws(run))

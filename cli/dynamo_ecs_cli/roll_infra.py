@@ -5,9 +5,13 @@ A task reads its ECS ``secrets`` when it starts, so after each step of the plane
 three-member tier no two may be away at once: etcd keeps its quorum with two of three. So a
 member is rolled only when every member's service is steady, and the next one only when the
 rolled one is steady again: one deployment, COMPLETED, as many tasks running as desired, and
-each task HEALTHY where its task definition has a container health check (the members' etcd
-check). Any member not steady stops the roll before it touches one more, naming the member
-and why. Running it again rolls again (each member restarts once more); nothing else changes.
+each task HEALTHY where its task definition has a container health check. ECS cannot tell
+whether a member's etcd is healthy, so with more than one member the roll also waits for the
+metrics collector's ``EtcdMembersHealthy`` (each member's etcd ``/health`` and leader, read in
+the VPC with the operator's identity): every member healthy in the newest minute, begun after
+the rolled member was steady. Any member not steady, or fewer healthy members than members,
+stops the roll before it touches one more, naming the member and why. Running it again rolls
+again (each member restarts once more); nothing else changes.
 """
 
 from __future__ import annotations
@@ -15,9 +19,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from dynamo_ecs.metric_names import DIMENSION_DEPLOYMENT, DIMENSION_SERVICE, ETCD_MEMBERS_HEALTHY
+
 Say = Callable[[str], None]
+# The fewest healthy members in the newest minute begun at or after a time (epoch s); None: no
+# such minute has data yet.
+HealthyMembers = Callable[[float], float | None]
+MINUTE_S = 60
+RECENT_S = 300  # before the first member: the collector's last five minutes must show all healthy
 
 
 @dataclass
@@ -116,6 +128,60 @@ class ServiceReader:
         return self._health_checked[family]
 
 
+def etcd_members_healthy(
+    cloudwatch: Any, namespace: str, deployment: str, clock: Callable[[], float] = time.time
+) -> HealthyMembers:
+    """`HealthyMembers` from the collector's ``EtcdMembersHealthy`` (minimum per minute)."""
+
+    def fewest_since(since: float) -> float | None:
+        end = clock() + 10 * MINUTE_S  # the current minute, whatever the clocks' skew
+        answer = cloudwatch.get_metric_data(
+            MetricDataQueries=[
+                {
+                    "Id": "healthy",
+                    "MetricStat": {
+                        "Metric": {
+                            "Namespace": namespace,
+                            "MetricName": ETCD_MEMBERS_HEALTHY,
+                            "Dimensions": [
+                                {"Name": DIMENSION_DEPLOYMENT, "Value": deployment},
+                                {"Name": DIMENSION_SERVICE, "Value": "infra"},
+                            ],
+                        },
+                        "Period": MINUTE_S,
+                        "Stat": "Minimum",
+                    },
+                }
+            ],
+            StartTime=datetime.fromtimestamp(since - MINUTE_S, UTC),
+            EndTime=datetime.fromtimestamp(end, UTC),
+            ScanBy="TimestampDescending",
+        )
+        [result] = answer["MetricDataResults"]
+        minutes = [
+            value
+            for stamp, value in zip(result["Timestamps"], result["Values"], strict=True)
+            if stamp.timestamp() >= since  # a minute begun after `since`, none that began before it
+        ]
+        return minutes[0] if minutes else None  # the newest such minute
+
+    return fewest_since
+
+
+def _etcd_short(healthy: HealthyMembers, since: float, members: int) -> str | None:
+    """Why etcd does not have every member healthy since ``since`` (None: it does)."""
+    fewest = healthy(since)
+    if fewest is None:
+        return (
+            f"no {ETCD_MEMBERS_HEALTHY} datapoint in a minute begun after "
+            f"{datetime.fromtimestamp(since, UTC):%H:%M:%S} UTC (the metrics collector publishes it every "
+            "minute; check that it runs, or pass --skip-etcd-health to rely on ECS alone)"
+        )
+    if fewest < members:
+        return f"etcd reports {fewest:g} of {members} members healthy ({ETCD_MEMBERS_HEALTHY})"
+    return None
+
+
 def roll_members(
     ecs: Any,
     cluster: str,
@@ -125,20 +191,25 @@ def roll_members(
     timeout_s: float = 900.0,
     poll_s: float = 10.0,
     say: Say = lambda _: None,
-    clock: Callable[[], float] = time.monotonic,
+    healthy: HealthyMembers | None = None,
+    clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> RollReport:
-    """Force a new deployment of each service in turn, each only once all are steady."""
+    """Force a new deployment of each service in turn, each only once all are steady (and, with
+    ``healthy``, etcd has every member healthy)."""
     read = ServiceReader(ecs, cluster)
     report = RollReport(cluster, list(services), dry_run=dry_run)
-    for name in services:
+    for index, name in enumerate(services):
         for other in services:  # every member, not only this one: two away at once lose the quorum
             state = read(other)
             if not state.steady:
-                report.stopped_at, report.reason = (
-                    name,
-                    f"not rolled: {state.why}; wait, or see `dynamo-ecs status`",
-                )
+                report.stopped_at = name
+                report.reason = f"not rolled: {state.why}; wait, or see `dynamo-ecs status`"
+                return report
+        if healthy is not None and index == 0:
+            short = _etcd_short(healthy, clock() - RECENT_S, len(services))
+            if short:
+                report.stopped_at, report.reason = name, f"not rolled: {short}"
                 return report
         if dry_run:
             say(f"would roll {name} (force a new deployment, then wait until it is steady)")
@@ -156,6 +227,19 @@ def roll_members(
                 report.reason = (
                     f"not steady after {timeout_s:.0f} s: {state.why}; the members after it were not "
                     "touched (the service's events and `dynamo-ecs status` say why)"
+                )
+                return report
+            sleep(poll_s)
+        steady_at = clock()
+        while healthy is not None:
+            short = _etcd_short(healthy, steady_at, len(services))
+            if short is None:
+                break
+            if clock() - began > timeout_s:
+                report.stopped_at = name
+                report.reason = (
+                    f"steady in ECS, but after {timeout_s:.0f} s {short}; "
+                    "the members after it were not touched"
                 )
                 return report
             sleep(poll_s)

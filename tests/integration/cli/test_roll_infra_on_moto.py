@@ -1,16 +1,21 @@
 """``dynamo-ecs roll-infra`` on moto: the three members' services rolled in order, each once all are
-steady; a member not steady stops it before it changes anything. (moto completes a deployment at
+steady and the collector's EtcdMembersHealthy shows every member healthy; a member not steady, or
+etcd short of a member, stops it before it changes anything. (moto completes a deployment at
 once, so what is checked here is the order and the refusals; waiting on a deployment or a health
 check in progress is `steadiness`'s, tests/unit/cli/test_roll_infra.py.)"""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from devtools.ecs_world import build_world
 from dynamo_ecs import aws
+from dynamo_ecs.config import SignalsConfig
+from dynamo_ecs.metric_names import DIMENSION_DEPLOYMENT, DIMENSION_SERVICE, ETCD_MEMBERS_HEALTHY
 from tests.integration.cli.conftest import CONFIG, REGION, as_json, run_cli, stand_in_stack
 
 MEMBERS = [f"{CONFIG.infra.service}-{k}" for k in range(3)]
@@ -49,6 +54,27 @@ def members(aws_env: Any) -> dict[str, str]:
     return tasks
 
 
+def etcd_reports(healthy: float, minutes: range = range(-4, 4)) -> None:
+    """The collector's EtcdMembersHealthy, one datapoint in each of these minutes from now."""
+    start = (time.time() // 60) * 60
+    aws.client("cloudwatch").put_metric_data(
+        Namespace=SignalsConfig().namespace,
+        MetricData=[
+            {
+                "MetricName": ETCD_MEMBERS_HEALTHY,
+                "Dimensions": [
+                    {"Name": DIMENSION_DEPLOYMENT, "Value": CONFIG.deployment},
+                    {"Name": DIMENSION_SERVICE, "Value": "infra"},
+                ],
+                "Timestamp": datetime.fromtimestamp(start + 60 * m + 1, UTC),
+                "Value": healthy,
+                "Unit": "Count",
+            }
+            for m in minutes
+        ],
+    )
+
+
 def deployments() -> dict[str, tuple[str, Any]]:
     described = aws.client("ecs").describe_services(cluster=CONFIG.infra.cluster, services=MEMBERS)
     return {
@@ -60,6 +86,7 @@ def deployments() -> dict[str, tuple[str, Any]]:
 
 
 def test_dry_run_checks_every_member_and_changes_nothing(members: dict[str, str]) -> None:
+    etcd_reports(3)
     before = deployments()
     done = run_cli(["roll-infra", "--dry-run", "--json"])
     assert done.returncode == 0, done.stdout + done.stderr
@@ -69,6 +96,7 @@ def test_dry_run_checks_every_member_and_changes_nothing(members: dict[str, str]
 
 
 def test_yes_rolls_each_member_once_in_order(members: dict[str, str]) -> None:
+    etcd_reports(3)
     before = deployments()
     done = run_cli(["roll-infra", "--yes", "--json", "--poll", "0"])
     assert done.returncode == 0, done.stdout + done.stderr
@@ -80,6 +108,7 @@ def test_yes_rolls_each_member_once_in_order(members: dict[str, str]) -> None:
 
 
 def test_a_member_without_its_task_stops_the_roll_before_anything_changes(members: dict[str, str]) -> None:
+    etcd_reports(3)
     aws.client("ecs").stop_task(cluster=CONFIG.infra.cluster, task=members[MEMBERS[2]], reason="host lost")
     before = deployments()
     done = run_cli(["roll-infra", "--yes"])
@@ -88,8 +117,47 @@ def test_a_member_without_its_task_stops_the_roll_before_anything_changes(member
     assert deployments() == before
 
 
+def test_etcd_short_of_a_member_stops_the_roll_though_ecs_says_all_run(members: dict[str, str]) -> None:
+    etcd_reports(2)  # e.g. a member whose etcd lost its leader, or hit its quota: its task runs on
+    before = deployments()
+    done = run_cli(["roll-infra", "--yes"])
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "etcd reports 2 of 3 members healthy" in done.stdout
+    assert deployments() == before
+
+
+def test_without_the_collector_s_figure_it_stops_unless_told_to_rely_on_ecs(members: dict[str, str]) -> None:
+    before = deployments()
+    done = run_cli(["roll-infra", "--yes"])
+    assert done.returncode == 1 and "--skip-etcd-health" in done.stdout, done.stdout + done.stderr
+    assert deployments() == before
+    skipped = run_cli(["roll-infra", "--yes", "--skip-etcd-health", "--json", "--poll", "0"])
+    assert skipped.returncode == 0 and as_json(skipped)["rolled"] == MEMBERS, skipped.stdout + skipped.stderr
+
+
 def test_without_a_terminal_and_without_yes_nothing_is_rolled(members: dict[str, str]) -> None:
+    etcd_reports(3)
     before = deployments()
     done = run_cli(["roll-infra"], stdin="")
     assert done.returncode == 2 and "pass --yes" in done.stderr
     assert deployments() == before
+
+
+def test_a_member_steady_in_ecs_but_not_back_in_etcd_stops_the_roll_there(members: dict[str, str]) -> None:
+    from dynamo_ecs_cli.roll_infra import roll_members
+
+    before = deployments()
+    rolling_began = time.time()
+    # etcd reported all three before the roll, and only two after it began
+    report = roll_members(
+        aws.client("ecs"),
+        CONFIG.infra.cluster,
+        MEMBERS,
+        healthy=lambda since: 3.0 if since < rolling_began else 2.0,
+        timeout_s=1.0,
+        poll_s=0.05,
+    )
+    assert report.stopped_at == MEMBERS[0] and report.rolled == []
+    assert "steady in ECS, but after 1 s etcd reports 2 of 3 members healthy" in (report.reason or "")
+    after = deployments()
+    assert [name for name in MEMBERS if after[name][0] != before[name][0]] == [MEMBERS[0]]
