@@ -38,9 +38,9 @@ class StackStandIn:
     def __init__(self, delays: list[float]) -> None:
         self.published: list[int] = []
         self.invocations = 0
-        module = types.ModuleType("functions_metrics_collector_app")
+        module: Any = types.ModuleType("functions_metrics_collector_app")
         module.default_collector = lambda config: SlowCollector(delays, self.published)
-        self.handlers = {"metrics_collector": module}
+        self.handlers: dict[str, Any] = {"metrics_collector": module}
         self.module = module
         self.original = module.default_collector
 
