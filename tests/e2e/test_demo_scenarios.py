@@ -4,12 +4,12 @@ Two runs, as `make demo` has them, each shared by its tests: the main part on te
 default layout (three etcd + NATS members, TLS and authentication on; a few minutes of real
 time), and the single-task part on ``InfraMembers`` 1 (the infra task replaced, with and
 without the operator). Each test asserts what its step measured on the real processes, and
-the decision log.
+the decision log. Each run's stack is stopped before its tests read the results, so that the
+other run starts where nothing of it listens any more (both use the same local addresses).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,34 +23,32 @@ from dynamo_ecs.state import StateStore
 
 pytestmark = pytest.mark.xdist_group("real_dynamo")
 
-Run = tuple[Scenario, DemoResult, list[dict[str, Any]]]
+Run = tuple[DemoResult, list[dict[str, Any]]]
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """The main part, on the three-member tier with the planes on."""
     with LocalStack.start(tmp_path_factory.mktemp("demo")) as stack:
-        scenario = Scenario(stack)
-        result = scenario.run_main()
+        result = Scenario(stack).run_main()
         decisions = StateStore(stack.config.state_table, stack.config.deployment).decisions(limit=1000)
-        yield scenario, result, decisions
+    return result, decisions
 
 
 @pytest.fixture(scope="module")
-def single_task(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def single_task(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """The single-task part, on InfraMembers 1 (the development layout)."""
     with LocalStack.start(tmp_path_factory.mktemp("single"), {"InfraMembers": "1"}) as stack:
-        scenario = Scenario(stack)
-        result = scenario.run_single_task()
+        result = Scenario(stack).run_single_task()
         decisions = StateStore(stack.config.state_table, stack.config.deployment).decisions(limit=1000)
-        yield scenario, result, decisions
+    return result, decisions
 
 
 # -- the main part: template.yaml's default layout ---------------------------------------------
 
 
 def test_first_deploy_serves_a_real_chat_completion_on_the_secured_members(demo: Run) -> None:
-    _, result, _ = demo
+    result, _ = demo
     step = result.steps["first_deploy"]
     assert step["status"] == "SUCCESS"
     assert step["serving_s"] is not None
@@ -66,7 +64,7 @@ def test_first_deploy_serves_a_real_chat_completion_on_the_secured_members(demo:
 
 
 def test_the_running_tier_refuses_a_client_without_credentials(demo: Run) -> None:
-    _, result, _ = demo
+    result, _ = demo
     step = result.steps["planes"]
     # etcd: a write over TLS without a client certificate is refused and changes nothing
     assert not step["etcd_write_accepted"], step
@@ -77,7 +75,7 @@ def test_the_running_tier_refuses_a_client_without_credentials(demo: Run) -> Non
 
 
 def test_a_member_replaced_under_load_rolls_nothing_and_fails_no_request(demo: Run) -> None:
-    _, result, decisions = demo
+    result, decisions = demo
     step = result.steps["replace_member"]
     assert step["requests"] >= 30, step
     assert step["failed"] == 0, step
@@ -107,7 +105,7 @@ def scaling_since(decisions: list[dict[str, Any]], began: str, role: str) -> str
 
 
 def test_rising_load_scales_out_on_the_real_ttft(demo: Run) -> None:
-    _, result, decisions = demo
+    result, decisions = demo
     step = result.steps["load_rises"]
     assert step["before"] == {"frontend": 1, "prefill": 1}
     assert step["after"]["frontend"] > 1
@@ -129,13 +127,13 @@ def test_rising_load_scales_out_on_the_real_ttft(demo: Run) -> None:
 
 
 def test_every_tick_of_the_load_phases_followed_a_collector_round(demo: Run) -> None:
-    _, result, _ = demo
+    result, _ = demo
     assert result.samples
     assert result.ticks_without_round == 0
 
 
 def test_falling_load_scales_in_and_ttft_is_back_under_its_target(demo: Run) -> None:
-    _, result, decisions = demo
+    result, decisions = demo
     falls, rises = result.steps["load_falls"], result.steps["load_rises"]
     assert falls["after"]["frontend"] < rises["after"]["frontend"], scaling_since(
         decisions, falls["began"], "frontend"
@@ -150,7 +148,7 @@ def test_falling_load_scales_in_and_ttft_is_back_under_its_target(demo: Run) -> 
 
 
 def test_a_storm_of_duplicate_and_out_of_order_events_changes_nothing(demo: Run) -> None:
-    _, result, _ = demo
+    result, _ = demo
     step = result.steps["storm"]
     assert step["events"] >= 4  # the member's two state changes twice, and the alarms' changes
     assert step["before"] == step["after"]
@@ -158,7 +156,7 @@ def test_a_storm_of_duplicate_and_out_of_order_events_changes_nothing(demo: Run)
 
 
 def test_a_redeploy_dry_run_writes_nothing_and_the_real_one_serves_the_new_model(demo: Run) -> None:
-    _, result, _ = demo
+    result, _ = demo
     step = result.steps["redeploy"]
     assert step["dry_run_status"] == "dry_run" and step["after_dry_run"] == step["before"]
     assert step["status"] == "applied"
@@ -167,7 +165,7 @@ def test_a_redeploy_dry_run_writes_nothing_and_the_real_one_serves_the_new_model
 
 
 def test_every_scaling_decision_is_logged_with_its_reasons(demo: Run) -> None:
-    _, result, decisions = demo
+    result, decisions = demo
     scaling = [d for d in decisions if d["kind"] == "scaling"]
     assert len(scaling) >= len(result.samples)  # at least one per tick (the schedule)
     for entry in scaling:
@@ -176,7 +174,7 @@ def test_every_scaling_decision_is_logged_with_its_reasons(demo: Run) -> None:
 
 
 def test_the_chart_is_written(demo: Run, tmp_path: Path) -> None:
-    _, result, _ = demo
+    result, _ = demo
     path = write_chart(result, tmp_path / "timeline.png", 500.0)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 20_000
@@ -186,7 +184,7 @@ def test_the_chart_is_written(demo: Run, tmp_path: Path) -> None:
 
 
 def test_the_single_task_layout_serves_unauthenticated_on_the_task_address(single_task: Run) -> None:
-    _, result, _ = single_task
+    result, _ = single_task
     step = result.steps["first_deploy"]
     assert step["status"] == "SUCCESS"
     assert step["serving_s"] is not None
@@ -198,7 +196,7 @@ def test_the_single_task_layout_serves_unauthenticated_on_the_task_address(singl
 
 
 def test_replacing_the_infra_task_rolls_once_and_serves_again(single_task: Run) -> None:
-    _, result, decisions = single_task
+    result, decisions = single_task
     step = result.steps["replace_infra"]
     assert step["statuses"] == ["applied", "unchanged"]  # RUNNING of the new task, then STOPPED of the old
     assert step["after"] == {"frontend": 2, "prefill": 2}
@@ -212,7 +210,7 @@ def test_replacing_the_infra_task_rolls_once_and_serves_again(single_task: Run) 
 
 
 def test_without_the_operator_the_tasks_stop_and_come_back_on_the_old_address(single_task: Run) -> None:
-    _, result, _ = single_task
+    result, _ = single_task
     step = result.steps["replace_infra_without_operator"]
     assert step["without_operator_outage_s"] is None  # nothing served on the new address
     assert any("Essential container in task exited" in r for r in step["stopped_reasons"])
