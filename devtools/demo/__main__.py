@@ -66,7 +66,7 @@ def summary(console: Console, scenario: Scenario, result: DemoResult, elapsed: f
         "Dynamo task starts (processes started by the local ECS)", str(scenario.stack.runner.started_count)
     )
     table.add_row("final desired counts", str(scenario.desired()))
-    table.add_row("wall time", f"{elapsed:.1f} s")
+    table.add_row("wall time (main part)", f"{elapsed:.1f} s")
     console.print(table)
 
 
