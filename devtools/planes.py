@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import socket
 import ssl
 import subprocess
 import time
@@ -377,6 +378,48 @@ def nats_attempt(planes: Planes, case: tuple[str, str | None, str | None]) -> tu
     url = planes.infra.nats_url if transport == "tls" else f"nats://localhost:{planes.infra.nats_port}"
     tls = tls_context(planes) if transport == "tls" else None
     return asyncio.run(_publish_seen(planes, url, tls, user, password))
+
+
+def nats_answer(
+    address: str, context: ssl.SSLContext | None, connect: dict[str, object], port: int = 4222
+) -> str:
+    """What the NATS server at ``address`` says to CONNECT ``connect`` then PING, over TLS with
+    ``context`` (None: plain): ``PONG`` when served, ``-ERR ...`` or ``closed: ...`` when refused."""
+    raw = socket.create_connection((address, port), timeout=5)
+    try:
+        info = raw.recv(4096).decode()
+        if not info.startswith("INFO "):
+            return f"closed: no INFO ({info[:80]!r})"
+        stream: socket.socket = context.wrap_socket(raw, server_hostname=address) if context else raw
+        stream.sendall(f"CONNECT {json.dumps({'verbose': False, **connect})}\r\nPING\r\n".encode())
+        answer = b""
+        while b"PONG" not in answer and b"-ERR" not in answer:
+            chunk = stream.recv(4096)
+            if not chunk:
+                break  # closed by the server
+            answer += chunk
+        return answer.decode(errors="replace")
+    except OSError as error:
+        return f"closed: {error}"
+    finally:
+        raw.close()
+
+
+def etcd_put_without_certificate(
+    url: str, ca_file: Path, key: str, value: str
+) -> subprocess.CompletedProcess[str]:
+    """etcdctl ``put`` over TLS that trusts the stack's CA but presents no client certificate."""
+    words = [
+        find_binary("etcdctl"),
+        f"--endpoints={url}",
+        f"--cacert={ca_file}",
+        "--dial-timeout=2s",
+        "--command-timeout=3s",
+        "put",
+        key,
+        value,
+    ]
+    return subprocess.run(words, capture_output=True, text=True, timeout=20, check=False)
 
 
 # --- cluster planes: NATS routes and etcd peers ----------------------------------------------

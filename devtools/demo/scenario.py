@@ -1,13 +1,24 @@
 """The demo's steps, shared by `make demo` (narrated) and tests/e2e (asserted), on real processes.
 
+Two parts, each on a `LocalStack` of its own:
+
+- the main part (`Scenario.run_main`) on template.yaml's default layout, the three-member
+  etcd + NATS tier with the planes on: the first deploy, the planes refusing a client without
+  credentials, a member replaced under load, the load rising and falling, an event storm, a
+  redeploy;
+- the single-task part (`Scenario.run_single_task`) on ``InfraMembers`` 1, the development
+  layout (unauthenticated): the infra task replaced with the operator and without it, the
+  failure the operator's IP re-resolution exists for.
+
 Every step runs what production runs, on the real clock: the bootstrap function creates the
 GPU services; the local ECS (`devtools.local_ecs`) starts the real Dynamo frontend and
-workers from the task definitions the operator registered; the infra task's real etcd and
-nats-server are replaced; real chat completions go to the real frontends. Every `TICK_S`
-during a load phase: ECS converges, the metrics collector's handler scrapes the real
-``/metrics``, the collector's breach events reach the scaler through the stack's own
-EventBridge rule (an SQS target, as moto cannot invoke Lambda), CloudWatch alarms are
-evaluated (moto stores them but never evaluates: the demo does) and the scaler runs on its
+workers from the task definitions the operator registered, with their ECS secrets; the
+infra tier's real etcd and nats-server lose a member or are replaced; real chat completions
+go to the real frontends. Every `TICK_S` during a load phase, once the collector's round of
+that tick is done (`CollectorSchedule.wait_for_round`): ECS converges, the collector's
+breach events reach the scaler through the stack's own EventBridge rule (an SQS target, as
+moto cannot invoke Lambda), CloudWatch alarms are evaluated on the previous round's
+datapoints (moto stores them but never evaluates: the demo does) and the scaler runs on its
 schedule event.
 """
 
@@ -24,12 +35,15 @@ from devtools.demo.stack import LocalStack
 from devtools.ecs_world import task_private_ip, task_state_change_event
 from devtools.local_ecs.client import chat, first_success
 from devtools.local_ecs.deployment import MODEL, REGION
+from devtools.local_ecs.infra import stranger_attempts
 from devtools.local_ecs.load import LoadRun
+from devtools.local_ecs.member_loss import lose_member_under_load
 from devtools.local_ecs.outage import replace_infra_and_measure
 from devtools.scaling_inputs import alarm_state_change_event, schedule_event
 from dynamo_ecs import aws
 from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import SERVICE_ROLES, ServiceRole
+from dynamo_ecs.planes.gpu_credentials import DYNAMO_SECRETS
 from dynamo_ecs.scaling.signals import alarm_name, signal_specs
 
 Narrate = Callable[[str], None]
@@ -42,6 +56,9 @@ OUTAGE_BOUND_S = 60.0  # how long the demo lets the deployment run without the o
 PROMPT = " ".join(f"w{i % 400}" for i in range(1000))
 HIGH_LOAD_PER_S, LOW_LOAD_PER_S = 6.0, 1.5
 HIGH_LOAD_S, LOW_LOAD_S = 50.0, 150.0
+# How long a tick waits for the collector's round (one every TICK_S): a starved collector
+# thread delays the tick, never reorders it.
+ROUND_WAIT_S = 3 * TICK_S
 
 
 @dataclass
@@ -65,6 +82,7 @@ class DemoResult:
     first_scale_out_trigger: str | None = None
     load_errors: int = 0
     load_completed: int = 0
+    ticks_without_round: int = 0  # ticks that gave up waiting for the collector (ROUND_WAIT_S)
 
 
 class Scenario:
@@ -80,6 +98,8 @@ class Scenario:
         self.breach_start: float | None = None
         self.ticks = 0
         self.previous_published: dict[tuple[str, str], float | None] = {}
+        self.collector: CollectorSchedule | None = None  # running during the load phases
+        self.rounds_seen = 0
 
     @property
     def config(self) -> Any:
@@ -126,7 +146,7 @@ class Scenario:
 
     # -- step 1 ----------------------------------------------------------------------------
 
-    def first_deploy(self) -> dict[str, Any]:
+    def first_deploy(self, label: str = "1. first deploy") -> dict[str, Any]:
         stack = self.stack
         event = {
             "RequestType": "Create",
@@ -141,26 +161,124 @@ class Scenario:
         answer = stack.cloudformation.answers[-1]
         stack.runner.tick()
         serving_s = self.wait_for_service()
-        infra_ip = task_private_ip(stack.deployment.infra_task)
         self.mark("first deploy")
+        planes = self.gpu_planes()
+        if stack.three_members:
+            where = (
+                f"the three members' names ({planes['etcd_endpoints'].count(',') + 1} etcd URLs, "
+                f"NATS seed {planes['nats_server']})"
+            )
+        else:
+            infra_ip = task_private_ip(stack.single_task.infra_task)
+            where = (
+                f"etcd/NATS at {infra_ip} (real etcd and nats-server at {stack.single_task.infra.address})"
+            )
         tasks = ", ".join(f"{t.role} on {t.address}" for t in stack.runner.tasks)
         self.say(
-            f"[bold]1. first deploy[/]: CloudFormation custom resource answered {answer['Status']}; both GPU "
-            f"services created on etcd/NATS at {infra_ip} (real etcd and nats-server at "
-            f"{stack.deployment.infra.address})"
+            f"[bold]{label}[/]: CloudFormation custom resource answered {answer['Status']}; both GPU "
+            f"services created on {where}"
         )
         self.say(f"   real Dynamo processes: {tasks}")
         self.say(f"   first chat completion through the frontend after {_seconds(serving_s)}")
         step = {
             "status": answer["Status"],
-            "infra_ip": infra_ip,
             "serving_s": serving_s,
             "revisions": self.revisions(),
+            **planes,
         }
         self.result.steps["first_deploy"] = step
         return step
 
-    # -- steps 2 and 3 -----------------------------------------------------------------------
+    def gpu_planes(self) -> dict[str, Any]:
+        """What the frontend service's task definition gives its Dynamo container: the URLs,
+        the names of its ECS secrets, and any credential set as a plain value (none should be)."""
+        ecs = aws.client("ecs")
+        service = self.stack.runner.service("frontend")
+        definition = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
+        dynamo = next(
+            c
+            for c in definition["containerDefinitions"]
+            if any(e["name"] == "ETCD_ENDPOINTS" for e in c.get("environment", []))
+        )
+        env = {e["name"]: e["value"] for e in dynamo.get("environment", [])}
+        return {
+            "etcd_endpoints": env["ETCD_ENDPOINTS"],
+            "nats_server": env["NATS_SERVER"],
+            "secrets": sorted(s["name"] for s in dynamo.get("secrets") or []),
+            "secret_sources": sorted({s["valueFrom"].split(":")[6] for s in dynamo.get("secrets") or []}),
+            "plain_credentials": sorted(set(env) & set(DYNAMO_SECRETS)),
+        }
+
+    # -- step 2: the planes (three-member tier) -------------------------------------------
+
+    def planes(self) -> dict[str, Any]:
+        """What the planes are, and a client without credentials refused by the running tier."""
+        first = self.result.steps.get("first_deploy") or self.gpu_planes()
+        self.say(
+            "[bold]2. the planes[/]: etcd serves only mutual TLS, and with auth on: Dynamo's processes "
+            "present the client certificate whose CN is the etcd user [bold]dynamo[/] (read-write on "
+            "v1/ only); NATS serves TLS, and user dynamo with its password; the certificates and the "
+            "password are made by the stack and reach the GPU tasks as ECS secrets "
+            f"({', '.join(first['secrets'])} from {', '.join(first['secret_sources'])}), none of them "
+            "in the task definition"
+        )
+        attempts = stranger_attempts(self.stack.tier.tier)
+        self.say(
+            "   against member 0: an etcd write over TLS without a client certificate: "
+            f"{'ACCEPTED' if attempts.etcd_write_accepted else 'refused at the handshake'} "
+            f"(etcdctl: {attempts.etcd_write[:90]}); "
+            f"the key still holds Dynamo's value: {attempts.etcd_value_kept}"
+        )
+        self.say(
+            "   a NATS connection over TLS without user and password: "
+            f"{'ACCEPTED' if attempts.nats_connect_accepted else 'refused'} ({attempts.nats_connect[:60]})"
+        )
+        step = {
+            "etcd_write": attempts.etcd_write,
+            "etcd_write_accepted": attempts.etcd_write_accepted,
+            "etcd_value_kept": attempts.etcd_value_kept,
+            "nats_connect": attempts.nats_connect,
+            "nats_connect_accepted": attempts.nats_connect_accepted,
+        }
+        self.result.steps["planes"] = step
+        return step
+
+    # -- step 3: a member replaced under load (three-member tier) ------------------------
+
+    def replace_member(self, index: int = 0) -> dict[str, Any]:
+        """Member ``index`` (an etcd member and the NATS seed for 0) stops under load; its
+        service starts a new task, which rejoins; its state changes reach infra_watcher."""
+        before = self.revisions()
+        begin = self.now_s
+        self.mark(f"member {index} lost")
+        loss = lose_member_under_load(self.stack.tier, index, infra_watcher=self._infra_watcher)
+        after = self.revisions()
+        rejoin = "never" if loss.rejoin_s is None else f"{loss.rejoin_s:.1f} s after the stop"
+        self.say(
+            f"[bold]3. member {index} replaced under load[/] (an etcd member and the NATS seed; "
+            f"{loss.requests} requests at 3/s meanwhile): {loss.failed} failed; {loss.dynamo_exits} Dynamo "
+            f"processes exited; {loss.gpu_tasks_started} GPU tasks started again; the replacement rejoined "
+            f"{rejoin}"
+        )
+        self.say(
+            f"   infra_watcher on the stop and the start: {loss.watcher_statuses}; the GPU task definitions "
+            f"name the members, which keep their names, so nothing rolls: revisions {before} -> {after}"
+        )
+        step = {
+            "requests": loss.requests,
+            "failed": loss.failed,
+            "dynamo_exits": loss.dynamo_exits,
+            "gpu_tasks_started": loss.gpu_tasks_started,
+            "rejoin_s": loss.rejoin_s,
+            "statuses": loss.watcher_statuses,
+            "before": before,
+            "after": after,
+            "began_s": begin,
+        }
+        self.result.steps["replace_member"] = step
+        return step
+
+    # -- the single-task part: the infra task replaced (InfraMembers 1) ---------------------
 
     def _infra_watcher(self, event: dict[str, Any]) -> dict[str, Any]:
         self.infra_events.append(event)
@@ -168,7 +286,7 @@ class Scenario:
 
     def deliver_late_infra_event(self) -> float | None:
         """The held-back state change of the running infra task reaches infra_watcher; seconds to serving."""
-        deployment = self.stack.deployment
+        deployment = self.stack.single_task
         event = task_state_change_event(
             deployment.infra_task, version=2, region=REGION, event_id="infra-late-running"
         )
@@ -179,12 +297,12 @@ class Scenario:
         before = self.revisions()
         begin = self.now_s
         self.mark("infra replaced")
-        result = replace_infra_and_measure(self.stack.deployment, self._infra_watcher, SERVE_TIMEOUT_S)
+        result = replace_infra_and_measure(self.stack.single_task, self._infra_watcher, SERVE_TIMEOUT_S)
         end = None if result.outage_s is None else begin + result.outage_s
         self.result.outages.append((begin, end, "outage (operator)"))
         after = self.revisions()
         self.say(
-            f"[bold]2. infra task replaced[/] -> {self.stack.deployment.infra.address} (a new, empty etcd); "
+            f"[bold]8. infra task replaced[/] -> {self.stack.single_task.infra.address} (a new, empty etcd); "
             f"infra_watcher: {result.watcher_statuses}; revisions {before} -> {after}"
         )
         self.say(
@@ -204,9 +322,9 @@ class Scenario:
         before = self.revisions()
         begin = self.now_s
         self.mark("infra replaced, no operator")
-        result = replace_infra_and_measure(self.stack.deployment, None, OUTAGE_BOUND_S)
+        result = replace_infra_and_measure(self.stack.single_task, None, OUTAGE_BOUND_S)
         self.say(
-            f"[bold]3. infra task replaced again, operator held back for {OUTAGE_BOUND_S:.0f} s[/]: "
+            f"[bold]9. infra task replaced again, operator held back for {OUTAGE_BOUND_S:.0f} s[/]: "
             f"old tasks served until {_seconds(result.old_tasks_served_until_s)}, then "
             f"{len(result.stopped_reasons)} task(s) stopped and ECS started {result.tasks_started} "
             f"replacement(s) on the same revisions; completions on the new address: "
@@ -240,8 +358,17 @@ class Scenario:
     def tick(self) -> None:
         """What production does every `TICK_S`: ECS converges, breach events and alarms reach
         the scaler; once a minute, the scaler's schedule. The collector runs on its own
-        schedule meanwhile (`CollectorSchedule`), as its Lambda function does."""
+        schedule meanwhile (`CollectorSchedule`), as its Lambda function does; a tick first
+        waits for the collector's round of this tick, so the round's breach event is always
+        drained before the alarms are evaluated on the previous round's datapoints, however
+        late a starved collector thread gets to it."""
         self.check_interrupt()
+        if self.collector is not None:
+            seen = self.collector.wait_for_round(self.rounds_seen, ROUND_WAIT_S)
+            if seen == self.rounds_seen:
+                self.result.ticks_without_round += 1
+            self.rounds_seen = seen
+            self.check_interrupt()
         stack = self.stack
         for note in stack.runner.tick():
             self.say(f"   [dim]t+{self.now_s:5.0f} s[/] ECS: {note}")
@@ -348,6 +475,7 @@ class Scenario:
             HIGH_LOAD_S + LOW_LOAD_S + 60
         )
         collector = CollectorSchedule(self.stack).start()
+        self.collector, self.rounds_seen = collector, 0
         try:
             self.result.steps["load_rises"] = self.load_phase(
                 "4. load rises", HIGH_LOAD_PER_S, HIGH_LOAD_S, load
@@ -356,10 +484,15 @@ class Scenario:
                 "5. load falls", LOW_LOAD_PER_S, LOW_LOAD_S, load
             )
         finally:
+            self.collector = None
             collector.stop()
             load.stop()
         self.result.load_errors, self.result.load_completed = load.errors(), load.completed()
         self.say(f"   load: {load.completed()} completions, {load.errors()} errors")
+        if self.result.ticks_without_round:
+            self.say(
+                f"   {self.result.ticks_without_round} tick(s) gave up waiting for the collector's round"
+            )
 
     # -- step 6 ----------------------------------------------------------------------------
 
@@ -428,32 +561,83 @@ class Scenario:
         self.result.steps["redeploy"] = step
         return step
 
-    def run_all(self) -> DemoResult:
+    def run_main(self) -> DemoResult:
+        """The main part, on the three-member tier with the planes on (template.yaml's default)."""
+        if not self.stack.three_members:
+            raise RuntimeError("the main part runs on the three-member tier (InfraMembers 3)")
         self.first_deploy()
-        self.replace_infra_with_operator()
-        self.replace_infra_without_operator()
+        self.planes()
+        self.replace_member()
         self.load_phases()
         self.storm()
         self.redeploy()
         return self.result
 
+    def run_single_task(self) -> DemoResult:
+        """The single-task part (InfraMembers 1): the infra task replaced, with and without the operator."""
+        if self.stack.three_members:
+            raise RuntimeError("the single-task part runs on InfraMembers 1")
+        self.first_deploy("single task: first deploy")
+        self.replace_infra_with_operator()
+        self.replace_infra_without_operator()
+        return self.result
+
 
 class CollectorSchedule:
     """The collector's one-minute schedule rule: an invocation a minute, each taking its
-    ``signals.samples_per_invocation`` rounds (10 s apart with the demo's config)."""
+    ``signals.samples_per_invocation`` rounds (10 s apart with the demo's config).
+
+    Each round's end (its datapoints published and its breach event sent) is counted: the
+    collector the handler builds is wrapped, its code and timing unchanged, so that a tick can
+    wait for the round (`wait_for_round`) instead of racing the collector's thread.
+    """
 
     def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._rounds = 0
+        self._round_done = threading.Condition()
+        self._module: Any = stack.handlers["metrics_collector"]  # the handler module, as Lambda loads it
+        self._build: Callable[[Any], Any] = self._module.default_collector
 
     def start(self) -> CollectorSchedule:
+        self._module.default_collector = self._observed
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        with self._round_done:
+            self._round_done.notify_all()
         self._thread.join(timeout=90)
+        self._module.default_collector = self._build
+
+    @property
+    def rounds(self) -> int:
+        with self._round_done:
+            return self._rounds
+
+    def wait_for_round(self, seen: int, timeout_s: float) -> int:
+        """Block until more than ``seen`` rounds have ended (or ``timeout_s``); the rounds ended."""
+        with self._round_done:
+            self._round_done.wait_for(lambda: self._rounds > seen or self._stop.is_set(), timeout_s)
+            return self._rounds
+
+    def _observed(self, config: Any) -> Any:
+        collector = self._build(config)
+        collect_round = collector.collect_round
+
+        def counted_round(cluster: Any) -> Any:
+            try:
+                return collect_round(cluster)
+            finally:
+                with self._round_done:
+                    self._rounds += 1
+                    self._round_done.notify_all()
+
+        collector.collect_round = counted_round
+        return collector
 
     def _run(self) -> None:
         while not self._stop.is_set():

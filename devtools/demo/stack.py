@@ -1,11 +1,15 @@
 """The local stand-in for a deployed stack: moto plays AWS, real processes run the tasks.
 
 `LocalStack.start` brings up, on loopback only: moto server (ECS, EC2, DynamoDB, CloudWatch,
-EventBridge, SQS, SNS) with template.yaml created on its CloudFormation; the infra task's
-etcd and nats-server run from the task definition the stack registered
-(`devtools.local_ecs.infra`); and `devtools.local_ecs.runner` plays ECS for the GPU services,
-starting the real Dynamo frontend and workers (the mocker engine in place of vLLM) from the
-task definitions the operator registers. Every 10.x address moto hands out means 127.x here
+EventBridge, SQS, SNS, Secrets Manager) with template.yaml created on its CloudFormation; the
+infra tier run from the task definitions the stack registered (`devtools.local_ecs.infra`):
+by default template.yaml's default layout, three etcd + NATS members with the planes on (TLS
+and authentication, the credentials made by the stack's own credential maker), or with
+``InfraMembers`` "1" the single, unauthenticated infra task; and `devtools.local_ecs.runner`
+plays ECS for the GPU services, starting the real Dynamo frontend and workers (the mocker
+engine in place of vLLM) from the task definitions the operator registers, with their ECS
+secrets resolved from moto's Secrets Manager and the members' names reaching the members.
+Every 10.x address moto hands out means 127.x here
 (`devtools.netguard.mirror_private_to_loopback`). The operator's handlers are loaded from
 ``functions/`` and called through ``lambda_handler(event, context)``, on the real clock.
 """
@@ -27,7 +31,9 @@ from devtools.cloudformation_stub import CloudFormationStub
 from devtools.ecs_world import EcsWorld
 from devtools.handlers import load_handler_module
 from devtools.local_ecs.deployment import LocalDeployment
+from devtools.local_ecs.infra import local_tier
 from devtools.local_ecs.runner import GpuTaskRunner
+from devtools.local_ecs.tier_deployment import TierDeployment
 from devtools.moto_stack import (
     DeployedStack,
     add_capacity_provider,
@@ -44,11 +50,11 @@ from dynamo_ecs.signals.breach_events import EVENT_SOURCE
 
 GPU_INSTANCES = 8
 # What `sam deploy --guided` asks for; the network comes from `devtools.moto_stack.network`.
+# InfraMembers is the template's default (3: the three-member tier, planes on); the demo's
+# single-task part passes "1".
 STACK_PARAMETERS = {
     "DeploymentName": "dynamo",
     "NgcSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ngc-login-AbCdEf",
-    # The demo runs the single etcd + NATS task (its outage is what the operator repairs).
-    "InfraMembers": "1",
     # No GPUs here: the GPU utilization signals have nothing to read. No JetStream streams
     # either (Dynamo 1.6 keeps no work in JetStream, docs/signals.md).
     "FrontendGpuUtilizationPct": "off",
@@ -101,15 +107,21 @@ class LocalStack:
             vpc_id=deployed.parameters["VpcId"],
             subnet_ids=deployed.parameters["TaskSubnetIds"].split(","),
             security_group_id=deployed.physical["InfraSecurityGroup"],
-            infra_task_definition=placeable_infra_definition(deployed.full, deployed.outputs),
         )
+        if not self.three_members:  # the single infra service's task definition, as moto can run it
+            self.world.infra_task_definition = placeable_infra_definition(deployed.full, deployed.outputs)
         for _ in range(GPU_INSTANCES):
             self.world.add_gpu_instance()
         self.capacity_provider = add_capacity_provider(deployed.full, self.config.gpu_cluster)
         self.handlers: dict[str, ModuleType] = {}
-        self._deployment: LocalDeployment | None = None
+        self._deployment: LocalDeployment | TierDeployment | None = None
         self.breach_queue_url = ""
         self.stop_requested = False  # set by the demo's Ctrl-C handler; checked between ticks
+
+    @property
+    def three_members(self) -> bool:
+        """template.yaml's default layout (``InfraMembers`` 3), else the single infra task."""
+        return bool(self.config.infra.members)
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -184,16 +196,60 @@ class LocalStack:
         events.put_targets(
             Rule=breach, Targets=[{"Id": "scaler-queue", "Arn": arn["Attributes"]["QueueArn"]}]
         )
-        self._deployment = LocalDeployment.start(self.config, self.world, self.workdir, ENGINE_ARGS)
+        self._deployment = (
+            self._start_tier()
+            if self.three_members
+            else LocalDeployment.start(self.config, self.world, self.workdir, ENGINE_ARGS)
+        )
         for name in HANDLERS:
             self.handlers[name] = load_handler_module(name, fresh=True)
 
+    def _start_tier(self) -> TierDeployment:
+        """The three members started from their task definitions (the planes on); a runner for
+        the GPU services whose tasks reach the members under their names. No GPU service yet:
+        the bootstrap function creates them."""
+        tier = local_tier(self.deployed, self.workdir)
+        runner = GpuTaskRunner(
+            self.world.ecs,
+            self.world.ec2,
+            self.config.gpu_cluster,
+            {role: self.config.service(role).service for role in SERVICE_ROLES},
+            self.world.gpu_instances,
+            self.workdir,
+            engine_args=ENGINE_ARGS,
+            names=tier.names,
+        )
+        deployment = TierDeployment(self.config, self.deployed, self.world, tier, runner)
+        try:
+            deployment.check_instances_unserved()
+            tier.start()
+        except BaseException:
+            deployment.stop()
+            raise
+        return deployment
+
     @property
-    def deployment(self) -> LocalDeployment:
-        """The real processes: the infra task's and the GPU tasks' (`devtools.local_ecs`)."""
+    def deployment(self) -> LocalDeployment | TierDeployment:
+        """The real processes: the infra tier's and the GPU tasks' (`devtools.local_ecs`)."""
         if self._deployment is None:
             raise RuntimeError("the local stack is not started")
         return self._deployment
+
+    @property
+    def single_task(self) -> LocalDeployment:
+        """The deployment of the single-task layout (``InfraMembers`` 1)."""
+        deployment = self.deployment
+        if not isinstance(deployment, LocalDeployment):
+            raise RuntimeError("this stack runs the three-member tier, not the single infra task")
+        return deployment
+
+    @property
+    def tier(self) -> TierDeployment:
+        """The deployment of the three-member tier (template.yaml's default)."""
+        deployment = self.deployment
+        if not isinstance(deployment, TierDeployment):
+            raise RuntimeError("this stack runs the single infra task, not the three-member tier")
+        return deployment
 
     @property
     def runner(self) -> GpuTaskRunner:

@@ -49,6 +49,23 @@ class GpuServicesView:
             raise LookupError("no frontend task is running")
         return urls[0]
 
+    def check_instances_unserved(self) -> None:
+        """Refuse to start where something already listens on a GPU instance's frontend port.
+
+        Only this deployment's frontends may answer there; a process left by an earlier run
+        would serve its requests and make every check of this one meaningless.
+        """
+        port = self.config.frontend.metrics_port
+        for index in range(len(self.world.gpu_instances)):
+            address = addresses.to_loopback(self.runner.instance_ip(index))
+            with socket.socket() as probe:
+                probe.settimeout(0.5)
+                if probe.connect_ex((address, port)) == 0:
+                    raise RuntimeError(
+                        f"{address}:{port} (GPU instance {index}) is already served by a process of no "
+                        "task of this deployment, one left running by an earlier run: stop it first"
+                    )
+
     def set_desired(self, role: ServiceRole, count: int) -> None:
         """UpdateService, as the scaler (or an operator) calls it; the runner acts on its next tick."""
         self.world.ecs.update_service(
@@ -110,23 +127,6 @@ class LocalDeployment(GpuServicesView):
             deployment.stop()
             raise
         return deployment
-
-    def check_instances_unserved(self) -> None:
-        """Refuse to start where something already listens on a GPU instance's frontend port.
-
-        Only this deployment's frontends may answer there; a process left by an earlier run
-        would serve its requests and make every check of this one meaningless.
-        """
-        port = self.config.frontend.metrics_port
-        for index in range(len(self.world.gpu_instances)):
-            address = addresses.to_loopback(self.runner.instance_ip(index))
-            with socket.socket() as probe:
-                probe.settimeout(0.5)
-                if probe.connect_ex((address, port)) == 0:
-                    raise RuntimeError(
-                        f"{address}:{port} (GPU instance {index}) is already served by a process of no "
-                        "task of this deployment, one left running by an earlier run: stop it first"
-                    )
 
 
 @contextlib.contextmanager

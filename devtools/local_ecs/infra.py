@@ -348,6 +348,40 @@ class LocalTier:
             self.members.pop(index).task.stop("Tier stopped")
 
 
+@dataclass(frozen=True)
+class StrangerAttempts:
+    """What the running tier answered clients without the planes' credentials."""
+
+    etcd_write: str  # etcdctl's answer to a put over TLS without a client certificate
+    etcd_write_accepted: bool
+    etcd_value_kept: bool  # the key still holds what Dynamo's identity wrote
+    nats_connect: str  # NATS's answer to a TLS connection without user and password
+    nats_connect_accepted: bool
+
+
+def stranger_attempts(tier: LocalTier, index: int = 0, key: str = "v1/demo/probe") -> StrangerAttempts:
+    """Against member ``index`` of a tier with the planes on: Dynamo's identity writes ``key``
+    (the control), then one etcd write without a client certificate (the stack's CA trusted)
+    and one NATS connection over TLS without a password."""
+    from devtools.planes import etcd_put_without_certificate, nats_answer
+
+    if tier.planes is None:
+        raise RuntimeError("the tier runs without the planes: nothing to refuse")
+    member = tier.members[index]
+    tier.put(member.etcd_url, key, "written-by-dynamo")
+    ca_file = tier.planes.directory / "ca_bundle.pem"
+    attempt = etcd_put_without_certificate(member.etcd_url, ca_file, key, "written-by-a-stranger")
+    answer = nats_answer(member.address, ssl.create_default_context(cafile=str(ca_file)), {})
+    said = (attempt.stderr or attempt.stdout).strip().splitlines()
+    return StrangerAttempts(
+        etcd_write=said[-1] if said else "",
+        etcd_write_accepted=attempt.returncode == 0,
+        etcd_value_kept=tier.value_at(member.etcd_url, key) == "written-by-dynamo",
+        nats_connect=answer.strip(),
+        nats_connect_accepted=answer.startswith("PONG"),
+    )
+
+
 def member_names_of(outputs: Mapping[str, str]) -> dict[str, str]:
     """The stack's members' DNS names (its ``InfraMemberNames`` output), each with its stand-in address."""
     return {name: addresses.name_address(k) for k, name in enumerate(outputs["InfraMemberNames"].split(","))}

@@ -12,12 +12,18 @@ members (with names, they name the same three throughout).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from devtools.ecs_world import task_state_change_event
+from devtools.local_ecs.deployment import REGION
 from devtools.local_ecs.load import LoadRun
 from devtools.local_ecs.runner import GpuTask
 from devtools.local_ecs.tier_deployment import TierDeployment
+
+InfraWatcher = Callable[[dict[str, Any]], dict[str, Any]]
 
 RATE_PER_S = 3.0
 MAX_TOKENS = 16
@@ -31,6 +37,7 @@ class MemberLossResult:
     gpu_tasks_started: int
     rejoin_s: float | None
     statuses: dict[int, int] = field(default_factory=dict)
+    watcher_statuses: list[str] = field(default_factory=list)  # infra_watcher's answers, in order
 
 
 def dynamo_pids(deployment: TierDeployment) -> set[int]:
@@ -75,8 +82,23 @@ def lose_member_under_load(
     warm_up_s: float = 5.0,
     after_s: float = 10.0,
     model: str = "Qwen/Qwen3-0.6B",
+    infra_watcher: InfraWatcher | None = None,
 ) -> MemberLossResult:
+    """``infra_watcher``: given each ECS Task State Change of the member's tasks (the old one
+    STOPPED, the new one RUNNING), as EventBridge delivers them to the operator."""
     runner = deployment.runner
+    tier = deployment.tier
+    watcher_statuses: list[str] = []
+
+    def deliver(task_arn: str, version: int, event_id: str) -> None:
+        if infra_watcher is None:
+            return
+        task = tier.ecs.describe_tasks(cluster=tier.cluster, tasks=[task_arn])["tasks"][0]
+        answer = infra_watcher(
+            task_state_change_event(task, version=version, region=REGION, event_id=event_id)
+        )
+        watcher_statuses.append(str(answer.get("status")))
+
     before = dynamo_pids(deployment)
     started_before = runner.started_count
     targets = deployment.frontend_urls()
@@ -85,9 +107,11 @@ def lose_member_under_load(
     try:
         tick_for(deployment, warm_up_s)
         stopped_at = time.monotonic()
-        deployment.tier.stop_member(index, "Task stopped: the member's host failed")
+        stopped = tier.stop_member(index, "Task stopped: the member's host failed")
+        deliver(stopped, 3, f"member-{index}-stopped")
         tick_for(deployment, absent_s)
-        deployment.tier.start_member(index)
+        new = tier.start_member(index)
+        deliver(new.task_arn, 2, f"member-{index}-running")
         rejoin_s: float | None = None
         deadline = time.monotonic() + 60.0
         while time.monotonic() < deadline:
@@ -109,6 +133,7 @@ def lose_member_under_load(
         gpu_tasks_started=runner.started_count - started_before,
         rejoin_s=rejoin_s,
         statuses=statuses,
+        watcher_statuses=watcher_statuses,
     )
 
 

@@ -5,9 +5,7 @@ replaced (its data gone with it) rejoins under its name, the way etcd documents 
 from __future__ import annotations
 
 import json
-import socket
 import ssl
-import subprocess
 import time
 from pathlib import Path
 
@@ -18,7 +16,8 @@ from devtools.local_ecs.client import get
 from devtools.local_ecs.containers import ContainerStartError
 from devtools.local_ecs.infra import LocalTier, local_tier, running_tier
 from devtools.moto_stack import DeployedStack, deploy_on_moto, network
-from devtools.services import MotoServer, find_binary, http_ok
+from devtools.planes import etcd_put_without_certificate, nats_answer
+from devtools.services import MotoServer, http_ok
 
 pytestmark = pytest.mark.xdist_group("real_dynamo")  # fixed loopback addresses: one tier at a time
 
@@ -152,27 +151,6 @@ def test_created_one_member_after_another_the_tier_forms(deployed: DeployedStack
         tier.stop()
 
 
-def nats_answer(address: str, context: ssl.SSLContext | None, connect: dict[str, object]) -> str:
-    """What member ``address``'s NATS says to CONNECT ``connect`` then PING (TLS with ``context``)."""
-    raw = socket.create_connection((address, 4222), timeout=5)
-    try:
-        info = raw.recv(4096).decode()
-        assert info.startswith("INFO "), info
-        stream: socket.socket = context.wrap_socket(raw, server_hostname=address) if context else raw
-        stream.sendall(f"CONNECT {json.dumps({'verbose': False, **connect})}\r\nPING\r\n".encode())
-        answer = b""
-        while b"PONG" not in answer and b"-ERR" not in answer:
-            chunk = stream.recv(4096)
-            if not chunk:
-                break  # closed by the server
-            answer += chunk
-        return answer.decode(errors="replace")
-    except OSError as error:
-        return f"closed: {error}"
-    finally:
-        raw.close()
-
-
 def test_the_running_tier_refuses_clients_without_the_planes_credentials(
     deployed: DeployedStack, tmp_path: Path
 ) -> None:
@@ -186,22 +164,7 @@ def test_the_running_tier_refuses_clients_without_the_planes_credentials(
         tier.put(member.etcd_url, "v1/probe", "dynamo")  # the control: Dynamo's identity writes
         # etcd: plain HTTP, or TLS without a client certificate, never gets a key in
         assert not http_ok(f"http://{member.address}:2379/health")
-        no_cert = subprocess.run(
-            [
-                find_binary("etcdctl"),
-                f"--endpoints={member.etcd_url}",
-                f"--cacert={ca_file}",
-                "--dial-timeout=2s",
-                "--command-timeout=3s",
-                "put",
-                "v1/probe",
-                "intruder",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-        )
+        no_cert = etcd_put_without_certificate(member.etcd_url, ca_file, "v1/probe", "intruder")
         assert no_cert.returncode != 0, no_cert.stdout
         assert tier.value_at(member.etcd_url, "v1/probe") == "dynamo"
         # NATS: without TLS, or over TLS without the user's password, refused; with it, served
