@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from devtools.demo.chart import write_chart
 from devtools.demo.scenario import DemoResult, Scenario
 from devtools.demo.stack import LocalStack
 from devtools.iam_check import enforce as iam_check
+from dynamo_ecs import aws
+from dynamo_ecs.metric_names import DIMENSION_DEPLOYMENT, DIMENSION_SERVICE, ETCD_MEMBERS_HEALTHY
 from dynamo_ecs.observability import logger
 from dynamo_ecs.state import StateStore
 
@@ -59,6 +62,12 @@ def summary(console: Console, scenario: Scenario, result: DemoResult, elapsed: f
     if planes:
         accepted = int(planes["etcd_write_accepted"]) + int(planes["nats_connect_accepted"])
         table.add_row("clients without credentials accepted (etcd, NATS)", f"{accepted} of 2")
+    healthy = etcd_members_healthy_published(config)
+    if healthy:
+        table.add_row(
+            "etcd members healthy, as the collector read them (operator identity): fewest / most",
+            f"{min(healthy):g} / {max(healthy):g} over {len(healthy)} rounds",
+        )
     if result.reaction_s is not None:
         table.add_row("scale-out reaction (load step -> UpdateService)", f"{result.reaction_s:.0f} s")
     table.add_row("load: completions / errors", f"{result.load_completed} / {result.load_errors}")
@@ -68,6 +77,33 @@ def summary(console: Console, scenario: Scenario, result: DemoResult, elapsed: f
     table.add_row("final desired counts", str(scenario.desired()))
     table.add_row("wall time (main part)", f"{elapsed:.1f} s")
     console.print(table)
+
+
+def etcd_members_healthy_published(config: Any) -> list[float]:
+    """Every EtcdMembersHealthy value the collector published (moto's CloudWatch), oldest first."""
+    answer = aws.client("cloudwatch").get_metric_data(
+        MetricDataQueries=[
+            {
+                "Id": "healthy",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": config.signals.namespace,
+                        "MetricName": ETCD_MEMBERS_HEALTHY,
+                        "Dimensions": [
+                            {"Name": DIMENSION_DEPLOYMENT, "Value": config.deployment},
+                            {"Name": DIMENSION_SERVICE, "Value": "infra"},
+                        ],
+                    },
+                    "Period": 1,
+                    "Stat": "Minimum",
+                },
+            }
+        ],
+        StartTime=datetime.now(UTC) - timedelta(hours=1),
+        EndTime=datetime.now(UTC) + timedelta(minutes=5),
+        ScanBy="TimestampAscending",
+    )
+    return [float(v) for r in answer["MetricDataResults"] for v in r["Values"]]
 
 
 def interrupt_between_steps(stack: LocalStack) -> None:

@@ -157,7 +157,11 @@ class LocalStack:
                 try:
                     stack = cls(workdir, cloudformation, deployed)
                     stack._create_resources()
-                    yield stack
+                    # The members' DNS names, as Cloud Map answers them in the VPC: the metrics
+                    # collector reaches each member's etcd by name (and checks its certificate).
+                    names = stack.tier.tier.names if stack.three_members else {}
+                    with netguard.resolving(names):
+                        yield stack
                 finally:
                     if stack is not None:
                         stack.stop_processes()
