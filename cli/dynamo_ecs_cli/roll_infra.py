@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dynamo_ecs.metric_names import DIMENSION_DEPLOYMENT, DIMENSION_SERVICE, ETCD_MEMBERS_HEALTHY
+from dynamo_ecs.metric_names import ETCD_MEMBERS_HEALTHY, SERVICE_INFRA
+from dynamo_ecs.signals.publish import metric_stat
 
 Say = Callable[[str], None]
 # The fewest healthy members in the newest minute begun at or after a time (epoch s); None: no
@@ -139,18 +140,9 @@ def etcd_members_healthy(
             MetricDataQueries=[
                 {
                     "Id": "healthy",
-                    "MetricStat": {
-                        "Metric": {
-                            "Namespace": namespace,
-                            "MetricName": ETCD_MEMBERS_HEALTHY,
-                            "Dimensions": [
-                                {"Name": DIMENSION_DEPLOYMENT, "Value": deployment},
-                                {"Name": DIMENSION_SERVICE, "Value": "infra"},
-                            ],
-                        },
-                        "Period": MINUTE_S,
-                        "Stat": "Minimum",
-                    },
+                    "MetricStat": metric_stat(
+                        namespace, deployment, SERVICE_INFRA, ETCD_MEMBERS_HEALTHY, MINUTE_S, "Minimum"
+                    ),
                 }
             ],
             StartTime=datetime.fromtimestamp(since - MINUTE_S, UTC),

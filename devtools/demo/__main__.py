@@ -28,8 +28,9 @@ from devtools.demo.scenario import DemoResult, Scenario
 from devtools.demo.stack import LocalStack
 from devtools.iam_check import enforce as iam_check
 from dynamo_ecs import aws
-from dynamo_ecs.metric_names import DIMENSION_DEPLOYMENT, DIMENSION_SERVICE, ETCD_MEMBERS_HEALTHY
+from dynamo_ecs.metric_names import ETCD_MEMBERS_HEALTHY, SERVICE_INFRA
 from dynamo_ecs.observability import logger
+from dynamo_ecs.signals.publish import metric_stat
 from dynamo_ecs.state import StateStore
 
 
@@ -85,18 +86,14 @@ def etcd_members_healthy_published(config: Any) -> list[float]:
         MetricDataQueries=[
             {
                 "Id": "healthy",
-                "MetricStat": {
-                    "Metric": {
-                        "Namespace": config.signals.namespace,
-                        "MetricName": ETCD_MEMBERS_HEALTHY,
-                        "Dimensions": [
-                            {"Name": DIMENSION_DEPLOYMENT, "Value": config.deployment},
-                            {"Name": DIMENSION_SERVICE, "Value": "infra"},
-                        ],
-                    },
-                    "Period": 1,
-                    "Stat": "Minimum",
-                },
+                "MetricStat": metric_stat(
+                    config.signals.namespace,
+                    config.deployment,
+                    SERVICE_INFRA,
+                    ETCD_MEMBERS_HEALTHY,
+                    1,
+                    "Minimum",
+                ),
             }
         ],
         StartTime=datetime.now(UTC) - timedelta(hours=1),

@@ -25,6 +25,7 @@ from devtools.services import MotoServer
 from dynamo_ecs import aws, clock
 from dynamo_ecs import metric_names as names
 from dynamo_ecs.signals.etcd_health import forget_cached_identities
+from dynamo_ecs.signals.publish import metric_stat
 
 pytestmark = pytest.mark.xdist_group("real_dynamo")  # fixed loopback addresses: one tier at a time
 
@@ -55,18 +56,7 @@ def published(metric: str, since: datetime) -> list[float]:
         MetricDataQueries=[
             {
                 "Id": "m",
-                "MetricStat": {
-                    "Metric": {
-                        "Namespace": "DynamoEcs",
-                        "MetricName": metric,
-                        "Dimensions": [
-                            {"Name": names.DIMENSION_DEPLOYMENT, "Value": "dynamo"},
-                            {"Name": names.DIMENSION_SERVICE, "Value": names.SERVICE_INFRA},
-                        ],
-                    },
-                    "Period": 60,
-                    "Stat": "Maximum",
-                },
+                "MetricStat": metric_stat("DynamoEcs", "dynamo", names.SERVICE_INFRA, metric, 60, "Maximum"),
             }
         ],
         StartTime=since,

@@ -17,14 +17,13 @@ from typing import Any
 
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 from dynamo_ecs.metric_names import (
-    DIMENSION_DEPLOYMENT,
-    DIMENSION_SERVICE,
     INPUT_TOKEN_RATE,
     OUTPUT_TOKEN_RATE,
     REQUEST_RATE,
 )
 from dynamo_ecs.scaling.decide import Observation
 from dynamo_ecs.scaling.signals import SignalSpec, activation_specs, signal_specs
+from dynamo_ecs.signals.publish import metric_stat
 
 
 def all_signal_specs(config: DeploymentConfig) -> list[SignalSpec]:
@@ -47,18 +46,14 @@ def metric_queries(
             queries.append(
                 {
                     "Id": query_id,
-                    "MetricStat": {
-                        "Metric": {
-                            "Namespace": config.signals.namespace,
-                            "MetricName": spec.metric,
-                            "Dimensions": [
-                                {"Name": DIMENSION_DEPLOYMENT, "Value": config.deployment},
-                                {"Name": DIMENSION_SERVICE, "Value": spec.source_service},
-                            ],
-                        },
-                        "Period": config.scaling.metric_period_s,
-                        "Stat": "Average",
-                    },
+                    "MetricStat": metric_stat(
+                        config.signals.namespace,
+                        config.deployment,
+                        spec.source_service,
+                        spec.metric,
+                        config.scaling.metric_period_s,
+                        "Average",
+                    ),
                     "ReturnData": True,
                 }
             )
@@ -101,18 +96,7 @@ def token_floor_roles(config: DeploymentConfig) -> list[ServiceRole]:
 
 def request_rate_stat(config: DeploymentConfig, period_s: int, metric: str = REQUEST_RATE) -> dict[str, Any]:
     """GetMetricData's MetricStat of a rate the collector publishes for the frontend (average per period)."""
-    return {
-        "Metric": {
-            "Namespace": config.signals.namespace,
-            "MetricName": metric,
-            "Dimensions": [
-                {"Name": DIMENSION_DEPLOYMENT, "Value": config.deployment},
-                {"Name": DIMENSION_SERVICE, "Value": "frontend"},
-            ],
-        },
-        "Period": period_s,
-        "Stat": "Average",
-    }
+    return metric_stat(config.signals.namespace, config.deployment, "frontend", metric, period_s, "Average")
 
 
 def demand_query(config: DeploymentConfig) -> dict[str, Any]:

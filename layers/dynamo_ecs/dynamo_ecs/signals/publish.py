@@ -17,6 +17,25 @@ from dynamo_ecs.signals.base import Datum
 MAX_DATUMS_PER_CALL = 1000  # PutMetricData's limit (and 1 MB per request)
 
 
+def metric_stat(
+    namespace: str, deployment: str, service: str, metric: str, period_s: int, stat: str
+) -> dict[str, Any]:
+    """GetMetricData's ``MetricStat`` of a metric the collector publishes (the dimensions
+    `metric_data` gives it). Pure."""
+    return {
+        "Metric": {
+            "Namespace": namespace,
+            "MetricName": metric,
+            "Dimensions": [
+                {"Name": DIMENSION_DEPLOYMENT, "Value": deployment},
+                {"Name": DIMENSION_SERVICE, "Value": service},
+            ],
+        },
+        "Period": period_s,
+        "Stat": stat,
+    }
+
+
 def metric_data(
     data: Sequence[Datum], deployment: str, timestamp: float, high_resolution: bool
 ) -> list[dict[str, Any]]:
