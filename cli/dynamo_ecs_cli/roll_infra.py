@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from dynamo_ecs.metric_names import ETCD_MEMBERS_HEALTHY, SERVICE_INFRA
@@ -160,6 +161,14 @@ def etcd_members_healthy(
     return fewest_since
 
 
+def _not_rolled(read: ServiceReader, name: str, before: str | None) -> str | None:
+    """Why ``name`` is not yet steady on a deployment newer than ``before`` (None: it is)."""
+    state = read(name)
+    if state.steady and state.deployment_id != before:
+        return None
+    return f"not steady: {state.why}; the service's events and `dynamo-ecs status` say why"
+
+
 def _etcd_short(healthy: HealthyMembers, since: float, members: int) -> str | None:
     """Why etcd does not have every member healthy since ``since`` (None: it does)."""
     fewest = healthy(since)
@@ -172,6 +181,21 @@ def _etcd_short(healthy: HealthyMembers, since: float, members: int) -> str | No
     if fewest < members:
         return f"etcd reports {fewest:g} of {members} members healthy ({ETCD_MEMBERS_HEALTHY})"
     return None
+
+
+def wait_until_none(
+    problem: Callable[[], str | None],
+    deadline: float,
+    poll_s: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> str | None:
+    """Ask ``problem`` until it answers None or ``deadline`` passes; its last answer."""
+    while True:
+        answer = problem()
+        if answer is None or clock() > deadline:
+            return answer
+        sleep(poll_s)
 
 
 def roll_members(
@@ -210,31 +234,16 @@ def roll_members(
         say(f"rolling {name}")
         began = clock()
         ecs.update_service(cluster=cluster, service=name, forceNewDeployment=True)
-        while True:
-            state = read(name)
-            if state.steady and state.deployment_id != before:
-                break
-            if clock() - began > timeout_s:
-                report.stopped_at = name
-                report.reason = (
-                    f"not steady after {timeout_s:.0f} s: {state.why}; the members after it were not "
-                    "touched (the service's events and `dynamo-ecs status` say why)"
-                )
-                return report
-            sleep(poll_s)
-        steady_at = clock()
-        while healthy is not None:
-            short = _etcd_short(healthy, steady_at, len(services))
-            if short is None:
-                break
-            if clock() - began > timeout_s:
-                report.stopped_at = name
-                report.reason = (
-                    f"steady in ECS, but after {timeout_s:.0f} s {short}; "
-                    "the members after it were not touched"
-                )
-                return report
-            sleep(poll_s)
+        deadline = began + timeout_s
+        short = wait_until_none(partial(_not_rolled, read, name, before), deadline, poll_s, clock, sleep)
+        if short is None and healthy is not None:
+            short = wait_until_none(
+                partial(_etcd_short, healthy, clock(), len(services)), deadline, poll_s, clock, sleep
+            )
+        if short is not None:
+            report.stopped_at = name
+            report.reason = f"after {timeout_s:.0f} s {short}; the members after it were not touched"
+            return report
         report.rolled.append(name)
         report.seconds[name] = clock() - began
         say(f"  {name} steady again after {report.seconds[name]:.0f} s")
