@@ -103,7 +103,7 @@ def test_an_unknown_placeholder_position_is_refused_with_its_path() -> None:
         render_task_definition(broken, CONTEXT)
 
 
-def test_the_stack_s_frontend_spec_has_a_liveness_check_and_prefill_none() -> None:
+def test_the_stack_s_frontend_spec_has_a_liveness_check_and_prefill_a_readiness_check() -> None:
     from dynamo_ecs.config import DeploymentConfig
     from dynamo_ecs.endpoints.gpu_services import parse_properties, spec_from_properties
 
@@ -121,8 +121,48 @@ def test_the_stack_s_frontend_spec_has_a_liveness_check_and_prefill_none() -> No
     frontend = spec_from_properties("frontend", props, DeploymentConfig())["containerDefinitions"][0]
     check = frontend["healthCheck"]
     assert "localhost:8000/live" in check["command"][1] and check["startPeriod"] == 300
+    # The prefill worker's readiness: its system /health, on the port its DYN_SYSTEM_PORT names
     prefill = spec_from_properties("prefill", props, DeploymentConfig())["containerDefinitions"][0]
-    assert "healthCheck" not in prefill
+    environment = {v["name"]: v["value"] for v in prefill["environment"]}
+    assert environment["DYN_SYSTEM_PORT"] == "9090"
+    assert environment["DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS"] == '["generate"]'
+    assert "localhost:9090/health" in prefill["healthCheck"]["command"][1]
+    # ... the collector's prefill.system_port when it is set: one port, read by both
+    configured = DeploymentConfig.model_validate({"prefill": {"system_port": 9345}})
+    prefill = spec_from_properties("prefill", props, configured)["containerDefinitions"][0]
+    assert {"name": "DYN_SYSTEM_PORT", "value": "9345"} in prefill["environment"]
+    assert "localhost:9345/health" in prefill["healthCheck"]["command"][1]
+
+
+def test_the_health_checks_are_within_ecs_limits() -> None:
+    # ECS's HealthCheck: interval 5-300 s, timeout 2-60 s, retries 1-10, startPeriod 0-300 s;
+    # the command's own time-out under the check's
+    from dynamo_ecs.endpoints.gpu_services import FRONTEND_LIVENESS, worker_readiness
+
+    for check in (FRONTEND_LIVENESS, worker_readiness(9090)):
+        assert 5 <= check["interval"] <= 300 and 2 <= check["timeout"] <= 60
+        assert 1 <= check["retries"] <= 10 and 0 <= check["startPeriod"] <= 300
+        assert check["timeout"] < check["interval"]
+        assert "timeout=4)" in check["command"][1] and check["timeout"] > 4
+
+
+def test_a_worker_readiness_check_keeps_what_the_spec_sets() -> None:
+    from dynamo_ecs.endpoints.gpu_services import with_worker_readiness
+
+    # A container with its own DYN_SYSTEM_PORT: the check reads that port, nothing is added twice
+    spec = load_default_spec("prefill")
+    spec["containerDefinitions"][0]["environment"].append({"name": "DYN_SYSTEM_PORT", "value": "9500"})
+    container = with_worker_readiness(spec, 9090)["containerDefinitions"][0]
+    assert [v["value"] for v in container["environment"] if v["name"] == "DYN_SYSTEM_PORT"] == ["9500"]
+    assert "localhost:9500/health" in container["healthCheck"]["command"][1]
+    # A container with a check of its own keeps it; one running no Dynamo worker gets none
+    own = {"command": ["CMD", "true"], "interval": 30}
+    spec = load_default_spec("prefill")
+    spec["containerDefinitions"][0]["healthCheck"] = own
+    spec["containerDefinitions"].append({"name": "sidecar", "image": "busybox", "command": ["sleep", "1"]})
+    containers = with_worker_readiness(spec, 9090)["containerDefinitions"]
+    assert containers[0]["healthCheck"] == own
+    assert "healthCheck" not in containers[1] and "environment" not in containers[1]
 
 
 def test_ecs_never_replaces_a_frontend_for_its_load_balancer_health() -> None:

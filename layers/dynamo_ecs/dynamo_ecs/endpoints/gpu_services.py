@@ -28,6 +28,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 
 from dynamo_ecs import aws, capacity
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
+from dynamo_ecs.dynamo_release import ENGINE_MODULES
 from dynamo_ecs.endpoints.model_weights import HOST_DIR_PATTERN, with_model_weights
 from dynamo_ecs.endpoints.reconcile import APPLIED_RECORD, EndpointReconciler, digest
 from dynamo_ecs.endpoints.render import RenderContext, plane_credentials
@@ -139,7 +140,36 @@ def spec_from_properties(
             p.get("containerPort") == 8000 for p in container.get("portMappings", [])
         ):
             container.setdefault("healthCheck", FRONTEND_LIVENESS)
+    if role == "prefill":
+        with_worker_readiness(spec, config.prefill.system_port or WORKER_SYSTEM_PORT)
     return spec
+
+
+def with_worker_readiness(spec: dict[str, Any], port: int) -> dict[str, Any]:
+    """The worker's readiness as each worker container's ECS health check (see WORKER_READINESS).
+
+    The worker's system server on ``port`` (``DYN_SYSTEM_PORT``, unless the container sets its
+    own) with its ``/health`` following its ``generate`` endpoint, and the check on that port;
+    a container that has a check of its own, or runs no Dynamo worker, is left as it is.
+    """
+    for container in spec["containerDefinitions"]:
+        if "healthCheck" in container or not _runs_worker(container):
+            continue
+        environment = container.setdefault("environment", [])
+        given = {v.get("name"): v.get("value") for v in environment}
+        if "DYN_SYSTEM_PORT" not in given:
+            environment.append({"name": "DYN_SYSTEM_PORT", "value": str(port)})
+        if "DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS" not in given:
+            environment.append({"name": "DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS", "value": ENDPOINT_HEALTH})
+        container["healthCheck"] = worker_readiness(int(given.get("DYN_SYSTEM_PORT") or port))
+    return spec
+
+
+def _runs_worker(container: dict[str, Any]) -> bool:
+    words = " ".join(
+        str(w) for w in [*(container.get("entryPoint") or []), *(container.get("command") or [])]
+    )
+    return any(f"-m {module}" in words for module in ENGINE_MODULES)
 
 
 def with_task_size(spec: dict[str, Any], size: capacity.TaskSize) -> None:
@@ -171,6 +201,33 @@ FRONTEND_LIVENESS: dict[str, Any] = {
 # then would reload their models and start instances for nothing. So ECS never replaces a
 # frontend for its health; one whose process exits still stops the task (`wait -n` in its command).
 FRONTEND_HEALTH_GRACE_S = 2_147_483_647  # ECS's maximum
+
+# Readiness, for the prefill worker: its system /health is 503 until its `generate` endpoint
+# serves (Dynamo 1.6.1 with DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS; without it, 503 for ever).
+# dynamo.vllm fetches the model before its runtime (and system server) starts and serves its
+# endpoint only once the engine has loaded it, so a new task counts healthy for a deployment,
+# and ECS stops the old one, only once its own worker serves. The start period is ECS's
+# maximum: a load (fetch included) of up to 300 s never counts against the task, and a check
+# passing earlier makes it healthy at once. After it, 6 failures 10 s apart (about a minute of
+# 503 or no answer) replace the task; measured on 1.6.1, a serving worker's /health stays 200
+# with its frontend gone and with NATS lost, and with etcd lost the processes exit by
+# themselves at the lease's end (docs/template.md, "Readiness and scale-in").
+WORKER_SYSTEM_PORT = 9090  # the prefill worker's DYN_SYSTEM_PORT unless prefill.system_port names another
+ENDPOINT_HEALTH = '["generate"]'
+
+
+def worker_readiness(port: int) -> dict[str, Any]:
+    return {
+        "command": [
+            "CMD-SHELL",
+            'python3 -c "import urllib.request as u; '
+            f"u.urlopen('http://localhost:{port}/health', timeout=4)\"",
+        ],
+        "interval": 10,
+        "timeout": 5,
+        "retries": 6,
+        "startPeriod": 300,
+    }
 
 
 def store_spec(reconciler: EndpointReconciler, role: ServiceRole, spec: dict[str, Any]) -> None:
