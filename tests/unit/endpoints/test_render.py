@@ -105,7 +105,7 @@ def test_an_unknown_placeholder_position_is_refused_with_its_path() -> None:
 
 
 def test_the_stack_s_gpu_containers_check_their_own_worker_and_the_frontend_its_liveness() -> None:
-    from dynamo_ecs.config import DeploymentConfig
+    from dynamo_ecs.config import DeploymentConfig, ServiceRole
     from dynamo_ecs.endpoints.gpu_services import parse_properties, spec_from_properties
 
     role_arn = "arn:aws:iam::123456789012:role/dynamo-gpu-task"
@@ -120,8 +120,9 @@ def test_the_stack_s_gpu_containers_check_their_own_worker_and_the_frontend_its_
         }
     )
 
-    def container(role: str, config: DeploymentConfig) -> dict[str, Any]:
-        return spec_from_properties(role, props, config)["containerDefinitions"][0]  # type: ignore[arg-type]
+    def container(role: ServiceRole, config: DeploymentConfig) -> dict[str, Any]:
+        found: dict[str, Any] = spec_from_properties(role, props, config)["containerDefinitions"][0]
+        return found
 
     # The frontend container: the frontend's /live and its decode worker's system /health
     frontend = container("frontend", DeploymentConfig())
