@@ -27,7 +27,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
 from dynamo_ecs import aws, capacity
-from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
+from dynamo_ecs.config import (
+    DEFAULT_WORKER_SYSTEM_PORTS,
+    SERVICE_ROLES,
+    DeploymentConfig,
+    ServiceRole,
+    format_validation_error,
+)
 from dynamo_ecs.dynamo_release import ENGINE_MODULES
 from dynamo_ecs.endpoints.model_weights import HOST_DIR_PATTERN, with_model_weights
 from dynamo_ecs.endpoints.reconcile import APPLIED_RECORD, EndpointReconciler, digest
@@ -136,8 +142,9 @@ def spec_from_properties(
         if options is not None:
             options["awslogs-group"] = props.log_group(role)
             options.pop("awslogs-create-group", None)
-    port = config.service(role).system_port or WORKER_SYSTEM_PORTS[role]
-    with_worker_readiness(spec, port, FRONTEND_PORT if role == "frontend" else None)
+    with_worker_readiness(
+        spec, config.worker_system_port(role), FRONTEND_PORT if role == "frontend" else None
+    )
     return spec
 
 
@@ -220,7 +227,7 @@ FRONTEND_HEALTH_GRACE_S = 2_147_483_647  # ECS's maximum
 FRONTEND_PORT = 8000
 # The workers' DYN_SYSTEM_PORT unless <role>.system_port names another (the collector reads the
 # same port). Two ports, so that a frontend task and a prefill task can share an instance.
-WORKER_SYSTEM_PORTS: dict[ServiceRole, int] = {"frontend": 9091, "prefill": 9090}
+WORKER_SYSTEM_PORTS = DEFAULT_WORKER_SYSTEM_PORTS
 ENDPOINT_HEALTH = '["generate"]'
 CHECK_REQUEST_TIMEOUT_S = 2  # each URL's; the check's own timeout covers both
 
