@@ -22,6 +22,15 @@ engine's arguments:
   it is refused, as the real worker fails;
 - vLLM-only flags the mocker lacks (``--enforce-eager`` ...) are dropped; flags both know
   are kept; any other flag is refused, since nothing here can say the real engine takes it.
+
+The model load. ``dynamo.vllm`` fetches the model before its runtime (and its system server)
+starts and registers its endpoint only once the engine has loaded it; the mocker registers at
+once and only holds requests for its ``--startup-time`` (its system ``/health`` is 200 from
+0.5 s on, measured). A test that needs a worker serving nothing while it loads appends
+``--local-load-time S`` to the engine arguments (a knob of this mapping, never in a task
+definition): the mocker then starts S seconds late, so for S seconds there is no endpoint and
+no system server (the real worker's system server answers 503 for part of that time; its
+health check fails either way).
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ KEPT_FLAGS = {
 }
 # Knobs of the mock engine itself, which a test may append (never in a task definition).
 MOCK_ONLY_FLAGS = {"--startup-time": True, "--speedup-ratio": True, "--decode-speedup-ratio": True}
+LOAD_TIME_FLAG = "--local-load-time"  # this mapping's stand-in for dynamo.vllm's model load (above)
 FLAGS_TAKING_VALUES = {**DROPPED_FLAGS, **KEPT_FLAGS, **MOCK_ONLY_FLAGS}
 
 
@@ -103,10 +113,24 @@ def engine_arguments(args: list[str], release: ReleaseLine, model_dir: str) -> l
     return ["--model-path", path, "--model-name", served or model, *out]
 
 
+def load_time(extra_engine_args: tuple[str, ...]) -> tuple[float, tuple[str, ...]]:
+    """The ``--local-load-time`` seconds (0: none) and the engine arguments without it."""
+    args = list(extra_engine_args)
+    if LOAD_TIME_FLAG not in args:
+        return 0.0, extra_engine_args
+    at = args.index(LOAD_TIME_FLAG)
+    try:
+        seconds = float(args[at + 1])
+    except (IndexError, ValueError):
+        raise EngineMappingError(f"{LOAD_TIME_FLAG} needs a number of seconds") from None
+    return seconds, tuple(args[:at] + args[at + 2 :])
+
+
 def local_script(
     script: str, release: ReleaseLine, model_dir: str, extra_engine_args: tuple[str, ...] = ()
 ) -> str:
     """``script`` with every ``dynamo.vllm`` command swapped for the mocker; the rest verbatim."""
+    load_s, extra_engine_args = load_time(extra_engine_args)
     try:
         words = shell_words(script)
     except ShellSyntaxError as error:
@@ -119,6 +143,8 @@ def local_script(
             continue
         mocked = engine_arguments(values[3:] + list(extra_engine_args), release, model_dir)
         replacement = shlex.join(["python", "-m", MOCK_MODULE, *mocked])
+        if load_s > 0:  # `A && B &` backgrounds the whole list, so `sleep S && mocker &` keeps the job
+            replacement = f"sleep {load_s:g} && {replacement}"
         pieces += [script[cursor : command[0].start], replacement]
         cursor = command[-1].end
     pieces.append(script[cursor:])
@@ -132,10 +158,12 @@ def local_argv(
     if len(argv) >= 3 and argv[0] in ("sh", "bash", "/bin/sh", "/bin/bash") and argv[1] == "-c":
         return [argv[0], "-c", local_script(argv[2], release, model_dir, extra_engine_args), *argv[3:]]
     if is_engine_command(argv):
-        return [
+        load_s, extra_engine_args = load_time(extra_engine_args)
+        mocked = [
             "python",
             "-m",
             MOCK_MODULE,
             *engine_arguments(argv[3:] + list(extra_engine_args), release, model_dir),
         ]
+        return ["sh", "-c", f"sleep {load_s:g} && exec {shlex.join(mocked)}"] if load_s > 0 else mocked
     return list(argv)

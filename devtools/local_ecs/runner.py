@@ -25,8 +25,11 @@ what moto says now:
   is healthy, as ECS counts it for a deployment: a load-balanced one once the target group's
   check (`target_check`, when given) passed ``HealthyThreshold`` times in a row; any other
   ``healthy_after_s`` after it started (ECS: 40 s for a task with no container health check;
-  tests shorten it). The containers' own ``healthCheck`` commands are not run here
-  (tests/integration/real_dynamo/test_readiness.py runs them).
+  tests shorten it). A task with a container ``healthCheck`` counts healthy only while each
+  such container's check is HEALTHY, as ECS counts it: the command (`health.run_container_check`)
+  runs every ``interval`` (``container_check_interval_s`` when tests shorten it); one pass makes
+  the container HEALTHY, ``retries`` failures in a row after its ``startPeriod`` UNHEALTHY.
+  A task UNHEALTHY is not replaced here (ECS would replace it).
 
 Each task's processes listen on its instance's loopback address (host network mode), so
 the operator finds a frontend's ``/metrics`` at the address ECS reports for it; a host
@@ -46,7 +49,7 @@ from typing import Any
 from devtools import aws_state_rules
 from devtools.local_ecs import addresses
 from devtools.local_ecs.containers import ContainerStartError, LocalTaskLayout, instance_disk
-from devtools.local_ecs.health import TargetGroupCheck
+from devtools.local_ecs.health import TargetGroupCheck, run_container_check
 from devtools.local_ecs.programs import TINY_MODEL, Toolbox
 from devtools.local_ecs.task import LocalTask
 from dynamo_ecs.endpoints.render import strip_read_only
@@ -66,6 +69,9 @@ class GpuTask:
     target_passes: int = 0  # the target group's checks passed in a row
     target_failures: int = 0  # ... and failed in a row
     target_healthy: bool = False  # as the target group sees it (between the thresholds)
+    container_health: dict[str, str] = field(default_factory=dict)  # checked container -> ECS's status
+    check_failures: dict[str, int] = field(default_factory=dict)  # ... its checks failed in a row
+    next_container_check: float = 0.0
 
     @property
     def address(self) -> str:
@@ -95,6 +101,8 @@ class StoppingTask:
 
 # The services behind the load balancer (template.yaml: only the frontend's).
 LOAD_BALANCED_ROLES = ("frontend",)
+# A container's health status as ECS reports it (healthStatus).
+UNKNOWN, HEALTHY, UNHEALTHY = "UNKNOWN", "HEALTHY", "UNHEALTHY"
 # ECS's defaults for a REPLICA service whose deploymentConfiguration leaves them out.
 DEFAULT_MINIMUM_HEALTHY_PERCENT = 100
 DEFAULT_MAXIMUM_PERCENT = 200
@@ -142,6 +150,8 @@ class GpuTaskRunner:
     target_check: TargetGroupCheck | None = None
     # ECS counts a task without a health check as healthy 40 s after it runs; tests shorten it.
     healthy_after_s: float = 0.0
+    # How often the containers' own health checks run; None: each check's ``interval`` (ECS's).
+    container_check_interval_s: float | None = None
     clock: Clock = time.monotonic
     tasks: list[GpuTask] = field(default_factory=list)
     stopping: list[StoppingTask] = field(default_factory=list)
@@ -158,8 +168,12 @@ class GpuTaskRunner:
 
     def healthy(self, task: GpuTask) -> bool:
         """Whether ECS counts ``task`` as healthy for a deployment (see the module's docstring)."""
+        if any(status != HEALTHY for status in task.container_health.values()):
+            return False
         if task.role in LOAD_BALANCED_ROLES and self.target_check is not None:
             return task.target_healthy
+        if task.container_health:
+            return True
         return self.clock() - task.started_at >= self.healthy_after_s
 
     def load_balancer_targets(self, role: str) -> list[GpuTask]:
@@ -204,6 +218,25 @@ class GpuTaskRunner:
                 task.target_passes, task.target_failures = 0, task.target_failures + 1
                 task.target_healthy = task.target_healthy and task.target_failures < check.unhealthy_threshold
 
+    def _check_containers(self) -> None:
+        """Each task's container health checks, due ones only, as the ECS agent runs them."""
+        now = self.clock()
+        for task in self.tasks:
+            if not task.container_health or now < task.next_container_check:
+                continue
+            interval = 0.0
+            for name in task.container_health:
+                check = task.local.definition(name)["healthCheck"]
+                interval = self.container_check_interval_s or float(check.get("interval", 30))
+                code = run_container_check(check, task.local.containers[name].plan, task.address)
+                if code == 0:
+                    task.container_health[name], task.check_failures[name] = HEALTHY, 0
+                elif now - task.started_at >= float(check.get("startPeriod", 0)):
+                    task.check_failures[name] = task.check_failures.get(name, 0) + 1
+                    if task.check_failures[name] >= int(check.get("retries", 3)):
+                        task.container_health[name] = UNHEALTHY
+            task.next_container_check = now + interval
+
     def service(self, role: str) -> dict[str, Any]:
         answer = self.ecs.describe_services(cluster=self.cluster, services=[self.services[role]])
         return dict(answer["services"][0])
@@ -212,6 +245,7 @@ class GpuTaskRunner:
         """Converge every service one step; what happened, for a narration."""
         notes = [self._reap(task) for task in list(self.tasks) if task.local.check() is not None]
         self._check_targets()
+        self._check_containers()
         for role in self.services:
             notes += self._converge(role, self.service(role))
         notes += self._advance_stopping()  # a SIGTERM due now goes out in this tick
@@ -370,7 +404,10 @@ class GpuTaskRunner:
             names=dict(self.names),
         )
         local = LocalTask(arn, layout)
-        self.tasks.append(GpuTask(role, arn, index, definition, local, self.clock(), deployment))
+        checked = {c["name"]: UNKNOWN for c in described["containerDefinitions"] if c.get("healthCheck")}
+        self.tasks.append(
+            GpuTask(role, arn, index, definition, local, self.clock(), deployment, container_health=checked)
+        )
         self.started_count += 1
         try:
             local.start(described)

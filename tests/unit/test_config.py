@@ -122,3 +122,18 @@ def test_a_target_whose_metric_would_never_be_published_is_refused() -> None:
         }
     )
     assert (config.prefill.system_port, config.prefill.targets.worker_queue_per_replica) == (9090, 4)
+
+
+def test_the_two_workers_system_ports_must_differ() -> None:
+    # The stack's GPU specs serve each worker's system server there; two tasks may share an instance
+    with pytest.raises(
+        ConfigError, match="DYNAMO_ECS_FRONTEND__SYSTEM_PORT and DYNAMO_ECS_PREFILL__SYSTEM_PORT"
+    ):
+        load_config({"DYNAMO_ECS_FRONTEND__SYSTEM_PORT": "9090", "DYNAMO_ECS_PREFILL__SYSTEM_PORT": "9090"})
+    # ... also against the other's default (frontend 9091, prefill 9090)
+    with pytest.raises(ConfigError, match="both 9091"):
+        load_config({"DYNAMO_ECS_PREFILL__SYSTEM_PORT": "9091"})
+    config = load_config(
+        {"DYNAMO_ECS_FRONTEND__SYSTEM_PORT": "9091", "DYNAMO_ECS_PREFILL__SYSTEM_PORT": "9090"}
+    )
+    assert (config.frontend.system_port, config.prefill.system_port) == (9091, 9090)

@@ -25,6 +25,9 @@ ENV_PREFIX = "DYNAMO_ECS_"
 ROLE_ARN_PATTERN = r"^arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
 ServiceRole = Literal["frontend", "prefill"]
 SERVICE_ROLES: tuple[ServiceRole, ...] = ("frontend", "prefill")
+# The workers' DYN_SYSTEM_PORT in the stack's GPU specs unless <role>.system_port names another
+# (endpoints/gpu_services.py); two ports, so a frontend task and a prefill task can share an instance.
+DEFAULT_WORKER_SYSTEM_PORTS: dict[ServiceRole, int] = {"frontend": 9091, "prefill": 9090}
 _DNS_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+")
 
 
@@ -343,6 +346,10 @@ class DeploymentConfig(StrictModel):
     def service(self, role: ServiceRole) -> GpuServiceConfig:
         return self.frontend if role == "frontend" else self.prefill
 
+    def worker_system_port(self, role: ServiceRole) -> int:
+        """The port the stack's GPU specs give ``role``'s worker as DYN_SYSTEM_PORT (its health check)."""
+        return self.service(role).system_port or DEFAULT_WORKER_SYSTEM_PORTS[role]
+
     def gpus_used(self, counts: Mapping[ServiceRole, int]) -> int:
         """The GPUs ``counts`` tasks take from the budget (see ``gpu_instance_type``)."""
         gpus = {r: self.service(r).gpus_per_task for r in SERVICE_ROLES}
@@ -379,6 +386,15 @@ class DeploymentConfig(StrictModel):
                 "prefill.targets.jetstream_lag_per_replica needs the streams to count: set "
                 f"{env_name('signals', 'jetstream_streams')} or "
                 f"{env_name('prefill', 'targets', 'jetstream_lag_per_replica')}=null"
+            )
+        # The stack's GPU specs serve each worker's system server on this port (its container
+        # check); a frontend task and a prefill task may share a multi-GPU instance (host mode).
+        if self.worker_system_port("frontend") == self.worker_system_port("prefill"):
+            problems.append(
+                f"frontend.system_port and prefill.system_port are both {self.worker_system_port('prefill')} "
+                "(set or by default): a frontend task and a prefill task on one instance cannot both bind "
+                f"it; set {env_name('frontend', 'system_port')} and {env_name('prefill', 'system_port')} "
+                "to two ports"
             )
         worker_targets: dict[ServiceRole, float | None] = {
             "frontend": self.frontend.targets.worker_queue_per_replica,

@@ -3,7 +3,8 @@
 Metrics the collector reads exist with the labels it expects; health endpoints behave as
 measured (FACTS.md §3): the frontend's /health is 200 even with no worker, /live is 200 while
 the process is up, ``model_ready`` follows whether the model can serve, and a worker's
-system /health turns 200 only with DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS.
+system /health turns 200 only with DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS (the stack's GPU
+container checks rely on it: 1.6.1 logs the variable as deprecated, yet acts on it).
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ def served(tmp_path_factory: pytest.TempPathFactory, moto: MotoServer) -> Iterat
     os.environ.update(aws_test_environment(moto.url))
     aws.reset_clients()
     try:
-        specs = {"prefill": with_system_port("prefill", endpoint_health=True)}
+        specs = {
+            "prefill": with_system_port("prefill", endpoint_health=True),
+            "frontend": with_system_port("frontend", endpoint_health=False),
+        }
         with local_deployment(tmp_path_factory.mktemp("contract"), specs=specs) as deployment:
             assert first_success(deployment.frontend_url(), MODEL, 60, on_wait=deployment.runner.tick)
             for _ in range(5):
@@ -168,3 +172,11 @@ def test_a_workers_system_health_is_200_only_with_endpoint_health_status(
     assert get(f"{url}/health")[0] == 200
     assert "dynamo_component_inflight_requests" in get(f"{url}/metrics")[1]
     assert "dynamo_work_handler_queue_depth" in get(f"{url}/metrics")[1]
+    # Without it, the frontend task's decode worker answers 503 while it serves (the stack's
+    # container checks set it: docs/template.md, "Readiness and scale-in"). Only the worker
+    # binds DYN_SYSTEM_PORT, though the frontend process shares the container's environment.
+    frontend = served.runner.running("frontend")[0]
+    assert chat(served.frontend_url(), MODEL).ok
+    status, body = get(f"http://{frontend.address}:{SYSTEM_PORT}/health")
+    assert status == 503 and json.loads(body)["status"] == "notready"
+    assert "dynamo_component_inflight_requests" in get(f"http://{frontend.address}:{SYSTEM_PORT}/metrics")[1]

@@ -1,10 +1,12 @@
 """Cross-host networking on the real Dynamo 1.6.1: a frontend task and a prefill task on two hosts.
 
 Each GPU instance has its own loopback address (127.32.1.x with ``LOCAL_ECS_VPC_OCTET=32``) and
-the tasks run in host network mode, as on EC2. The default specs serve a disaggregated request
-across the two; a prefill worker told to advertise an address its host does not have never
-serves; and every socket the Dynamo processes listen on is one template.yaml opens to some
-source, so a new listener without a security group rule fails here.
+the tasks run in host network mode, as on EC2. The default specs, with the container checks
+the stack adds (`with_worker_readiness`), serve a disaggregated request across the two; a
+prefill worker told to advertise an address its host does not have never serves; and every
+socket the Dynamo processes listen on is one template.yaml opens to some source, but for the
+workers' system ports, which only the container checks inside each task call, so a new
+listener without a security group rule fails here.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from devtools.local_ecs.runner import GpuTask
 from devtools.local_ecs.sockets import Listener, listening_sockets
 from devtools.services import MotoServer
 from devtools.template import ingress_rules
+from dynamo_ecs.config import DEFAULT_WORKER_SYSTEM_PORTS, SERVICE_ROLES
 from dynamo_ecs.cross_host import ports_of
+from dynamo_ecs.endpoints.gpu_services import FRONTEND_PORT, with_worker_readiness
 from dynamo_ecs.specs import load_default_spec
 
 pytestmark = pytest.mark.xdist_group("real_dynamo")  # one real deployment at a time
@@ -68,8 +72,17 @@ def test_the_default_specs_serve_across_two_hosts_on_the_ports_the_template_open
     aws_env: MotoServer, tmp_path: Path
 ) -> None:
     opened = opened_ports()
-    with local_deployment(tmp_path) as deployment:
+    specs: dict[str, dict[str, Any]] = {
+        role: with_worker_readiness(
+            copy.deepcopy(load_default_spec(role)),
+            DEFAULT_WORKER_SYSTEM_PORTS[role],
+            FRONTEND_PORT if role == "frontend" else None,
+        )
+        for role in SERVICE_ROLES
+    }
+    with local_deployment(tmp_path, specs=specs) as deployment:
         runner = deployment.runner
+        runner.container_check_interval_s = 1.0
         frontend, prefill = runner.running("frontend")[0], runner.running("prefill")[0]
         assert frontend.address != prefill.address  # two hosts
         # When a chat completion is sent to the frontend task
@@ -80,6 +93,11 @@ def test_the_default_specs_serve_across_two_hosts_on_the_ports_the_template_open
         assert 'dynamo_frontend_model_ready{model="Qwen/Qwen3-0.6B"} 1' in metrics
         assert "request received" in prefill.local.containers["dynamo-prefill"].log_tail(400)
         assert runner.stopped == []
+        deadline = time.monotonic() + SERVE_TIMEOUT_S
+        while not (runner.healthy(frontend) and runner.healthy(prefill)):  # the checks, in the task
+            assert time.monotonic() < deadline, (frontend.container_health, prefill.container_health)
+            runner.tick()
+            time.sleep(0.2)
 
         for task in (frontend, prefill):
             listeners = task_listeners(task)
@@ -94,12 +112,18 @@ def test_the_default_specs_serve_across_two_hosts_on_the_ports_the_template_open
             for listener in listeners:
                 if listener.address == HOST_LOCAL:
                     continue
+                if listener.port == DEFAULT_WORKER_SYSTEM_PORTS[task.role]:  # type: ignore[index]
+                    # its container check's, run inside the task: opened to nothing on purpose
+                    assert not sources_reaching(listener.port, opened), listener
+                    continue
                 assert listener.address == task.address, (task.role, listener)
                 assert sources_reaching(listener.port, opened), (
                     f"{task.role} listens on {listener.port}, which template.yaml opens to nothing"
                 )
         frontend_ports = {listener.port for listener in task_listeners(frontend)}
-        prefill_ports = {listener.port for listener in task_listeners(prefill)}
+        prefill_ports = {listener.port for listener in task_listeners(prefill)} - {
+            DEFAULT_WORKER_SYSTEM_PORTS["prefill"]
+        }
         assert "LoadBalancerSecurityGroup" in set.union(
             *(sources_reaching(p, opened) for p in frontend_ports)
         )

@@ -2,8 +2,9 @@
 
 The check is the one template.yaml gives the target group (path, port, matcher), probed at a
 frontend task's address; the container check is the one the operator gives the frontend
-container (`FRONTEND_LIVENESS`), run as the ECS agent runs it. A frontend task whose prefill
-side is missing fails the first and passes the second: out of the load balancer, not replaced.
+container (`with_worker_readiness`: the frontend's /live and its own decode worker's system
+/health), run as the ECS agent runs it. A frontend task whose prefill side is missing fails the
+first and passes the second: out of the load balancer, not replaced.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from devtools.local_ecs.deployment import MODEL, LocalDeployment, local_deployme
 from devtools.local_ecs.health import TargetGroupCheck, run_container_check
 from devtools.local_ecs.runner import GpuTask
 from devtools.services import MotoServer
-from dynamo_ecs.endpoints.gpu_services import FRONTEND_LIVENESS
+from dynamo_ecs.endpoints.gpu_services import FRONTEND_PORT, WORKER_SYSTEM_PORTS, with_worker_readiness
 from dynamo_ecs.specs import load_default_spec
 
 pytestmark = pytest.mark.xdist_group("real_dynamo")  # one real deployment at a time
@@ -31,8 +32,7 @@ BOUND_S = 60.0  # for each change to show (a lost etcd lease: ~25 s); nothing he
 
 def frontend_spec_with_liveness() -> dict[str, object]:
     spec = copy.deepcopy(load_default_spec("frontend"))
-    spec["containerDefinitions"][0]["healthCheck"] = copy.deepcopy(FRONTEND_LIVENESS)
-    return spec
+    return with_worker_readiness(spec, WORKER_SYSTEM_PORTS["frontend"], FRONTEND_PORT)
 
 
 def wait_for(condition: Callable[[], bool], deployment: LocalDeployment, what: str) -> None:

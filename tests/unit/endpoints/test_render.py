@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 import pytest
@@ -103,8 +104,8 @@ def test_an_unknown_placeholder_position_is_refused_with_its_path() -> None:
         render_task_definition(broken, CONTEXT)
 
 
-def test_the_stack_s_frontend_spec_has_a_liveness_check_and_prefill_none() -> None:
-    from dynamo_ecs.config import DeploymentConfig
+def test_the_stack_s_gpu_containers_check_their_own_worker_and_the_frontend_its_liveness() -> None:
+    from dynamo_ecs.config import DeploymentConfig, ServiceRole
     from dynamo_ecs.endpoints.gpu_services import parse_properties, spec_from_properties
 
     role_arn = "arn:aws:iam::123456789012:role/dynamo-gpu-task"
@@ -118,11 +119,71 @@ def test_the_stack_s_frontend_spec_has_a_liveness_check_and_prefill_none() -> No
             "PrefillLogGroup": "/ecs/p",
         }
     )
-    frontend = spec_from_properties("frontend", props, DeploymentConfig())["containerDefinitions"][0]
-    check = frontend["healthCheck"]
-    assert "localhost:8000/live" in check["command"][1] and check["startPeriod"] == 300
-    prefill = spec_from_properties("prefill", props, DeploymentConfig())["containerDefinitions"][0]
-    assert "healthCheck" not in prefill
+
+    def container(role: ServiceRole, config: DeploymentConfig) -> dict[str, Any]:
+        found: dict[str, Any] = spec_from_properties(role, props, config)["containerDefinitions"][0]
+        return found
+
+    # The frontend container: the frontend's /live and its decode worker's system /health
+    frontend = container("frontend", DeploymentConfig())
+    command = frontend["healthCheck"]["command"][1]
+    assert "localhost:8000/live" in command and "localhost:9091/health" in command
+    assert frontend["healthCheck"]["startPeriod"] == 300
+    assert {"name": "DYN_SYSTEM_PORT", "value": "9091"} in frontend["environment"]
+    # The prefill container: its worker's system /health, with /health following its endpoint
+    prefill = container("prefill", DeploymentConfig())
+    environment = {v["name"]: v["value"] for v in prefill["environment"]}
+    assert environment["DYN_SYSTEM_PORT"] == "9090"
+    assert environment["DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS"] == '["generate"]'
+    assert "localhost:9090/health" in prefill["healthCheck"]["command"][1]
+    assert "/live" not in prefill["healthCheck"]["command"][1]
+    # ... on the collector's <role>.system_port when it is set: one port, read by both
+    configured = DeploymentConfig.model_validate({"prefill": {"system_port": 9345}})
+    prefill = container("prefill", configured)
+    assert {"name": "DYN_SYSTEM_PORT", "value": "9345"} in prefill["environment"]
+    assert "localhost:9345/health" in prefill["healthCheck"]["command"][1]
+
+
+def test_the_health_checks_are_within_ecs_limits() -> None:
+    # ECS's HealthCheck: interval 5-300 s, timeout 2-60 s, retries 1-10, startPeriod 0-300 s;
+    # the command's own time-out under the check's
+    from dynamo_ecs.endpoints.gpu_services import gpu_container_check
+
+    for check in (
+        gpu_container_check(9090),
+        gpu_container_check(9091, 8000),
+        gpu_container_check(None, 8000),
+    ):
+        assert 5 <= check["interval"] <= 300 and 2 <= check["timeout"] <= 60
+        assert 1 <= check["retries"] <= 10 and 0 <= check["startPeriod"] <= 300
+        assert check["timeout"] < check["interval"]
+        requests = [float(t) for t in re.findall(r"timeout=(\d+)\)", check["command"][1])]
+        assert requests and sum(requests) < check["timeout"]
+
+
+def test_a_worker_readiness_check_keeps_what_the_spec_sets() -> None:
+    from dynamo_ecs.endpoints.gpu_services import with_worker_readiness
+
+    # A container with its own DYN_SYSTEM_PORT: the check reads that port, nothing is added twice
+    spec = load_default_spec("prefill")
+    spec["containerDefinitions"][0]["environment"].append({"name": "DYN_SYSTEM_PORT", "value": "9500"})
+    container = with_worker_readiness(spec, 9090)["containerDefinitions"][0]
+    assert [v["value"] for v in container["environment"] if v["name"] == "DYN_SYSTEM_PORT"] == ["9500"]
+    assert "localhost:9500/health" in container["healthCheck"]["command"][1]
+    # A container with a check of its own keeps it; one running no Dynamo worker gets none
+    # (a frontend without a worker: its liveness alone)
+    own = {"command": ["CMD", "true"], "interval": 30}
+    spec = load_default_spec("prefill")
+    spec["containerDefinitions"][0]["healthCheck"] = own
+    spec["containerDefinitions"].append({"name": "sidecar", "image": "busybox", "command": ["sleep", "1"]})
+    containers = with_worker_readiness(spec, 9090)["containerDefinitions"]
+    assert containers[0]["healthCheck"] == own
+    assert "healthCheck" not in containers[1] and "environment" not in containers[1]
+    frontend_only: dict[str, Any] = {"name": "f", "image": "i", "command": ["python3 -m dynamo.frontend"]}
+    frontend_only["portMappings"] = [{"containerPort": 8000, "hostPort": 8000}]
+    checked = with_worker_readiness({"containerDefinitions": [frontend_only]}, 9091, 8000)
+    command = checked["containerDefinitions"][0]["healthCheck"]["command"][1]
+    assert "localhost:8000/live" in command and "/health" not in command
 
 
 def test_ecs_never_replaces_a_frontend_for_its_load_balancer_health() -> None:

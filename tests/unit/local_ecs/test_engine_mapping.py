@@ -139,3 +139,23 @@ def test_a_served_name_renames_a_hub_model_too() -> None:
         "python3 -m dynamo.vllm --model Qwen/Qwen3-8B --served-model-name=qwen", V16, "/tiny"
     )
     assert shlex.split(script)[3:] == ["--model-path", "/tiny", "--model-name", "qwen"]
+
+
+def test_a_local_load_time_starts_the_worker_late_in_the_same_background_job() -> None:
+    # Given the default prefill command and a test's load of 12 s
+    container = load_default_spec("prefill")["containerDefinitions"][0]
+    argv = [*container["entryPoint"], *container["command"]]
+    script = local_argv(argv, V16, "/m", ("--local-load-time", "12", "--speedup-ratio", "2"))[2]
+    # Then the mocker starts after the sleep, both in the job `wait -n` waits for; the knob is gone
+    assert "sleep 12 && python -m dynamo.mocker --model-path /m" in script
+    assert script.endswith("--speedup-ratio 2 & wait -n") and "--local-load-time" not in script
+    subprocess.run(["bash", "-n", "-c", script], check=True)
+    # An exec-form worker sleeps in a shell, then becomes the mocker
+    exec_form = local_argv(
+        ["python3", "-m", "dynamo.vllm", "--model", "m"], V16, "/m", ("--local-load-time", "1")
+    )
+    assert exec_form[:2] == ["sh", "-c"] and exec_form[2].startswith(
+        "sleep 1 && exec python -m dynamo.mocker"
+    )
+    with pytest.raises(EngineMappingError, match="--local-load-time needs a number"):
+        local_argv(argv, V16, "/m", ("--local-load-time",))

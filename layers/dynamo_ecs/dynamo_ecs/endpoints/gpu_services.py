@@ -27,7 +27,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
 from dynamo_ecs import aws, capacity
-from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
+from dynamo_ecs.config import (
+    DEFAULT_WORKER_SYSTEM_PORTS,
+    SERVICE_ROLES,
+    DeploymentConfig,
+    ServiceRole,
+    format_validation_error,
+)
+from dynamo_ecs.dynamo_release import ENGINE_MODULES
 from dynamo_ecs.endpoints.model_weights import HOST_DIR_PATTERN, with_model_weights
 from dynamo_ecs.endpoints.reconcile import APPLIED_RECORD, EndpointReconciler, digest
 from dynamo_ecs.endpoints.render import RenderContext, plane_credentials
@@ -135,11 +142,50 @@ def spec_from_properties(
         if options is not None:
             options["awslogs-group"] = props.log_group(role)
             options.pop("awslogs-create-group", None)
-        if role == "frontend" and any(
-            p.get("containerPort") == 8000 for p in container.get("portMappings", [])
-        ):
-            container.setdefault("healthCheck", FRONTEND_LIVENESS)
+    with_worker_readiness(
+        spec, config.worker_system_port(role), FRONTEND_PORT if role == "frontend" else None
+    )
     return spec
+
+
+def with_worker_readiness(
+    spec: dict[str, Any], port: int, frontend_port: int | None = None
+) -> dict[str, Any]:
+    """Each GPU container's ECS health check: its worker's readiness, its frontend's liveness.
+
+    A container running a Dynamo worker gets the worker's system server on ``port``
+    (``DYN_SYSTEM_PORT``, unless the container sets its own; only the worker binds it, not the
+    frontend) with its ``/health`` following its ``generate`` endpoint, and a check of that
+    ``/health``, plus the frontend's ``/live`` when the container maps ``frontend_port``; a
+    frontend container without a worker gets the liveness alone. A container that has a check
+    of its own keeps it; one running neither is left as it is.
+    """
+    for container in spec["containerDefinitions"]:
+        if "healthCheck" in container:
+            continue
+        serves_frontend = frontend_port is not None and any(
+            p.get("containerPort") == frontend_port for p in container.get("portMappings") or []
+        )
+        live = frontend_port if serves_frontend else None
+        if not _runs_worker(container):
+            if live is not None:
+                container["healthCheck"] = gpu_container_check(live_port=live)
+            continue
+        environment = container.setdefault("environment", [])
+        given = {v.get("name"): v.get("value") for v in environment}
+        if "DYN_SYSTEM_PORT" not in given:
+            environment.append({"name": "DYN_SYSTEM_PORT", "value": str(port)})
+        if "DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS" not in given:
+            environment.append({"name": "DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS", "value": ENDPOINT_HEALTH})
+        container["healthCheck"] = gpu_container_check(int(given.get("DYN_SYSTEM_PORT") or port), live)
+    return spec
+
+
+def _runs_worker(container: dict[str, Any]) -> bool:
+    words = " ".join(
+        str(w) for w in [*(container.get("entryPoint") or []), *(container.get("command") or [])]
+    )
+    return any(f"-m {module}" in words for module in ENGINE_MODULES)
 
 
 def with_task_size(spec: dict[str, Any], size: capacity.TaskSize) -> None:
@@ -152,25 +198,54 @@ def with_task_size(spec: dict[str, Any], size: capacity.TaskSize) -> None:
                 requirement["value"] = str(size.gpus)
 
 
-# Liveness, not readiness: /live is 200 while the frontend process is up, also while its model
-# cannot serve for want of a prefill worker (not the frontend's fault). Readiness is the load
-# balancer's check (/v1/models/<model>, template.yaml). The image has Python, not necessarily curl.
-FRONTEND_LIVENESS: dict[str, Any] = {
-    "command": [
-        "CMD-SHELL",
-        "python3 -c \"import urllib.request as u; u.urlopen('http://localhost:8000/live', timeout=4)\"",
-    ],
-    "interval": 30,
-    "timeout": 5,
-    "retries": 3,
-    "startPeriod": 300,
-}
 # ECS replaces a task the load balancer reports unhealthy once this grace period is over, and
 # has no switch to replace on the container check only. The frontend's readiness fails whenever
 # the prefill side is missing (prefill at zero, prefill tasks failing): replacing every frontend
 # then would reload their models and start instances for nothing. So ECS never replaces a
 # frontend for its health; one whose process exits still stops the task (`wait -n` in its command).
 FRONTEND_HEALTH_GRACE_S = 2_147_483_647  # ECS's maximum
+
+# The GPU containers' ECS health checks (docs/template.md, "Readiness and scale-in").
+#
+# Readiness of the task's own worker: its system /health is 503 until its `generate` endpoint
+# serves (Dynamo 1.6.1 with DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS; without it, 503 for ever).
+# dynamo.vllm fetches the model before its runtime (and system server) starts and serves its
+# endpoint only once the engine has loaded it, so a new task counts healthy for a deployment,
+# and ECS stops an old one, only once its own worker serves. The start period is ECS's
+# maximum: a load (fetch included) of up to 300 s never counts against the task, and a check
+# passing earlier makes it healthy at once. After it, 6 failures 10 s apart (about a minute)
+# make the container UNHEALTHY: ECS replaces a prefill task then; a frontend task never (its
+# service's grace period covers container checks too). Measured on 1.6.1, a serving worker's
+# /health stays 200 with its frontend gone and with NATS lost, and with etcd lost the
+# processes exit by themselves at the lease's end.
+#
+# Liveness of the frontend (/live), not readiness: /live is 200 while the frontend process is
+# up, also while its model cannot serve for want of a prefill worker (not the frontend's fault).
+# Its readiness is the load balancer's check (/v1/models/<model>, template.yaml), which passes
+# as soon as the frontend sees any decode worker, another task's included: hence its own
+# worker's readiness in the container check. The image has Python, not necessarily curl.
+FRONTEND_PORT = 8000
+# The workers' DYN_SYSTEM_PORT unless <role>.system_port names another (the collector reads the
+# same port). Two ports, so that a frontend task and a prefill task can share an instance.
+WORKER_SYSTEM_PORTS = DEFAULT_WORKER_SYSTEM_PORTS
+ENDPOINT_HEALTH = '["generate"]'
+CHECK_REQUEST_TIMEOUT_S = 2  # each URL's; the check's own timeout covers both
+
+
+def gpu_container_check(worker_port: int | None = None, live_port: int | None = None) -> dict[str, Any]:
+    """The check of a GPU container: the frontend's /live and/or the worker's system /health, all 200."""
+    urls = [f"http://localhost:{live_port}/live"] if live_port else []
+    urls += [f"http://localhost:{worker_port}/health"] if worker_port else []
+    if not urls:
+        raise ValueError("a GPU container check needs a worker port or a frontend port")
+    opens = "; ".join(f"u.urlopen('{url}', timeout={CHECK_REQUEST_TIMEOUT_S})" for url in urls)
+    return {
+        "command": ["CMD-SHELL", f'python3 -c "import urllib.request as u; {opens}"'],
+        "interval": 10,
+        "timeout": 5,
+        "retries": 6,
+        "startPeriod": 300,
+    }
 
 
 def store_spec(reconciler: EndpointReconciler, role: ServiceRole, spec: dict[str, Any]) -> None:
