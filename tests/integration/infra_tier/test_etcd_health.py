@@ -20,8 +20,7 @@ import pytest
 from devtools import netguard
 from devtools.handlers import load_handler_module
 from devtools.local_ecs.infra import running_tier
-from devtools.moto_stack import DeployedStack, deploy_on_moto, network
-from devtools.services import MotoServer
+from devtools.moto_stack import DeployedStack
 from dynamo_ecs import aws, clock
 from dynamo_ecs import metric_names as names
 from dynamo_ecs.signals.etcd_health import forget_cached_identities
@@ -30,15 +29,6 @@ from dynamo_ecs.signals.publish import metric_stat
 pytestmark = pytest.mark.xdist_group("real_dynamo")  # fixed loopback addresses: one tier at a time
 
 ROOT = Path(__file__).resolve().parents[3]
-PARAMETERS = {
-    "DeploymentName": "dynamo",
-    "NgcSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ngc-login-AbCdEf",
-}
-
-
-@pytest.fixture
-def deployed(aws_env: MotoServer) -> DeployedStack:
-    return deploy_on_moto("dynamo", {**PARAMETERS, **network()})
 
 
 @pytest.fixture

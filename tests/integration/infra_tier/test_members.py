@@ -15,21 +15,11 @@ import pytest
 from devtools.local_ecs.client import get
 from devtools.local_ecs.containers import ContainerStartError
 from devtools.local_ecs.infra import LocalTier, local_tier, running_tier
-from devtools.moto_stack import DeployedStack, deploy_on_moto, network
+from devtools.moto_stack import DeployedStack
 from devtools.planes import etcd_put_without_certificate, nats_answer
-from devtools.services import MotoServer, http_ok
+from devtools.services import http_ok
 
 pytestmark = pytest.mark.xdist_group("real_dynamo")  # fixed loopback addresses: one tier at a time
-
-PARAMETERS = {
-    "DeploymentName": "dynamo",
-    "NgcSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ngc-login-AbCdEf",
-}
-
-
-@pytest.fixture
-def deployed(aws_env: MotoServer) -> DeployedStack:
-    return deploy_on_moto("dynamo", {**PARAMETERS, **network()})
 
 
 def started(members: list[dict[str, object]]) -> dict[str, str]:

@@ -17,25 +17,14 @@ import pytest
 from devtools.ecs_world import task_state_change_event
 from devtools.handlers import load_handler_module
 from devtools.local_ecs.infra import LocalTier, running_tier
-from devtools.moto_stack import DeployedStack, deploy_on_moto, network
-from devtools.services import MotoServer
+from devtools.moto_stack import DeployedStack
 from dynamo_ecs import aws
 
 pytestmark = pytest.mark.xdist_group("real_dynamo")  # fixed loopback addresses: one tier at a time
 
-PARAMETERS = {
-    "DeploymentName": "dynamo",
-    "NgcSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ngc-login-AbCdEf",
-}
-
 
 class Context:
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:dynamo-infra-watcher"
-
-
-@pytest.fixture
-def deployed(aws_env: MotoServer) -> DeployedStack:
-    return deploy_on_moto("dynamo", {**PARAMETERS, **network()})
 
 
 @pytest.fixture
