@@ -1085,7 +1085,7 @@ def _written_member_config(member: int, tmp_path: Path, **overrides: str) -> tup
     import os
     import subprocess
 
-    import yaml
+    from samtranslator.yaml_helper import yaml_parse
 
     containers = {
         c["Name"]: c
@@ -1104,7 +1104,7 @@ def _written_member_config(member: int, tmp_path: Path, **overrides: str) -> tup
         timeout=30,
         check=False,
     )
-    written = yaml.safe_load(conf.read_text()) if conf.exists() else {}
+    written: dict[str, Any] = yaml_parse(conf.read_text()) if conf.exists() else {}
     return done.returncode, done.stdout + done.stderr, written
 
 
