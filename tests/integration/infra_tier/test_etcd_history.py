@@ -70,6 +70,13 @@ def tier_with(deployed: DeployedStack, tmp_path: Path) -> Iterator[Any]:
         with_join_environment(tier, **settings)
         tiers.append(tier)
         tier.start()
+        # etcd serves before its etcd-auth container has turned authentication on: wait for it
+        deadline = time.monotonic() + 60
+        while any(m.task.containers["etcd-auth"].exit_code() != 0 for m in tier.members.values()):
+            assert time.monotonic() < deadline, {
+                k: m.task.logs()["etcd-auth"] for k, m in tier.members.items()
+            }
+            time.sleep(0.5)
         return tier
 
     yield start
