@@ -32,6 +32,7 @@ from dynamo_ecs.planes.infra_settings import ETCD_HISTORY_SETTINGS
 
 pytestmark = pytest.mark.xdist_group("real_dynamo")  # fixed loopback addresses: one tier at a time
 
+ROOT = Path(__file__).resolve().parents[3]
 SHORT_RETENTION = "5s"
 SMALL_QUOTA = 1_000_000  # bytes; a fresh member's database is 20-32 kB
 FILL_VALUE = b"x" * 100_000
@@ -138,6 +139,14 @@ def seconds(duration: str) -> float:
     return sum(float(n) * units[u] for n, u in parts)
 
 
+def documented_way_out() -> str:
+    """The shell block of docs/infra-tier.md's way out (the only ``sh`` block of its section)."""
+    text = (ROOT / "docs" / "infra-tier.md").read_text()
+    section = text.split("## History and quota", 1)[1].split("\n## ", 1)[0]
+    [block] = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+    return str(block)
+
+
 def started_with(tier: LocalTier, index: int) -> dict[str, Any]:
     """The settings member ``index``'s etcd says it started with (its first log line)."""
     log = tier.members[index].task.containers["etcd"].log_path.read_text()
@@ -234,21 +243,32 @@ def test_a_tier_at_its_quota_takes_writes_again_after_the_documented_way_out_as_
     # and the operator's identity cannot defragment (its role has no permission at all)
     denied = etcdctl(operator, urls[0], "defrag")
     assert denied.returncode != 0 and "permission denied" in denied.stderr, denied
-    # When root runs the way out (docs/infra-tier.md, "History and quota"):
-    # 1. compact to the current revision (the history the retention would keep for 10 minutes)
-    revision = status(root, urls[0])["header"]["revision"]
-    compact = etcdctl(root, urls[0], "compact", str(revision))
-    assert compact.returncode == 0, compact.stderr
-    # 2. defragment each member in turn, the leader last (a defragmenting member serves nothing)
+    # When root runs the way out: the documented block itself, with root's files, the members'
+    # URLs and which one leads (docs/infra-tier.md, "History and quota")
     leader = next(
         url for url in urls if status(root, url)["leader"] == status(root, url)["header"]["member_id"]
     )
-    for url in [u for u in urls if u != leader] + [leader]:
-        defrag = etcdctl(root, url, "defrag")
-        assert defrag.returncode == 0, defrag.stderr
-    # 3. disarm the alarm
-    disarm = etcdctl(root, urls[0], "alarm", "disarm")
-    assert disarm.returncode == 0, disarm.stderr
+    followers = [url for url in urls if url != leader]
+    for name, field in (("ca.pem", "ca_bundle"), ("root.pem", "client_cert"), ("root-key.pem", "client_key")):
+        (root.directory / name).write_text((root.directory / f"{field}.pem").read_text())
+    run = subprocess.run(
+        ["sh", "-ec", documented_way_out()],
+        cwd=root.directory,
+        env={
+            "PATH": f"{Path(find_binary('etcdctl')).parent}:/usr/bin:/bin",
+            **{f"E{k}": url for k, url in enumerate(urls)},
+            "FOLLOWER_A": followers[0],
+            "FOLLOWER_B": followers[1],
+            "LEADER": leader,
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("Finished defragmenting etcd member") == 3, run.stdout
+    assert "Authentication Status: true" in run.stdout, run.stdout
     # Then no alarm is left, every database is smaller, and writes are accepted at every member
     assert etcdctl(root, urls[0], "alarm", "list").stdout.strip() == ""
     after = {url: status(root, url)["dbSize"] for url in urls}
