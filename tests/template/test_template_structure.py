@@ -1062,3 +1062,105 @@ def test_the_nats_container_reads_dynamos_settings_from_a_config_file_written_be
     script = writer["Command"][0]
     for setting in ("max_payload: 15728640", "http_port: 8222", "jetstream {}"):
         assert setting in script
+
+
+def _member_join_environment(member: int) -> dict[str, str]:
+    """Member ``member``'s etcd-join environment as a deployment named ``dynamo`` gets it."""
+    containers = {
+        c["Name"]: c
+        for c in resource(f"InfraMember{member}TaskDefinition")["Properties"]["ContainerDefinitions"]
+    }
+    environment = {}
+    for variable in containers["etcd-join"]["Environment"]:
+        value = variable["Value"]
+        if isinstance(value, dict):
+            value = value["Fn::Sub"].replace("${DeploymentName}", "dynamo")
+        environment[variable["Name"]] = str(value)
+    return environment
+
+
+def _written_member_config(member: int, tmp_path: Path, **overrides: str) -> tuple[int, str, dict[str, Any]]:
+    """Run member ``member``'s own etcd-join script with no other member answering (the tier's
+    creation): its exit code, its output and the etcd config file it wrote (empty if none)."""
+    import os
+    import subprocess
+
+    from samtranslator.yaml_helper import yaml_parse
+
+    containers = {
+        c["Name"]: c
+        for c in resource(f"InfraMember{member}TaskDefinition")["Properties"]["ContainerDefinitions"]
+    }
+    conf = tmp_path / f"etcd-{member}.yml"
+    script = containers["etcd-join"]["Command"][0]
+    assert "conf=/etc/etcd/etcd.yml" in script
+    script = script.replace("conf=/etc/etcd/etcd.yml", f"conf={conf}")
+    environment = {**_member_join_environment(member), "JOIN_VIA": "", **overrides}
+    done = subprocess.run(
+        ["sh", "-c", script],
+        env={"PATH": os.environ["PATH"], **environment},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    written: dict[str, Any] = yaml_parse(conf.read_text()) if conf.exists() else {}
+    return done.returncode, done.stdout + done.stderr, written
+
+
+def test_every_etcd_config_compacts_its_history_and_states_its_quota(tmp_path: Path) -> None:
+    from dynamo_ecs.planes.infra_settings import ETCD_HISTORY_SETTINGS
+
+    # The single task's etcd reads its environment (no config file)
+    [etcd] = [
+        c
+        for c in resource("InfraTaskDefinition")["Properties"]["ContainerDefinitions"]
+        if c["Name"] == "etcd"
+    ]
+    assert etcd["Command"] == ["/usr/local/bin/etcd"]
+    environment = {v["Name"]: v["Value"] for v in etcd["Environment"]}
+    assert {k: environment.get(k) for k in ETCD_HISTORY_SETTINGS} == ETCD_HISTORY_SETTINGS
+    # and so does the spec the local worlds run (it must stay the template's task)
+    [spec_etcd] = [c for c in load_default_spec("infra")["containerDefinitions"] if c["name"] == "etcd"]
+    spec_environment = {v["name"]: v["value"] for v in spec_etcd["environment"]}
+    assert {k: spec_environment.get(k) for k in ETCD_HISTORY_SETTINGS} == ETCD_HISTORY_SETTINGS
+    # A member's etcd reads only its config file (--config-file ignores the environment): the
+    # file its own etcd-join script writes holds the settings, as the types etcd reads
+    for member in range(3):
+        containers = {
+            c["Name"]: c
+            for c in resource(f"InfraMember{member}TaskDefinition")["Properties"]["ContainerDefinitions"]
+        }
+        assert containers["etcd"]["Command"] == ["/usr/local/bin/etcd", "--config-file", "/etc/etcd/etcd.yml"]
+        code, output, written = _written_member_config(member, tmp_path)
+        assert code == 0, output
+        assert written["auto-compaction-mode"] == ETCD_HISTORY_SETTINGS["ETCD_AUTO_COMPACTION_MODE"]
+        assert written["auto-compaction-retention"] == ETCD_HISTORY_SETTINGS["ETCD_AUTO_COMPACTION_RETENTION"]
+        assert written["quota-backend-bytes"] == int(ETCD_HISTORY_SETTINGS["ETCD_QUOTA_BACKEND_BYTES"])
+        assert (written["name"], written["initial-cluster-state"]) == (f"infra-{member}", "new")
+
+
+def test_a_quota_that_is_not_a_number_stops_etcd_join_before_it_writes_anything(tmp_path: Path) -> None:
+    code, output, written = _written_member_config(0, tmp_path, ETCD_QUOTA_BACKEND_BYTES="2GiB")
+    assert code == 1
+    assert "ETCD_QUOTA_BACKEND_BYTES must be a whole number of bytes, not '2GiB'" in output
+    assert written == {}
+
+
+def test_the_etcd_quota_alarm_alerts_at_80_percent_of_the_quota_with_the_three_member_tier() -> None:
+    alarm = resource("EtcdQuotaAlarm")
+    props = alarm["Properties"]
+    assert alarm["Condition"] == "InfraThreeMembers"  # the collector reads etcd only there
+    assert props["AlarmName"] == {"Fn::Sub": "${DeploymentName}-etcd-quota"}
+    assert (props["Namespace"], props["MetricName"]) == ("DynamoEcs", metric_names.ETCD_DATABASE_QUOTA_USED)
+    assert props["Dimensions"] == [
+        {"Name": metric_names.DIMENSION_DEPLOYMENT, "Value": {"Ref": "DeploymentName"}},
+        {"Name": metric_names.DIMENSION_SERVICE, "Value": metric_names.SERVICE_INFRA},
+    ]
+    # before NOSPACE (100 %), with room for the way out: the largest member's share, per minute
+    assert (props["ComparisonOperator"], props["Threshold"]) == ("GreaterThanOrEqualToThreshold", 80)
+    assert (props["Statistic"], props["Period"]) == ("Maximum", 60)
+    assert (props["EvaluationPeriods"], props["DatapointsToAlarm"]) == (3, 2)
+    # no member answering /metrics publishes nothing: a collector outage keeps the state
+    assert props["TreatMissingData"] == "ignore"
+    assert props["AlarmActions"] == [{"Ref": "AlertTopic"}] == props["OKActions"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import time
+import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +123,63 @@ def test_the_default_infra_spec_runs_what_the_template_runs(deployed: DeployedSt
     assert [v["name"] for v in spec["volumes"]] == [v["name"] for v in stored["volumes"]]
     template_images = {repository_name(c["image"]): c["image"] for c in stored["containerDefinitions"]}
     assert {repository_name(c["image"]): c["image"] for c in spec["containerDefinitions"]} == template_images
+
+
+def test_the_single_tasks_etcd_compacts_the_history_older_than_its_retention(
+    deployed: DeployedStack, tmp_path: Path
+) -> None:
+    # Given the infra task with a 5-s retention: the template keeps 10 minutes, which a test
+    # cannot wait for; the one value changed, in the etcd environment the template sets it in
+    ecs = aws.client("ecs")
+    stored = ecs.describe_task_definition(
+        taskDefinition=placeable_infra_definition(deployed.full, deployed.outputs)
+    )["taskDefinition"]
+    containers = copy.deepcopy(stored["containerDefinitions"])
+    etcd = next(c for c in containers if c["name"] == "etcd")
+    environment = {e["name"]: e["value"] for e in etcd["environment"]}
+    assert environment["ETCD_AUTO_COMPACTION_MODE"] == "periodic"
+    assert environment["ETCD_AUTO_COMPACTION_RETENTION"] == "10m"
+    etcd["environment"] = [
+        {**e, "value": "5s"} if e["name"] == "ETCD_AUTO_COMPACTION_RETENTION" else e
+        for e in etcd["environment"]
+    ]
+    shortened = ecs.register_task_definition(
+        family=stored["family"],
+        networkMode=stored["networkMode"],
+        requiresCompatibilities=stored["requiresCompatibilities"],
+        cpu=stored["cpu"],
+        memory=stored["memory"],
+        containerDefinitions=containers,
+        volumes=stored.get("volumes") or [],
+    )["taskDefinition"]["taskDefinitionArn"]
+    task_arn = run_infra_task(deployed, shortened)
+    with running_infra(ecs, deployed.outputs["InfraClusterName"], task_arn, tmp_path) as infra:
+        # When one key is written five times
+        revisions = [
+            json.loads(
+                http_post_json(
+                    f"{infra.etcd_url}/v3/kv/put", {"key": _b64("v1/probe"), "value": _b64(f"v{n}")}
+                )
+            )["header"]["revision"]
+            for n in range(5)
+        ]
+        written_at = time.monotonic()
+
+        def first_revision() -> str:
+            body = {"key": _b64("v1/probe"), "revision": revisions[0]}
+            try:
+                answer = json.loads(http_post_json(f"{infra.etcd_url}/v3/kv/range", body, timeout=3))
+            except urllib.error.HTTPError as error:
+                return str(error.read().decode())
+            return base64.b64decode(answer["kvs"][0]["value"]).decode()
+
+        # Then the first revision is there at first, and compacted once older than the retention
+        assert first_revision() == "v0"
+        while "compacted" not in first_revision() and time.monotonic() < written_at + 30:
+            time.sleep(0.5)
+        elapsed = time.monotonic() - written_at
+        assert "required revision has been compacted" in first_revision()
+        assert 4 <= elapsed < 30
+        # and the live value is untouched
+        answer = json.loads(http_post_json(f"{infra.etcd_url}/v3/kv/range", {"key": _b64("v1/probe")}))
+        assert base64.b64decode(answer["kvs"][0]["value"]) == b"v4"

@@ -233,7 +233,20 @@ def etcd_auth_script(
     return "set -e; " + "; ".join(steps)
 
 
-# The etcd settings etcd-join writes into etcd's config file, from the container's ETCD_* variables.
+# etcd's history and quota, the same in every etcd config of the stack (the single task's
+# environment, the members' config file): docs/infra-tier.md, "History and quota". Periodic
+# compaction keeps 10 minutes of revisions (the only history anything here reads is a watch
+# resuming after a reconnect, bounded by Dynamo's 30-s lease); the quota is etcd's default,
+# stated so that the etcd-quota alarm's percentage has a number behind it.
+ETCD_HISTORY_SETTINGS = {
+    "ETCD_AUTO_COMPACTION_MODE": "periodic",
+    "ETCD_AUTO_COMPACTION_RETENTION": "10m",
+    "ETCD_QUOTA_BACKEND_BYTES": str(2 * 1024**3),
+}
+
+# The etcd settings etcd-join writes into etcd's config file, from the container's ETCD_* variables
+# (as YAML strings). The auto-compaction settings are the members' only way to compact: etcd
+# started with --config-file ignores its environment (docs/infra-tier.md, "History and quota").
 JOIN_CONFIG_KEYS = (
     "NAME",
     "DATA_DIR",
@@ -243,7 +256,11 @@ JOIN_CONFIG_KEYS = (
     "ADVERTISE_CLIENT_URLS",
     "INITIAL_CLUSTER",
     "INITIAL_CLUSTER_TOKEN",
+    "AUTO_COMPACTION_MODE",
+    "AUTO_COMPACTION_RETENTION",
 )
+# The same, for settings etcd reads as integers (a quoted YAML string is refused there).
+JOIN_CONFIG_NUMBER_KEYS = ("QUOTA_BACKEND_BYTES",)
 
 
 def join_script(
@@ -259,15 +276,23 @@ def join_script(
     list is linearizable: it needs the quorum) refuses the join with exit 1. A
     member is *started* when it has client URLs (etcdctl's simple output: id, status, name,
     peer URLs, client URLs, learner); a change etcd refuses is retried four times, 2 s apart,
-    and then exits 1, so etcd never starts unless this member was added.
+    and then exits 1, so etcd never starts unless this member was added. A number setting
+    (`JOIN_CONFIG_NUMBER_KEYS`) that is not a whole number stops it before it asks anyone.
     """
     ctl = etcdctl_words(directory, etcdctl=etcdctl, endpoint="$url")
     tls = "\\n".join(etcd_tls_config_lines(directory))
     keys = " ".join(JOIN_CONFIG_KEYS)
+    numbers = " ".join(JOIN_CONFIG_NUMBER_KEYS)
     return f"""set -u
 conf={shlex.quote(conf)}
 me=$ETCD_INITIAL_ADVERTISE_PEER_URLS
 say() {{ echo "etcd-join: $*"; }}
+for key in {numbers}; do
+  eval "value=\\${{ETCD_$key}}"
+  case $value in
+    ''|*[!0-9]*) say "ETCD_$key must be a whole number of bytes, not '$value': nothing changed"; exit 1 ;;
+  esac
+done
 ctl() {{ url=$1; shift; {ctl} "$@"; }}
 change() {{
   for attempt in 1 2 3 4; do
@@ -308,6 +333,10 @@ fi
   for key in {keys}; do
     eval "value=\\${{ETCD_$key}}"
     printf "%s: '%s'\\n" "$(echo "$key" | tr 'A-Z_' 'a-z-')" "$value"
+  done
+  for key in {numbers}; do
+    eval "value=\\${{ETCD_$key}}"
+    printf "%s: %s\\n" "$(echo "$key" | tr 'A-Z_' 'a-z-')" "$value"
   done
   echo "initial-cluster-state: '$state'"
   printf '{tls}\\n'
