@@ -1054,6 +1054,29 @@ def test_no_infra_image_is_pulled_anonymously_from_docker_hub() -> None:
         assert "." in registry and registry not in ("docker.io", "registry-1.docker.io"), default
 
 
+# The first release of each line with the fix for GHSA-x35m-3gp4-4fh5 (CVE-2026-44283): before
+# it, an authenticated client reads around its role through PrevKv and attaches leases in a
+# transaction's Put, which the planes' roles (Dynamo to v1/, the operator to nothing) rely on.
+FIRST_PATCHED_ETCD = {(3, 4): 44, (3, 5): 30, (3, 6): 11}
+
+
+def etcd_release(image: str) -> tuple[int, int, int]:
+    match = re.fullmatch(r".*/etcd:v(\d+)\.(\d+)\.(\d+)", image)
+    assert match, f"{image}: the etcd image names no vX.Y.Z release"
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def test_the_default_etcd_image_has_the_role_bypass_fixes() -> None:
+    template_default = load_template()["Parameters"]["EtcdImage"]["Default"]
+    [spec_etcd] = [c for c in load_default_spec("infra")["containerDefinitions"] if c["name"] == "etcd"]
+    assert spec_etcd["image"] == template_default
+    major, minor, patch = etcd_release(template_default)
+    first = FIRST_PATCHED_ETCD.get((major, minor))
+    assert first is not None or (major, minor) > (3, 6), template_default
+    assert first is None or patch >= first, f"{template_default}: take v{major}.{minor}.{first} or later"
+
+
 def test_the_nats_container_reads_dynamos_settings_from_a_config_file_written_before_it() -> None:
     containers = {c["Name"]: c for c in resource("InfraTaskDefinition")["Properties"]["ContainerDefinitions"]}
     nats, writer = containers["nats"], containers["nats-config"]
