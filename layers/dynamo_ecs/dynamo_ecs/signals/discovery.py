@@ -142,6 +142,12 @@ def definition_facts(definition: dict[str, Any]) -> DefinitionFacts:
     )  # bridge: ECS' default for EC2
 
 
+def forget_task_definitions() -> None:
+    """A cold start: every revision is described again (tests, whose moto accounts reuse ARNs)."""
+    with _DEFINITIONS_LOCK:
+        _DEFINITIONS.clear()
+
+
 def _definition_facts(ecs: Any, task_definition_arn: str) -> DefinitionFacts:
     with _DEFINITIONS_LOCK:
         known = _DEFINITIONS.get(task_definition_arn)
