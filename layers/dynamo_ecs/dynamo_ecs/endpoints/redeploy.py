@@ -142,7 +142,8 @@ def worker_port_problems(
     no ``WorkerQueueDepth``, and a target on missing data blocks the service's every scale-in.
     Without such a target a spec may bind what it likes (the collector notes it and reads nothing).
     """
-    if config.service(role).targets.worker_queue_per_replica is None:
+    targets = config.frontend.targets if role == "frontend" else config.prefill.targets
+    if targets.worker_queue_per_replica is None:
         return
     port = config.worker_system_port(role)
     bound = definition_facts(written).system_port
