@@ -310,7 +310,7 @@ def test_workers_that_never_answer_cost_a_round_one_deadline_not_one_per_task(
     # workers accept the connection and never answer (the worst a scrape can meet)
     config = make_config()
     world = build_world(config, region="us-east-1", gpu_instances=4)
-    specs = {
+    specs: dict[str, dict[str, Any]] = {
         role: with_worker_readiness(
             load_default_spec(role),
             config.worker_system_port(role),
@@ -319,7 +319,8 @@ def test_workers_that_never_answer_cost_a_round_one_deadline_not_one_per_task(
         for role in SERVICE_ROLES
     }
     world.create_gpu_services(pasted_ip="10.0.0.9", specs=specs)
-    for index, role in enumerate(("frontend", "frontend", "prefill", "prefill")):
+    roles: tuple[ServiceRole, ...] = ("frontend", "frontend", "prefill", "prefill")
+    for index, role in enumerate(roles):
         world.run_gpu_task(role, instance_index=index)
     frontend, hanging = metrics_server("ok"), metrics_server("hang")
     ips = [instance_ip(world, index) for index in range(4)]
