@@ -3,8 +3,8 @@
 One `ClusterView` per collection serves both the frontend scrapes and the GPU utilization
 lookup. Reading it costs, per collection: ListTasks per service, DescribeTasks,
 DescribeContainerInstances, DescribeInstances (batched by 100) and DescribeTaskDefinition
-once per task definition revision (revisions are immutable, so its network mode and worker port are cached
-for the life of the Lambda container).
+once per task definition revision (revisions are immutable, so what is read of one, its
+network mode and its worker's system port, is cached for the life of the Lambda container).
 
 Scrape address of a frontend task, by the task definition's network mode:
 
@@ -137,9 +137,8 @@ def definition_facts(definition: dict[str, Any]) -> DefinitionFacts:
                 break
         if port is not None:
             break
-    return DefinitionFacts(
-        str(definition.get("networkMode") or "bridge"), port
-    )  # bridge: ECS' default for EC2
+    network_mode = str(definition.get("networkMode") or "bridge")  # ECS' default for EC2
+    return DefinitionFacts(network_mode, port)
 
 
 def forget_task_definitions() -> None:
