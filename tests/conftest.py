@@ -29,6 +29,7 @@ from devtools.services import (
     nats_server,
 )
 from dynamo_ecs import aws
+from dynamo_ecs.signals.discovery import forget_task_definitions
 
 # Before any AWS client exists: every handler's calls are checked against its role.
 iam_check.install()
@@ -104,6 +105,13 @@ def _aws_refuses_in_the_wrong_state() -> Iterator[None]:
     aws_state_rules.install()
     yield
     aws_state_rules.uninstall()
+
+
+@pytest.fixture(autouse=True)
+def _no_task_definition_from_another_test() -> None:
+    """The collector caches what it read of each task definition revision for its container's
+    life (revisions are immutable on AWS); a fresh moto account reuses the same ARNs."""
+    forget_task_definitions()
 
 
 @pytest.fixture(autouse=True)

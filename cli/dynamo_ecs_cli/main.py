@@ -165,10 +165,7 @@ def _print_status(report: dict[str, Any]) -> None:
     tasks = report["infra"]["tasks"]
     if tasks:
         for task in tasks:
-            out.print(
-                f"infra {report['infra']['service']}: task {task['task']} {task['status']} "
-                f"at {task['address']}"
-            )
+            out.print(f"infra {task['service']}: task {task['task']} {task['status']} at {task['address']}")
     else:
         out.print(
             f"infra {report['infra']['service']}: [red]no running task[/] "

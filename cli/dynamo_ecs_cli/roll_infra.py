@@ -25,6 +25,7 @@ from typing import Any
 
 from dynamo_ecs.metric_names import ETCD_MEMBERS_HEALTHY, SERVICE_INFRA
 from dynamo_ecs.signals.publish import metric_stat
+from dynamo_ecs_cli.stack import running_service_tasks
 
 Say = Callable[[str], None]
 # The fewest healthy members in the newest minute begun at or after a time (epoch s); None: no
@@ -112,12 +113,7 @@ class ServiceReader:
         if not described.get("services"):
             return Steadiness(False, f"{name}: no such service in {self.cluster}")
         service = described["services"][0]
-        arns = self.ecs.list_tasks(cluster=self.cluster, serviceName=name, desiredStatus="RUNNING")[
-            "taskArns"
-        ]
-        described_tasks = self.ecs.describe_tasks(cluster=self.cluster, tasks=arns)["tasks"] if arns else []
-        # A service's tasks carry its group (moto's ListTasks ignores serviceName; AWS's filters).
-        tasks = [t for t in described_tasks if t.get("group") == f"service:{name}"]
+        tasks = running_service_tasks(self.ecs, self.cluster, name)
         return steadiness(service, tasks, self._checks_health(service))
 
     def _checks_health(self, service: Mapping[str, Any]) -> bool:

@@ -130,3 +130,21 @@ def require_stack(aws: Aws, name: str) -> Stack:
             "pass --stack NAME (and --region) of a deployed stack"
         )
     return stack
+
+
+def running_service_tasks(ecs: Any, cluster: str, service: str) -> list[dict[str, Any]]:
+    """The described RUNNING tasks of one ECS service of ``cluster``.
+
+    ListTasks' ``serviceName`` filter is not trusted alone (moto ignores it and answers every
+    task of the cluster): a service's tasks carry its group, ``service:<name>``, which AWS sets
+    too, and that decides.
+    """
+    arns: list[str] = []
+    for page in ecs.get_paginator("list_tasks").paginate(
+        cluster=cluster, serviceName=service, desiredStatus="RUNNING"
+    ):
+        arns.extend(page.get("taskArns", []))
+    described: list[dict[str, Any]] = []
+    for start in range(0, len(arns), 100):  # DescribeTasks takes at most 100 tasks
+        described.extend(ecs.describe_tasks(cluster=cluster, tasks=arns[start : start + 100])["tasks"])
+    return [t for t in described if t.get("group") == f"service:{service}"]

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 from dynamo_ecs.diagnostics.record import DiagnosisLog
 from dynamo_ecs.infra import eni_private_ip
 from dynamo_ecs.state import StateStore
-from dynamo_ecs_cli.stack import Aws, Stack
+from dynamo_ecs_cli.stack import Aws, Stack, running_service_tasks
 
 DECISIONS_SHOWN = 5
 
@@ -18,21 +18,17 @@ def infra_status(aws: Aws, stack: Stack) -> dict[str, Any]:
     ecs = aws.client("ecs")
     # One service, or the three members' (InfraMembers 3: the output lists them comma-separated)
     cluster, service = stack.output("InfraClusterName"), stack.output("InfraServiceName")
-    arns = [
-        arn
-        for name in service.split(",")
-        for arn in ecs.list_tasks(cluster=cluster, serviceName=name, desiredStatus="RUNNING")["taskArns"]
-    ]
-    tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else []
     return {
         "service": service,
         "tasks": [
             {
                 "task": t["taskArn"].rsplit("/", 1)[-1],
+                "service": name,
                 "status": t.get("lastStatus"),
                 "address": eni_private_ip(t),
             }
-            for t in tasks
+            for name in service.split(",")
+            for t in running_service_tasks(ecs, cluster, name)
         ],
     }
 

@@ -18,9 +18,12 @@ import pytest
 
 from devtools.services import MotoServer
 from dynamo_ecs import metric_names
-from dynamo_ecs.config import load_config
-from dynamo_ecs.endpoints.gpu_services import parse_properties
+from dynamo_ecs.config import SERVICE_ROLES, load_config
+from dynamo_ecs.endpoints.gpu_services import parse_properties, spec_from_properties
 from dynamo_ecs.planes.infra_settings import WRITER_SECRETS, join_script, writer_script
+from dynamo_ecs.signals.collector import default_collector
+from dynamo_ecs.signals.prometheus_scrape import FrontendSource
+from dynamo_ecs.signals.workers import WorkerSource
 from tests.template.stack import (
     INVOKES_LAMBDA,
     MOTO_CANNOT_CREATE,
@@ -298,9 +301,81 @@ def test_gpu_instances_admit_the_load_balancer_each_other_and_the_collector(crea
     gpu = physical["GpuInstanceSecurityGroup"]
     assert sources == {
         (physical["LoadBalancerSecurityGroup"], 8000, "tcp"),
-        (physical["MetricsCollectorSecurityGroup"], 8000, "tcp"),
+        *((physical["MetricsCollectorSecurityGroup"], port, "tcp") for port in (8000, 9091, 9090)),
         *((gpu, port, "tcp") for port in (8101, 8102, 8103, 5600, 5601, 47000)),
     }
+
+
+def opened_from(group: dict[str, Any], peer: str) -> set[tuple[int, int]]:
+    """The TCP port ranges a created security group admits from the group ``peer``."""
+    return {
+        (permission["FromPort"], permission["ToPort"])
+        for permission in group["IpPermissions"]
+        if permission["IpProtocol"] == "tcp"
+        for pair in permission.get("UserIdGroupPairs", [])
+        if pair["GroupId"] == peer
+    }
+
+
+def template_egress(template: dict[str, Any], group: str, peer: str) -> set[tuple[int, int]]:
+    """The TCP port ranges ``group`` may always send to ``peer`` in a template (logical ids):
+    its inline egress and the unconditional ``AWS::EC2::SecurityGroupEgress`` resources."""
+    resources = template["Resources"]
+    rules = list(resources[group]["Properties"].get("SecurityGroupEgress", []))
+    rules += [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::EC2::SecurityGroupEgress"
+        and "Condition" not in r
+        and r["Properties"]["GroupId"] == {"Ref": group}
+    ]
+    return {
+        (int(r["FromPort"]), int(r["ToPort"]))
+        for r in rules
+        if r["IpProtocol"] == "tcp" and r.get("DestinationSecurityGroupId") == {"Ref": peer}
+    }
+
+
+def test_every_port_the_collector_reads_on_the_gpu_instances_is_opened_to_it_both_ways(
+    created: CreatedStack,
+) -> None:
+    # Given the collector's and the bootstrap function's configurations as CloudFormation set
+    # their environments, and the GPU specs the bootstrap builds from the stack's properties
+    def config_of(function: str) -> Any:
+        variables = created.functions[function]["Environment"]["Variables"]
+        return load_config({k: str(v) for k, v in variables.items()})
+
+    properties = {
+        key.removeprefix("Prop"): value for key, value in created.outputs.items() if key.startswith("Prop")
+    }
+    bootstrap = config_of("BootstrapFunction")
+    specs = {
+        role: spec_from_properties(role, parse_properties(properties), bootstrap) for role in SERVICE_ROLES
+    }
+    bound = {
+        role: int(variable["value"])
+        for role, spec in specs.items()
+        for container in spec["containerDefinitions"]
+        for variable in container.get("environment", [])
+        if variable["name"] == "DYN_SYSTEM_PORT"
+    }
+    assert set(bound) == set(SERVICE_ROLES)  # every worker serves its system port (its container check)
+    # When the collector is built as its handler builds it
+    sources = default_collector(config_of("MetricsCollectorFunction")).sources
+    workers = {s.role: s.port for s in sources if isinstance(s, WorkerSource)}
+    read = {s.metrics_port for s in sources if isinstance(s, FrontendSource)} | set(workers.values())
+    # Then it reads each worker's /metrics on the port that worker's spec binds
+    assert workers == bound
+    # and the GPU instances admit every port it reads from its group, which may send to them,
+    # and nothing more (AWS drops the rest: a scrape there waits out its whole deadline)
+    # (moto's CloudFormation creates ingress rules but ignores egress ones, leaving its default
+    # all-traffic rule: the egress is read from the transformed template)
+    admitted = opened_from(
+        created.security_groups["GpuInstanceSecurityGroup"], created.physical["MetricsCollectorSecurityGroup"]
+    )
+    sent = template_egress(created.extra["full"], "MetricsCollectorSecurityGroup", "GpuInstanceSecurityGroup")
+    for ranges in (admitted, sent):
+        assert {port for first, last in ranges for port in range(first, last + 1)} == read, ranges
 
 
 def test_three_infra_members_run_etcd_and_nats_with_jetstream_and_its_monitor(created: CreatedStack) -> None:

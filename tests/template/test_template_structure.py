@@ -349,6 +349,8 @@ def test_gpu_instances_admit_only_the_load_balancer_each_other_and_the_collector
     assert admitted == {
         ("LoadBalancerSecurityGroup", 8000, 8000),
         ("MetricsCollectorSecurityGroup", 8000, 8000),
+        ("MetricsCollectorSecurityGroup", 9091, 9091),  # decode worker's system port (/metrics)
+        ("MetricsCollectorSecurityGroup", 9090, 9090),  # prefill worker's system port
         ("GpuInstanceSecurityGroup", 8101, 8101),  # frontend's response stream
         ("GpuInstanceSecurityGroup", 8102, 8102),  # decode worker's request plane
         ("GpuInstanceSecurityGroup", 8103, 8103),  # prefill worker's request plane
@@ -391,7 +393,7 @@ def test_load_balancer_admits_only_the_allowed_cidr_and_reaches_only_the_fronten
     )
 
 
-def test_metrics_collector_reaches_the_nats_monitor_the_frontends_and_https_only() -> None:
+def test_metrics_collector_reaches_the_nats_monitor_the_frontends_the_workers_and_https_only() -> None:
     egress = {
         (ref(r.get("DestinationSecurityGroupId")) or r.get("CidrIp"), r["FromPort"])
         for r in egress_rules("MetricsCollectorSecurityGroup")
@@ -400,6 +402,8 @@ def test_metrics_collector_reaches_the_nats_monitor_the_frontends_and_https_only
         ("InfraSecurityGroup", 8222),
         ("InfraSecurityGroup", 2379),  # etcd's /health and /metrics, the planes on
         ("GpuInstanceSecurityGroup", 8000),
+        ("GpuInstanceSecurityGroup", 9091),  # the workers' system ports (/metrics)
+        ("GpuInstanceSecurityGroup", 9090),
         ("0.0.0.0/0", 443),
     }
     # the etcd rules both ways exist only with the three-member tier (the planes on)

@@ -109,19 +109,26 @@ def test_env_name_maps_fields_to_variables() -> None:
 
 
 def test_a_target_whose_metric_would_never_be_published_is_refused() -> None:
-    # Missing data blocks every scale-in: a lag target without streams, a worker queue target
-    # without the workers' system port would hold the counts up for good
+    # Missing data blocks every scale-in: a lag target without streams would hold the counts up for good
     with pytest.raises(ConfigError, match="DYNAMO_ECS_SIGNALS__JETSTREAM_STREAMS"):
         load_config({"DYNAMO_ECS_PREFILL__TARGETS__JETSTREAM_LAG_PER_REPLICA": "10"})
-    with pytest.raises(ConfigError, match="DYNAMO_ECS_PREFILL__SYSTEM_PORT"):
-        load_config({"DYNAMO_ECS_PREFILL__TARGETS__WORKER_QUEUE_PER_REPLICA": "4"})
+    # A worker queue target needs no setting: the workers' queue is read on the system port the
+    # stack's specs bind (the role's default, or <role>.system_port)
+    config = load_config({"DYNAMO_ECS_PREFILL__TARGETS__WORKER_QUEUE_PER_REPLICA": "4"})
+    assert (config.worker_system_port("prefill"), config.prefill.targets.worker_queue_per_replica) == (
+        9090,
+        4,
+    )
     config = load_config(
         {
             "DYNAMO_ECS_PREFILL__TARGETS__WORKER_QUEUE_PER_REPLICA": "4",
-            "DYNAMO_ECS_PREFILL__SYSTEM_PORT": "9090",
+            "DYNAMO_ECS_PREFILL__SYSTEM_PORT": "9345",
         }
     )
-    assert (config.prefill.system_port, config.prefill.targets.worker_queue_per_replica) == (9090, 4)
+    assert (config.worker_system_port("prefill"), config.prefill.targets.worker_queue_per_replica) == (
+        9345,
+        4,
+    )
 
 
 def test_the_two_workers_system_ports_must_differ() -> None:

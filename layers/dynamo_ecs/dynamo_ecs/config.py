@@ -26,7 +26,9 @@ ROLE_ARN_PATTERN = r"^arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
 ServiceRole = Literal["frontend", "prefill"]
 SERVICE_ROLES: tuple[ServiceRole, ...] = ("frontend", "prefill")
 # The workers' DYN_SYSTEM_PORT in the stack's GPU specs unless <role>.system_port names another
-# (endpoints/gpu_services.py); two ports, so a frontend task and a prefill task can share an instance.
+# (endpoints/gpu_services.py), and the ports the collector reads their /metrics on; template.yaml
+# opens these two to the collector (GpuFromCollector*WorkerMetrics). Two ports, so a frontend task
+# and a prefill task can share an instance.
 DEFAULT_WORKER_SYSTEM_PORTS: dict[ServiceRole, int] = {"frontend": 9091, "prefill": 9090}
 _DNS_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+")
 
@@ -173,8 +175,10 @@ class GpuServiceConfig(StrictModel):
     max: int = Field(4, ge=0)
     gpus_per_task: int = Field(1, ge=1)
     metrics_port: int = Field(8000, ge=1, le=65535)
-    # The workers' system port (DYN_SYSTEM_PORT) whose /metrics the collector reads; None:
-    # not read. Dynamo 1.6.1 parses DYN_SYSTEM_PORT as a signed 16-bit integer: at most 32767.
+    # The workers' system port (DYN_SYSTEM_PORT): the stack's GPU specs bind it (their container
+    # checks) and the collector reads the workers' /metrics on it. None: the role's default
+    # (DEFAULT_WORKER_SYSTEM_PORTS), the one template.yaml opens to the collector; another port
+    # needs its own rule there. Dynamo 1.6.1 parses DYN_SYSTEM_PORT as a signed 16-bit integer.
     system_port: int | None = Field(None, ge=1, le=32767)
     # Requests/s one task serves within the SLA (``dynamo-ecs profile``, or measured on your
     # GPUs): turns on the predictive floor for this service (scaling/forecast.py).
@@ -396,17 +400,6 @@ class DeploymentConfig(StrictModel):
                 f"it; set {env_name('frontend', 'system_port')} and {env_name('prefill', 'system_port')} "
                 "to two ports"
             )
-        worker_targets: dict[ServiceRole, float | None] = {
-            "frontend": self.frontend.targets.worker_queue_per_replica,
-            "prefill": self.prefill.targets.worker_queue_per_replica,
-        }
-        for role, worker_target in worker_targets.items():
-            if worker_target is not None and self.service(role).system_port is None:
-                target_variable = env_name(role, "targets", "worker_queue_per_replica")
-                problems.append(
-                    f"{role}.targets.worker_queue_per_replica needs the workers' system port: set "
-                    f"{env_name(role, 'system_port')} or {target_variable}=null"
-                )
         itl = self.frontend.targets
         if itl.itl_floor_ms is not None and itl.itl_ms is not None and itl.itl_floor_ms >= itl.itl_ms:
             problems.append(

@@ -98,3 +98,48 @@ def test_a_service_short_of_its_count_is_not_healthy(deployed: Deployed) -> None
 def test_status_of_a_stack_that_does_not_exist_is_an_aws_error(state_table: str) -> None:
     done = run_cli(["status", "--stack", "nope"])
     assert done.returncode == 3 and "stack 'nope' does not exist" in done.stderr
+
+
+def test_status_lists_each_infra_members_own_task_and_no_other(aws_env: Any) -> None:
+    # Given the three-member tier while the single task's service still runs its task (as
+    # after InfraMembers changed from 1 to 3), all in one cluster: moto's ListTasks ignores
+    # serviceName and answers every task of the cluster for each service
+    from devtools.ecs_world import build_world
+    from dynamo_ecs import aws
+    from dynamo_ecs_cli.stack import Aws, require_stack
+    from dynamo_ecs_cli.status import infra_status
+    from tests.integration.cli.conftest import REGION, stand_in_stack
+
+    world = build_world(CONFIG, region=REGION)
+    ecs = aws.client("ecs")
+    members = [f"{CONFIG.infra.service}-{k}" for k in range(3)]
+    started = {}
+    for name in [CONFIG.infra.service, *members]:
+        ecs.create_service(
+            cluster=CONFIG.infra.cluster,
+            serviceName=name,
+            taskDefinition=world.infra_task_definition,
+            desiredCount=1,
+            launchType="FARGATE",
+            networkConfiguration=world._awsvpc(),
+        )
+        started[name] = ecs.run_task(
+            cluster=CONFIG.infra.cluster,
+            taskDefinition=world.infra_task_definition,
+            launchType="FARGATE",
+            group=f"service:{name}",
+            startedBy=f"ecs-svc/{name}",
+            networkConfiguration=world._awsvpc(),
+        )["tasks"][0]["taskArn"].rsplit("/", 1)[-1]
+    stand_in_stack(
+        "dynamo",
+        {"InfraClusterName": CONFIG.infra.cluster, "InfraServiceName": ",".join(members)},
+        {"DeploymentName": CONFIG.deployment},
+    )
+    # When status reads the infra tier
+    client = Aws(region=REGION)
+    report = infra_status(client, require_stack(client, "dynamo"))
+    # Then each member shows its own task, once, and the old service's task is not among them
+    assert [t["task"] for t in report["tasks"]] == [started[name] for name in members]
+    assert [t["service"] for t in report["tasks"]] == members
+    assert all(t["status"] == "RUNNING" and t["address"] for t in report["tasks"])

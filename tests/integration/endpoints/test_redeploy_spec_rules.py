@@ -108,3 +108,43 @@ def test_a_spec_with_the_stacks_family_or_none_is_registered_in_that_family(
     result = redeploy.lambda_handler({"services": ["prefill"], "spec": {"prefill": spec}}, LambdaContext())
     assert result["status"] == "applied", result
     assert running_family("prefill") == CONFIG.prefill.family
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["for real", "dry run"])
+def test_with_a_worker_queue_target_a_spec_whose_worker_serves_no_metrics_there_is_refused(
+    world: EcsWorld, monkeypatch: pytest.MonkeyPatch, dry_run: bool
+) -> None:
+    # Given prefill scaled on its workers' own queue, which the collector reads on 9090
+    monkeypatch.setenv("DYNAMO_ECS_PREFILL__TARGETS__WORKER_QUEUE_PER_REPLICA", "4")
+    redeploy = load_handler_module("redeploy", fresh=True)
+    before = running_family_revision("prefill")
+    # When a user's prefill file without DYN_SYSTEM_PORT, then one binding another port, is sent
+    for environment, says in (([], "sets no DYN_SYSTEM_PORT"), ([("DYN_SYSTEM_PORT", "9345")], "=9345")):
+        spec = users_file("prefill")
+        spec["containerDefinitions"][0]["environment"] += [{"name": n, "value": v} for n, v in environment]
+        with recording() as calls:
+            result = redeploy.lambda_handler({"spec": {"prefill": spec}, "dry_run": dry_run}, LambdaContext())
+        # Then it is refused naming the target, the port and both fixes, and nothing was written
+        # (without it no WorkerQueueDepth: missing data would block every scale-in of prefill)
+        assert result["status"] == "refused", result
+        error = result["error"]
+        assert "spec.prefill.containerDefinitions" in error and says in error, error
+        assert (
+            '"value": "9090"' in error
+            and "DYNAMO_ECS_PREFILL__TARGETS__WORKER_QUEUE_PER_REPLICA=null" in error
+        )
+        assert calls.writes == []
+        assert running_family_revision("prefill") == before
+    # And the same file with the port the collector reads is applied
+    spec = users_file("prefill")
+    spec["containerDefinitions"][0]["environment"].append({"name": "DYN_SYSTEM_PORT", "value": "9090"})
+    result = redeploy.lambda_handler({"spec": {"prefill": spec}, "dry_run": dry_run}, LambdaContext())
+    assert result["status"] == ("dry_run" if dry_run else "applied"), result
+
+
+def running_family_revision(role: ServiceRole) -> str:
+    ecs = aws.client("ecs")
+    [service] = ecs.describe_services(cluster=CONFIG.gpu_cluster, services=[CONFIG.service(role).service])[
+        "services"
+    ]
+    return str(service["taskDefinition"])

@@ -4,9 +4,9 @@ Each GPU instance has its own loopback address (127.32.1.x with ``LOCAL_ECS_VPC_
 the tasks run in host network mode, as on EC2. The default specs, with the container checks
 the stack adds (`with_worker_readiness`), serve a disaggregated request across the two; a
 prefill worker told to advertise an address its host does not have never serves; and every
-socket the Dynamo processes listen on is one template.yaml opens to some source, but for the
-workers' system ports, which only the container checks inside each task call, so a new
-listener without a security group rule fails here.
+socket the Dynamo processes listen on is one template.yaml opens to some source (the workers'
+system ports to the metrics collector alone, which reads each worker's own queue there, found
+as on AWS through ECS and EC2), so a new listener without a security group rule fails here.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from devtools import netguard
 from devtools.local_ecs import addresses
 from devtools.local_ecs.client import chat, first_success, get
 from devtools.local_ecs.deployment import MODEL, LocalDeployment, local_deployment
@@ -25,9 +26,14 @@ from devtools.local_ecs.runner import GpuTask
 from devtools.local_ecs.sockets import Listener, listening_sockets
 from devtools.services import MotoServer
 from devtools.template import ingress_rules
-from dynamo_ecs.config import DEFAULT_WORKER_SYSTEM_PORTS, SERVICE_ROLES
+from dynamo_ecs import aws
+from dynamo_ecs import metric_names as names
+from dynamo_ecs.config import DEFAULT_WORKER_SYSTEM_PORTS, SERVICE_ROLES, DeploymentConfig
 from dynamo_ecs.cross_host import ports_of
 from dynamo_ecs.endpoints.gpu_services import FRONTEND_PORT, with_worker_readiness
+from dynamo_ecs.signals.base import RoundContext
+from dynamo_ecs.signals.discovery import read_cluster
+from dynamo_ecs.signals.workers import WorkerSource
 from dynamo_ecs.specs import load_default_spec
 
 pytestmark = pytest.mark.xdist_group("real_dynamo")  # one real deployment at a time
@@ -112,11 +118,11 @@ def test_the_default_specs_serve_across_two_hosts_on_the_ports_the_template_open
             for listener in listeners:
                 if listener.address == HOST_LOCAL:
                     continue
-                if listener.port == DEFAULT_WORKER_SYSTEM_PORTS[task.role]:  # type: ignore[index]
-                    # its container check's, run inside the task: opened to nothing on purpose
-                    assert not sources_reaching(listener.port, opened), listener
-                    continue
                 assert listener.address == task.address, (task.role, listener)
+                if listener.port == DEFAULT_WORKER_SYSTEM_PORTS[task.role]:  # type: ignore[index]
+                    # its container check's (inside the task) and the collector's: opened to it alone
+                    assert sources_reaching(listener.port, opened) == {"MetricsCollectorSecurityGroup"}
+                    continue
                 assert sources_reaching(listener.port, opened), (
                     f"{task.role} listens on {listener.port}, which template.yaml opens to nothing"
                 )
@@ -129,6 +135,22 @@ def test_the_default_specs_serve_across_two_hosts_on_the_ports_the_template_open
         )
         for port in prefill_ports:  # only other GPU hosts ever call a prefill worker
             assert sources_reaching(port, opened) == {"GpuInstanceSecurityGroup"}, port
+
+        # And the collector, configured as the stack configures it (no port set), finds both
+        # workers through ECS and EC2 and reads their own queues on the ports their specs bind
+        config = DeploymentConfig()
+        netguard.mirror_private_to_loopback()  # 10.a.b.c is where the local ECS runs that host
+        try:
+            cluster = read_cluster(config, aws.client("ecs"), aws.client("ec2"))
+            context = RoundContext(now=time.time(), cluster=cluster)
+            readings = {role: WorkerSource(config, role).read(context, None) for role in SERVICE_ROLES}
+        finally:
+            netguard.mirror_private_to_loopback(False)
+        for role, reading in readings.items():
+            assert (reading.targets, reading.errors) == (1, 0), (role, reading.notes)
+            published = {d.metric: d.value for d in reading.data}
+            # served and idle now: nothing waits in either worker, nothing is in flight
+            assert published == {names.WORKER_QUEUE_DEPTH: 0, names.WORKER_ACTIVE_REQUESTS: 0}, role
 
 
 def test_a_prefill_worker_advertising_an_address_its_host_lacks_never_serves(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from typing import Any
 import nats as nats_client
 import pytest
 
+from devtools import netguard
 from devtools.dynamo_frontend import Behaviour, FrontendMetrics, MetricsServer
 from devtools.ecs_world import EcsWorld, build_world
 from devtools.handlers import load_handler_module
@@ -20,7 +22,8 @@ from devtools.services import MotoServer, NatsServer
 from devtools.sim_clock import SimClock
 from dynamo_ecs import aws
 from dynamo_ecs import metric_names as names
-from dynamo_ecs.config import DeploymentConfig, ServiceRole
+from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
+from dynamo_ecs.endpoints.gpu_services import FRONTEND_PORT, with_worker_readiness
 from dynamo_ecs.signals.base import RoundContext, SignalSource, SourceReading
 from dynamo_ecs.signals.collector import STATE_RECORD, Collector
 from dynamo_ecs.signals.discovery import ScrapeTarget, read_cluster
@@ -29,6 +32,7 @@ from dynamo_ecs.signals.jetstream import JetStreamSource
 from dynamo_ecs.signals.nats_core import NatsCoreSource
 from dynamo_ecs.signals.prometheus_scrape import FrontendSource
 from dynamo_ecs.signals.workers import WorkerSource
+from dynamo_ecs.specs import load_default_spec
 from dynamo_ecs.state import StateStore
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -276,15 +280,77 @@ def test_handler_on_the_schedule_event_never_raises_on_bad_targets(
     event = json.loads((ROOT / "events" / "metrics_collector_schedule.json").read_text())
     # When the schedule fires
     summary = handler.lambda_handler(event, None)
-    # Then the run completes and says what could not be read
+    # Then the run completes and says what could not be read (the example task definition sets
+    # no DYN_SYSTEM_PORT: its worker is not scraped, which is no error)
     round_ = summary["rounds"][0]
     assert round_["status"] == "published"
-    assert round_["scrape_errors"] == {"frontend": 1}  # no JetStream stream named: NATS is not read
+    assert round_["targets"] == {"frontend": 1, "prefill": 0}
+    assert round_["scrape_errors"] == {
+        "frontend": 1,
+        "prefill": 0,
+    }  # no JetStream stream named: NATS is not read
     now = datetime.now(UTC).timestamp()
     assert read_back(names.SCRAPE_ERRORS, "frontend", "Count", now) == [1.0]
     # And an event that is not a schedule event is ignored, not retried
     ignored = handler.lambda_handler({"detail-type": "Object Created"}, None)
     assert ignored["status"] == "ignored" and "detail-type" in ignored["reason"]
+
+
+def instance_ip(ecs_world: EcsWorld, index: int) -> str:
+    instance_id = ecs_world.gpu_instances[index]["ec2InstanceId"]
+    [reservation] = aws.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
+    return str(reservation["Instances"][0]["PrivateIpAddress"])
+
+
+def test_workers_that_never_answer_cost_a_round_one_deadline_not_one_per_task(
+    state_table: str, aws_env: MotoServer, monkeypatch: pytest.MonkeyPatch, metrics_server: StartServer
+) -> None:
+    # Given the stack's GPU specs (each worker binds its system port for its container check),
+    # two frontend and two prefill tasks on four instances, whose frontends answer and whose
+    # workers accept the connection and never answer (the worst a scrape can meet)
+    config = make_config()
+    world = build_world(config, region="us-east-1", gpu_instances=4)
+    specs: dict[str, dict[str, Any]] = {
+        role: with_worker_readiness(
+            load_default_spec(role),
+            config.worker_system_port(role),
+            FRONTEND_PORT if role == "frontend" else None,
+        )
+        for role in SERVICE_ROLES
+    }
+    world.create_gpu_services(pasted_ip="10.0.0.9", specs=specs)
+    roles: tuple[ServiceRole, ...] = ("frontend", "frontend", "prefill", "prefill")
+    for index, role in enumerate(roles):
+        world.run_gpu_task(role, instance_index=index)
+    frontend, hanging = metrics_server("ok"), metrics_server("hang")
+    ips = [instance_ip(world, index) for index in range(4)]
+    for ip in ips:
+        netguard.redirect(ip, config.frontend.metrics_port, frontend.port)
+        for role in SERVICE_ROLES:
+            netguard.redirect(ip, config.worker_system_port(role), hanging.port)
+    timeout_s = 2.0
+    monkeypatch.setenv("DYNAMO_ECS_STATE_TABLE", config.state_table)
+    monkeypatch.setenv("DYNAMO_ECS_SIGNALS__SCRAPE_TIMEOUT_S", str(timeout_s))
+    handler = load_handler_module("metrics_collector", fresh=True)
+    event = json.loads((ROOT / "events" / "metrics_collector_schedule.json").read_text())
+    try:
+        # When the schedule fires
+        started = time.monotonic()
+        summary = handler.lambda_handler(event, None)
+        elapsed = time.monotonic() - started
+    finally:
+        for ip in ips:
+            netguard.clear_redirects(ip)
+    # Then every worker was a target, on its spec's port, and each one is a scrape error
+    round_ = summary["rounds"][0]
+    assert round_["status"] == "published"
+    assert round_["targets"] == {"frontend": 4, "prefill": 2}  # two frontends and their decode workers
+    assert round_["scrape_errors"] == {"frontend": 2, "prefill": 2}
+    now = datetime.now(UTC).timestamp()
+    assert read_back(names.WORKER_QUEUE_DEPTH, "frontend", "Count", now) == []  # no value, not zero
+    assert read_back(names.SCRAPE_ERRORS, "prefill", "Count", now) == [2.0]
+    # and the four deadlines ran at once: the round took about one, not four
+    assert timeout_s <= elapsed < 2 * timeout_s, elapsed
 
 
 class CapturedText(FrontendMetrics):

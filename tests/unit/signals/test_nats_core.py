@@ -61,7 +61,8 @@ def test_answers_that_are_not_connz_documents_are_refused(body: bytes) -> None:
 
 
 def test_nats_sources_are_built_only_when_asked_for() -> None:
-    assert {s.name for s in default_collector(DeploymentConfig()).sources} == {"frontend", "gpu"}
+    default = {s.name for s in default_collector(DeploymentConfig()).sources}
+    assert default == {"frontend", "gpu", "workers_frontend", "workers_prefill"}
     asked = DeploymentConfig.model_validate(
         {"signals": {"jetstream_streams": ["mine"], "nats_request_plane": True}}
     )

@@ -18,13 +18,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, format_validation_error
+from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole, env_name, format_validation_error
 from dynamo_ecs.endpoints.model_weights import CONTAINER_PATH, served_models
 from dynamo_ecs.endpoints.reconcile import EndpointReconciler, ReconcileResult
 from dynamo_ecs.endpoints.spec_validation import IMAGE_PATTERN, ModelId, validate_spec
 from dynamo_ecs.endpoints.specs_store import read_spec, spec_record_name, with_command, with_image, with_model
 from dynamo_ecs.endpoints.task_roles import StackRoles, written_role_problems
 from dynamo_ecs.errors import InvalidInputError
+from dynamo_ecs.signals.discovery import definition_facts
 
 MAX_COMMAND_PARTS = 64
 MAX_COMMAND_PART = 8192
@@ -128,6 +129,32 @@ def written_spec_problems(
     roles = StackRoles.from_config(reconciler.config)
     if roles is not None:
         yield from written_role_problems(written, roles, reconciler.account_id)
+    yield from worker_port_problems(written, role, reconciler.config)
+
+
+def worker_port_problems(
+    written: dict[str, Any], role: ServiceRole, config: DeploymentConfig
+) -> Iterator[str]:
+    """A worker queue target needs the spec's worker to serve /metrics where the collector reads it.
+
+    The collector reads ``role``'s workers on `DeploymentConfig.worker_system_port` (the port
+    the stack's security group opens to it). A spec whose worker serves none there publishes
+    no ``WorkerQueueDepth``, and a target on missing data blocks the service's every scale-in.
+    Without such a target a spec may bind what it likes (the collector notes it and reads nothing).
+    """
+    targets = config.frontend.targets if role == "frontend" else config.prefill.targets
+    if targets.worker_queue_per_replica is None:
+        return
+    port = config.worker_system_port(role)
+    bound = definition_facts(written).system_port
+    if bound != port:
+        what = "sets no DYN_SYSTEM_PORT" if bound is None else f"sets DYN_SYSTEM_PORT={bound}"
+        target = env_name(role, "targets", "worker_queue_per_replica")
+        yield (
+            f"$.containerDefinitions: {role}.targets.worker_queue_per_replica reads the workers' queue on "
+            f'their system port {port}, and this spec {what}: add {{"name": "DYN_SYSTEM_PORT", '
+            f'"value": "{port}"}} to the worker container\'s environment, or set {target}=null'
+        )
 
 
 def check_weights_unchanged(

@@ -7,8 +7,8 @@ A collection is ``signals.samples_per_invocation`` rounds spread evenly over the
    each source's state, e.g. the frontends' last cumulative histograms);
 2. skips the round as a duplicate if the last published round is younger than half a
    sampling interval (EventBridge and Lambda may deliver the schedule twice);
-3. runs the sources concurrently (frontend scrapes, GPU utilization, and when configured the
-   workers' system ports, JetStream, NATS core, the infra members' etcd health); a bad target is counted in
+3. runs the sources concurrently (frontend scrapes, the workers' system ports, GPU utilization,
+   and when configured JetStream, NATS core, the infra members' etcd health); a bad target is counted in
    ``ScrapeErrors`` and never fails the round; a source that raises is logged and
    contributes nothing;
 4. writes the new record compare-and-set on the version it read. Only the invocation whose
@@ -268,7 +268,9 @@ def default_collector(config: DeploymentConfig) -> Collector:
         sources.append(JetStreamSource(config))
     if config.signals.nats_request_plane:
         sources.append(NatsCoreSource(config))
-    sources.extend(WorkerSource(config, role) for role in SERVICE_ROLES if config.service(role).system_port)
+    # The workers' own queues, on the system ports the stack's GPU specs bind (and its security
+    # group opens to the collector); a task whose definition binds none is skipped, not waited on.
+    sources.extend(WorkerSource(config, role) for role in SERVICE_ROLES)
     if config.planes.operator_secret_arn is not None and config.infra.members:
         from dynamo_ecs.signals.etcd_health import EtcdHealthSource
 

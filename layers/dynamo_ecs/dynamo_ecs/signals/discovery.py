@@ -3,8 +3,8 @@
 One `ClusterView` per collection serves both the frontend scrapes and the GPU utilization
 lookup. Reading it costs, per collection: ListTasks per service, DescribeTasks,
 DescribeContainerInstances, DescribeInstances (batched by 100) and DescribeTaskDefinition
-once per task definition revision (revisions are immutable, so the network mode is cached
-for the life of the Lambda container).
+once per task definition revision (revisions are immutable, so what is read of one, its
+network mode and its worker's system port, is cached for the life of the Lambda container).
 
 Scrape address of a frontend task, by the task definition's network mode:
 
@@ -12,6 +12,10 @@ Scrape address of a frontend task, by the task definition's network mode:
 - ``awsvpc``: the task's own ENI private IP and ``frontend.metrics_port``;
 - ``bridge``: the container instance's private IP and the host port ECS bound to
   ``frontend.metrics_port`` (``containers[].networkBindings``); no binding, no target.
+
+The same DescribeTaskDefinition also tells the port a task's Dynamo worker serves its system
+server on (``DYN_SYSTEM_PORT`` in a container's environment, or none), which the workers'
+source (`dynamo_ecs.signals.workers`) checks before it scrapes a task.
 """
 
 from __future__ import annotations
@@ -24,8 +28,20 @@ from typing import Any
 from dynamo_ecs.config import SERVICE_ROLES, DeploymentConfig, ServiceRole
 from dynamo_ecs.infra import eni_private_ip
 
-_NETWORK_MODES: dict[str, str] = {}  # task definition ARN -> networkMode (immutable per ARN)
-_NETWORK_MODES_LOCK = threading.Lock()
+SYSTEM_PORT_VARIABLE = "DYN_SYSTEM_PORT"
+
+
+@dataclass(frozen=True)
+class DefinitionFacts:
+    """What the collector needs of a task definition revision (immutable per ARN)."""
+
+    network_mode: str
+    # The DYN_SYSTEM_PORT a container of the revision sets (its worker's system server), or None.
+    system_port: int | None = None
+
+
+_DEFINITIONS: dict[str, DefinitionFacts] = {}  # task definition ARN -> its facts
+_DEFINITIONS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,8 @@ class ServiceTask:
     ec2_instance_id: str | None
     instance_ip: str | None
     task: dict[str, Any]
+    # DYN_SYSTEM_PORT of the task's definition: where its worker serves /metrics (None: nowhere)
+    system_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -104,14 +122,39 @@ def _chunks(items: list[str], size: int = 100) -> Iterable[list[str]]:
         yield items[start : start + size]
 
 
-def _network_mode(ecs: Any, task_definition_arn: str) -> str:
-    with _NETWORK_MODES_LOCK:
-        known = _NETWORK_MODES.get(task_definition_arn)
+def definition_facts(definition: dict[str, Any]) -> DefinitionFacts:
+    """The network mode and the worker's system port of a described task definition. Pure.
+
+    The system port is the first container's ``DYN_SYSTEM_PORT`` that is a port number; a value
+    that is not one (Dynamo would not start its system server on it) counts as none.
+    """
+    port: int | None = None
+    for container in definition.get("containerDefinitions") or []:
+        for variable in container.get("environment") or []:
+            value = str(variable.get("value", "")).strip()
+            if variable.get("name") == SYSTEM_PORT_VARIABLE and value.isdigit() and 0 < int(value) < 65536:
+                port = int(value)
+                break
+        if port is not None:
+            break
+    network_mode = str(definition.get("networkMode") or "bridge")  # ECS' default for EC2
+    return DefinitionFacts(network_mode, port)
+
+
+def forget_task_definitions() -> None:
+    """A cold start: every revision is described again (tests, whose moto accounts reuse ARNs)."""
+    with _DEFINITIONS_LOCK:
+        _DEFINITIONS.clear()
+
+
+def _definition_facts(ecs: Any, task_definition_arn: str) -> DefinitionFacts:
+    with _DEFINITIONS_LOCK:
+        known = _DEFINITIONS.get(task_definition_arn)
     if known is None:
         described = ecs.describe_task_definition(taskDefinition=task_definition_arn)["taskDefinition"]
-        known = str(described.get("networkMode") or "bridge")  # ECS' default for EC2
-        with _NETWORK_MODES_LOCK:
-            _NETWORK_MODES[task_definition_arn] = known
+        known = definition_facts(described)
+        with _DEFINITIONS_LOCK:
+            _DEFINITIONS[task_definition_arn] = known
     return known
 
 
@@ -157,16 +200,18 @@ def read_cluster(config: DeploymentConfig, ecs: Any, ec2: Any) -> ClusterView:
         for task in sorted(tasks, key=lambda t: str(t["taskArn"])):
             instance_arn = task.get("containerInstanceArn")
             ec2_id = ec2_ids.get(instance_arn) if instance_arn else None
+            facts = _definition_facts(ecs, str(task["taskDefinitionArn"]))
             view.tasks[role].append(
                 ServiceTask(
                     role=role,
                     task_arn=str(task["taskArn"]),
                     task_definition_arn=str(task["taskDefinitionArn"]),
-                    network_mode=_network_mode(ecs, str(task["taskDefinitionArn"])),
+                    network_mode=facts.network_mode,
                     container_instance_arn=instance_arn,
                     ec2_instance_id=ec2_id,
                     instance_ip=ips.get(ec2_id) if ec2_id else None,
                     task=task,
+                    system_port=facts.system_port,
                 )
             )
     return view

@@ -1,8 +1,14 @@
 """The workers' own queues: each Dynamo worker's system ``/metrics`` -> queue depth, active.
 
-A worker serves its system port when ``DYN_SYSTEM_PORT`` is set (off by default); the
-collector reads it when the service's ``system_port`` is configured. Measured on Dynamo 1.6.1
-(tests/unit/signals/fixtures, decode and prefill mockers under a burst):
+A worker serves its system port when ``DYN_SYSTEM_PORT`` is set (off in Dynamo by default;
+the stack's GPU specs always set it, for their container checks: `DeploymentConfig.worker_system_port`,
+9091 for the frontend task's decode worker, 9090 for prefill, or ``<role>.system_port``). The
+collector reads that port on every task whose definition sets it, the port template.yaml opens
+from the collector's security group; a task whose definition sets no ``DYN_SYSTEM_PORT`` (a
+user's spec without it) is not scraped (a note, no error, no time spent), and one whose
+definition sets another port is counted as a scrape error without a request: the security
+group would drop it, and each such scrape would wait out its whole deadline.
+Measured on Dynamo 1.6.1 (tests/unit/signals/fixtures, decode and prefill mockers under a burst):
 
 - ``vllm:num_requests_waiting`` (labels ``engine``, ``model_name``): the engine scheduler's
   queue, the requests a worker has accepted but not started (40 of the 44 it held during the
@@ -26,7 +32,7 @@ from typing import Any
 from dynamo_ecs import metric_names as names
 from dynamo_ecs.config import DeploymentConfig, ServiceRole
 from dynamo_ecs.signals.base import Datum, RoundContext, SourceReading
-from dynamo_ecs.signals.discovery import ScrapeTarget, service_targets
+from dynamo_ecs.signals.discovery import SYSTEM_PORT_VARIABLE, ClusterView, ScrapeTarget, scrape_target
 from dynamo_ecs.signals.prometheus_scrape import NotPrometheusTextError, scrape_bodies
 
 ENGINE_WAITING = "vllm:num_requests_waiting"
@@ -78,12 +84,46 @@ def worker_data(role: ServiceRole, samples: list[WorkerSample]) -> list[Datum]:
     return out
 
 
+@dataclass(frozen=True)
+class WorkerTargets:
+    targets: list[ScrapeTarget]
+    problems: list[str]  # tasks counted as scrape errors without a request
+    skipped: list[str]  # tasks whose definition binds no system port: not targets
+
+
+def worker_targets(cluster: ClusterView | None, role: ServiceRole, port: int) -> WorkerTargets:
+    """The system ``/metrics`` URL of every RUNNING task of ``role`` whose worker serves ``port``. Pure."""
+    if cluster is None:
+        return WorkerTargets([], [f"GPU cluster not read: no {role} worker target"], [])
+    found = WorkerTargets([], [], [])
+    for task in cluster.tasks.get(role, []):
+        if task.system_port is None:
+            found.skipped.append(
+                f"{task.task_arn}: its task definition sets no {SYSTEM_PORT_VARIABLE}, so its worker "
+                "serves no /metrics: its queue is not read"
+            )
+            continue
+        if task.system_port != port:
+            found.problems.append(
+                f"{task.task_arn}: its worker serves /metrics on {SYSTEM_PORT_VARIABLE}={task.system_port}, "
+                f"the collector reads {port} (the port the stack's security group opens to it): set "
+                f"{SYSTEM_PORT_VARIABLE}={port} in the spec's worker container (docs/signals.md)"
+            )
+            continue
+        target, problem = scrape_target(task, port)
+        if target is not None:
+            found.targets.append(target)
+        elif problem:
+            found.problems.append(problem)
+    return found
+
+
 class WorkerSource:
     """Reads the system port of every RUNNING task of one service.
 
-    ``targets`` overrides discovery (the real-Dynamo tests scrape local workers); otherwise
-    each task is scraped at the service's ``system_port`` by its network mode, as the
-    frontend is (`dynamo_ecs.signals.discovery.scrape_target`).
+    ``targets`` overrides discovery (tests scrape local workers); otherwise each task whose
+    worker serves the service's port (`DeploymentConfig.worker_system_port`) is scraped there
+    by its network mode, as the frontend is (`dynamo_ecs.signals.discovery.scrape_target`).
     """
 
     scrape_service: ServiceRole | None
@@ -91,27 +131,24 @@ class WorkerSource:
     def __init__(
         self, config: DeploymentConfig, role: ServiceRole, targets: list[ScrapeTarget] | None = None
     ) -> None:
-        port = config.service(role).system_port
-        if port is None and targets is None:
-            raise ValueError(f"{role}.system_port is not set: no worker /metrics to read")
         self.name = f"workers_{role}"
         self.role: ServiceRole = role
         self.scrape_service = role
-        self.port = port
+        self.port = config.worker_system_port(role)
         self.timeout_s = config.signals.scrape_timeout_s
         self._targets = targets
 
-    def targets(self, context: RoundContext) -> tuple[list[ScrapeTarget], list[str]]:
+    def targets(self, context: RoundContext) -> WorkerTargets:
         if self._targets is not None:
-            return list(self._targets), []
-        assert self.port is not None
-        return service_targets(context.cluster, self.role, self.port, f"{self.role} worker")
+            return WorkerTargets(list(self._targets), [], [])
+        return worker_targets(context.cluster, self.role, self.port)
 
     def read(self, context: RoundContext, previous_state: dict[str, Any] | None) -> SourceReading:
         reading = SourceReading(self.name)
-        targets, problems = self.targets(context)
+        found = self.targets(context)
+        reading.notes.extend(found.skipped)
         samples: list[WorkerSample] = []
-        for key, body in scrape_bodies(reading, targets, problems, self.timeout_s):
+        for key, body in scrape_bodies(reading, found.targets, found.problems, self.timeout_s):
             try:
                 samples.append(parse_worker_metrics(body))
             except NotPrometheusTextError as exc:
