@@ -19,6 +19,7 @@ goes on.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,8 +104,8 @@ def running_tasks(ecs: Any, cluster: str, family: str) -> list[dict[str, Any]]:
 
 
 def _start_order(task: Mapping[str, Any]) -> tuple[float, str]:
-    created = task.get("createdAt")
-    stamp = created.timestamp() if hasattr(created, "timestamp") else float(created or 0)
+    created: Any = task.get("createdAt")
+    stamp = created.timestamp() if isinstance(created, datetime) else float(created or 0)
     return (stamp, str(task.get("taskArn")))
 
 

@@ -111,6 +111,7 @@ def test_recover_without_yes_and_without_a_terminal_starts_nothing(deployed: Dep
 
 def test_a_single_task_stack_is_refused_with_the_plain_commands_named(aws_env: Any) -> None:
     # Given a stack of the single infra task (InfraMembers 1): no maintenance family output
+    aws.client("ecs").create_cluster(clusterName="dynamo-fargate")
     template = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Parameters": {"InfraMembers": {"Type": "String"}},
@@ -184,6 +185,7 @@ def test_recover_brings_a_full_tier_back_to_writes_with_auth_on(
         assert "etcd-maintenance: exit code 1" in found.output
         # When the operator recovers
         recovered = run("recover", "--yes")
+        print(found.output, recovered.output, sep="\n")
         # Then the task compacted, defragmented each member (the leader last) and disarmed
         assert recovered.exit_code == 0, recovered.output
         lines = [line.strip() for line in recovered.output.splitlines()]
@@ -225,6 +227,7 @@ def test_a_tampered_role_is_reported_by_status_and_restored_by_recover(
         assert "PROBLEM: role operator differs" in found.output, found.output
         # When the operator recovers
         recovered = run("recover", "--yes")
+        print(found.output, recovered.output, sep="\n")
         assert recovered.exit_code == 0, recovered.output
         assert "rebuilding role operator" in recovered.output
         # Then the role holds nothing again, its user still has it, and the status is clean
