@@ -12,6 +12,7 @@ by ``recover``.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,9 +141,13 @@ def maintenance(deployed: DeployedStack, tmp_path: Path) -> Iterator[Any]:
     """The command's task, run for real from the stack's own task definition whenever the
     command starts one (`OneOffRunner`), against the tier's members (their stand-in addresses)."""
     declare_member_networks(deployed)
-    placeable_task_definition(deployed.full, "EtcdMaintenanceTaskDefinition", deployed.outputs[FAMILY_OUTPUT])
+    arn = placeable_task_definition(
+        deployed.full, "EtcdMaintenanceTaskDefinition", deployed.outputs[FAMILY_OUTPUT]
+    )
 
-    def attach(tier: Any) -> Any:
+    def attach(tier: Any, **environment: str) -> Any:
+        if environment:  # the maintenance container's variables changed, nothing else
+            with_environment(arn, "etcd-maintenance", environment)
         runner = OneOffRunner(
             ecs=aws.client("ecs"),
             logs=aws.client("logs"),
@@ -154,6 +159,28 @@ def maintenance(deployed: DeployedStack, tmp_path: Path) -> Iterator[Any]:
         return running_one_offs(runner)
 
     yield attach
+
+
+def with_environment(arn: str, container: str, environment: dict[str, str]) -> str:
+    """A new revision of ``arn``'s family with ``environment`` in ``container`` (existing names only)."""
+    ecs = aws.client("ecs")
+    stored = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+    containers = copy.deepcopy(stored["containerDefinitions"])
+    [chosen] = [c for c in containers if c["name"] == container]
+    assert set(environment) <= {e["name"] for e in chosen["environment"]}
+    chosen["environment"] = [
+        {"name": e["name"], "value": environment.get(e["name"], e["value"])} for e in chosen["environment"]
+    ]
+    registered = ecs.register_task_definition(
+        family=stored["family"],
+        networkMode=stored["networkMode"],
+        requiresCompatibilities=stored["requiresCompatibilities"],
+        cpu=stored["cpu"],
+        memory=stored["memory"],
+        containerDefinitions=containers,
+        volumes=stored.get("volumes") or [],
+    )
+    return str(registered["taskDefinition"]["taskDefinitionArn"])
 
 
 def run(*args: str) -> Result:
@@ -177,11 +204,13 @@ def test_recover_brings_a_full_tier_back_to_writes_with_auth_on(
             break
     assert "database space exceeded" in refused, refused
     before = max(status(root, url)["dbSize"] for url in urls)
-    with maintenance(tier):
-        # When the operator asks for the status: the alarm is reported, exit code 1
+    # (the maintenance task told the members' quota, as the template tells it theirs)
+    with maintenance(tier, QUOTA_BACKEND_BYTES=str(SMALL_QUOTA)):
+        # When the operator asks for the status: the alarm and the full files are reported, exit 1
         found = run("status")
         assert found.exit_code == 1, found.output
         assert "PROBLEM: alarms raised" in found.output and "NOSPACE" in found.output, found.output
+        assert "80 % or more of the quota" in found.output, found.output
         assert "etcd-maintenance: exit code 1" in found.output
         # When the operator recovers
         recovered = run("recover", "--yes")
