@@ -19,9 +19,9 @@ goes on.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -94,12 +94,15 @@ def run_task_request(cluster: str, family: str, action: str, network: Mapping[st
 
 
 def running_tasks(ecs: Any, cluster: str, family: str) -> list[dict[str, Any]]:
-    """The family's tasks not yet stopped (desired RUNNING: pending ones too), oldest first."""
-    arns = ecs.list_tasks(cluster=cluster, family=family, desiredStatus="RUNNING").get("taskArns") or []
-    if not arns:
-        return []
-    tasks = ecs.describe_tasks(cluster=cluster, tasks=arns).get("tasks") or []
-    alive = [t for t in tasks if t.get("lastStatus") != "STOPPED"]
+    """The family's tasks not yet STOPPED, oldest first: pending and running ones, and those
+    still stopping (desired STOPPED: an etcdctl defrag may still be under way)."""
+    arns: list[str] = []
+    for desired in ("RUNNING", "STOPPED"):
+        arns += ecs.list_tasks(cluster=cluster, family=family, desiredStatus=desired).get("taskArns") or []
+    alive: list[dict[str, Any]] = []
+    for start in range(0, len(arns), 100):  # DescribeTasks takes 100 at most
+        tasks = ecs.describe_tasks(cluster=cluster, tasks=arns[start : start + 100]).get("tasks") or []
+        alive += [t for t in tasks if t.get("lastStatus") != "STOPPED"]
     return sorted(alive, key=_start_order)
 
 
