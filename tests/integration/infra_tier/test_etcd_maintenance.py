@@ -246,14 +246,29 @@ def test_a_tampered_role_is_reported_by_status_and_restored_by_recover(
     tier = tier_with()
     root = identity(deployed.planes["InfraSecretArn"], tmp_path / "root", "root_cert", "root_key")
     url = tier.members[0].etcd_url
-    granted = etcdctl(root, url, "role", "grant-permission", "operator", "read", "v1/", "--prefix=true")
-    assert granted.returncode == 0, granted.stderr
+    # (what NOSPACE lets any identity do on etcd 3.5: docs/infra-tier.md), and more besides:
+    # a new user with Dynamo's role, Dynamo's role given to the operator, authentication off
+    for change in (
+        ("role", "grant-permission", "operator", "read", "v1/", "--prefix=true"),
+        ("user", "add", "intruder", "--no-password"),
+        ("user", "grant-role", "intruder", "dynamo"),
+        ("user", "grant-role", "operator", "dynamo"),
+        ("auth", "disable"),
+    ):
+        done = etcdctl(root, url, *change)
+        assert done.returncode == 0, (change, done.stderr)
     with maintenance(tier):
         # When the operator asks for the status
         found = run("status")
         # Then the difference is named and the command fails
         assert found.exit_code == 1, found.output
-        assert "PROBLEM: role operator differs" in found.output, found.output
+        for difference in (
+            "PROBLEM: role operator differs",
+            "PROBLEM: users differ: has 'dynamo intruder operator root'",
+            "PROBLEM: user operator's roles differ: has 'Roles: dynamo operator'",
+            "PROBLEM: authentication is not on",
+        ):
+            assert difference in found.output, found.output
         # When the operator recovers
         recovered = run("recover", "--yes")
         print(found.output, recovered.output, sep="\n")
@@ -263,6 +278,13 @@ def test_a_tampered_role_is_reported_by_status_and_restored_by_recover(
         role = etcdctl(root, url, "role", "get", "operator")
         assert " ".join(role.stdout.split()) == "Role operator KV Read: KV Write:", role.stdout
         user = etcdctl(root, url, "user", "get", "operator")
-        assert "Roles: operator" in user.stdout, user.stdout
+        assert "Roles: operator\n" in user.stdout, user.stdout
+        users = etcdctl(root, url, "user", "list")
+        assert sorted(users.stdout.split()) == ["dynamo", "operator", "root"], users.stdout
+        assert "Authentication Status: true" in etcdctl(root, url, "auth", "status").stdout
+        # and Dynamo's identity writes under v1/ as before
+        assert tier.planes is not None
+        put = etcdctl(tier.planes, url, "put", "v1/after-recover", "x")
+        assert put.returncode == 0, put.stderr
         clean = run("status")
         assert clean.exit_code == 0, clean.output
