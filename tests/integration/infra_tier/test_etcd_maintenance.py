@@ -110,6 +110,24 @@ def test_recover_without_yes_and_without_a_terminal_starts_nothing(deployed: Dep
     assert maintenance_tasks(deployed) == []
 
 
+def test_a_task_still_running_at_the_timeout_is_left_running_and_fails_the_command(
+    deployed: DeployedStack,
+) -> None:
+    # Given the stack's family as moto can place it, and nothing that would run the task
+    declare_member_networks(deployed)
+    placeable_task_definition(deployed.full, "EtcdMaintenanceTaskDefinition", deployed.outputs[FAMILY_OUTPUT])
+    # When the command waits one second for it
+    done = command("recover", "--yes", "--timeout", "1", "--poll", "0.2")
+    # Then it exits 1 naming the task, which is left running (a defragmentation may be under way)
+    assert done.exit_code == 1, done.output
+    [arn] = maintenance_tasks(deployed)
+    assert f"{arn} still runs after 1 s" in done.output
+    [task] = aws.client("ecs").describe_tasks(cluster=deployed.outputs["InfraClusterName"], tasks=[arn])[
+        "tasks"
+    ]
+    assert task["lastStatus"] != "STOPPED" and task["startedBy"] == STARTED_BY
+
+
 def test_a_single_task_stack_is_refused_with_the_plain_commands_named(aws_env: Any) -> None:
     # Given a stack of the single infra task (InfraMembers 1): no maintenance family output
     aws.client("ecs").create_cluster(clusterName="dynamo-fargate")
