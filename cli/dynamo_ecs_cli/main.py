@@ -541,10 +541,10 @@ def _finish_roll(report: Any, as_json: bool) -> int:
 @click.option(
     "--timeout",
     "timeout_s",
-    default=900.0,
+    default=2400.0,
     show_default=True,
     type=click.FloatRange(min=1),
-    help="seconds to wait for the task to stop",
+    help="seconds to wait for the task to stop (recover: three defragmentations, up to 600 s each)",
 )
 @click.option(
     "--poll",

@@ -385,6 +385,8 @@ MAINTENANCE_ENDPOINTS_VARIABLE = "MEMBER_ENDPOINTS"
 # The members' quota (etcd's --quota-backend-bytes); a file above ALARM_PERCENT of it is reported.
 MAINTENANCE_QUOTA_VARIABLE = "QUOTA_BACKEND_BYTES"
 QUOTA_ALARM_PERCENT = 80
+# etcdctl's timeout for one member's defragmentation (other calls: 60 s)
+DEFRAG_TIMEOUT = "600s"
 # What `etcd_auth_script` leaves: each user holds the role of its own name and nothing else.
 PLANES_USERS = (ETCD_DYNAMO_USER, ETCD_OPERATOR_USER, ETCD_ROOT_USER)
 
@@ -425,6 +427,8 @@ def maintenance_script(directory: str = PLANES_DIR, *, etcdctl: str = "/usr/loca
     what); 2 for an unknown action.
     """
     ctl = etcdctl_words(directory, etcdctl=etcdctl, endpoint="$url", command_timeout="60s")
+    # a defragmentation rewrites the whole file (up to the quota): minutes, not seconds
+    long_ctl = etcdctl_words(directory, etcdctl=etcdctl, endpoint="$url", command_timeout=DEFRAG_TIMEOUT)
     actions = " ".join(MAINTENANCE_ACTIONS)
     users = " ".join(sorted(PLANES_USERS))
     role_checks = "\n".join(
@@ -444,6 +448,7 @@ esac
 problems=0
 problem() {{ echo "etcd-maintenance: PROBLEM: $*"; problems=$((problems+1)); }}
 ctl() {{ url=$1; shift; {ctl} "$@"; }}
+ctl_long() {{ url=$1; shift; {long_ctl} "$@"; }}
 all=$(echo ${MAINTENANCE_ENDPOINTS_VARIABLE} | tr ' ' ',')
 ctl_all() {{ ctl "$all" "$@"; }}
 quota=${{{MAINTENANCE_QUOTA_VARIABLE}:-}}
@@ -520,6 +525,7 @@ restore() {{
   ( set -e; {restore} ) || problem "etcd_auth_script's steps failed"
 }}
 say "$action (members: ${MAINTENANCE_ENDPOINTS_VARIABLE})"
+[ "$action" = recover ] && say "before recovery:"
 members
 if [ "$action" = recover ]; then
   problems=0  # what the status above found is what recover is for; its own steps count from here
@@ -532,7 +538,7 @@ if [ "$action" = recover ]; then
     esac
   fi
   for url in $followers $leader; do  # one at a time, the leader last
-    if ctl "$url" defrag; then say "defragmented $url"; else problem "defrag $url failed"; fi
+    if ctl_long "$url" defrag; then say "defragmented $url"; else problem "defrag $url failed"; fi
   done
   if ctl_all alarm disarm > /dev/null; then say "alarms disarmed"; else problem "alarm disarm failed"; fi
   steps=$problems
