@@ -24,6 +24,7 @@ from click.testing import CliRunner, Result
 from devtools.local_ecs.one_off import OneOffRunner, running_one_offs
 from devtools.moto_stack import DeployedStack, declare_member_networks, placeable_task_definition
 from dynamo_ecs import aws
+from dynamo_ecs_cli import etcd_maintenance as maintenance_module
 from dynamo_ecs_cli.etcd_maintenance import FAMILY_OUTPUT, STARTED_BY
 from dynamo_ecs_cli.main import cli
 from tests.integration.infra_tier.test_etcd_history import (
@@ -101,6 +102,37 @@ def test_a_maintenance_task_still_running_refuses_a_second(deployed: DeployedSta
         assert done.exit_code == 1, done.output
         assert "still runs" in done.output and other in done.output
     assert maintenance_tasks(deployed) == [other]
+
+
+def test_of_two_commands_at_once_the_later_task_stops_itself(
+    deployed: DeployedStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given another operator's task started between this command's check and its RunTask (the
+    # check saw none: its first look is made to miss the other task, the second is moto's own)
+    declare_member_networks(deployed)
+    placeable_task_definition(deployed.full, "EtcdMaintenanceTaskDefinition", deployed.outputs[FAMILY_OUTPUT])
+    request = json.loads(command("status", "--dry-run").output)["run_task"]
+    other = aws.client("ecs").run_task(**request)["tasks"][0]["taskArn"]
+    looks = [0]
+    real = maintenance_module.running_tasks
+
+    def running(*args: Any) -> list[dict[str, Any]]:
+        looks[0] += 1
+        return [] if looks[0] == 1 else real(*args)
+
+    monkeypatch.setattr(maintenance_module, "running_tasks", running)
+    # When the command starts its own task
+    done = command("recover", "--yes", "--timeout", "5", "--poll", "0.2")
+    # Then its task, the later one, is stopped at once and the command fails naming the other
+    assert done.exit_code == 1, done.output
+    assert f"{other} was started first and goes on alone" in done.output
+    ecs = aws.client("ecs")
+    tasks = ecs.describe_tasks(
+        cluster=deployed.outputs["InfraClusterName"], tasks=maintenance_tasks(deployed)
+    )
+    states = {t["taskArn"]: t["lastStatus"] for t in tasks["tasks"]}
+    assert len(states) == 2 and states[other] != "STOPPED"
+    assert [state for arn, state in states.items() if arn != other] == ["STOPPED"]
 
 
 def test_recover_without_yes_and_without_a_terminal_starts_nothing(deployed: DeployedStack) -> None:
@@ -304,5 +336,8 @@ def test_a_tampered_role_is_reported_by_status_and_restored_by_recover(
         assert tier.planes is not None
         put = etcdctl(tier.planes, url, "put", "v1/after-recover", "x")
         assert put.returncode == 0, put.stderr
-        clean = run("status")
+        clean = run("status", "--json")
         assert clean.exit_code == 0, clean.output
+        printed = json.loads(clean.output)
+        assert printed["ok"] is True and printed["exit_codes"] == {"planes-writer": 0, "etcd-maintenance": 0}
+        assert printed["log"][-1] == "etcd-maintenance: status: nothing wrong", printed["log"]
