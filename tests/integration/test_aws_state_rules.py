@@ -237,3 +237,20 @@ def test_a_stopped_task_s_containers_show_their_recorded_exit_codes(
     # and a clean table forgets them
     aws_states.clear()
     assert len(ecs.describe_tasks(cluster=CLUSTER, tasks=[task])["tasks"][0]["containers"]) == 1
+
+
+def test_created_at_is_reported_only_when_a_test_asks_for_it(
+    cluster: tuple[str, str], aws_states: AwsStateRules
+) -> None:
+    _, container_instance = cluster
+    ecs: Any = boto3.client("ecs")
+    first, second = start_task(container_instance), start_task(container_instance)
+    # moto's tasks have no createdAt, and the suite sees them so by default
+    assert all(
+        "createdAt" not in t for t in ecs.describe_tasks(cluster=CLUSTER, tasks=[first, second])["tasks"]
+    )
+    # Given a test that needs ECS's order of creation
+    aws_states.report_created_at = True
+    described = {t["taskArn"]: t for t in ecs.describe_tasks(cluster=CLUSTER, tasks=[first, second])["tasks"]}
+    assert described[first]["createdAt"] <= described[second]["createdAt"]
+    assert described[first]["createdAt"].tzinfo is not None
