@@ -36,6 +36,12 @@ Where moto cannot hold a state, the layer keeps it and shows it in moto's answer
   in DescribeTasks for as long as ECS would (deregistration delay plus stop timeout); the
   local runner (`devtools.local_ecs.runner`) reports its own stops the same way, from ECS's
   stop until its processes are gone (`task_stopping`, `task_stopped`).
+- a stopped task's containers: moto's task has one container record, exit code 0, whatever
+  ran. The local runner of one-off tasks (`devtools.local_ecs.one_off`) records each
+  container's name, last status and exit code (`task_containers`); DescribeTasks shows them.
+- a task's ``createdAt``: moto's tasks have none. The layer notes when RunTask or StartTask
+  created each task; with `AwsStateRules.report_created_at` set (a test that needs ECS's order
+  of creation), DescribeTasks reports it. Off by default: the rest of the suite sees moto's tasks.
 
 `install` hooks every client created afterwards (``tests/conftest.py`` does it for the whole
 session, the demo for its run); `rules` is the one table both share.
@@ -51,6 +57,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import botocore.session
@@ -80,6 +87,9 @@ class AwsStateRules:
     held: dict[str, _Held] = field(default_factory=dict)
     stopping_until: dict[str, float] = field(default_factory=dict)  # task ARN -> monotonic
     refused: list[str] = field(default_factory=list)  # "Operation: code" of each refusal, in order
+    containers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # task ARN -> containers
+    created_at: dict[str, datetime] = field(default_factory=dict)  # task ARN -> when RunTask made it
+    report_created_at: bool = False
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -89,6 +99,9 @@ class AwsStateRules:
             self.held.clear()
             self.stopping_until.clear()
             self.refused.clear()
+            self.containers.clear()
+            self.created_at.clear()
+            self.report_created_at = False
 
     # -- what tests set -----------------------------------------------------------------------
 
@@ -111,6 +124,11 @@ class AwsStateRules:
     def task_stopped(self, task_arn: str) -> None:
         with self._lock:
             self.stopping_until.pop(task_arn, None)
+
+    def task_containers(self, task_arn: str, containers: list[dict[str, Any]]) -> None:
+        """What DescribeTasks reports as ``task_arn``'s containers (name, lastStatus, exitCode)."""
+        with self._lock:
+            self.containers[task_arn] = [dict(c) for c in containers]
 
     def task_status(self, task_arn: str, moto_status: str) -> str:
         until = self.stopping_until.get(task_arn)
@@ -146,9 +164,19 @@ class AwsStateRules:
                 instance["LifecycleState"] = self.instance_state(
                     instance["InstanceId"], instance.get("LifecycleState", "")
                 )
+        elif service == "ecs" and operation in ("RunTask", "StartTask"):
+            with self._lock:
+                for task in parsed.get("tasks", []):
+                    self.created_at.setdefault(task["taskArn"], datetime.now(UTC))
         elif service == "ecs" and operation == "DescribeTasks":
             for task in parsed.get("tasks", []):
+                created = self.created_at.get(task["taskArn"])
+                if self.report_created_at and created is not None:
+                    task.setdefault("createdAt", created)
                 task["lastStatus"] = self.task_status(task["taskArn"], task.get("lastStatus", ""))
+                recorded = self.containers.get(task["taskArn"])
+                if recorded is not None:
+                    task["containers"] = [{**c, "taskArn": task["taskArn"]} for c in recorded]
 
     def _refuse(self, operation: str, code: str, message: str) -> tuple[AWSResponse, dict[str, Any]]:
         self.refused.append(f"{operation}: {code}")

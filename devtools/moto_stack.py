@@ -306,8 +306,16 @@ def placeable_infra_definition(
     service = ecs.describe_services(
         cluster=outputs["InfraClusterName"], services=[infra_service_name(outputs, member)]
     )["services"][0]
-    stored = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
     logical_id = "InfraTaskDefinition" if member is None else f"InfraMember{member}TaskDefinition"
+    return placeable_task_definition(template, logical_id, service["taskDefinition"])
+
+
+def placeable_task_definition(template: dict[str, Any], logical_id: str, task_definition: str) -> str:
+    """`placeable_infra_definition` for any of the template's task definitions (``logical_id``),
+    registered by the stack as ``task_definition`` (an ARN or family): a new revision of the same
+    family and containers, as moto can run it; its ARN."""
+    ecs: Any = boto3.client("ecs")
+    stored = ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
     props = template["Resources"][logical_id]["Properties"]
     containers = [
         {**c, "memory": int(props["Memory"]) // len(stored["containerDefinitions"])}
@@ -410,3 +418,27 @@ def deploy_on_moto(name: str, parameters: dict[str, str]) -> DeployedStack:
         parameters=parameters,
         planes=planes,
     )
+
+
+def declare_member_networks(deployed: DeployedStack) -> list[dict[str, Any]]:
+    """Give each infra member service the NetworkConfiguration template.yaml declares for it
+    (moto's CloudFormation drops it: see above): member k's subnet is the k-th of
+    ``TaskSubnetIds`` (the third member the first when there are two), the infra security group,
+    no public IP. Returns the configurations, member by member."""
+    ecs: Any = boto3.client("ecs")
+    subnets = deployed.parameters["TaskSubnetIds"].split(",")
+    services = deployed.outputs["InfraMemberServiceNames"].split(",")
+    declared = []
+    for k, service in enumerate(services):
+        config = {
+            "awsvpcConfiguration": {
+                "subnets": [[*subnets, subnets[0]][k]],
+                "securityGroups": [deployed.physical["InfraSecurityGroup"]],
+                "assignPublicIp": "DISABLED",
+            }
+        }
+        ecs.update_service(
+            cluster=deployed.outputs["InfraClusterName"], service=service, networkConfiguration=config
+        )
+        declared.append(config)
+    return declared

@@ -78,7 +78,8 @@ def fail_on_aws(run: Callable[[], int]) -> int:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="dynamo-ecs")
 def cli() -> None:
-    """Operate a dynamo-ecs-operator deployment: preflight, status, decisions, replay, redeploy, roll-infra.
+    """Operate a dynamo-ecs-operator deployment: preflight, status, decisions, replay, redeploy, roll-infra,
+    etcd-maintenance.
 
     Exit codes: 0 ok, 1 a check failed or a diagnosis is open, 2 usage error, 3 AWS could not answer.
     """
@@ -524,6 +525,132 @@ def _finish_roll(report: Any, as_json: bool) -> int:
     else:
         console().print(f"[red]stopped at {report.stopped_at}[/]: {report.reason}", soft_wrap=True)
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+# --- etcd-maintenance -------------------------------------------------------------------------
+
+
+@cli.command("etcd-maintenance")
+@aws_options
+@click.argument("action", type=click.Choice(["status", "recover"]), default="status")
+@click.option("--dry-run", is_flag=True, help="show the RunTask request it would send, start nothing")
+@click.option("--yes", "-y", is_flag=True, help="recover without asking")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    default=2400.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="seconds to wait for the task to stop (recover: three defragmentations, up to 600 s each)",
+)
+@click.option(
+    "--poll",
+    "poll_s",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="seconds between checks",
+)
+def etcd_maintenance_command(
+    stack_name: str,
+    region: str | None,
+    profile: str | None,
+    as_json: bool,
+    action: str,
+    dry_run: bool,
+    yes: bool,
+    timeout_s: float,
+    poll_s: float,
+) -> None:
+    """Run etcd's maintenance as root in the stack's one-off task (three-member tier).
+
+    status: each member's file size, leader and revision, the alarms, authentication, users and
+    roles compared with the planes'. recover: compact, defragment the followers then the leader,
+    disarm the alarms, put back users and roles that differ, then the same checks.
+    """
+
+    def run() -> int:
+        from dynamo_ecs_cli import etcd_maintenance as maintenance
+        from dynamo_ecs_cli.stack import Aws, require_stack
+
+        aws = Aws(profile, region)
+        stack = require_stack(aws, stack_name)
+        refusal = maintenance.single_task_refusal(stack.parameters, stack.outputs, stack.name)
+        if refusal:
+            click.echo(f"dynamo-ecs: not started: {refusal}", err=True)
+            return EXIT_FAILED
+        cluster = stack.output("InfraClusterName")
+        family = stack.output(maintenance.FAMILY_OUTPUT)
+        services = [s for s in stack.output("InfraServiceName").split(",") if s]
+        ecs = aws.client("ecs")
+        try:
+            network = maintenance.member_network(ecs, cluster, services)
+        except maintenance.MaintenanceRefusedError as exc:
+            click.echo(f"dynamo-ecs: not started: {exc}", err=True)
+            return EXIT_FAILED
+        request = maintenance.run_task_request(cluster, family, action, network)
+        busy = maintenance.running_tasks(ecs, cluster, family)
+        if busy:
+            arns = ", ".join(str(t.get("taskArn")) for t in busy)
+            click.echo(
+                f"dynamo-ecs: not started: a maintenance task of {family} still runs ({arns}): two must "
+                "never defragment at once; wait until it stops (`aws ecs describe-tasks --cluster "
+                f"{cluster} --tasks ...`) and run this again",
+                err=True,
+            )
+            return EXIT_FAILED
+        if dry_run:
+            click.echo(json.dumps({"dry_run": True, "run_task": request}, indent=2))
+            return EXIT_OK
+        if action == "recover" and not yes:
+            if not sys.stdin.isatty():
+                click.echo("dynamo-ecs: not started: pass --yes to recover without a terminal", err=True)
+                return EXIT_USAGE
+            if not click.confirm(
+                "recover: compact, defragment every member (each serves nothing meanwhile), disarm? ",
+                default=False,
+            ):
+                return EXIT_OK
+        started = ecs.run_task(**request)
+        failures = started.get("failures") or []
+        if failures or not started.get("tasks"):
+            click.echo(f"dynamo-ecs: RunTask started nothing: {json.dumps(failures, default=str)}", err=True)
+            return EXIT_FAILED
+        arn = str(started["tasks"][0]["taskArn"])
+        first = maintenance.first_of(maintenance.running_tasks(ecs, cluster, family), arn)
+        if first is not None:
+            ecs.stop_task(
+                cluster=cluster, task=arn, reason=f"another etcd-maintenance task started first: {first}"
+            )
+            click.echo(f"dynamo-ecs: stopped {arn}: {first} was started first and goes on alone", err=True)
+            return EXIT_FAILED
+        if not as_json:
+            click.echo(f"started {arn} ({action}); waiting until it stops")
+        task = maintenance.wait_stopped(ecs, cluster, arn, timeout_s, poll_s)
+        result = maintenance.outcome(ecs, aws.client("logs"), cluster, arn, task)
+        if as_json:
+            click.echo(json.dumps({"dry_run": False, "run_task": request, **result.as_dict()}, indent=2))
+        else:
+            _print_maintenance(result, timeout_s, cluster)
+        return EXIT_OK if result.ok else EXIT_FAILED
+
+    sys.exit(fail_on_aws(run))
+
+
+def _print_maintenance(result: Any, timeout_s: float, cluster: str) -> None:
+    if not result.stopped:
+        click.echo(
+            f"{result.task_arn} still runs after {timeout_s:.0f} s (not stopped by this command: a "
+            f"defragmentation may be under way); follow it with `aws ecs describe-tasks --cluster {cluster}`"
+        )
+        return
+    click.echo(f"stopped: {result.stopped_reason}")
+    for name, code in result.exit_codes.items():
+        click.echo(f"  {name}: exit code {'none (never ran or still unknown)' if code is None else code}")
+    click.echo(f"log ({result.log_where}):")
+    for line in result.log:
+        click.echo(f"  {line}")
+    click.echo("ok: nothing left wrong" if result.ok else "FAILED: see the log above")
 
 
 # --- redeploy ---------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ OUTPUTS_USED = (
     "PrefillServiceName",
     "StateTableName",
     "RedeployFunctionName",
+    "EtcdMaintenanceTaskFamily",  # three-member tier only (etcd_maintenance.FAMILY_OUTPUT)
 )
 
 

@@ -205,3 +205,52 @@ def test_a_capacity_provider_stays_while_a_task_of_the_cluster_is_not_stopped(
     assert ecs.describe_tasks(cluster=CLUSTER, tasks=[task])["tasks"][0]["lastStatus"] == "STOPPED"
     remove()
     ecs.delete_capacity_provider(capacityProvider=provider)
+
+
+def test_a_stopped_task_s_containers_show_their_recorded_exit_codes(
+    cluster: tuple[str, str], aws_states: AwsStateRules
+) -> None:
+    _, container_instance = cluster
+    ecs: Any = boto3.client("ecs")
+    task = start_task(container_instance)
+    # moto: one container record, exit code 0, whatever ran
+    [moto_container] = ecs.describe_tasks(cluster=CLUSTER, tasks=[task])["tasks"][0]["containers"]
+    assert moto_container.get("exitCode") == 0
+    # Given the containers' exits as the local runner records them (one never started)
+    aws_states.task_containers(
+        task,
+        [
+            {"name": "writer", "lastStatus": "STOPPED", "exitCode": 0},
+            {"name": "probe", "lastStatus": "STOPPED", "exitCode": 1},
+            {"name": "never", "lastStatus": "STOPPED"},
+        ],
+    )
+    aws_states.stop_task(CLUSTER, task, stopping_s=0.0, reason="Essential container in task exited")
+    described = ecs.describe_tasks(cluster=CLUSTER, tasks=[task])["tasks"][0]
+    assert [(c["name"], c.get("exitCode")) for c in described["containers"]] == [
+        ("writer", 0),
+        ("probe", 1),
+        ("never", None),
+    ]
+    assert all(c["taskArn"] == task for c in described["containers"])
+    assert described["stoppedReason"] == "Essential container in task exited"
+    # and a clean table forgets them
+    aws_states.clear()
+    assert len(ecs.describe_tasks(cluster=CLUSTER, tasks=[task])["tasks"][0]["containers"]) == 1
+
+
+def test_created_at_is_reported_only_when_a_test_asks_for_it(
+    cluster: tuple[str, str], aws_states: AwsStateRules
+) -> None:
+    _, container_instance = cluster
+    ecs: Any = boto3.client("ecs")
+    first, second = start_task(container_instance), start_task(container_instance)
+    # moto's tasks have no createdAt, and the suite sees them so by default
+    assert all(
+        "createdAt" not in t for t in ecs.describe_tasks(cluster=CLUSTER, tasks=[first, second])["tasks"]
+    )
+    # Given a test that needs ECS's order of creation
+    aws_states.report_created_at = True
+    described = {t["taskArn"]: t for t in ecs.describe_tasks(cluster=CLUSTER, tasks=[first, second])["tasks"]}
+    assert described[first]["createdAt"] <= described[second]["createdAt"]
+    assert described[first]["createdAt"].tzinfo is not None

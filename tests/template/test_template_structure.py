@@ -486,6 +486,7 @@ def test_cloudformation_owns_no_gpu_service_and_no_gpu_task_definition() -> None
     assert set(resources_of_type("AWS::ECS::TaskDefinition")) == {
         "InfraTaskDefinition",
         *(f"{m}TaskDefinition" for m in members),
+        "EtcdMaintenanceTaskDefinition",  # the infra tier's one-off maintenance task (no service)
     }
     [custom] = resources_of_type("Custom::DynamoGpuServices").values()
     assert custom["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["BootstrapFunction", "Arn"]}

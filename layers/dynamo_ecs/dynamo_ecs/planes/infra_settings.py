@@ -131,6 +131,25 @@ def writer_script(directory: str = PLANES_DIR, *, tools_dir: str | None = None, 
     return "; ".join(commands)
 
 
+# The maintenance task receives only what root's etcdctl needs: the CA and root's certificate.
+ROOT_PEM_FILES = {name: PEM_FILES[name] for name in ("ca.pem", "root.pem", "root-key.pem")}
+ROOT_WRITER_SECRETS = {variable: WRITER_SECRETS[variable] for variable in ROOT_PEM_FILES.values()}
+
+
+def root_writer_script(directory: str = PLANES_DIR, *, tools_dir: str = "/planes-tools") -> str:
+    """The maintenance task's busybox ``sh -c`` script: the CA and root's PEM files (mode 0600),
+    and busybox for the etcd image's container; no member key, no NATS config."""
+    commands = [
+        "set -e",
+        "umask 077",
+        f"mkdir -p {shlex.quote(directory)}",
+        f"cp /bin/busybox {shlex.quote(path(tools_dir, 'busybox'))}",
+    ]
+    for name, variable in ROOT_PEM_FILES.items():
+        commands.append(f'printf "%s\\n" "${variable}" > {shlex.quote(path(directory, name))}')
+    return "; ".join(commands)
+
+
 def _nats_users_commands() -> str:
     """Shell commands that turn ``$PLANES_NATS_DYNAMO_USERS`` (``user:password`` entries) into
     nats-server's ``users`` entries in ``$nats_users``; no entry at all stops the writer, and so
@@ -184,7 +203,11 @@ def _word(text: str) -> str:
 
 
 def etcdctl_words(
-    directory: str = PLANES_DIR, *, etcdctl: str = "etcdctl", endpoint: str = "https://127.0.0.1:2379"
+    directory: str = PLANES_DIR,
+    *,
+    etcdctl: str = "etcdctl",
+    endpoint: str = "https://127.0.0.1:2379",
+    command_timeout: str = "5s",
 ) -> str:
     return " ".join(
         _word(w)
@@ -195,7 +218,7 @@ def etcdctl_words(
             f"--cert={path(directory, 'root.pem')}",
             f"--key={path(directory, 'root-key.pem')}",
             "--dial-timeout=3s",
-            "--command-timeout=5s",
+            f"--command-timeout={command_timeout}",
         )
     )
 
@@ -214,10 +237,18 @@ def etcd_auth_script(
     all (member list and health need none); membership and auth changes stay with root.
     """
     ctl = etcdctl_words(directory, etcdctl=etcdctl, endpoint=endpoint)
-    tolerate = "2>&1 | grep -v 'already exists' || true"
     steps = [
         f"n=0; until {ctl} endpoint health >/dev/null 2>&1; do n=$((n+1)); "
         f'[ "$n" -ge {wait_s} ] && echo "etcd not healthy after {wait_s} s" && exit 1; sleep 1; done',
+        *_auth_steps(ctl),
+    ]
+    return "set -e; " + "; ".join(steps)
+
+
+def _auth_steps(ctl: str) -> list[str]:
+    """`etcd_auth_script`'s steps after the wait (each idempotent): ``ctl`` is etcdctl's words."""
+    tolerate = "2>&1 | grep -v 'already exists' || true"
+    return [
         f"{ctl} user add {ETCD_ROOT_USER} --no-password {tolerate}",
         f"{ctl} user grant-role {ETCD_ROOT_USER} root {tolerate}",
         f"{ctl} role add {ETCD_DYNAMO_USER} {tolerate}",
@@ -230,7 +261,6 @@ def etcd_auth_script(
         f"{ctl} auth enable",
         f"{ctl} auth status | grep -q 'Authentication Status: true'",
     ]
-    return "set -e; " + "; ".join(steps)
 
 
 # etcd's history and quota, the same in every etcd config of the stack (the single task's
@@ -342,4 +372,184 @@ fi
   printf '{tls}\\n'
 }} > "$conf"
 say "state $state"
+"""
+
+
+# --- etcd maintenance as root (dynamo-ecs etcd-maintenance; docs/infra-tier.md, "The way out") ---
+
+# What the maintenance task may do: the one value a caller chooses (the task's ACTION variable).
+MAINTENANCE_ACTIONS = ("status", "recover")
+MAINTENANCE_ACTION_VARIABLE = "ACTION"
+# The members' client URLs, space-separated (the maintenance container's environment).
+MAINTENANCE_ENDPOINTS_VARIABLE = "MEMBER_ENDPOINTS"
+# The members' quota (etcd's --quota-backend-bytes); a file above ALARM_PERCENT of it is reported.
+MAINTENANCE_QUOTA_VARIABLE = "QUOTA_BACKEND_BYTES"
+QUOTA_ALARM_PERCENT = 80
+# etcdctl's timeout for one member's defragmentation (other calls: 60 s)
+DEFRAG_TIMEOUT = "600s"
+# What `etcd_auth_script` leaves: each user holds the role of its own name and nothing else.
+PLANES_USERS = (ETCD_DYNAMO_USER, ETCD_OPERATOR_USER, ETCD_ROOT_USER)
+
+
+def _prefix_end(prefix: str) -> str:
+    """The end of etcd's range for ``prefix`` (its last byte plus one), as ``role get`` prints it."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def expected_role_text(role: str) -> str:
+    """``etcdctl role get ROLE`` for a role as `etcd_auth_script` sets it, whitespace squeezed
+    to single spaces (the form the maintenance script compares)."""
+    if role == ETCD_DYNAMO_USER:
+        grant = f"[{DYNAMO_PREFIX}, {_prefix_end(DYNAMO_PREFIX)}) (prefix {DYNAMO_PREFIX})"
+        return f"Role {role} KV Read: {grant} KV Write: {grant}"
+    if role == ETCD_OPERATOR_USER:
+        return f"Role {role} KV Read: KV Write:"
+    raise ValueError(f"no expected permissions for role {role!r}")
+
+
+def maintenance_script(directory: str = PLANES_DIR, *, etcdctl: str = "/usr/local/bin/etcdctl") -> str:
+    """The maintenance container's ``busybox sh -c`` script, as root (the root certificate).
+
+    ``$ACTION`` (one of `MAINTENANCE_ACTIONS`, checked here too: anything else exits 2 before
+    etcd is asked anything) chooses what it does; ``$MEMBER_ENDPOINTS`` are the members' client
+    URLs, ``$QUOTA_BACKEND_BYTES`` their quota. Nothing else comes from outside.
+
+    - ``status``: each member's endpoint status (file size, leader, revision), the alarms,
+      ``auth status``, the users, each user's roles and the roles' permissions compared with
+      what `etcd_auth_script` sets (each difference named);
+    - ``recover``: compact to the current revision, defragment the followers then the leader
+      (one at a time: a member defragmenting serves nothing), ``alarm disarm``; then the users
+      and roles are put back where they differ (extra users and roles deleted, extra role grants
+      revoked, a role with other permissions rebuilt, then `etcd_auth_script`'s idempotent
+      steps, ``auth enable`` among them), and the same checks as ``status``.
+
+    Exit 0 when nothing is left wrong; 1 when something is (each line ``PROBLEM: ...`` says
+    what); 2 for an unknown action.
+    """
+    ctl = etcdctl_words(directory, etcdctl=etcdctl, endpoint="$url", command_timeout="60s")
+    # a defragmentation rewrites the whole file (up to the quota): minutes, not seconds
+    long_ctl = etcdctl_words(directory, etcdctl=etcdctl, endpoint="$url", command_timeout=DEFRAG_TIMEOUT)
+    actions = " ".join(MAINTENANCE_ACTIONS)
+    users = " ".join(sorted(PLANES_USERS))
+    role_checks = "\n".join(
+        f'  check_role {role} "{expected_role_text(role)}"' for role in (ETCD_DYNAMO_USER, ETCD_OPERATOR_USER)
+    )
+    restore = "; ".join(_auth_steps("ctl_all"))
+    return f"""set -u
+say() {{ echo "etcd-maintenance: $*"; }}
+if [ -z "${{{MAINTENANCE_ENDPOINTS_VARIABLE}:-}}" ]; then
+  say "{MAINTENANCE_ENDPOINTS_VARIABLE} is empty: nothing done"; exit 2
+fi
+action=${{{MAINTENANCE_ACTION_VARIABLE}:-}}
+case "$action" in
+  {"|".join(MAINTENANCE_ACTIONS)}) ;;
+  *) say "ACTION must be one of: {actions} (not '$action'): nothing done"; exit 2 ;;
+esac
+problems=0
+problem() {{ echo "etcd-maintenance: PROBLEM: $*"; problems=$((problems+1)); }}
+ctl() {{ url=$1; shift; {ctl} "$@"; }}
+ctl_long() {{ url=$1; shift; {long_ctl} "$@"; }}
+all=$(echo ${MAINTENANCE_ENDPOINTS_VARIABLE} | tr ' ' ',')
+ctl_all() {{ ctl "$all" "$@"; }}
+quota=${{{MAINTENANCE_QUOTA_VARIABLE}:-}}
+case "$quota" in
+  *[!0-9]*) say "{MAINTENANCE_QUOTA_VARIABLE} is not a whole number ('$quota'): not compared"; quota="" ;;
+esac
+field() {{ printf '%s' "$2" | grep -o "\\"$1\\":[0-9]*" | head -n 1 | cut -d: -f2; }}
+squeeze() {{ tr -s ' \\t\\n' '   ' | sed 's/ *$//'; }}
+leader=""
+followers=""
+revision=""
+members() {{
+  leader=""; followers=""; revision=""
+  for url in ${MAINTENANCE_ENDPOINTS_VARIABLE}; do
+    if ! answer=$(ctl "$url" endpoint status -w json 2>&1); then
+      problem "$url does not answer: $(echo "$answer" | tail -n 1)"; continue
+    fi
+    size=$(field dbSize "$answer"); id=$(field member_id "$answer"); lead=$(field leader "$answer")
+    rev=$(field revision "$answer")
+    role=follower; [ "$id" = "$lead" ] && role=leader
+    say "member $url: $role, revision $rev, file $size bytes"
+    if [ "$role" = leader ]; then leader=$url; else followers="$followers $url"; fi
+    [ -n "$revision" ] || revision=$rev
+    if [ -n "$quota" ] && [ -n "$size" ] && [ "$size" -ge $(( quota / 100 * {QUOTA_ALARM_PERCENT} )) ]; then
+      problem "$url: file $size bytes, {QUOTA_ALARM_PERCENT} % or more of the quota ($quota bytes)"
+    fi
+  done
+  [ -n "$leader" ] || problem "no member reports itself the leader"
+}}
+check_role() {{
+  got=$(ctl_all role get "$1" 2>&1 | squeeze)
+  [ "$got" = "$2" ] || problem "role $1 differs: has '$got', expected '$2'"
+}}
+check() {{
+  alarms=$(ctl_all alarm list 2>&1) || problem "alarm list failed: $alarms"
+  if [ -n "$alarms" ]; then problem "alarms raised: $(echo "$alarms" | squeeze)"; else say "no alarm"; fi
+  auth=$(ctl_all auth status 2>&1)
+  case "$auth" in
+    *"Authentication Status: true"*) say "authentication on" ;;
+    *) problem "authentication is not on: $(echo "$auth" | squeeze)" ;;
+  esac
+  listed=$(ctl_all user list 2>&1 | sort | squeeze)
+  [ "$listed" = "{users}" ] || problem "users differ: has '$listed', expected '{users}'"
+  for user in {users}; do
+    roles=$(ctl_all user get "$user" 2>&1 | grep '^Roles:' | squeeze)
+    [ "$roles" = "Roles: $user" ] ||
+      problem "user $user's roles differ: has '$roles', expected 'Roles: $user'"
+  done
+  extra=$(ctl_all role list 2>&1 | grep -v -x -e {" -e ".join(sorted(PLANES_USERS))} | squeeze)
+  [ -z "$extra" ] || problem "roles that should not exist: $extra"
+{role_checks}
+}}
+restore() {{
+  say "restoring the users and roles of etcd_auth_script"
+  for user in $(ctl_all user list); do
+    case " {users} " in *" $user "*) ;; *) ctl_all user delete "$user" ;; esac
+  done
+  for role in $(ctl_all role list); do
+    case " {users} " in *" $role "*) ;; *) ctl_all role delete "$role" ;; esac
+  done
+  for user in {users}; do
+    for role in $(ctl_all user get "$user" 2>/dev/null | grep '^Roles:' | cut -d: -f2); do
+      [ "$role" = "$user" ] || ctl_all user revoke-role "$user" "$role"
+    done
+  done
+  for role in {ETCD_DYNAMO_USER} {ETCD_OPERATOR_USER}; do
+    want="{expected_role_text(ETCD_OPERATOR_USER)}"
+    [ "$role" = {ETCD_DYNAMO_USER} ] && want="{expected_role_text(ETCD_DYNAMO_USER)}"
+    got=$(ctl_all role get "$role" 2>/dev/null | squeeze)
+    if [ -n "$got" ] && [ "$got" != "$want" ]; then
+      say "rebuilding role $role"; ctl_all role delete "$role"
+    fi
+  done
+  ( set -e; {restore} ) || problem "etcd_auth_script's steps failed"
+}}
+say "$action (members: ${MAINTENANCE_ENDPOINTS_VARIABLE})"
+[ "$action" = recover ] && say "before recovery:"
+members
+if [ "$action" = recover ]; then
+  problems=0  # what the status above found is what recover is for; its own steps count from here
+  if [ -n "$revision" ]; then
+    answer=$(ctl_all compact "$revision" 2>&1)
+    case "$answer" in
+      *"compacted revision"*|*"required revision has been compacted"*)
+        say "compacted to revision $revision" ;;
+      *) problem "compact $revision failed: $(echo "$answer" | tail -n 1)" ;;
+    esac
+  fi
+  for url in $followers $leader; do  # one at a time, the leader last
+    if ctl_long "$url" defrag; then say "defragmented $url"; else problem "defrag $url failed"; fi
+  done
+  if ctl_all alarm disarm > /dev/null; then say "alarms disarmed"; else problem "alarm disarm failed"; fi
+  steps=$problems
+  check > /dev/null
+  differs=$((problems - steps))
+  problems=$steps
+  [ "$differs" -eq 0 ] || restore
+  say "after recovery:"
+  members
+fi
+check
+if [ "$problems" -gt 0 ]; then say "$action: $problems problem(s) left"; exit 1; fi
+say "$action: nothing wrong"
 """
