@@ -20,7 +20,7 @@ from devtools.services import MotoServer
 from dynamo_ecs import metric_names
 from dynamo_ecs.config import SERVICE_ROLES, load_config
 from dynamo_ecs.endpoints.gpu_services import parse_properties, spec_from_properties
-from dynamo_ecs.planes.infra_settings import WRITER_SECRETS, join_script, writer_script
+from dynamo_ecs.planes.infra_settings import WRITER_SECRETS, etcd_auth_script, join_script, writer_script
 from dynamo_ecs.signals.collector import default_collector
 from dynamo_ecs.signals.prometheus_scrape import FrontendSource
 from dynamo_ecs.signals.workers import WorkerSource
@@ -398,6 +398,9 @@ def test_three_infra_members_run_etcd_and_nats_with_jetstream_and_its_monitor(cr
         assert containers["etcd-join"]["command"] == [join_script()]
         assert containers["etcd-join"]["entryPoint"] == ["/planes-tools/busybox", "sh", "-c"]
         assert containers["etcd-auth"]["entryPoint"] == ["/planes-tools/busybox", "sh", "-c"]
+        assert containers["etcd-auth"]["command"] == [
+            etcd_auth_script(etcdctl="/usr/local/bin/etcdctl", endpoint="$AUTH_ENDPOINT", wait_s=600)
+        ]
         assert containers["planes-writer"]["command"] == [
             writer_script(
                 tools_dir="/planes-tools",
