@@ -310,6 +310,33 @@ def placeable_infra_definition(
     return placeable_task_definition(template, logical_id, service["taskDefinition"])
 
 
+def revision_with_environment(
+    task_definition: str, container: str, environment: dict[str, str], ecs: Any = None
+) -> str:
+    """A new revision of ``task_definition``'s family, the same but for ``environment`` in
+    ``container``'s variables (only names it already has: a test changes a value the template
+    sets, never adds one); its ARN."""
+    ecs = ecs or boto3.client("ecs")
+    stored = ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
+    containers = copy.deepcopy(stored["containerDefinitions"])
+    [chosen] = [c for c in containers if c["name"] == container]
+    names = {e["name"] for e in chosen.get("environment") or []}
+    assert set(environment) <= names, f"{container} has no {sorted(set(environment) - names)}"
+    chosen["environment"] = [
+        {"name": e["name"], "value": environment.get(e["name"], e["value"])} for e in chosen["environment"]
+    ]
+    registered = ecs.register_task_definition(
+        family=stored["family"],
+        networkMode=stored["networkMode"],
+        requiresCompatibilities=stored["requiresCompatibilities"],
+        cpu=stored["cpu"],
+        memory=stored["memory"],
+        containerDefinitions=containers,
+        volumes=stored.get("volumes") or [],
+    )
+    return str(registered["taskDefinition"]["taskDefinitionArn"])
+
+
 def placeable_task_definition(template: dict[str, Any], logical_id: str, task_definition: str) -> str:
     """`placeable_infra_definition` for any of the template's task definitions (``logical_id``),
     registered by the stack as ``task_definition`` (an ARN or family): a new revision of the same

@@ -12,7 +12,6 @@ members' own task definitions (the config file etcd-join writes; the planes on).
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import ssl
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 
 from devtools.local_ecs.infra import LocalTier, PlanesClient, local_tier, planes_client
-from devtools.moto_stack import DeployedStack
+from devtools.moto_stack import DeployedStack, revision_with_environment
 from devtools.services import find_binary
 from dynamo_ecs import aws
 from dynamo_ecs.planes.infra_settings import ETCD_HISTORY_SETTINGS
@@ -42,23 +41,7 @@ def with_join_environment(tier: LocalTier, **settings: str) -> None:
     """Register each member's task definition again with ``settings`` in etcd-join's environment
     (the values etcd-join writes into etcd's config file); nothing else changes."""
     for k, arn in enumerate(tier.definitions):
-        stored = tier.ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
-        containers = copy.deepcopy(stored["containerDefinitions"])
-        [join] = [c for c in containers if c["name"] == "etcd-join"]
-        names = {e["name"] for e in join["environment"]}
-        assert set(settings) <= names, f"etcd-join has no {set(settings) - names}"
-        join["environment"] = [
-            {"name": e["name"], "value": settings.get(e["name"], e["value"])} for e in join["environment"]
-        ]
-        tier.definitions[k] = tier.ecs.register_task_definition(
-            family=stored["family"],
-            networkMode=stored["networkMode"],
-            requiresCompatibilities=stored["requiresCompatibilities"],
-            cpu=stored["cpu"],
-            memory=stored["memory"],
-            containerDefinitions=containers,
-            volumes=stored.get("volumes") or [],
-        )["taskDefinition"]["taskDefinitionArn"]
+        tier.definitions[k] = revision_with_environment(arn, "etcd-join", settings, tier.ecs)
 
 
 @pytest.fixture

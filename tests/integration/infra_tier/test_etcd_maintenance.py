@@ -12,7 +12,6 @@ by ``recover``.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,12 @@ from click.testing import CliRunner, Result
 
 from devtools.aws_state_rules import AwsStateRules
 from devtools.local_ecs.one_off import OneOffRunner, running_one_offs
-from devtools.moto_stack import DeployedStack, declare_member_networks, placeable_task_definition
+from devtools.moto_stack import (
+    DeployedStack,
+    declare_member_networks,
+    placeable_task_definition,
+    revision_with_environment,
+)
 from dynamo_ecs import aws
 from dynamo_ecs_cli import etcd_maintenance as maintenance_module
 from dynamo_ecs_cli.etcd_maintenance import FAMILY_OUTPUT, STARTED_BY
@@ -200,7 +204,7 @@ def maintenance(deployed: DeployedStack, tmp_path: Path) -> Iterator[Any]:
 
     def attach(tier: Any, **environment: str) -> Any:
         if environment:  # the maintenance container's variables changed, nothing else
-            with_environment(arn, "etcd-maintenance", environment)
+            revision_with_environment(arn, "etcd-maintenance", environment)
         runner = OneOffRunner(
             ecs=aws.client("ecs"),
             logs=aws.client("logs"),
@@ -212,28 +216,6 @@ def maintenance(deployed: DeployedStack, tmp_path: Path) -> Iterator[Any]:
         return running_one_offs(runner)
 
     yield attach
-
-
-def with_environment(arn: str, container: str, environment: dict[str, str]) -> str:
-    """A new revision of ``arn``'s family with ``environment`` in ``container`` (existing names only)."""
-    ecs = aws.client("ecs")
-    stored = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
-    containers = copy.deepcopy(stored["containerDefinitions"])
-    [chosen] = [c for c in containers if c["name"] == container]
-    assert set(environment) <= {e["name"] for e in chosen["environment"]}
-    chosen["environment"] = [
-        {"name": e["name"], "value": environment.get(e["name"], e["value"])} for e in chosen["environment"]
-    ]
-    registered = ecs.register_task_definition(
-        family=stored["family"],
-        networkMode=stored["networkMode"],
-        requiresCompatibilities=stored["requiresCompatibilities"],
-        cpu=stored["cpu"],
-        memory=stored["memory"],
-        containerDefinitions=containers,
-        volumes=stored.get("volumes") or [],
-    )
-    return str(registered["taskDefinition"]["taskDefinitionArn"])
 
 
 def run(*args: str) -> Result:

@@ -15,7 +15,13 @@ import pytest
 from devtools.local_ecs.client import get
 from devtools.local_ecs.containers import ContainerStartError, repository_name
 from devtools.local_ecs.infra import running_infra, start_infra
-from devtools.moto_stack import DeployedStack, deploy_on_moto, network, placeable_infra_definition
+from devtools.moto_stack import (
+    DeployedStack,
+    deploy_on_moto,
+    network,
+    placeable_infra_definition,
+    revision_with_environment,
+)
 from devtools.services import MotoServer, http_post_json
 from dynamo_ecs import aws
 from dynamo_ecs.specs import load_default_spec
@@ -131,27 +137,18 @@ def test_the_single_tasks_etcd_compacts_the_history_older_than_its_retention(
     # Given the infra task with a 5-s retention: the template keeps 10 minutes, which a test
     # cannot wait for; the one value changed, in the etcd environment the template sets it in
     ecs = aws.client("ecs")
-    stored = ecs.describe_task_definition(
-        taskDefinition=placeable_infra_definition(deployed.full, deployed.outputs)
-    )["taskDefinition"]
-    containers = copy.deepcopy(stored["containerDefinitions"])
-    etcd = next(c for c in containers if c["name"] == "etcd")
+    placeable = placeable_infra_definition(deployed.full, deployed.outputs)
+    [etcd] = [
+        c
+        for c in ecs.describe_task_definition(taskDefinition=placeable)["taskDefinition"][
+            "containerDefinitions"
+        ]
+        if c["name"] == "etcd"
+    ]
     environment = {e["name"]: e["value"] for e in etcd["environment"]}
     assert environment["ETCD_AUTO_COMPACTION_MODE"] == "periodic"
     assert environment["ETCD_AUTO_COMPACTION_RETENTION"] == "10m"
-    etcd["environment"] = [
-        {**e, "value": "5s"} if e["name"] == "ETCD_AUTO_COMPACTION_RETENTION" else e
-        for e in etcd["environment"]
-    ]
-    shortened = ecs.register_task_definition(
-        family=stored["family"],
-        networkMode=stored["networkMode"],
-        requiresCompatibilities=stored["requiresCompatibilities"],
-        cpu=stored["cpu"],
-        memory=stored["memory"],
-        containerDefinitions=containers,
-        volumes=stored.get("volumes") or [],
-    )["taskDefinition"]["taskDefinitionArn"]
+    shortened = revision_with_environment(placeable, "etcd", {"ETCD_AUTO_COMPACTION_RETENTION": "5s"}, ecs)
     task_arn = run_infra_task(deployed, shortened)
     with running_infra(ecs, deployed.outputs["InfraClusterName"], task_arn, tmp_path) as infra:
         # When one key is written five times
