@@ -145,6 +145,16 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def serial_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """moto server answering one request at a time (`devtools.moto_serial`): its conditional
+    writes are then atomic, as DynamoDB's and Secrets Manager's are. A module whose tests run
+    handlers concurrently overrides `moto` with it; on the threaded server two concurrent
+    conditional writes can both succeed, which AWS never lets happen."""
+    with moto_server(tmp_path_factory.mktemp("moto-serial"), serial=True) as server:
+        yield server
+
+
 @pytest.fixture
 def aws_env(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
     """A clean moto account and an environment that talks only to it."""

@@ -7,8 +7,10 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from devtools.services import MotoServer
 from dynamo_ecs import aws
 from dynamo_ecs.config import DeploymentConfig
 from dynamo_ecs.diagnostics.record import DiagnosisLog
@@ -202,3 +204,10 @@ def test_what_is_not_an_event_is_ignored_and_changes_nothing(
     assert diagnostics.lambda_handler(sample("task_scaled_in"), LambdaContext()) == {
         "status": "nothing wrong"
     }
+
+
+@pytest.fixture(scope="module")
+def moto(serial_moto: MotoServer) -> MotoServer:
+    """Handlers run concurrently here: moto answering one request at a time, so that conditional
+    writes are atomic as on AWS (tests/conftest.py, `serial_moto`)."""
+    return serial_moto

@@ -437,3 +437,10 @@ def test_a_service_rolled_back_by_the_circuit_breaker_is_retried_a_bounded_numbe
         redeploy.lambda_handler({"force": True, "services": ["frontend"]}, LambdaContext())["status"]
         == "applied"
     )
+
+
+@pytest.fixture(scope="module")
+def moto(serial_moto: MotoServer) -> MotoServer:
+    """Handlers run concurrently here: moto answering one request at a time, so that conditional
+    writes are atomic as on AWS (tests/conftest.py, `serial_moto`)."""
+    return serial_moto

@@ -13,6 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devtools.cloudformation_stub import CloudFormationStub
 from devtools.handlers import load_handler_module
+from devtools.services import MotoServer
 from dynamo_ecs import aws
 from dynamo_ecs.errors import InvalidInputError
 from dynamo_ecs.planes.secrets_store import delete_plane_secrets, ensure_plane_secrets, secret_name
@@ -261,3 +262,10 @@ def test_custom_resource_refuses_bad_properties_naming_the_field(
         LambdaContext(),
     )
     assert cloudformation.answers[-1]["Status"] == "SUCCESS"
+
+
+@pytest.fixture(scope="module")
+def moto(serial_moto: MotoServer) -> MotoServer:
+    """Handlers run concurrently here: moto answering one request at a time, so that conditional
+    writes are atomic as on AWS (tests/conftest.py, `serial_moto`)."""
+    return serial_moto

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from devtools.services import MotoServer
 from dynamo_ecs import aws
 from dynamo_ecs.errors import InvalidInputError
 from dynamo_ecs.planes.rotation import rotate
@@ -269,3 +270,10 @@ def test_an_infra_secret_of_the_older_layout_rotates_from_its_one_user(aws_env: 
 def test_rotating_before_the_first_deploy_names_the_fix(aws_env: Any) -> None:
     with pytest.raises(InvalidInputError, match="deploy the stack first"):
         rotate("dynamo", "trust")
+
+
+@pytest.fixture(scope="module")
+def moto(serial_moto: MotoServer) -> MotoServer:
+    """Handlers run concurrently here: moto answering one request at a time, so that conditional
+    writes are atomic as on AWS (tests/conftest.py, `serial_moto`)."""
+    return serial_moto

@@ -17,6 +17,7 @@ from devtools.scaling_inputs import (
     put_datapoint,
     schedule_event,
 )
+from devtools.services import MotoServer
 from devtools.sim_clock import SimClock
 from dynamo_ecs import aws
 from dynamo_ecs import metric_names as names
@@ -338,3 +339,10 @@ def test_the_floor_in_tokens_reads_the_collectors_token_rates_in_the_same_call(
     assert "predictive floor: token rate 4000.00/s" in entry["services"]["frontend"]["reason"]
     # and the signals and both token-rate series came in one GetMetricData call
     assert record.calls.count("GetMetricData") == 1, record.calls
+
+
+@pytest.fixture(scope="module")
+def moto(serial_moto: MotoServer) -> MotoServer:
+    """Handlers run concurrently here: moto answering one request at a time, so that conditional
+    writes are atomic as on AWS (tests/conftest.py, `serial_moto`)."""
+    return serial_moto
