@@ -75,6 +75,17 @@ def fail_on_aws(run: Callable[[], int]) -> int:
         return EXIT_AWS
 
 
+def _declined(yes: bool, question: str, not_done: str, verb: str) -> int | None:
+    """None when a mutating command may go on (``--yes``, or a yes at the terminal); else its
+    exit code: usage without a terminal to ask at, ok when the answer is no."""
+    if yes:
+        return None
+    if not sys.stdin.isatty():
+        click.echo(f"dynamo-ecs: {not_done}: pass --yes to {verb} without a terminal", err=True)
+        return EXIT_USAGE
+    return None if click.confirm(question, default=False) else EXIT_OK
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="dynamo-ecs")
 def cli() -> None:
@@ -502,12 +513,9 @@ def roll_infra_command(
         plan = roll_members(ecs, cluster, services, dry_run=True, say=say, healthy=healthy)
         if dry_run or not plan.ok:
             return _finish_roll(plan, as_json)
-        if not yes:
-            if not sys.stdin.isatty():
-                click.echo("dynamo-ecs: not rolled: pass --yes to roll without a terminal", err=True)
-                return EXIT_USAGE
-            if not click.confirm("roll?", default=False):
-                return EXIT_OK
+        declined = _declined(yes, "roll?", "not rolled", "roll")
+        if declined is not None:
+            return declined
         done = roll_members(
             ecs, cluster, services, timeout_s=timeout_s, poll_s=poll_s, say=say, healthy=healthy
         )
@@ -602,15 +610,11 @@ def etcd_maintenance_command(
         if dry_run:
             click.echo(json.dumps({"dry_run": True, "run_task": request}, indent=2))
             return EXIT_OK
-        if action == "recover" and not yes:
-            if not sys.stdin.isatty():
-                click.echo("dynamo-ecs: not started: pass --yes to recover without a terminal", err=True)
-                return EXIT_USAGE
-            if not click.confirm(
-                "recover: compact, defragment every member (each serves nothing meanwhile), disarm? ",
-                default=False,
-            ):
-                return EXIT_OK
+        if action == "recover":
+            question = "recover: compact, defragment every member (each serves nothing meanwhile), disarm? "
+            declined = _declined(yes, question, "not started", "recover")
+            if declined is not None:
+                return declined
         started = ecs.run_task(**request)
         failures = started.get("failures") or []
         if failures or not started.get("tasks"):
@@ -746,12 +750,9 @@ def redeploy_command(
             return _finish(results, as_json)
         if not as_json:
             _print_redeploy(preview, "dry run")
-        if not yes:
-            if not sys.stdin.isatty():
-                click.echo("dynamo-ecs: not applied: pass --yes to apply without a terminal", err=True)
-                return EXIT_USAGE
-            if not click.confirm("apply?", default=False):
-                return EXIT_OK
+        declined = _declined(yes, "apply?", "not applied", "apply")
+        if declined is not None:
+            return declined
         results["applied"] = _invoke(aws, function, payload)
         return _finish(results, as_json, printed_preview=True)
 
