@@ -107,6 +107,16 @@ def etcdctl(
     )
 
 
+def fill_until_refused(client: PlanesClient, urls: list[str]) -> str:
+    """Rewrite one key under ``v1/`` with 100-kB values, the members in turn, until etcd refuses
+    (100 writes at most); etcdctl's error then, or "" if every write was accepted."""
+    for n in range(100):
+        done = etcdctl(client, urls[n % len(urls)], "put", "v1/fill", value=FILL_VALUE)
+        if done.returncode != 0:
+            return done.stderr
+    return ""
+
+
 def status(client: PlanesClient, url: str) -> dict[str, Any]:
     done = etcdctl(client, url, "endpoint", "status", "-w", "json")
     assert done.returncode == 0, done.stderr
@@ -209,12 +219,7 @@ def test_a_tier_at_its_quota_takes_writes_again_after_the_documented_way_out_as_
             ETCD_HISTORY_SETTINGS["ETCD_AUTO_COMPACTION_RETENTION"]
         )
     # When Dynamo's identity rewrites one key with 100-kB values until etcd refuses
-    refused = ""
-    for n in range(100):
-        done = etcdctl(dynamo, urls[n % 3], "put", "v1/fill", value=FILL_VALUE)
-        if done.returncode != 0:
-            refused = done.stderr
-            break
+    refused = fill_until_refused(dynamo, urls)
     # Then etcd refuses every write (NOSPACE), raised cluster-wide
     assert "database space exceeded" in refused, refused
     alarms = etcdctl(root, urls[0], "alarm", "list")

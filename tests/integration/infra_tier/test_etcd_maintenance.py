@@ -33,9 +33,9 @@ from dynamo_ecs_cli import etcd_maintenance as maintenance_module
 from dynamo_ecs_cli.etcd_maintenance import FAMILY_OUTPUT, STARTED_BY
 from dynamo_ecs_cli.main import cli
 from tests.integration.infra_tier.test_etcd_history import (
-    FILL_VALUE,
     SMALL_QUOTA,
     etcdctl,
+    fill_until_refused,
     identity,
     status,
     tier_with,
@@ -231,12 +231,7 @@ def test_recover_brings_a_full_tier_back_to_writes_with_auth_on(
     assert dynamo is not None
     root = identity(deployed.planes["InfraSecretArn"], tmp_path / "root", "root_cert", "root_key")
     urls = [tier.members[k].etcd_url for k in range(3)]
-    refused = ""
-    for n in range(100):
-        done = etcdctl(dynamo, urls[n % 3], "put", "v1/fill", value=FILL_VALUE)
-        if done.returncode != 0:
-            refused = done.stderr
-            break
+    refused = fill_until_refused(dynamo, urls)
     assert "database space exceeded" in refused, refused
     before = max(status(root, url)["dbSize"] for url in urls)
     # (the maintenance task told the members' quota, as the template tells it theirs)
