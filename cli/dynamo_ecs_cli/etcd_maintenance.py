@@ -27,6 +27,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from dynamo_ecs.planes.infra_settings import MAINTENANCE_ACTION_VARIABLE, MAINTENANCE_ACTIONS
+from dynamo_ecs_cli.stack import described_tasks
 
 FAMILY_OUTPUT = "EtcdMaintenanceTaskFamily"
 MAINTENANCE_CONTAINER = "etcd-maintenance"
@@ -96,13 +97,12 @@ def run_task_request(cluster: str, family: str, action: str, network: Mapping[st
 def running_tasks(ecs: Any, cluster: str, family: str) -> list[dict[str, Any]]:
     """The family's tasks not yet STOPPED, oldest first: pending and running ones, and those
     still stopping (desired STOPPED: an etcdctl defrag may still be under way)."""
-    arns: list[str] = []
-    for desired in ("RUNNING", "STOPPED"):
-        arns += ecs.list_tasks(cluster=cluster, family=family, desiredStatus=desired).get("taskArns") or []
-    alive: list[dict[str, Any]] = []
-    for start in range(0, len(arns), 100):  # DescribeTasks takes 100 at most
-        tasks = ecs.describe_tasks(cluster=cluster, tasks=arns[start : start + 100]).get("tasks") or []
-        alive += [t for t in tasks if t.get("lastStatus") != "STOPPED"]
+    alive = [
+        task
+        for desired in ("RUNNING", "STOPPED")
+        for task in described_tasks(ecs, cluster, family=family, desiredStatus=desired)
+        if task.get("lastStatus") != "STOPPED"
+    ]
     return sorted(alive, key=_start_order)
 
 

@@ -133,6 +133,18 @@ def require_stack(aws: Aws, name: str) -> Stack:
     return stack
 
 
+def described_tasks(ecs: Any, cluster: str, **filters: str) -> list[dict[str, Any]]:
+    """Every task of ``cluster`` that ListTasks answers for ``filters`` (all pages), described
+    (DescribeTasks takes at most 100 tasks a call)."""
+    arns: list[str] = []
+    for page in ecs.get_paginator("list_tasks").paginate(cluster=cluster, **filters):
+        arns.extend(page.get("taskArns", []))
+    described: list[dict[str, Any]] = []
+    for start in range(0, len(arns), 100):
+        described.extend(ecs.describe_tasks(cluster=cluster, tasks=arns[start : start + 100])["tasks"])
+    return described
+
+
 def running_service_tasks(ecs: Any, cluster: str, service: str) -> list[dict[str, Any]]:
     """The described RUNNING tasks of one ECS service of ``cluster``.
 
@@ -140,12 +152,5 @@ def running_service_tasks(ecs: Any, cluster: str, service: str) -> list[dict[str
     task of the cluster): a service's tasks carry its group, ``service:<name>``, which AWS sets
     too, and that decides.
     """
-    arns: list[str] = []
-    for page in ecs.get_paginator("list_tasks").paginate(
-        cluster=cluster, serviceName=service, desiredStatus="RUNNING"
-    ):
-        arns.extend(page.get("taskArns", []))
-    described: list[dict[str, Any]] = []
-    for start in range(0, len(arns), 100):  # DescribeTasks takes at most 100 tasks
-        described.extend(ecs.describe_tasks(cluster=cluster, tasks=arns[start : start + 100])["tasks"])
+    described = described_tasks(ecs, cluster, serviceName=service, desiredStatus="RUNNING")
     return [t for t in described if t.get("group") == f"service:{service}"]
